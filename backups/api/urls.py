@@ -1,0 +1,6 @@
+"""API routes of the backups app."""
+
+from rest_framework.routers import DefaultRouter
+
+router = DefaultRouter(trailing_slash=True)
+urlpatterns = router.urls

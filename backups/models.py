@@ -1,0 +1,1 @@
+"""Models of the backups app (filled in by its own issue)."""

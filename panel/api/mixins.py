@@ -1,0 +1,37 @@
+"""Shared pieces of the API viewsets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import status
+from rest_framework.response import Response
+
+from panel.access import access_for
+
+
+class ScopedQuerysetMixin:
+    """``get_queryset`` returns ``queryset.for_user(caller)``: the only way viewsets read rows."""
+
+    def get_queryset(self):  # noqa: ANN201
+        return super().get_queryset().for_user(access_for(self.request))  # type: ignore[misc]
+
+    @property
+    def access(self):  # noqa: ANN201
+        return access_for(self.request)  # type: ignore[attr-defined]
+
+
+def idempotency_key(request: Any) -> str:
+    """The client's ``Idempotency-Key`` header (trimmed to 100 characters)."""
+    return (request.headers.get("Idempotency-Key") or "").strip()[:100]
+
+
+def operation_accepted(operation: Any, request: Any) -> Response:
+    """202 Accepted with the operation and a Location to poll."""
+    from provisioning.api.serializers import OperationSerializer
+
+    data = OperationSerializer(operation, context={"request": request}).data
+    return Response(
+        data, status=status.HTTP_202_ACCEPTED,
+        headers={"Location": f"/api/operations/{operation.id}/"},
+    )

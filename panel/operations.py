@@ -1,0 +1,427 @@
+"""The operation runner: how long or remote work is requested, claimed, logged and ended.
+
+A service calls :func:`operation_start`; it creates the :class:`~provisioning.models.Operation`
+row (the database refuses a second active one on the same target) and enqueues the Celery task
+after commit. The task calls :func:`operation_execute`, which claims the row with a conditional
+UPDATE (a duplicate delivery finds nothing to claim), runs the registered handler with an
+:class:`OperationContext`, and always ends the row in a terminal state with a readable reason.
+:func:`operations_reap` ends operations whose worker died; :func:`operations_requeue_pending`
+re-enqueues pending ones whose message was lost.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connections, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from panel.access import Access
+from panel.audit import audit_record
+from panel.sanitize import sanitize, sanitize_data, secrets_pop, secrets_push
+
+log = logging.getLogger(__name__)
+
+LOG_DB = "operation_log"
+
+
+class OperationFailed(Exception):
+    """Raised by handlers to end an operation as failed with a message a person can read."""
+
+
+class OperationCancelled(Exception):
+    """Raised when a user asked to cancel a running operation."""
+
+
+class OperationConflict(Exception):
+    """A second mutating operation was asked for a target that already has an active one."""
+
+    def __init__(self, running: Any) -> None:
+        self.running = running
+        super().__init__(
+            f"{running.get_kind_display() if hasattr(running, 'get_kind_display') else running.kind}"
+            f" {running.id} is already {running.status} on this target; wait for it to finish"
+            " or cancel it."
+        )
+
+
+@dataclass(frozen=True)
+class OperationKindSpec:
+    """A registered operation kind: its handler and what to do when it ends badly."""
+
+    kind: str
+    handler: Callable[[OperationContext], dict | None]
+    # Called with (operation, reason) after a failure, cancellation or reaping, to leave the
+    # target in a clear state (e.g. instance -> failed). Must be idempotent.
+    on_abort: Callable[[Any, str], None] | None = None
+
+
+_REGISTRY: dict[str, OperationKindSpec] = {}
+
+
+def operation_handler(
+    kind: str, *, on_abort: Callable[[Any, str], None] | None = None
+) -> Callable[[Callable], Callable]:
+    """Register the handler that carries out operations of ``kind``."""
+
+    def decorator(func: Callable) -> Callable:
+        _REGISTRY[kind] = OperationKindSpec(kind=kind, handler=func, on_abort=on_abort)
+        return func
+
+    return decorator
+
+
+def load_operation_modules() -> None:
+    """Import every app's ``operations`` module (and extra ones from settings) to register."""
+    for name in ("provisioning", "backups", "certificates"):
+        try:
+            importlib.import_module(f"{name}.operations")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{name}.operations":
+                raise
+    for module in settings.PANEL_OPERATION_MODULES:
+        importlib.import_module(module)
+
+
+def registered_kinds() -> set[str]:
+    return set(_REGISTRY)
+
+
+# --- requesting ---------------------------------------------------------------------------
+
+
+def _model():
+    from provisioning.models import Operation
+
+    return Operation
+
+
+def operation_start(
+    *,
+    kind: str,
+    actor: Access | None,
+    tenant: Any = None,
+    host: Any = None,
+    instance: Any = None,
+    params: dict[str, Any] | None = None,
+    lock_key: str | None = None,
+    idempotency_key: str = "",
+) -> Any:
+    """Create an operation and enqueue it once the surrounding transaction commits.
+
+    With an ``idempotency_key`` a repeated request by the same user returns the operation the
+    first one created. Raises :class:`OperationConflict` if ``lock_key`` is held.
+    """
+    Operation = _model()
+    if kind not in _REGISTRY:
+        raise ValueError(f"no handler registered for operation kind {kind!r}")
+    user = actor.user if actor is not None and actor.is_authenticated else None
+    if idempotency_key and user is not None:
+        existing = Operation.objects.filter(
+            requested_by=user, idempotency_key=idempotency_key
+        ).first()
+        if existing is not None:
+            return existing
+    if tenant is None and instance is not None:
+        tenant = instance.tenant
+    try:
+        with transaction.atomic():
+            op = Operation.objects.create(
+                kind=kind,
+                tenant=tenant,
+                host=host,
+                instance=instance,
+                requested_by=user,
+                requested_by_token=actor.token if actor is not None else None,
+                params=params or {},
+                lock_key=lock_key,
+                idempotency_key=idempotency_key if user is not None else "",
+            )
+    except IntegrityError:
+        if idempotency_key and user is not None:
+            existing = Operation.objects.filter(
+                requested_by=user, idempotency_key=idempotency_key
+            ).first()
+            if existing is not None:
+                return existing
+        running = (
+            Operation.objects.filter(lock_key=lock_key, status__in=["pending", "running"]).first()
+            if lock_key
+            else None
+        )
+        if running is None:
+            raise
+        raise OperationConflict(running) from None
+    audit_record(
+        actor=actor,
+        action=f"operation.request.{kind}",
+        target=instance or host or op,
+        tenant=tenant,
+        changes={"operation": str(op.id), "params": params or {}},
+    )
+    transaction.on_commit(lambda: operation_enqueue(op.id))
+    return op
+
+
+def operation_enqueue(operation_id: Any) -> None:
+    """Send the operation's task to the broker (safe to call more than once)."""
+    from provisioning.tasks import operation_run
+
+    _model().objects.filter(id=operation_id).update(enqueued_at=timezone.now())
+    try:
+        operation_run.delay(str(operation_id))
+    except Exception as exc:  # noqa: BLE001 - the sweeper re-enqueues; the request must not fail
+        log.warning("could not enqueue operation %s (sweeper will retry): %s", operation_id, exc)
+
+
+def operation_cancel(operation: Any, *, actor: Access | None) -> Any:
+    """Cancel a pending operation at once, or ask a running one to stop at its next step."""
+    Operation = _model()
+    now = timezone.now()
+    if Operation.objects.filter(id=operation.id, status="pending").update(
+        status="cancelled", cancel_requested=True, finished_at=now, error="Cancelled before it started."
+    ):
+        _abort_hooks(Operation.objects.get(id=operation.id), "Cancelled before it started.")
+    else:
+        Operation.objects.filter(id=operation.id, status="running").update(cancel_requested=True)
+    operation.refresh_from_db()
+    audit_record(actor=actor, action="operation.cancel", target=operation, tenant=operation.tenant)
+    return operation
+
+
+# --- running ------------------------------------------------------------------------------
+
+
+class OperationContext:
+    """What a handler gets: the operation, and ways to log steps and report progress."""
+
+    def __init__(self, operation: Any) -> None:
+        self.operation = operation
+        self._secrets: list[str] = []
+
+    # Secrets registered here are removed from every step, result and error of this operation.
+    def add_secrets(self, values: Iterable[str]) -> None:
+        self._secrets.extend(v for v in values if v)
+
+    def clean(self, text: str) -> str:
+        return sanitize(text, self._secrets)
+
+    def step(
+        self,
+        message: str,
+        *,
+        level: str = "info",
+        command: str = "",
+        exit_code: int | None = None,
+        duration_ms: int | None = None,
+        output: str = "",
+    ) -> None:
+        """Save one log line now, on its own connection, so it survives a rollback."""
+        from provisioning.models import OperationStep
+
+        limit = settings.PANEL_OPERATION_OUTPUT_LIMIT
+        output = self.clean(output)
+        if len(output) > limit:
+            output = output[: limit // 2] + "\n… [truncated] …\n" + output[-limit // 2 :]
+        OperationStep.objects.using(_log_alias()).create(
+            operation_id=self.operation.id,
+            level=level,
+            message=self.clean(message)[:4000],
+            command=self.clean(command)[:2000],
+            exit_code=exit_code,
+            duration_ms=duration_ms,
+            output=output,
+        )
+
+    def progress(self, current: int, total: int | None = None) -> None:
+        fields: dict[str, Any] = {"progress_current": current}
+        if total is not None:
+            fields["progress_total"] = total
+        _model().objects.using(_log_alias()).filter(id=self.operation.id).update(**fields)
+
+    def check_cancelled(self) -> None:
+        if _model().objects.using(_log_alias()).filter(
+            id=self.operation.id, cancel_requested=True
+        ).exists():
+            raise OperationCancelled("Cancelled on request.")
+
+
+def _log_alias() -> str:
+    # Outside a transaction the default connection commits each step at once. Inside one, a
+    # second connection does, so the step survives a rollback. (The in-process test suite turns
+    # this off: its test-case transaction would hide the operation row from a second connection.)
+    if settings.PANEL_OPERATION_LOG_SEPARATE and connections["default"].in_atomic_block:
+        return LOG_DB
+    return "default"
+
+
+class _Heartbeat(threading.Thread):
+    """Touches ``heartbeat_at`` while the handler runs; a dead worker stops touching it."""
+
+    def __init__(self, operation_id: Any, interval: float) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{operation_id}")
+        self.operation_id = operation_id
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(self.interval):
+                _model().objects.filter(
+                    id=self.operation_id, status="running"
+                ).update(heartbeat_at=timezone.now())
+        except Exception:  # noqa: BLE001 - a missed heartbeat is handled by the reaper
+            log.exception("heartbeat failed for operation %s", self.operation_id)
+        finally:
+            connections.close_all()
+
+
+def operation_execute(operation_id: Any) -> str:
+    """Claim and run one operation; returns its terminal status (or 'skipped')."""
+    Operation = _model()
+    now = timezone.now()
+    claimed = Operation.objects.filter(id=operation_id, status="pending", cancel_requested=False).update(
+        status="running",
+        started_at=now,
+        heartbeat_at=now,
+        worker=f"{socket.gethostname()}:{threading.get_native_id()}",
+        attempts=F("attempts") + 1,
+    )
+    if not claimed:
+        log.info("operation %s not claimable (already taken, finished or cancelled)", operation_id)
+        return "skipped"
+    op = Operation.objects.select_related("instance", "host", "tenant").get(id=operation_id)
+    spec = _REGISTRY.get(op.kind)
+    ctx = OperationContext(op)
+    interval = max(1.0, settings.PANEL_OPERATION_HEARTBEAT_TIMEOUT.total_seconds() / 4)
+    heartbeat = _Heartbeat(op.id, interval)
+    heartbeat.start()
+    token = secrets_push(())
+    status, error, result = "failed", "", {}
+    try:
+        if spec is None:
+            raise OperationFailed(f"This panel has no handler for operations of kind {op.kind!r}.")
+        result = spec.handler(ctx) or {}
+        status = "succeeded"
+    except OperationCancelled as exc:
+        status, error = "cancelled", str(exc)
+    except OperationFailed as exc:
+        status, error = "failed", str(exc)
+    except Exception as exc:  # noqa: BLE001 - every failure must end the operation readably
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        if isinstance(exc, SoftTimeLimitExceeded):
+            error = "The operation ran past its time limit and was stopped."
+        else:
+            error = f"Unexpected error ({type(exc).__name__}): {exc}"
+        log.exception("operation %s crashed", op.id)
+        try:
+            ctx.step("Internal error", level="error", output=traceback.format_exc())
+        except Exception:  # noqa: BLE001
+            log.exception("could not log the error step of %s", op.id)
+    finally:
+        heartbeat.stopped.set()
+        secrets_pop(token)
+    error = ctx.clean(error)
+    if status != "succeeded":
+        ctx.step(error or status, level="error" if status == "failed" else "warning")
+    ended = Operation.objects.filter(id=op.id, status="running").update(
+        status=status,
+        error=error,
+        result=sanitize_data(result),
+        finished_at=timezone.now(),
+        **({"progress_current": F("progress_total")} if status == "succeeded" else {}),
+    )
+    heartbeat.join(timeout=5)
+    if ended and status != "succeeded":
+        op.refresh_from_db()
+        _abort_hooks(op, error)
+    return status if ended else "reaped"
+
+
+def _abort_hooks(operation: Any, reason: str) -> None:
+    spec = _REGISTRY.get(operation.kind)
+    if spec is None or spec.on_abort is None:
+        return
+    try:
+        spec.on_abort(operation, reason)
+    except Exception:  # noqa: BLE001 - the operation is already ended; report, don't raise
+        log.exception("abort hook of operation %s failed", operation.id)
+
+
+# --- housekeeping -------------------------------------------------------------------------
+
+
+def operations_reap(now: Any = None) -> list[str]:
+    """End running operations whose worker stopped sending heartbeats; release their targets."""
+    Operation = _model()
+    now = now or timezone.now()
+    deadline = now - settings.PANEL_OPERATION_HEARTBEAT_TIMEOUT
+    reaped = []
+    for op in Operation.objects.filter(status="running", heartbeat_at__lt=deadline):
+        reason = (
+            "The worker running this operation stopped responding (last heartbeat "
+            f"{op.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); it was ended so the target is free again."
+            " Check the target's state, then run the operation again."
+        )
+        if Operation.objects.filter(id=op.id, status="running", heartbeat_at__lt=deadline).update(
+            status="failed", error=reason, finished_at=now
+        ):
+            OperationContext(op).step(reason, level="error")
+            op.refresh_from_db()
+            _abort_hooks(op, reason)
+            reaped.append(str(op.id))
+    return reaped
+
+
+def operations_requeue_pending(now: Any = None) -> list[str]:
+    """Enqueue again pending operations whose message seems lost (the claim stays safe)."""
+    Operation = _model()
+    now = now or timezone.now()
+    cutoff = now - settings.PANEL_OPERATION_REQUEUE_AFTER
+    ids = list(
+        Operation.objects.filter(status="pending", cancel_requested=False, created_at__lt=cutoff)
+        .filter(enqueued_at__lt=cutoff)
+        .values_list("id", flat=True)[:500]
+    ) + list(
+        Operation.objects.filter(status="pending", enqueued_at__isnull=True, created_at__lt=cutoff)
+        .values_list("id", flat=True)[:500]
+    )
+    for op_id in ids:
+        operation_enqueue(op_id)
+    return [str(i) for i in ids]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` seconds pass (used by handlers and tests)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+__all__ = [
+    "OperationCancelled",
+    "OperationConflict",
+    "OperationContext",
+    "OperationFailed",
+    "operation_cancel",
+    "operation_enqueue",
+    "operation_execute",
+    "operation_handler",
+    "operation_start",
+    "operations_reap",
+    "operations_requeue_pending",
+]

@@ -1,0 +1,267 @@
+"""Settings for the panel, driven by environment variables.
+
+With no environment at all the panel runs on embedded defaults (SQLite, a filesystem Celery
+broker, keys generated under ``var/``) so that one command starts a working demo. Production sets
+``DATABASE_URL``, ``CELERY_BROKER_URL``, ``PANEL_SECRET_KEY`` and ``PANEL_ENCRYPTION_KEYS``; each
+secret may also be given as ``<NAME>_FILE`` pointing to a file (Docker secrets).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("PANEL_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """Read ``name`` from the environment, or from the file named by ``<name>_FILE``."""
+    file_name = os.environ.get(f"{name}_FILE")
+    if file_name:
+        return Path(file_name).read_text().strip()
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = env(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _generated_secret(file_name: str, make: callable) -> str:
+    """A development secret, generated once and kept under var/ (never used when env is set)."""
+    path = VAR_DIR / file_name
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+DEBUG = env_bool("PANEL_DEBUG", default=False)
+TESTING = env_bool("PANEL_TESTING", default=False)
+SECRET_KEY = env("PANEL_SECRET_KEY") or _generated_secret(
+    "secret_key", lambda: secrets.token_urlsafe(50)
+)
+# Comma-separated Fernet keys; the first encrypts, all decrypt (rotation: prepend a new key,
+# run `manage.py secrets_rotate`, then drop the old one).
+PANEL_ENCRYPTION_KEYS = [
+    k.strip()
+    for k in (
+        env("PANEL_ENCRYPTION_KEYS")
+        or _generated_secret("encryption_keys", lambda: Fernet.generate_key().decode())
+    ).split(",")
+    if k.strip()
+]
+
+ALLOWED_HOSTS = [h.strip() for h in (env("PANEL_ALLOWED_HOSTS") or "localhost,127.0.0.1,[::1],testserver").split(",")]
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in (env("PANEL_CSRF_TRUSTED_ORIGINS") or "").split(",") if o.strip()
+]
+PANEL_BASE_URL = env("PANEL_BASE_URL", "http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
+    "panel",
+    "tenants",
+    "provisioning",
+    "backups",
+    "certificates",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "panel.audit.AuditContextMiddleware",
+]
+
+ROOT_URLCONF = "panel.urls"
+WSGI_APPLICATION = "panel.wsgi.application"
+ASGI_APPLICATION = "panel.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "panel.context_processors.panel",
+            ],
+        },
+    },
+]
+
+_default_db = f"sqlite:///{VAR_DIR / 'panel.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL") or _default_db, conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web process read while the worker writes; the timeout rides out short locks.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+    }
+# Operation steps are written through a second connection to the same database, so a step is
+# committed at once (a watcher sees it live) even when the code that logged it is inside a
+# transaction that later rolls back.
+DATABASES["operation_log"] = {**DATABASES["default"], "TEST": {"DEPENDENCIES": []}}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env("PANEL_STATIC_ROOT") or BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = env_bool("PANEL_SECURE_COOKIES", default=not DEBUG and not TESTING and bool(env("DATABASE_URL")))
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024  # 1 MiB: no form or API body of ours is bigger
+
+EMAIL_BACKEND = env("PANEL_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env("PANEL_EMAIL_HOST", "127.0.0.1")
+EMAIL_PORT = int(env("PANEL_EMAIL_PORT", "25"))
+DEFAULT_FROM_EMAIL = env("PANEL_EMAIL_FROM", "panel@localhost")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "panel.api.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["panel.api.permissions.PanelPermission"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+        "rest_framework.filters.SearchFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "panel.api.exceptions.exception_handler",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Atlassian hosting panel API",
+    "DESCRIPTION": (
+        "Tenants, instances, licenses, hosts and operations. Actions that start remote work "
+        "answer 202 with an Operation to poll; send an Idempotency-Key header to retry safely."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI served from our own static files: the panel works offline (no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {},
+}
+
+# --- Celery ---------------------------------------------------------------------------------
+_broker_dir = VAR_DIR / "broker"
+CELERY_BROKER_URL = env("CELERY_BROKER_URL") or "filesystem://"
+if CELERY_BROKER_URL == "filesystem://":
+    for sub in ("queue", "processed"):
+        (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    # Longer than the longest task's hard limit, so Redis never re-delivers a task that is
+    # still running on a slow worker.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SOFT_TIME_LIMIT = 3 * 3600
+CELERY_TASK_TIME_LIMIT = 3 * 3600 + 300
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BEAT_SCHEDULE = {
+    "operations-reap": {"task": "provisioning.tasks.operations_reap", "schedule": 30.0},
+    "operations-requeue-pending": {
+        "task": "provisioning.tasks.operations_requeue_pending",
+        "schedule": 60.0,
+    },
+}
+
+# --- Panel ----------------------------------------------------------------------------------
+# A running operation whose worker has not sent a heartbeat for this long is considered dead.
+PANEL_OPERATION_HEARTBEAT_TIMEOUT = timedelta(
+    seconds=int(env("PANEL_OPERATION_HEARTBEAT_TIMEOUT", "120"))
+)
+# A pending operation not claimed for this long is enqueued again (its message was lost).
+PANEL_OPERATION_REQUEUE_AFTER = timedelta(seconds=int(env("PANEL_OPERATION_REQUEUE_AFTER", "120")))
+PANEL_OPERATION_OUTPUT_LIMIT = 8000
+# Extra modules that register operation handlers (tests register diagnostic kinds this way).
+PANEL_OPERATION_MODULES = [m for m in (env("PANEL_OPERATION_MODULES") or "").split(",") if m]
+PANEL_IMAGE_PREFIX = env("PANEL_IMAGE_PREFIX", "atlassian/")
+PANEL_POSTGRES_IMAGE = env("PANEL_POSTGRES_IMAGE", "postgres:15")
+PANEL_SSH_CONNECT_TIMEOUT = float(env("PANEL_SSH_CONNECT_TIMEOUT", "10"))
+PANEL_SSH_COMMAND_TIMEOUT = float(env("PANEL_SSH_COMMAND_TIMEOUT", "600"))
+PANEL_HOST_DISK_WARNING_PERCENT = int(env("PANEL_HOST_DISK_WARNING_PERCENT", "85"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"sanitize": {"()": "panel.sanitize.SanitizeFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["sanitize"]}},
+    "root": {"handlers": ["console"], "level": env("PANEL_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+PANEL_EXTRA_VERSIONS = [v for v in (env("PANEL_EXTRA_VERSIONS") or "").split(",") if v]
+PANEL_OPERATION_LOG_SEPARATE = env_bool("PANEL_OPERATION_LOG_SEPARATE", default=True)

@@ -1,0 +1,24 @@
+"""Top-level routes: the web UI, the REST API under /api/, its schema and docs, and admin."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+api_patterns = [
+    path("", include("tenants.api.urls")),
+    path("", include("provisioning.api.urls")),
+    path("", include("backups.api.urls")),
+    path("", include("certificates.api.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include(api_patterns)),
+    path("", include("panel.ui_urls")),
+    path("", include("tenants.urls")),
+    path("", include("provisioning.urls")),
+    path("", include("backups.urls")),
+    path("", include("certificates.urls")),
+]

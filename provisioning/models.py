@@ -1,0 +1,403 @@
+"""Managed hosts, Atlassian instances, their licenses, and the Operations that change them."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from panel.crypto import EncryptedJSONField, EncryptedTextField
+from panel.scoping import scoped_manager
+from provisioning import validators as v
+from provisioning.products import Product
+from tenants.models import ApiToken, Tenant
+from tenants.tiers import ServiceTier
+
+
+class Host(models.Model):
+    """A managed server owned by the platform: an app host runs instances, a backup host keeps
+    their backups. Customers never see hosts, only their instance's address."""
+
+    class Role(models.TextChoices):
+        APP = "app", "App host"
+        BACKUP = "backup", "Backup host"
+
+    class Status(models.TextChoices):
+        ENROLLED = "enrolled", "Enrolled (key not trusted yet)"
+        TRUSTED = "trusted", "Trusted, not provisioned"
+        PROVISIONING = "provisioning", "Provisioning"
+        READY = "ready", "Ready"
+        UNREACHABLE = "unreachable", "Unreachable"
+        ERROR = "error", "Error"
+        RETIRED = "retired", "Retired"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=40, unique=True, validators=[v.validate_slug])
+    role = models.CharField(max_length=10, choices=Role.choices)
+    address = models.CharField(max_length=253, validators=[v.validate_host_address])
+    # How other managed hosts reach this one (e.g. a private network name); defaults to address.
+    private_address = models.CharField(
+        max_length=253, blank=True, validators=[v.validate_host_address]
+    )
+    ssh_port = models.PositiveIntegerField(
+        default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    ssh_user = models.CharField(max_length=32, default="root", validators=[v.validate_ssh_user])
+    host_key_fingerprint = models.CharField(
+        max_length=60, blank=True, validators=[v.validate_fingerprint],
+        help_text="Pinned SHA256 fingerprint of the host's SSH key; connections refuse any other.",
+    )
+    # Fingerprint seen on first contact, waiting for an admin to trust it.
+    seen_host_key_fingerprint = models.CharField(max_length=60, blank=True)
+    seen_host_key = models.TextField(blank=True)
+    host_key = models.TextField(blank=True, help_text="The pinned public host key (OpenSSH).")
+    ssh_private_key = EncryptedTextField(blank=True)
+    ssh_public_key = models.TextField(blank=True)
+    data_root = models.CharField(
+        max_length=200, default="/srv/atlassian", validators=[v.validate_abs_path]
+    )
+    backup_host = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="app_hosts",
+        limit_choices_to={"role": "backup"},
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ENROLLED)
+    status_reason = models.TextField(blank=True)
+    facts = models.JSONField(default=dict, blank=True)
+    cpu_count = models.PositiveIntegerField(null=True, blank=True)
+    memory_mb = models.PositiveIntegerField(null=True, blank=True)
+    disk_total_bytes = models.BigIntegerField(null=True, blank=True)
+    disk_free_bytes = models.BigIntegerField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_health_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = scoped_manager(staff_only=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def disk_used_percent(self) -> float | None:
+        if not self.disk_total_bytes or self.disk_free_bytes is None:
+            return None
+        return round(100 * (1 - self.disk_free_bytes / self.disk_total_bytes), 1)
+
+    @property
+    def disk_warning(self) -> bool:
+        used = self.disk_used_percent
+        return used is not None and used >= settings.PANEL_HOST_DISK_WARNING_PERCENT
+
+    @property
+    def peer_address(self) -> str:
+        return self.private_address or self.address
+
+
+class InstanceStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROVISIONING = "provisioning", "Provisioning"
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+    FAILED = "failed", "Failed"
+    RESTORING = "restoring", "Restoring"
+    DELETING = "deleting", "Deleting"
+    DELETED = "deleted", "Deleted"
+
+
+class InstanceHealth(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    HEALTHY = "healthy", "Healthy"
+    DEGRADED = "degraded", "Degraded"
+
+
+class AtlassianInstance(models.Model):
+    """One customer's Jira, Confluence, Bitbucket, ... running on an app host."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="instances")
+    name = models.CharField(
+        max_length=40, unique=True, validators=[v.validate_slug],
+        help_text="Short name used for directories and containers, e.g. acme-jira.",
+    )
+    product = models.CharField(max_length=30, choices=Product.choices)
+    version = models.CharField(max_length=40, validators=[v.validate_version])
+    hostname = models.CharField(max_length=253, unique=True, validators=[v.validate_fqdn])
+    context_path = models.CharField(
+        max_length=64, blank=True, validators=[v.validate_context_path]
+    )
+    host = models.ForeignKey(
+        Host, on_delete=models.PROTECT, null=True, blank=True, related_name="instances"
+    )
+    heap_min_mb = models.PositiveIntegerField(default=1024)
+    heap_max_mb = models.PositiveIntegerField(default=2048)
+    tier = models.CharField(max_length=10, choices=ServiceTier.choices, default=ServiceTier.TIER2)
+    db_name = models.CharField(max_length=63, blank=True)
+    db_user = models.CharField(max_length=63, blank=True)
+    db_password = EncryptedTextField(blank=True)
+    # Opaque extra environment for the application (e.g. a monitoring agent's settings).
+    extra_env = EncryptedJSONField(blank=True, default=dict)
+    status = models.CharField(
+        max_length=20, choices=InstanceStatus.choices, default=InstanceStatus.PENDING
+    )
+    status_reason = models.TextField(blank=True)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    health = models.CharField(
+        max_length=20, choices=InstanceHealth.choices, default=InstanceHealth.UNKNOWN
+    )
+    health_changed_at = models.DateTimeField(null=True, blank=True)
+    deployed_compose_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    purge_after = models.DateTimeField(null=True, blank=True)
+
+    objects = scoped_manager("tenant")
+
+    class Meta:
+        ordering = ["tenant__name", "name"]
+        indexes = [models.Index(fields=["status"]), models.Index(fields=["tenant", "status"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(heap_min_mb__lte=models.F("heap_max_mb")),
+                name="instance_heap_min_le_max",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{self.hostname}{self.context_path}"
+
+    @property
+    def display_status(self) -> str:
+        """Status as a person reads it: a running instance that fails health shows degraded."""
+        if self.status == InstanceStatus.RUNNING and self.health == InstanceHealth.DEGRADED:
+            return "degraded"
+        return self.status
+
+
+class InstanceHealthCheck(models.Model):
+    """One result of polling an instance's ``/status`` endpoint (kept as health history)."""
+
+    id = models.BigAutoField(primary_key=True)
+    instance = models.ForeignKey(
+        AtlassianInstance, on_delete=models.CASCADE, related_name="health_checks"
+    )
+    checked_at = models.DateTimeField(default=timezone.now)
+    ok = models.BooleanField()
+    state = models.CharField(max_length=40, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+    response_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    objects = scoped_manager("instance__tenant")
+
+    class Meta:
+        ordering = ["-checked_at"]
+        indexes = [models.Index(fields=["instance", "-checked_at"])]
+
+
+class License(models.Model):
+    """An Atlassian license key attached to an instance, with the facts decoded from it."""
+
+    class DecodeStatus(models.TextChoices):
+        DECODED = "decoded", "Decoded"
+        NOT_DECODED = "not_decoded", "Not decoded (facts entered by hand)"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    instance = models.ForeignKey(
+        AtlassianInstance, on_delete=models.CASCADE, related_name="licenses"
+    )
+    product = models.CharField(max_length=30, choices=Product.choices)
+    key = EncryptedTextField()
+    decode_status = models.CharField(
+        max_length=20, choices=DecodeStatus.choices, default=DecodeStatus.NOT_DECODED
+    )
+    sen = models.CharField("SEN", max_length=40, blank=True)
+    organisation = models.CharField(max_length=200, blank=True)
+    license_type = models.CharField(max_length=60, blank=True)
+    user_tier = models.CharField(max_length=40, blank=True)
+    expiry_date = models.DateField(null=True, blank=True)
+    maintenance_expiry_date = models.DateField(null=True, blank=True)
+    evaluation = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = scoped_manager("instance__tenant")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_product_display()} license {self.sen or '(no SEN)'}"
+
+    @property
+    def effective_expiry(self):  # noqa: ANN201 - a date or None
+        dates = [d for d in (self.expiry_date, self.maintenance_expiry_date) if d]
+        return min(dates) if dates else None
+
+
+class OperationKind(models.TextChoices):
+    HOST_CONNECT = "host.connect", "Host first contact"
+    HOST_PROVISION = "host.provision", "Host provision"
+    HOST_HEALTH = "host.health", "Host health check"
+    INSTANCE_CREATE = "instance.create", "Instance create"
+    INSTANCE_START = "instance.start", "Instance start"
+    INSTANCE_STOP = "instance.stop", "Instance stop"
+    INSTANCE_RESTART = "instance.restart", "Instance restart"
+    INSTANCE_UPGRADE = "instance.upgrade", "Instance upgrade"
+    INSTANCE_RESIZE = "instance.resize", "Instance heap change"
+    INSTANCE_DELETE = "instance.delete", "Instance delete"
+    INSTANCE_PURGE = "instance.purge", "Instance purge"
+    LICENSE_APPLY = "license.apply", "License apply"
+    BACKUP_CREATE = "backup.create", "Backup"
+    BACKUP_RESTORE = "backup.restore", "Restore"
+    BACKUP_DRILL = "backup.drill", "Restore drill"
+    DNS_UPDATE = "dns.update", "DNS change"
+    CERTIFICATE_ISSUE = "certificate.issue", "Certificate issue"
+    CERTIFICATE_RENEW = "certificate.renew", "Certificate renew"
+    PROXY_DEPLOY = "proxy.deploy", "Proxy config deploy"
+    DIAGNOSTIC = "diagnostic", "Diagnostic"
+
+
+class OperationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_STATUSES = (OperationStatus.PENDING, OperationStatus.RUNNING)
+
+
+class Operation(models.Model):
+    """One long or remote action, from request to a terminal state, with its step log.
+
+    ``lock_key`` names the target a mutating operation holds (``instance:<id>``,
+    ``host:<id>``); a partial unique index keeps two active operations off one target.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=40)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.PROTECT, null=True, blank=True, related_name="operations"
+    )
+    host = models.ForeignKey(
+        Host, on_delete=models.SET_NULL, null=True, blank=True, related_name="operations"
+    )
+    instance = models.ForeignKey(
+        AtlassianInstance, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="operations",
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    requested_by_token = models.ForeignKey(
+        ApiToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(
+        max_length=20, choices=OperationStatus.choices, default=OperationStatus.PENDING
+    )
+    lock_key = models.CharField(max_length=80, blank=True, null=True)
+    idempotency_key = models.CharField(max_length=100, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    progress_current = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = scoped_manager("tenant")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["lock_key"],
+                condition=Q(status__in=["pending", "running"]) & Q(lock_key__isnull=False),
+                name="operation_one_active_per_target",
+            ),
+            models.UniqueConstraint(
+                fields=["requested_by", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="operation_unique_idempotency_key",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"]),
+            models.Index(fields=["instance", "-created_at"]),
+            models.Index(fields=["host", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.status}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status not in ACTIVE_STATUSES
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status == OperationStatus.SUCCEEDED:
+            return 100
+        if not self.progress_total:
+            return 0
+        return min(100, round(100 * self.progress_current / self.progress_total))
+
+    @property
+    def duration(self):  # noqa: ANN201 - a timedelta or None
+        if not self.started_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    @property
+    def target_label(self) -> str:
+        if self.instance_id:
+            return str(self.instance)
+        if self.host_id:
+            return str(self.host)
+        return ""
+
+
+class OperationStep(models.Model):
+    """One log line of an operation, saved at once so a watcher sees it live."""
+
+    class Level(models.TextChoices):
+        DEBUG = "debug", "Debug"
+        INFO = "info", "Info"
+        WARNING = "warning", "Warning"
+        ERROR = "error", "Error"
+
+    id = models.BigAutoField(primary_key=True)
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="steps")
+    created_at = models.DateTimeField(default=timezone.now)
+    level = models.CharField(max_length=10, choices=Level.choices, default=Level.INFO)
+    message = models.TextField()
+    command = models.TextField(blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    output = models.TextField(blank=True)
+
+    objects = scoped_manager("operation__tenant")
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["operation", "id"])]
+
+    def __str__(self) -> str:
+        return self.message[:80]

@@ -1,0 +1,101 @@
+"""Reads of hosts, instances, licenses and operations, always through ``for_user`` scoping."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from panel.access import Access
+from provisioning.models import (
+    AtlassianInstance,
+    Host,
+    InstanceStatus,
+    License,
+    Operation,
+    OperationStep,
+)
+
+EXPIRY_WARNING_DAYS = (60, 30, 7)
+
+
+def instance_list(access: Access, *, include_deleted: bool = False) -> QuerySet:
+    """Instances the caller sees, with what list pages show, in a constant number of queries."""
+    qs = AtlassianInstance.objects.for_user(access).select_related("tenant", "host")
+    if not include_deleted:
+        qs = qs.exclude(status=InstanceStatus.DELETED)
+    return qs
+
+
+def instance_get(access: Access, instance_id: Any) -> AtlassianInstance:
+    """One instance the caller may see, or 404."""
+    return get_object_or_404(instance_list(access, include_deleted=True), pk=instance_id)
+
+
+def host_list(access: Access) -> QuerySet:
+    return Host.objects.for_user(access).select_related("backup_host")
+
+
+def host_get(access: Access, host_id: Any) -> Host:
+    return get_object_or_404(host_list(access), pk=host_id)
+
+
+def license_list(access: Access) -> QuerySet:
+    return License.objects.for_user(access).select_related("instance", "instance__tenant")
+
+
+def licenses_expiring(access: Access, within_days: int = 60) -> QuerySet:
+    """Licenses whose license or maintenance expiry falls within ``within_days`` days."""
+    from django.db.models import Q
+
+    limit = timezone.now().date() + timedelta(days=within_days)
+    return license_list(access).filter(
+        Q(expiry_date__lte=limit) | Q(maintenance_expiry_date__lte=limit)
+    ).exclude(instance__status=InstanceStatus.DELETED)
+
+
+def operation_list(access: Access) -> QuerySet:
+    return Operation.objects.for_user(access).select_related(
+        "tenant", "instance", "host", "requested_by", "requested_by_token"
+    )
+
+
+def operation_get(access: Access, operation_id: Any) -> Operation:
+    return get_object_or_404(operation_list(access), pk=operation_id)
+
+
+def operation_steps(operation: Operation, *, after_id: int = 0) -> QuerySet:
+    return OperationStep.objects.filter(operation=operation, id__gt=after_id).order_by("id")
+
+
+def operation_with_steps(access: Access) -> QuerySet:
+    return operation_list(access).prefetch_related(
+        Prefetch("steps", queryset=OperationStep.objects.order_by("id"))
+    )
+
+
+def dashboard_summary(access: Access) -> dict[str, Any]:
+    """Counts the dashboard shows: instances by status, expiring licenses and certificates."""
+    instances = instance_list(access)
+    by_status: dict[str, int] = {}
+    for status in instances.values_list("status", flat=True):
+        by_status[status] = by_status.get(status, 0) + 1
+    return {
+        "instance_count": sum(by_status.values()),
+        "by_status": by_status,
+        "licenses_expiring": licenses_expiring(access).count(),
+        "certificates_expiring": _certificates_expiring(access),
+        "running_operations": operation_list(access).filter(status__in=["pending", "running"]).count(),
+    }
+
+
+def _certificates_expiring(access: Access) -> int:
+    """Certificates within 14 days of expiry (0 until the certificates app stores any)."""
+    try:
+        from certificates.selectors import certificates_expiring
+    except ImportError:
+        return 0
+    return certificates_expiring(access).count()

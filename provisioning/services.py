@@ -1,0 +1,268 @@
+"""Writes for hosts, instances and licenses. Every change is audited; remote work is an
+Operation started here and carried out by the handlers in ``provisioning.operations``."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from panel.access import Access
+from panel.audit import audit_record
+from panel.operations import operation_start
+from provisioning.models import (
+    AtlassianInstance,
+    Host,
+    InstanceStatus,
+    License,
+    Operation,
+    OperationKind,
+)
+from provisioning.products import spec_for, versions_for
+from tenants.models import Tenant
+
+# Allowed instance status changes; anything else is refused with a clear error.
+INSTANCE_TRANSITIONS: dict[str, set[str]] = {
+    InstanceStatus.PENDING: {InstanceStatus.PROVISIONING, InstanceStatus.FAILED,
+                             InstanceStatus.DELETING},
+    InstanceStatus.PROVISIONING: {InstanceStatus.RUNNING, InstanceStatus.FAILED},
+    InstanceStatus.RUNNING: {InstanceStatus.STOPPED, InstanceStatus.RESTORING,
+                             InstanceStatus.DELETING, InstanceStatus.FAILED,
+                             InstanceStatus.PROVISIONING},
+    InstanceStatus.STOPPED: {InstanceStatus.RUNNING, InstanceStatus.RESTORING,
+                             InstanceStatus.DELETING, InstanceStatus.FAILED,
+                             InstanceStatus.PROVISIONING},
+    InstanceStatus.FAILED: {InstanceStatus.PROVISIONING, InstanceStatus.RUNNING,
+                            InstanceStatus.STOPPED, InstanceStatus.RESTORING,
+                            InstanceStatus.DELETING},
+    InstanceStatus.RESTORING: {InstanceStatus.RUNNING, InstanceStatus.FAILED,
+                               InstanceStatus.STOPPED},
+    InstanceStatus.DELETING: {InstanceStatus.DELETED, InstanceStatus.FAILED},
+    InstanceStatus.DELETED: set(),
+}
+
+# Which lifecycle actions each status allows (checked before an operation is even created).
+ACTION_ALLOWED_FROM: dict[str, set[str]] = {
+    "start": {InstanceStatus.STOPPED, InstanceStatus.FAILED},
+    "stop": {InstanceStatus.RUNNING, InstanceStatus.FAILED},
+    "restart": {InstanceStatus.RUNNING, InstanceStatus.FAILED},
+    "upgrade": {InstanceStatus.RUNNING, InstanceStatus.STOPPED, InstanceStatus.FAILED},
+    "resize": {InstanceStatus.RUNNING, InstanceStatus.STOPPED, InstanceStatus.FAILED},
+    "delete": {InstanceStatus.PENDING, InstanceStatus.RUNNING, InstanceStatus.STOPPED,
+               InstanceStatus.FAILED},
+    "retry": {InstanceStatus.FAILED},
+}
+
+
+class InvalidTransition(ValidationError):
+    """A lifecycle action that the instance's current status does not allow."""
+
+
+def instance_transition(instance: AtlassianInstance, to: str, reason: str = "") -> None:
+    """Move ``instance`` to status ``to`` if the state machine allows it, else raise."""
+    if to != instance.status and to not in INSTANCE_TRANSITIONS[instance.status]:
+        raise InvalidTransition(
+            f"{instance.name} is {instance.get_status_display().lower()}; it cannot become "
+            f"{InstanceStatus(to).label.lower()}."
+        )
+    instance.status = to
+    instance.status_reason = reason
+    instance.status_changed_at = timezone.now()
+    AtlassianInstance.objects.filter(pk=instance.pk).update(
+        status=to, status_reason=reason, status_changed_at=instance.status_changed_at
+    )
+
+
+def instance_check_action(instance: AtlassianInstance, action: str) -> None:
+    """Refuse ``action`` early, with a clear message, if the instance's status forbids it."""
+    if instance.status not in ACTION_ALLOWED_FROM[action]:
+        raise InvalidTransition(
+            f"Cannot {action} {instance.name} while it is {instance.get_status_display().lower()}."
+        )
+
+
+def instance_lock_key(instance: AtlassianInstance) -> str:
+    return f"instance:{instance.pk}"
+
+
+def host_lock_key(host: Host) -> str:
+    return f"host:{host.pk}"
+
+
+def instance_validate_product_version(product: str, version: str) -> None:
+    if version not in versions_for(product):
+        raise ValidationError(
+            {"version": f"{version} is not an offered version of {spec_for(product).product}; "
+                        f"choose one of {', '.join(versions_for(product))}."}
+        )
+
+
+def instance_validate_heap(product: str, heap_min_mb: int, heap_max_mb: int) -> None:
+    spec = spec_for(product)
+    errors = {}
+    if heap_max_mb < spec.min_heap_mb:
+        errors["heap_max_mb"] = f"{spec.product} needs a maximum heap of at least {spec.min_heap_mb} MB."
+    if heap_max_mb > 32768:
+        errors["heap_max_mb"] = "The maximum heap is at most 32768 MB (compressed pointers)."
+    if heap_min_mb < 256:
+        errors["heap_min_mb"] = "The minimum heap is at least 256 MB."
+    if heap_min_mb > heap_max_mb:
+        errors["heap_min_mb"] = "The minimum heap cannot exceed the maximum heap."
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def instance_create(
+    *,
+    actor: Access,
+    tenant: Tenant,
+    name: str,
+    product: str,
+    version: str,
+    hostname: str,
+    context_path: str = "",
+    heap_min_mb: int = 1024,
+    heap_max_mb: int = 2048,
+    tier: str | None = None,
+    host: Host | None = None,
+    extra_env: dict[str, str] | None = None,
+    idempotency_key: str = "",
+) -> Operation:
+    """Record a new instance and start the operation that rolls it out on an app host."""
+    if idempotency_key and actor.user is not None:
+        existing = Operation.objects.filter(
+            requested_by=actor.user, idempotency_key=idempotency_key
+        ).first()
+        if existing is not None:
+            return existing
+    instance_validate_product_version(product, version)
+    instance_validate_heap(product, heap_min_mb, heap_max_mb)
+    instance = AtlassianInstance(
+        tenant=tenant,
+        name=name,
+        product=product,
+        version=version,
+        hostname=hostname,
+        context_path=context_path,
+        heap_min_mb=heap_min_mb,
+        heap_max_mb=heap_max_mb,
+        tier=tier or tenant.default_tier,
+        host=host,
+        db_name=name.replace("-", "_"),
+        db_user=name.replace("-", "_"),
+        db_password=secrets.token_urlsafe(24),
+        extra_env=extra_env or {},
+    )
+    instance.full_clean()
+    instance.save()
+    audit_record(
+        actor=actor,
+        action="instance.create",
+        target=instance,
+        changes={"product": product, "version": version, "hostname": hostname,
+                 "context_path": context_path, "heap": [heap_min_mb, heap_max_mb],
+                 "host": host.name if host else None},
+    )
+    return operation_start(
+        kind=OperationKind.INSTANCE_CREATE,
+        actor=actor,
+        instance=instance,
+        lock_key=instance_lock_key(instance),
+        idempotency_key=idempotency_key,
+    )
+
+
+def instance_action(
+    *,
+    actor: Access,
+    instance: AtlassianInstance,
+    action: str,
+    params: dict[str, Any] | None = None,
+    idempotency_key: str = "",
+) -> Operation:
+    """Start a lifecycle operation (start, stop, restart, upgrade, resize, delete)."""
+    if idempotency_key and actor.user is not None:
+        existing = Operation.objects.filter(
+            requested_by=actor.user, idempotency_key=idempotency_key
+        ).first()
+        if existing is not None:
+            return existing
+    instance_check_action(instance, action)
+    params = dict(params or {})
+    if action == "upgrade":
+        instance_validate_product_version(instance.product, params.get("version", ""))
+        if params["version"] == instance.version:
+            raise ValidationError({"version": f"{instance.name} already runs {instance.version}."})
+    if action == "resize":
+        instance_validate_heap(instance.product, params["heap_min_mb"], params["heap_max_mb"])
+    kind = {"retry": OperationKind.INSTANCE_CREATE}.get(action, f"instance.{action}")
+    return operation_start(
+        kind=kind,
+        actor=actor,
+        instance=instance,
+        params=params,
+        lock_key=instance_lock_key(instance),
+        idempotency_key=idempotency_key,
+    )
+
+
+def host_select_for_instance(instance: AtlassianInstance) -> Host | None:
+    """The ready app host with the most free memory that fits the instance's heap and data.
+
+    Memory is what the host has minus the heaps (plus overhead) of the instances already on it.
+    """
+    from django.db.models import Q, Sum
+
+    needed_mb = instance.heap_max_mb + 512  # JVM overhead and the database container
+    needed_disk = 5 * 1024**3
+    candidates = (
+        Host.objects.filter(role=Host.Role.APP, status=Host.Status.READY)
+        .annotate(
+            committed_mb=Sum(
+                "instances__heap_max_mb",
+                filter=~Q(instances__status=InstanceStatus.DELETED) & ~Q(instances__pk=instance.pk),
+            )
+        )
+    )
+    best, best_free = None, -1
+    for host in candidates:
+        free_mb = (host.memory_mb or 0) - (host.committed_mb or 0) - 512 * host.instances.exclude(
+            status=InstanceStatus.DELETED
+        ).exclude(pk=instance.pk).count()
+        if free_mb >= needed_mb and (host.disk_free_bytes or 0) >= needed_disk and free_mb > best_free:
+            best, best_free = host, free_mb
+    return best
+
+
+def license_add(
+    *,
+    actor: Access,
+    instance: AtlassianInstance,
+    key: str,
+    facts: dict[str, Any] | None = None,
+) -> License:
+    """Attach a license key to an instance, decoding its facts when the format allows."""
+    from provisioning.licenses import license_decode
+
+    key = "".join(key.split())
+    if not key:
+        raise ValidationError({"key": "Paste the license key."})
+    decoded = license_decode(key)
+    fields = dict(facts or {})
+    if decoded is not None:
+        fields.update(decoded.as_fields())
+        status = License.DecodeStatus.DECODED
+    else:
+        status = License.DecodeStatus.NOT_DECODED
+    lic = License(instance=instance, product=instance.product, key=key, decode_status=status, **fields)
+    lic.full_clean()
+    lic.save()
+    audit_record(
+        actor=actor, action="license.add", target=lic, tenant=instance.tenant,
+        changes={"instance": instance.name, "decode_status": status, "sen": lic.sen},
+    )
+    return lic

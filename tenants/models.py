@@ -1,0 +1,165 @@
+"""Tenants (customer companies), their members, API tokens and the audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from panel.scoping import scoped_manager
+from tenants.tiers import ServiceTier
+
+slug_validator = RegexValidator(
+    r"^[a-z][a-z0-9-]{1,48}[a-z0-9]$",
+    "Use 3-50 lowercase letters, digits and hyphens, starting with a letter.",
+)
+
+
+class Tenant(models.Model):
+    """A customer company renting Atlassian instances from us."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    slug = models.CharField(max_length=50, unique=True, validators=[slug_validator])
+    contact_email = models.EmailField()
+    default_tier = models.CharField(
+        max_length=10, choices=ServiceTier.choices, default=ServiceTier.TIER2
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = scoped_manager("id")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's role in one tenant: viewers read, admins also create and change things."""
+
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "Viewer"
+        ADMIN = "admin", "Admin"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = scoped_manager("tenant")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique_user_tenant")
+        ]
+        ordering = ["tenant__name", "user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.tenant} ({self.role})"
+
+
+TOKEN_PREFIX = "pnl_"
+
+
+def _token_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def for_owner(self, user: object) -> ApiTokenQuerySet:
+        """Tokens are private to their owner: nobody else lists or revokes them."""
+        return self.filter(user=user)
+
+
+class ApiToken(models.Model):
+    """A named API token of one user, bound to one tenant (or cross-tenant for staff).
+
+    Only a SHA-256 hash of the secret is stored; the clear token is shown once at creation.
+    """
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read only"
+        WRITE = "write", "Read and write"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, null=True, blank=True, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.READ)
+    prefix = models.CharField(max_length=12, unique=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def generate() -> tuple[str, str, str]:
+        """Return (clear token, prefix, hash) for a new token."""
+        prefix = secrets.token_hex(4)
+        secret = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+        return secret, prefix, _token_hash(secret)
+
+    @staticmethod
+    def hash_of(secret: str) -> str:
+        return _token_hash(secret)
+
+    @property
+    def is_active(self) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+
+class AuditEvent(models.Model):
+    """One mutating action: who (user or token), where from, on what, and what changed.
+
+    Append-only: rows are never updated or deleted by the panel.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    actor_label = models.CharField(max_length=200, blank=True)
+    token = models.ForeignKey(ApiToken, on_delete=models.SET_NULL, null=True, blank=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.SET_NULL, null=True, blank=True)
+    source = models.CharField(max_length=20, default="system")  # ui, api, admin, task, system
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=80, db_index=True)
+    target_type = models.CharField(max_length=80, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=200, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+
+    objects = scoped_manager("tenant")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.target_label}"

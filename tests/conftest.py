@@ -1,0 +1,140 @@
+"""Shared fixtures. People follow Healthchecks' convention: Alice administers tenant Acme,
+Bob is a viewer in Acme, Charlie administers Globex (no access to Acme), Sam is support staff
+and Pat a platform admin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from panel.access import PLATFORM_ADMIN_GROUP, SUPPORT_GROUP, access_for_user
+from provisioning.models import AtlassianInstance, Host, License
+from tenants.models import ApiToken, Membership, Tenant
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+def _user(username: str, *groups: str) -> User:
+    user = User.objects.create_user(username, f"{username}@example.com", PASSWORD)
+    for name in groups:
+        user.groups.add(Group.objects.get(name=name))
+    return user
+
+
+@pytest.fixture
+def acme(db) -> Tenant:
+    return Tenant.objects.create(name="Acme", slug="acme", contact_email="ops@acme.example")
+
+
+@pytest.fixture
+def globex(db) -> Tenant:
+    return Tenant.objects.create(name="Globex", slug="globex", contact_email="it@globex.example")
+
+
+@pytest.fixture
+def alice(acme) -> User:
+    user = _user("alice")
+    Membership.objects.create(user=user, tenant=acme, role=Membership.Role.ADMIN)
+    return user
+
+
+@pytest.fixture
+def bob(acme) -> User:
+    user = _user("bob")
+    Membership.objects.create(user=user, tenant=acme, role=Membership.Role.VIEWER)
+    return user
+
+
+@pytest.fixture
+def charlie(globex) -> User:
+    user = _user("charlie")
+    Membership.objects.create(user=user, tenant=globex, role=Membership.Role.ADMIN)
+    return user
+
+
+@pytest.fixture
+def sam(db) -> User:
+    return _user("sam", SUPPORT_GROUP)
+
+
+@pytest.fixture
+def pat(db) -> User:
+    return _user("pat", PLATFORM_ADMIN_GROUP)
+
+
+@pytest.fixture
+def app_host(db) -> Host:
+    return Host.objects.create(
+        name="app-one", role=Host.Role.APP, address="127.0.0.11", ssh_port=2222,
+        data_root="/srv/atlassian", status=Host.Status.READY, memory_mb=16384, cpu_count=4,
+        disk_total_bytes=200 * 1024**3, disk_free_bytes=150 * 1024**3,
+    )
+
+
+def make_instance(tenant: Tenant, name: str, **fields) -> AtlassianInstance:
+    defaults = {
+        "product": "jira-software", "version": "9.12.0",
+        "hostname": f"{name}.example.com", "status": "running",
+        "db_name": name.replace("-", "_"), "db_user": name.replace("-", "_"),
+        "db_password": f"pw-{name}-secret",
+    }
+    defaults.update(fields)
+    return AtlassianInstance.objects.create(tenant=tenant, name=name, **defaults)
+
+
+@pytest.fixture
+def acme_jira(acme) -> AtlassianInstance:
+    return make_instance(acme, "acme-jira")
+
+
+@pytest.fixture
+def globex_wiki(globex) -> AtlassianInstance:
+    return make_instance(globex, "globex-wiki", product="confluence", version="8.5.0")
+
+
+@pytest.fixture
+def acme_license(acme_jira) -> License:
+    return License.objects.create(
+        instance=acme_jira, product="jira-software", key="AAAB-secret-license-key",
+        sen="SEN-123", expiry_date=timezone.now().date() + timedelta(days=20),
+    )
+
+
+@pytest.fixture
+def api() -> Callable[..., APIClient]:
+    """``api(user)`` is a session-authenticated client; ``api(token=secret)`` uses a token."""
+
+    def make(user: User | None = None, token: str | None = None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            client.force_authenticate(user=None)
+            client.force_login(user)
+        if token is not None:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def make_token() -> Callable[..., str]:
+    """``make_token(user, tenant=..., scope="write")`` returns a clear token secret."""
+
+    def make(user: User, tenant: Tenant | None = None, scope: str = "write",
+             expires_at=None) -> str:
+        secret, prefix, key_hash = ApiToken.generate()
+        ApiToken.objects.create(user=user, tenant=tenant, name="test", scope=scope,
+                                prefix=prefix, key_hash=key_hash, expires_at=expires_at)
+        return secret
+
+    return make
+
+
+@pytest.fixture
+def access_of() -> Callable:
+    return access_for_user
