@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 api_patterns = [
     path("", include("tenants.api.urls")),
     path("", include("provisioning.api.urls")),
+    path("", include("provisioning.api.host_urls")),
     path("", include("backups.api.urls")),
     path("", include("certificates.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -19,6 +20,7 @@ urlpatterns = [
     path("", include("panel.ui_urls")),
     path("", include("tenants.urls")),
     path("", include("provisioning.urls")),
+    path("", include("provisioning.host_urls")),
     path("", include("backups.urls")),
     path("", include("certificates.urls")),
 ]

@@ -1,0 +1,6 @@
+"""API routes for managed hosts (platform admins only)."""
+
+from rest_framework.routers import DefaultRouter
+
+router = DefaultRouter(trailing_slash=True)
+urlpatterns = router.urls
