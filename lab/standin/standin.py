@@ -28,7 +28,6 @@ Only the standard library plus Debian's python3-psycopg2 are used.
 from __future__ import annotations
 
 import datetime as _dt
-import grp
 import json
 import os
 import pwd
