@@ -208,6 +208,10 @@ class OperationContext:
     def __init__(self, operation: Any) -> None:
         self.operation = operation
         self._secrets: list[str] = []
+        # The target's own secrets are always redacted, whatever the handler remembers to add.
+        instance = getattr(operation, "instance", None) if operation.instance_id else None
+        if instance is not None:
+            self.add_secrets([instance.db_password, *map(str, instance.extra_env.values())])
 
     # Secrets registered here are removed from every step, result and error of this operation.
     def add_secrets(self, values: Iterable[str]) -> None:

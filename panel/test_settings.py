@@ -13,3 +13,4 @@ from panel.settings import *  # noqa: E402,F403
 PANEL_OPERATION_LOG_SEPARATE = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+PANEL_OPERATION_MODULES = ["tests.support.operations"]

@@ -138,3 +138,30 @@ def make_token() -> Callable[..., str]:
 @pytest.fixture
 def access_of() -> Callable:
     return access_for_user
+
+
+@pytest.fixture(scope="session")
+def celery_worker_proc(django_db_setup, django_db_blocker):
+    """One real Celery worker for the session, on the test database (restarted if killed)."""
+    from pathlib import Path
+
+    import redis
+    from django.conf import settings
+    from django.db import connection
+
+    from tests.support.worker import Worker
+
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    worker = Worker(connection.settings_dict["NAME"],
+                    Path(settings.BASE_DIR) / "test-artifacts" / "celery-worker.log")
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def worker(celery_worker_proc, transactional_db):
+    """The running real worker; tests using it commit their rows (transactional_db)."""
+    if not celery_worker_proc.alive:
+        celery_worker_proc.start()
+    return celery_worker_proc

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
 from rest_framework import status
+from rest_framework.exceptions import APIException
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from panel.operations import OperationConflict
+
+log = logging.getLogger(__name__)
+
+
+class Conflict(APIException):
+    """The request is valid but the target's current state does not allow it (409)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "This conflicts with the current state of the resource."
+    default_code = "conflict"
 
 
 def exception_handler(exc, context):  # noqa: ANN001, ANN201 - DRF's signature
@@ -19,9 +35,21 @@ def exception_handler(exc, context):  # noqa: ANN001, ANN201 - DRF's signature
         )
     if isinstance(exc, DjangoValidationError):
         if hasattr(exc, "error_dict"):
-            data = {k: [m for e in v for m in e.messages] for k, v in exc.error_dict.items()}
+            data = {
+                api_settings.NON_FIELD_ERRORS_KEY if k == NON_FIELD_ERRORS else k:
+                    [m for e in v for m in e.messages]
+                for k, v in exc.error_dict.items()
+            }
         else:
             data = {"detail": " ".join(exc.messages)}
         code = status.HTTP_409_CONFLICT if type(exc).__name__ == "InvalidTransition" else 400
         return Response(data, status=code)
+    if isinstance(exc, IntegrityError):
+        # Validation ran before the write, so this is a concurrent request that won a race
+        # (e.g. two creates of the same name): a conflict, not a server error.
+        log.warning("integrity error answered as 409: %s", exc)
+        return Response(
+            {"detail": "This conflicts with a concurrent change; reload and try again."},
+            status=status.HTTP_409_CONFLICT,
+        )
     return drf_exception_handler(exc, context)

@@ -7,17 +7,24 @@ from typing import Any
 from rest_framework import status
 from rest_framework.response import Response
 
-from panel.access import access_for
+from panel.access import Access, access_for
 
 
 class ScopedQuerysetMixin:
-    """``get_queryset`` returns ``queryset.for_user(caller)``: the only way viewsets read rows."""
+    """``get_queryset`` returns only the caller's rows: the only way viewsets read rows.
+
+    A viewset either defines ``scoped_queryset(access)`` (usually a selector call, so the API
+    and the UI read through the same function) or relies on ``queryset.for_user(access)``.
+    """
 
     def get_queryset(self):  # noqa: ANN201
-        return super().get_queryset().for_user(access_for(self.request))  # type: ignore[misc]
+        scoped = getattr(self, "scoped_queryset", None)
+        if scoped is not None:
+            return scoped(self.access)
+        return super().get_queryset().for_user(self.access)  # type: ignore[misc]
 
     @property
-    def access(self):  # noqa: ANN201
+    def access(self) -> Access:
         return access_for(self.request)  # type: ignore[attr-defined]
 
 

@@ -1,10 +1,13 @@
-"""The API's default permission: authenticated, and read-only tokens cannot write.
+"""The API's permissions: authenticated, read-only tokens cannot write, and who may change what.
 
 Object visibility is not decided here: viewsets only ever see ``for_user`` querysets, so
-other tenants' objects are simply not found (404).
+other tenants' objects are simply not found (404). The object-level checks below run after
+that lookup, so a visible object the caller may not change answers 403, a foreign one 404.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from rest_framework import permissions
 
@@ -39,3 +42,48 @@ class IsStaffRole(permissions.BasePermission):
 
     def has_permission(self, request, view) -> bool:  # noqa: ANN001
         return access_for(request).is_staff_role
+
+
+def _tenant_id_of(obj: Any) -> Any:
+    from tenants.models import Tenant
+
+    if isinstance(obj, Tenant):
+        return obj.pk
+    if hasattr(obj, "tenant_id"):
+        return obj.tenant_id
+    return obj.instance.tenant_id
+
+
+class TenantAdminForChanges(permissions.BasePermission):
+    """Everyone who sees an object may read it; changing it takes the admin role in its tenant
+    (or a staff role). Objects of no tenant (host operations) take a platform admin."""
+
+    message = "You need the admin role in this tenant to do this."
+
+    def has_object_permission(self, request, view, obj) -> bool:  # noqa: ANN001
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        access = access_for(request)
+        tenant_id = _tenant_id_of(obj)
+        if tenant_id is None:
+            return access.can_write and access.is_platform_admin
+        return access.administers_tenant(tenant_id)
+
+
+class PlatformAdminForChanges(permissions.BasePermission):
+    """Everyone reads what they see; only platform admins create or change (e.g. tenants).
+
+    On detail routes the check waits for the object, so a foreign object still answers 404.
+    """
+
+    message = "Only platform administrators can do this."
+
+    def has_permission(self, request, view) -> bool:  # noqa: ANN001
+        if request.method in permissions.SAFE_METHODS or getattr(view, "detail", False):
+            return True
+        return access_for(request).is_platform_admin
+
+    def has_object_permission(self, request, view, obj) -> bool:  # noqa: ANN001
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        return access_for(request).is_platform_admin
