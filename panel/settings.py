@@ -122,6 +122,8 @@ TEMPLATES = [
 
 _default_db = f"sqlite:///{VAR_DIR / 'panel.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL") or _default_db, conn_max_age=60)}
+if env("PANEL_DB_PASSWORD"):
+    DATABASES["default"]["PASSWORD"] = env("PANEL_DB_PASSWORD")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web process read while the worker writes; the timeout rides out short locks.
     DATABASES["default"]["OPTIONS"] = {

@@ -39,7 +39,6 @@ _STATUS_TONE = {
 }
 
 
-
 def _label(value: str) -> str:
     return value.replace("_", " ").replace("-", " ").capitalize()
 
@@ -50,8 +49,12 @@ def status_badge(status: str, label: str = "") -> str:
     status = str(status or "unknown")
     tone = _STATUS_TONE.get(status, "muted")
     return format_html(
-        '<span class="badge badge-{} status-{}" data-testid="status-badge" data-status="{}">{}</span>',
-        tone, status, status, label or _label(status),
+        '<span class="badge badge-{} status-{}" data-testid="status-badge" data-status="{}">'
+        "{}</span>",
+        tone,
+        status,
+        status,
+        label or _label(status),
     )
 
 
@@ -90,7 +93,9 @@ def expiry_badge(value: Any) -> str:
         text = f"{days} day{'s' if days != 1 else ''} left"
     return format_html(
         '<span class="badge badge-{}" data-testid="expiry-badge" data-days="{}">{}</span>',
-        tone, days, text,
+        tone,
+        days,
+        text,
     )
 
 
@@ -101,7 +106,10 @@ def progress_bar(percent: int, label: str = "Progress") -> str:
     return format_html(
         '<div class="progress" data-testid="progress"><progress max="100" value="{}" '
         'aria-label="{}">{}%</progress><span class="progress-text">{}%</span></div>',
-        percent, label, percent, percent,
+        percent,
+        label,
+        percent,
+        percent,
     )
 
 
@@ -138,3 +146,18 @@ def kind_label(kind: str) -> str:
     if kind in OperationKind.values:
         return OperationKind(kind).label
     return _label(str(kind).replace(".", " "))
+
+
+@register.filter
+def duration_words(value: Any) -> str:
+    """A timedelta as "2 min 5 s" (or "" when there is none)."""
+    if value is None:
+        return ""
+    seconds = max(0, int(value.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
