@@ -49,3 +49,4 @@ def instance_create_run(ctx: OperationContext) -> dict:
     from provisioning import rollout
 
     return rollout.instance_rollout(ctx, instance, first=True)
+from provisioning import hosts  # noqa: F401 - registers host handlers
