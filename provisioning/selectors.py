@@ -99,3 +99,13 @@ def _certificates_expiring(access: Access) -> int:
     except ImportError:
         return 0
     return certificates_expiring(access).count()
+
+
+def instances_administered(access: Access) -> QuerySet:
+    """Instances (not deleted) the caller may change: those of tenants they administer."""
+    qs = instance_list(access)
+    if not access.can_write:
+        return qs.none()
+    if access.is_staff_role:
+        return qs
+    return qs.filter(tenant_id__in=access.admin_tenant_ids)

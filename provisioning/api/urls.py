@@ -1,6 +1,11 @@
-"""API routes of the provisioning app."""
+"""API routes of the provisioning app: instances (and their actions), licenses, operations."""
 
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
-router = DefaultRouter(trailing_slash=True)
+from provisioning.api import views
+
+router = SimpleRouter(trailing_slash=True)
+router.register("instances", views.InstanceViewSet, basename="api-instance")
+router.register("licenses", views.LicenseViewSet, basename="api-license")
+router.register("operations", views.OperationViewSet, basename="api-operation")
 urlpatterns = router.urls

@@ -1,6 +1,16 @@
-"""API routes of the tenants app."""
+"""API routes of the tenants app: tenants, memberships, the caller's tokens, and /me/."""
 
-from rest_framework.routers import DefaultRouter
+from django.urls import path
+from rest_framework.routers import SimpleRouter
 
-router = DefaultRouter(trailing_slash=True)
-urlpatterns = router.urls
+from tenants.api import views
+
+router = SimpleRouter(trailing_slash=True)
+router.register("tenants", views.TenantViewSet, basename="api-tenant")
+router.register("memberships", views.MembershipViewSet, basename="api-membership")
+router.register("tokens", views.ApiTokenViewSet, basename="api-token")
+
+urlpatterns = [
+    path("me/", views.MeView.as_view(), name="api-me"),
+    *router.urls,
+]

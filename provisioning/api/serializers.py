@@ -1,0 +1,325 @@
+"""API shapes of instances, licenses and operations.
+
+Read shapes never carry secrets: no database credentials, no license key (only its last four
+characters), no host address or credentials (only the host's name). Write shapes narrow every
+related field to what the caller administers, so a foreign object is "not found" (400).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from panel.access import access_for
+from provisioning import selectors
+from provisioning.models import AtlassianInstance, License, Operation, OperationKind, OperationStep
+from provisioning.services import instance_validate_heap, instance_validate_product_version
+from tenants.models import Tenant
+from tenants.selectors import tenants_administered
+from tenants.tiers import ServiceTier, objectives_for
+
+MAX_INT = 2**31 - 1
+
+# An instance's tier, labelled with its recovery objectives (the tenant's default tier uses the
+# plain labels, so the schema shows two enums for the same values; see ENUM_NAME_OVERRIDES).
+def _tier_label(tier: ServiceTier) -> str:
+    goals = objectives_for(tier)
+    hours = (goals.rpo.total_seconds() // 3600, goals.rto.total_seconds() // 3600)
+    return f"{tier.label}: RPO {hours[0]:.0f} h, RTO {hours[1]:.0f} h"
+
+
+TIER_CHOICES = [(tier.value, _tier_label(tier)) for tier in ServiceTier]
+
+
+def _access(context: dict[str, Any]) -> Any:
+    return access_for(context["request"])
+
+
+def _raise_as_drf(exc: DjangoValidationError) -> None:
+    if hasattr(exc, "error_dict"):
+        raise serializers.ValidationError(exc.message_dict) from exc
+    raise serializers.ValidationError(exc.messages) from exc
+
+
+def _days_left(lic: License) -> int | None:
+    expiry = lic.effective_expiry
+    return None if expiry is None else (expiry - timezone.now().date()).days
+
+
+# --- licenses -------------------------------------------------------------------------------
+
+
+class LicenseSummarySerializer(serializers.ModelSerializer):
+    """What an instance's listing shows of each of its licenses."""
+
+    days_left = serializers.SerializerMethodField()
+
+    class Meta:
+        model = License
+        fields = [
+            "id", "product", "decode_status", "sen", "license_type", "user_tier",
+            "expiry_date", "maintenance_expiry_date", "evaluation", "days_left",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_days_left(self, obj: License) -> int | None:
+        return _days_left(obj)
+
+
+class LicenseSerializer(serializers.ModelSerializer):
+    """A license and the facts decoded from it (or entered by hand). Never the key itself."""
+
+    instance = serializers.UUIDField(source="instance_id", read_only=True)
+    instance_name = serializers.CharField(source="instance.name", read_only=True)
+    tenant = serializers.UUIDField(source="instance.tenant_id", read_only=True)
+    tenant_name = serializers.CharField(source="instance.tenant.name", read_only=True)
+    effective_expiry = serializers.DateField(read_only=True, allow_null=True)
+    days_left = serializers.SerializerMethodField(
+        help_text="Days until the earlier of license and maintenance expiry (negative: past)."
+    )
+    key_hint = serializers.SerializerMethodField(help_text="The key's last four characters.")
+
+    class Meta:
+        model = License
+        fields = [
+            "id", "instance", "instance_name", "tenant", "tenant_name", "product",
+            "decode_status", "sen", "organisation", "license_type", "user_tier", "expiry_date",
+            "maintenance_expiry_date", "evaluation", "effective_expiry", "days_left", "key_hint",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_days_left(self, obj: License) -> int | None:
+        return _days_left(obj)
+
+    def get_key_hint(self, obj: License) -> str:
+        return f"…{obj.key[-4:]}" if obj.key else ""
+
+
+class LicenseCreateSerializer(serializers.ModelSerializer):
+    """A license key for an instance the caller administers; facts by hand if it won't decode."""
+
+    instance = serializers.PrimaryKeyRelatedField(
+        queryset=AtlassianInstance.objects.none(),
+        error_messages={"does_not_exist": "Unknown instance, or you are not an admin of it."},
+    )
+    key = serializers.CharField(write_only=True, max_length=20000,
+                                help_text="The license key as Atlassian issued it.")
+
+    class Meta:
+        model = License
+        fields = [
+            "instance", "key", "sen", "organisation", "license_type", "user_tier",
+            "expiry_date", "maintenance_expiry_date", "evaluation",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "request" in self.context:
+            self.fields["instance"].queryset = selectors.instances_administered(
+                _access(self.context)
+            )
+
+
+# --- instances ------------------------------------------------------------------------------
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    """An Atlassian instance as its users see it: where it lives, its state and licenses."""
+
+    tenant = serializers.UUIDField(source="tenant_id", read_only=True)
+    tenant_name = serializers.CharField(source="tenant.name", read_only=True)
+    display_status = serializers.CharField(
+        read_only=True, help_text="The status, or 'degraded' for a running instance failing health."
+    )
+    base_url = serializers.CharField(read_only=True)
+    host_name = serializers.CharField(source="host.name", read_only=True, allow_null=True)
+    tier = serializers.ChoiceField(choices=TIER_CHOICES, read_only=True)
+    licenses = LicenseSummarySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = AtlassianInstance
+        fields = [
+            "id", "name", "tenant", "tenant_name", "product", "version", "status",
+            "display_status", "status_reason", "status_changed_at", "health",
+            "health_changed_at", "hostname", "context_path", "base_url", "host_name", "tier",
+            "heap_min_mb", "heap_max_mb", "licenses", "created_at", "updated_at", "deleted_at",
+        ]
+        read_only_fields = fields
+
+
+class InstanceCreateSerializer(serializers.ModelSerializer):
+    """What a new instance needs. ``tenant`` may be left out by a caller with one tenant."""
+
+    tenant = serializers.PrimaryKeyRelatedField(
+        queryset=Tenant.objects.none(), required=False,
+        help_text="A tenant you administer; optional when you belong to exactly one.",
+        error_messages={"does_not_exist": "Unknown tenant, or you are not an admin of it."},
+    )
+    tier = serializers.ChoiceField(choices=TIER_CHOICES, required=False,
+                                   help_text="Defaults to the tenant's service tier.")
+    host = serializers.UUIDField(
+        required=False, allow_null=True,
+        help_text="Platform admins only: the app host to use (default: the best ready host).",
+    )
+
+    class Meta:
+        model = AtlassianInstance
+        fields = [
+            "tenant", "name", "product", "version", "hostname", "context_path",
+            "heap_min_mb", "heap_max_mb", "tier", "host",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "request" in self.context:
+            self.fields["tenant"].queryset = tenants_administered(_access(self.context))
+
+    def validate_host(self, value: Any) -> Any:
+        if value is None:
+            return None
+        access = _access(self.context)
+        if not access.is_platform_admin:
+            raise serializers.ValidationError("Only platform administrators choose the host.")
+        host = selectors.host_list(access).filter(pk=value, role="app").first()
+        if host is None:
+            raise serializers.ValidationError("Unknown app host.")
+        return host
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("tenant") is None:
+            attrs["tenant"] = self._only_tenant()
+        try:
+            instance_validate_product_version(attrs["product"], attrs["version"])
+            instance_validate_heap(
+                attrs["product"], attrs.get("heap_min_mb", 1024), attrs.get("heap_max_mb", 2048)
+            )
+        except DjangoValidationError as exc:
+            _raise_as_drf(exc)
+        return attrs
+
+    def _only_tenant(self) -> Tenant:
+        access = _access(self.context)
+        if access.tenant_ids is None or len(access.tenant_ids) != 1:
+            raise serializers.ValidationError({"tenant": "Choose the tenant of the new instance."})
+        (only,) = access.tenant_ids
+        tenant = self.fields["tenant"].queryset.filter(pk=only).first()
+        if tenant is None:
+            raise serializers.ValidationError(
+                {"tenant": "Only admins of this tenant can create instances in it."}
+            )
+        return tenant
+
+
+class InstanceUpgradeSerializer(serializers.Serializer):
+    version = serializers.CharField(max_length=40, help_text="An offered version of the product.")
+
+
+class InstanceResizeSerializer(serializers.Serializer):
+    heap_min_mb = serializers.IntegerField(min_value=0, max_value=MAX_INT)
+    heap_max_mb = serializers.IntegerField(min_value=0, max_value=MAX_INT)
+
+
+class InstanceDeleteSerializer(serializers.Serializer):
+    confirm = serializers.CharField(
+        max_length=100, help_text="The instance's name, to confirm the deletion."
+    )
+
+    def validate_confirm(self, value: str) -> str:
+        name = self.context["instance"].name
+        if value != name:
+            raise serializers.ValidationError(f"Type the instance name ({name}) to confirm.")
+        return value
+
+
+# --- operations -----------------------------------------------------------------------------
+
+
+class OperationStepSerializer(serializers.ModelSerializer):
+    """One log line of an operation (sanitized when it was written)."""
+
+    class Meta:
+        model = OperationStep
+        fields = [
+            "id", "created_at", "level", "message", "command", "exit_code", "duration_ms",
+            "output",
+        ]
+        read_only_fields = fields
+
+
+class OperationTargetSerializer(serializers.Serializer):
+    """What an operation works on. Host names are shown to staff only."""
+
+    instance = serializers.UUIDField(source="instance_id", allow_null=True)
+    instance_name = serializers.CharField(source="instance.name", allow_null=True)
+    host_name = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_host_name(self, obj: Operation) -> str | None:
+        if obj.host_id is None or not _access(self.context).is_staff_role:
+            return None
+        return obj.host.name
+
+
+class OperationSerializer(serializers.ModelSerializer):
+    """An operation: who asked for what on which target, how far it got, and how it ended."""
+
+    _KIND_LABELS = dict(OperationKind.choices)
+
+    kind_label = serializers.SerializerMethodField()
+    tenant = serializers.UUIDField(source="tenant_id", read_only=True, allow_null=True)
+    tenant_name = serializers.CharField(source="tenant.name", read_only=True, allow_null=True)
+    target = OperationTargetSerializer(source="*", read_only=True)
+    requested_by = serializers.CharField(
+        source="requested_by.username", read_only=True, allow_null=True
+    )
+    requested_by_token = serializers.CharField(
+        source="requested_by_token.name", read_only=True, allow_null=True
+    )
+    progress_percent = serializers.IntegerField(read_only=True)
+    is_terminal = serializers.BooleanField(read_only=True)
+    steps = serializers.SerializerMethodField(
+        help_text="The step log (only when one operation is retrieved; null in lists)."
+    )
+
+    class Meta:
+        model = Operation
+        fields = [
+            "id", "kind", "kind_label", "status", "tenant", "tenant_name", "target",
+            "requested_by", "requested_by_token", "params", "result", "error",
+            "cancel_requested", "progress_current", "progress_total", "progress_percent",
+            "is_terminal", "created_at", "started_at", "finished_at", "steps",
+        ]
+        read_only_fields = fields
+
+    def get_kind_label(self, obj: Operation) -> str:
+        return self._KIND_LABELS.get(obj.kind, obj.kind)
+
+    @extend_schema_field(OperationStepSerializer(many=True, allow_null=True))
+    def get_steps(self, obj: Operation) -> list | None:
+        if not self.context.get("include_steps"):
+            return None
+        return OperationStepSerializer(obj.steps.all(), many=True).data
+
+
+class OperationStepsQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(
+        min_value=0, max_value=2**63 - 1, default=0,
+        help_text="Only steps with an id greater than this (the last step id you have).",
+    )
+
+
+class OperationStepsPageSerializer(serializers.Serializer):
+    """New steps since ``after``, and whether to keep polling."""
+
+    operation_status = serializers.CharField()
+    is_terminal = serializers.BooleanField(help_text="Stop polling once true (and no steps).")
+    progress_percent = serializers.IntegerField()
+    next_after = serializers.IntegerField(help_text="Pass as ?after= on the next poll.")
+    steps = OperationStepSerializer(many=True)

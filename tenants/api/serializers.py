@@ -1,0 +1,116 @@
+"""API shapes of tenants, memberships, API tokens and the current user."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from panel.access import access_for
+from tenants.models import ApiToken, Membership, Tenant
+from tenants.selectors import tenant_list, tenants_administered
+
+
+def _access(context: dict[str, Any]) -> Any:
+    return access_for(context["request"])
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    """A customer company."""
+
+    class Meta:
+        model = Tenant
+        fields = ["id", "name", "slug", "contact_email", "default_tier", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class TenantUpdateSerializer(TenantSerializer):
+    """A tenant's editable facts; the slug is fixed once created."""
+
+    class Meta(TenantSerializer.Meta):
+        read_only_fields = ["id", "slug", "created_at"]
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    """A user's role in a tenant. ``tenant`` accepts only tenants the caller administers."""
+
+    tenant = serializers.PrimaryKeyRelatedField(
+        queryset=Tenant.objects.none(),
+        error_messages={"does_not_exist": "Unknown tenant, or you are not an admin of it."},
+    )
+    tenant_name = serializers.CharField(source="tenant.name", read_only=True)
+    user = serializers.SlugRelatedField(
+        slug_field="username",
+        queryset=get_user_model().objects.filter(is_active=True),
+        error_messages={"does_not_exist": "No active user with this username."},
+    )
+
+    class Meta:
+        model = Membership
+        fields = ["id", "tenant", "tenant_name", "user", "role", "created_at"]
+        read_only_fields = ["id", "created_at"]
+        # The service explains a duplicate membership itself, on the ``user`` field.
+        validators: list = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "request" in self.context:
+            self.fields["tenant"].queryset = tenants_administered(_access(self.context))
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    """One of the caller's API tokens (the secret itself is never shown again)."""
+
+    tenant = serializers.PrimaryKeyRelatedField(
+        queryset=Tenant.objects.none(), required=False, allow_null=True,
+        help_text="The tenant this token works for; staff may leave it empty (cross-tenant).",
+        error_messages={"does_not_exist": "Unknown tenant, or you are not a member of it."},
+    )
+    tenant_name = serializers.CharField(source="tenant.name", read_only=True, allow_null=True)
+    is_active = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = [
+            "id", "name", "scope", "tenant", "tenant_name", "prefix", "created_at", "expires_at",
+            "last_used_at", "revoked_at", "is_active",
+        ]
+        read_only_fields = [
+            "id", "prefix", "created_at", "last_used_at", "revoked_at", "is_active",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "request" in self.context:
+            self.fields["tenant"].queryset = tenant_list(_access(self.context))
+
+
+class ApiTokenCreatedSerializer(ApiTokenSerializer):
+    """A token just created: the only response that ever carries the clear secret."""
+
+    token = serializers.SerializerMethodField(
+        help_text="The secret to send as 'Authorization: Bearer <token>'. Shown only once."
+    )
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "token"]
+
+    def get_token(self, obj: ApiToken) -> str:
+        return self.context["secret"]
+
+
+class MeSerializer(serializers.Serializer):
+    """The caller: who they are, where they belong, and the token in use (if any)."""
+
+    username = serializers.CharField()
+    email = serializers.EmailField(allow_blank=True)
+    first_name = serializers.CharField(allow_blank=True)
+    last_name = serializers.CharField(allow_blank=True)
+    staff_roles = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="'support' and/or 'platform-admin' (none when a tenant-bound token is used).",
+    )
+    can_write = serializers.BooleanField()
+    memberships = MembershipSerializer(many=True)
+    token = ApiTokenSerializer(allow_null=True)
