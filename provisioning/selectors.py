@@ -101,6 +101,41 @@ def _certificates_expiring(access: Access) -> int:
     return certificates_expiring(access).count()
 
 
+def instance_search(
+    access: Access, *, q: str = "", status: str = "", across_tenants: bool = False
+) -> QuerySet:
+    """Instances matching ``q`` (name or hostname; also tenant name or slug when
+    ``across_tenants``) and ``status`` (an instance status, or ``degraded``)."""
+    from django.db.models import Q
+
+    from provisioning.models import InstanceHealth
+
+    qs = instance_list(access)
+    q = q.strip()
+    if q:
+        match = Q(name__icontains=q) | Q(hostname__icontains=q)
+        if across_tenants:
+            match |= Q(tenant__name__icontains=q) | Q(tenant__slug__icontains=q)
+        qs = qs.filter(match)
+    if status == "degraded":
+        qs = qs.filter(status=InstanceStatus.RUNNING, health=InstanceHealth.DEGRADED)
+    elif status:
+        qs = qs.filter(status=status)
+    return qs
+
+
+def operations_active(access: Access) -> QuerySet:
+    """Pending and running operations the caller sees, newest first."""
+    return operation_list(access).filter(status__in=["pending", "running"])
+
+
+def operation_by_idempotency_key(access: Access, key: str) -> Operation | None:
+    """The operation this caller already started with ``key`` (a form submitted twice)."""
+    if not key or not access.is_authenticated:
+        return None
+    return operation_list(access).filter(requested_by=access.user, idempotency_key=key).first()
+
+
 def instances_administered(access: Access) -> QuerySet:
     """Instances (not deleted) the caller may change: those of tenants they administer."""
     qs = instance_list(access)

@@ -33,3 +33,23 @@ def audit_list(access: Access) -> QuerySet:
     if access.tenant_ids is None:
         return qs
     return qs.filter(tenant_id__in=access.admin_tenant_ids)
+
+
+def tenants_administered(access: Access) -> QuerySet:
+    """Tenants whose instances the caller may create and change (staff: every tenant)."""
+    qs = tenant_list(access)
+    if not access.can_write:
+        return qs.none()
+    if access.is_staff_role:
+        return qs
+    return qs.filter(id__in=access.admin_tenant_ids)
+
+
+def tenant_list_with_counts(access: Access) -> QuerySet:
+    """Tenants with how many (not deleted) instances and members each has, for staff lists."""
+    from django.db.models import Count, Q
+
+    return tenant_list(access).annotate(
+        instance_count=Count("instances", filter=~Q(instances__status="deleted"), distinct=True),
+        member_count=Count("memberships", distinct=True),
+    )

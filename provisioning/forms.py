@@ -1,0 +1,287 @@
+"""Forms of the provisioning pages: create an instance, lifecycle actions, add a license.
+
+Forms check what a person typed and say what is wrong next to the field; the services
+(``provisioning.services``) re-check and do the work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.urls import reverse
+
+from provisioning import validators as v
+from provisioning.models import AtlassianInstance
+from provisioning.products import Product, versions_for
+from provisioning.services import instance_validate_heap, instance_validate_product_version
+from tenants.tiers import ServiceTier
+
+PRODUCT_BLANK = [("", "Choose a product…")]
+
+
+def version_choices(product: str | None) -> list[Any]:
+    """Versions for ``product``; without one, every product's versions grouped by product."""
+    if product in Product.values:
+        return [("", "Choose a version…")] + [(ver, ver) for ver in versions_for(product)]
+    return [("", "Choose a product first…")] + [
+        (label, [(ver, ver) for ver in versions_for(value)]) for value, label in Product.choices
+    ]
+
+
+def errors_onto_form(form: forms.Form, exc: ValidationError) -> None:
+    """Put a service's ValidationError on the form: on its field if the form has it."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc)
+
+
+class InstanceCreateForm(forms.Form):
+    """A new instance: which tenant, which product and version, where it answers, its heap."""
+
+    tenant = forms.ModelChoiceField(queryset=None, empty_label=None)  # type: ignore[arg-type]
+    name = forms.CharField(
+        max_length=40,
+        validators=[v.validate_slug],
+        help_text="Short name for directories and containers, e.g. sales-jira.",
+    )
+    product = forms.ChoiceField(choices=PRODUCT_BLANK + list(Product.choices))
+    version = forms.CharField(max_length=40, widget=forms.Select)
+    hostname = forms.CharField(
+        label="Hostname (FQDN)",
+        max_length=253,
+        validators=[v.validate_fqdn],
+        help_text="The public name people use, e.g. jira.example.com.",
+    )
+    context_path = forms.CharField(
+        max_length=64,
+        required=False,
+        validators=[v.validate_context_path],
+        help_text="Optional single path segment such as /jira; leave empty to serve at /.",
+    )
+    heap_min_mb = forms.IntegerField(label="Minimum heap (MB)", initial=1024, min_value=256)
+    heap_max_mb = forms.IntegerField(label="Maximum heap (MB)", initial=2048, min_value=256)
+    tier = forms.ChoiceField(
+        label="Service tier",
+        required=False,
+        choices=[("", "The tenant's default tier")] + list(ServiceTier.choices),
+    )
+
+    def __init__(self, *args: Any, tenants: QuerySet, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["tenant"].queryset = tenants
+        product = self.data.get("product") if self.is_bound else self.initial.get("product")
+        self.fields["version"].widget.choices = version_choices(product)
+        for name in ("name", "hostname", "context_path"):
+            self.fields[name].widget.attrs.update(autocomplete="off", spellcheck="false")
+        self.fields["hostname"].widget.attrs["inputmode"] = "url"
+        # Choosing a product fetches that product's versions (htmx); without JS the version
+        # list shows every product's versions, grouped, and the server checks the pair.
+        self.fields["product"].widget.attrs.update(
+            {
+                "hx-get": reverse("provisioning:instance_create"),
+                "hx-target": "#id_version",
+                "hx-swap": "outerHTML",
+                "hx-trigger": "change",
+            }
+        )
+
+    def clean_hostname(self) -> str:
+        value = self.cleaned_data["hostname"].strip().lower()
+        if AtlassianInstance.objects.filter(hostname=value).exists():
+            raise ValidationError("Another instance already answers at this hostname.")
+        return value
+
+    def clean_name(self) -> str:
+        value = self.cleaned_data["name"].strip()
+        if AtlassianInstance.objects.filter(name=value).exists():
+            raise ValidationError("This name is taken; instance names are unique on the platform.")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        product, version = data.get("product"), data.get("version")
+        if product and version:
+            try:
+                instance_validate_product_version(product, version)
+            except ValidationError as exc:
+                errors_onto_form(self, exc)
+        if product and data.get("heap_min_mb") and data.get("heap_max_mb"):
+            try:
+                instance_validate_heap(product, data["heap_min_mb"], data["heap_max_mb"])
+            except ValidationError as exc:
+                errors_onto_form(self, exc)
+        return data
+
+
+class UpgradeForm(forms.Form):
+    """Move an instance to another offered version of its product."""
+
+    version = forms.ChoiceField(label="New version")
+
+    def __init__(self, *args: Any, instance: AtlassianInstance, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["version"].choices = [
+            (ver, ver) for ver in versions_for(instance.product) if ver != instance.version
+        ]
+        self.fields["version"].widget.attrs["id"] = "upgrade-version"
+
+    def params(self) -> dict[str, Any]:
+        return {"version": self.cleaned_data["version"]}
+
+
+class ResizeForm(forms.Form):
+    """Change an instance's JVM heap."""
+
+    heap_min_mb = forms.IntegerField(label="Minimum heap (MB)", min_value=1)
+    heap_max_mb = forms.IntegerField(label="Maximum heap (MB)", min_value=1)
+
+    def __init__(self, *args: Any, instance: AtlassianInstance, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "initial", {"heap_min_mb": instance.heap_min_mb, "heap_max_mb": instance.heap_max_mb}
+        )
+        super().__init__(*args, **kwargs)
+        self.fields["heap_min_mb"].widget.attrs["id"] = "resize-heap-min"
+        self.fields["heap_max_mb"].widget.attrs["id"] = "resize-heap-max"
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "heap_min_mb": self.cleaned_data["heap_min_mb"],
+            "heap_max_mb": self.cleaned_data["heap_max_mb"],
+        }
+
+
+class DeleteForm(forms.Form):
+    """Deleting is only done by typing the instance's name."""
+
+    confirm_name = forms.CharField(label="Type the instance name to confirm")
+
+    def __init__(self, *args: Any, instance: AtlassianInstance, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.instance = instance
+        self.fields["confirm_name"].widget.attrs.update(
+            id="delete-confirm-name", autocomplete="off", spellcheck="false"
+        )
+
+    def clean_confirm_name(self) -> str:
+        value = self.cleaned_data["confirm_name"].strip()
+        if value != self.instance.name:
+            raise ValidationError(
+                f"Type {self.instance.name} exactly to delete this instance; nothing was deleted."
+            )
+        return value
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+
+class NoParamsForm(forms.Form):
+    """Start, stop, restart and retry take no parameters."""
+
+    def __init__(self, *args: Any, instance: AtlassianInstance, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+
+ACTION_FORMS: dict[str, type[forms.Form]] = {
+    "start": NoParamsForm,
+    "stop": NoParamsForm,
+    "restart": NoParamsForm,
+    "retry": NoParamsForm,
+    "upgrade": UpgradeForm,
+    "resize": ResizeForm,
+    "delete": DeleteForm,
+}
+
+
+class SecretTextarea(forms.Textarea):
+    """A textarea that never echoes what was typed back into the page (like a password)."""
+
+    def get_context(self, name: str, value: Any, attrs: dict | None) -> dict[str, Any]:
+        return super().get_context(name, None, attrs)
+
+
+class LicenseAddForm(forms.Form):
+    """Paste a license key; facts that cannot be decoded from it may be entered by hand."""
+
+    key = forms.CharField(
+        label="License key",
+        widget=SecretTextarea(attrs={"rows": 4, "spellcheck": "false", "autocomplete": "off"}),
+        help_text=(
+            "Paste the key from my.atlassian.com. It is stored encrypted and never shown again."
+        ),
+    )
+    sen = forms.CharField(label="SEN", max_length=40, required=False)
+    organisation = forms.CharField(max_length=200, required=False)
+    license_type = forms.CharField(label="License type", max_length=60, required=False)
+    user_tier = forms.CharField(label="User tier", max_length=40, required=False)
+    expiry_date = forms.DateField(
+        label="Expiry date", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    maintenance_expiry_date = forms.DateField(
+        label="Maintenance expiry date",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    evaluation = forms.BooleanField(label="Evaluation license", required=False)
+
+    FACT_FIELDS = (
+        "sen",
+        "organisation",
+        "license_type",
+        "user_tier",
+        "expiry_date",
+        "maintenance_expiry_date",
+        "evaluation",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("prefix", "license")
+        super().__init__(*args, **kwargs)
+
+    def facts(self) -> dict[str, Any]:
+        """The facts typed by hand (empty ones left out, so decoded values win)."""
+        return {
+            name: self.cleaned_data[name]
+            for name in self.FACT_FIELDS
+            if self.cleaned_data.get(name) not in (None, "", False)
+        }
+
+
+class InstanceFilterForm(forms.Form):
+    """Search and status filter of instance lists."""
+
+    q = forms.CharField(label="Search", required=False, max_length=100)
+    status = forms.ChoiceField(required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from provisioning.models import InstanceStatus
+
+        self.fields["status"].choices = [("", "Any status"), ("degraded", "Degraded")] + list(
+            InstanceStatus.choices
+        )
+        self.fields["q"].widget.attrs.update(
+            placeholder="Name or hostname", type="search", autocomplete="off"
+        )
+
+
+class OperationFilterForm(forms.Form):
+    """Status filter of the operations list."""
+
+    status = forms.ChoiceField(required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from provisioning.models import OperationStatus
+
+        self.fields["status"].choices = [
+            ("", "Any status"),
+            ("active", "Pending or running"),
+        ] + list(OperationStatus.choices)

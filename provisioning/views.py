@@ -1,0 +1,435 @@
+"""Pages of the provisioning app: dashboard, instances, their lifecycle, licenses, operations.
+
+Views are thin: selectors read (always scoped to the caller, so another tenant's object is a
+404), forms check input, services do the work. Mutations are POST-only and CSRF-protected.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_GET, require_POST
+
+from panel.access import Access, access_for
+from panel.htmx import HTMX_STOP_POLLING, htmx_targets, render_page_or_partial
+from panel.operations import OperationConflict, operation_cancel
+from provisioning.forms import (
+    ACTION_FORMS,
+    InstanceCreateForm,
+    InstanceFilterForm,
+    LicenseAddForm,
+    OperationFilterForm,
+    errors_onto_form,
+)
+from provisioning.models import AtlassianInstance, Operation, OperationKind, OperationStatus
+from provisioning.selectors import (
+    dashboard_summary,
+    instance_get,
+    instance_list,
+    instance_search,
+    license_list,
+    licenses_expiring,
+    operation_by_idempotency_key,
+    operation_get,
+    operation_list,
+    operation_steps,
+    operations_active,
+)
+from provisioning.services import ACTION_ALLOWED_FROM, instance_action, instance_create, license_add
+from tenants.selectors import tenants_administered
+from tenants.tiers import objectives_for
+
+PAGE_SIZE = 25
+
+ACTION_LABELS = {
+    "start": "Start",
+    "stop": "Stop",
+    "restart": "Restart",
+    "upgrade": "Upgrade",
+    "resize": "Heap change",
+    "delete": "Delete",
+    "retry": "Retry of the rollout",
+}
+
+
+def _new_idempotency_key() -> str:
+    """A key rendered into each action form, so a double submit starts one operation."""
+    return f"ui-{uuid.uuid4().hex}"
+
+
+def _posted_idempotency_key(request: HttpRequest) -> str:
+    return (request.POST.get("idempotency_key") or "").strip()[:100]
+
+
+def _can_change_operation(access: Access, operation: Operation) -> bool:
+    """Tenant admins and staff may cancel a tenant's operations; host ones are admins' only."""
+    if operation.tenant_id is not None:
+        return access.administers_tenant(operation.tenant_id)
+    return access.is_platform_admin and access.can_write
+
+
+def _shows_tenant(access: Access) -> bool:
+    """Lists name each row's tenant when the caller sees more than one."""
+    return access.tenant_ids is None or len(access.tenant_ids) > 1
+
+
+def _conflict_message(running: Operation) -> str:
+    return format_html(
+        'An operation is already running on this instance: <a href="{}">{} ({})</a>. '
+        "Wait for it to finish or cancel it, then try again.",
+        reverse("provisioning:operation_detail", args=[running.id]),
+        OperationKind(running.kind).label if running.kind in OperationKind.values else running.kind,
+        running.get_status_display(),
+    )
+
+
+def _error_text(exc: ValidationError) -> str:
+    return " ".join(str(m) for m in exc.messages)
+
+
+# --- dashboard ------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """What a tenant has and what needs attention: instances, expiring licenses, busy work."""
+    access = access_for(request)
+    summary = dashboard_summary(access)
+    instances = instance_list(access)
+    context = {
+        "summary": summary,
+        "instances": instances[:20],
+        "instance_total": summary["instance_count"],
+        "licenses_expiring": {
+            days: licenses_expiring(access, days).count() for days in (60, 30, 7)
+        },
+        "active_operations": operations_active(access)[:10],
+        "can_create": tenants_administered(access).exists(),
+        "show_tenant": _shows_tenant(access),
+    }
+    return render(request, "provisioning/dashboard.html", context)
+
+
+# --- instances ------------------------------------------------------------------------------
+
+
+def _instance_page(
+    request: HttpRequest, *, across_tenants: bool, page: str, target_id: str
+) -> HttpResponse:
+    access = access_for(request)
+    form = InstanceFilterForm(request.GET)
+    filters = form.cleaned_data if form.is_valid() else {"q": "", "status": ""}
+    instances = instance_search(
+        access, q=filters["q"], status=filters["status"], across_tenants=across_tenants
+    )
+    page_obj = Paginator(instances, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "filter_form": form,
+        "page_obj": page_obj,
+        "instances": page_obj.object_list,
+        "filtered": bool(filters["q"] or filters["status"]),
+        "show_tenant": across_tenants or _shows_tenant(access),
+        "can_create": tenants_administered(access).exists(),
+        "table_id": target_id,
+    }
+    return render_page_or_partial(
+        request,
+        page=page,
+        partial="provisioning/_instance_table.html",
+        target_id=target_id,
+        context=context,
+    )
+
+
+@login_required
+@require_GET
+def instance_list_view(request: HttpRequest) -> HttpResponse:
+    """Instances of the caller's tenants, searchable by name or hostname and by status."""
+    return _instance_page(
+        request,
+        across_tenants=False,
+        page="provisioning/instance_list.html",
+        target_id="instance-table",
+    )
+
+
+@login_required
+@require_GET
+def staff_instance_search(request: HttpRequest) -> HttpResponse:
+    """Staff: find any instance by name, hostname or tenant."""
+    if not access_for(request).is_staff_role:
+        raise Http404
+    return _instance_page(
+        request,
+        across_tenants=True,
+        page="provisioning/staff_instances.html",
+        target_id="instance-table",
+    )
+
+
+def _instance_context(access: Access, instance: AtlassianInstance, **forms: Any) -> dict[str, Any]:
+    can_manage = access.administers_tenant(instance.tenant_id)
+    allowed = {a for a, statuses in ACTION_ALLOWED_FROM.items() if instance.status in statuses}
+    operations = operation_list(access).filter(instance=instance)
+    context: dict[str, Any] = {
+        "instance": instance,
+        "licenses": license_list(access).filter(instance=instance),
+        "operations": operations[:10],
+        "active_operation": operations.filter(status__in=["pending", "running"]).first(),
+        "objectives": objectives_for(instance.tier),
+        "can_manage": can_manage,
+        "allowed_actions": allowed if can_manage else set(),
+        "idempotency_key": _new_idempotency_key(),
+    }
+    if can_manage:
+        for action in ("upgrade", "resize", "delete"):
+            context[f"{action}_form"] = forms.get(f"{action}_form") or ACTION_FORMS[action](
+                instance=instance
+            )
+        context["license_form"] = forms.get("license_form") or LicenseAddForm()
+    return context
+
+
+@login_required
+@require_GET
+def instance_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """One instance: its facts, licenses, recent operations and (for admins) its actions."""
+    access = access_for(request)
+    instance = instance_get(access, pk)
+    return render(request, "provisioning/instance_detail.html", _instance_context(access, instance))
+
+
+@login_required
+def instance_create_view(request: HttpRequest) -> HttpResponse:
+    """Tenant admins and staff create an instance; its rollout is an operation to watch."""
+    access = access_for(request)
+    tenants = tenants_administered(access)
+    if not tenants.exists():
+        raise PermissionDenied("Only tenant administrators can create instances.")
+    if request.method == "GET" and htmx_targets(request, "id_version"):
+        # The product select asks for the versions of the product just chosen.
+        form = InstanceCreateForm(initial={"product": request.GET.get("product")}, tenants=tenants)
+        return render(request, "provisioning/_version_select.html", {"form": form})
+    if request.method == "POST":
+        key = _posted_idempotency_key(request)
+        already = operation_by_idempotency_key(access, key)
+        if already is not None:
+            return redirect("provisioning:operation_detail", pk=already.id)
+        form = InstanceCreateForm(request.POST, tenants=tenants)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                operation = instance_create(
+                    actor=access,
+                    tenant=data["tenant"],
+                    name=data["name"],
+                    product=data["product"],
+                    version=data["version"],
+                    hostname=data["hostname"],
+                    context_path=data["context_path"],
+                    heap_min_mb=data["heap_min_mb"],
+                    heap_max_mb=data["heap_max_mb"],
+                    tier=data["tier"] or None,
+                    idempotency_key=key,
+                )
+            except ValidationError as exc:
+                errors_onto_form(form, exc)
+            else:
+                messages.success(
+                    request, f"{data['name']} is being created; follow its rollout below."
+                )
+                return redirect("provisioning:operation_detail", pk=operation.id)
+    else:
+        initial: dict[str, Any] = {}
+        if request.GET.get("product"):
+            initial["product"] = request.GET["product"]
+        if tenants.count() == 1:
+            initial["tenant"] = tenants.first()
+        form = InstanceCreateForm(initial=initial, tenants=tenants)
+    return render(
+        request,
+        "provisioning/instance_form.html",
+        {
+            "form": form,
+            "idempotency_key": _posted_idempotency_key(request) or _new_idempotency_key(),
+        },
+    )
+
+
+@login_required
+@require_POST
+def instance_action_view(request: HttpRequest, pk: uuid.UUID, action: str) -> HttpResponse:
+    """Start, stop, restart, upgrade, resize, delete or retry: each becomes an operation."""
+    access = access_for(request)
+    instance = instance_get(access, pk)
+    if action not in ACTION_FORMS:
+        raise Http404
+    if not access.administers_tenant(instance.tenant_id):
+        raise PermissionDenied("Only the tenant's administrators can change this instance.")
+    back = redirect("provisioning:instance_detail", pk=instance.pk)
+    key = _posted_idempotency_key(request)
+    already = operation_by_idempotency_key(access, key)
+    if already is not None:
+        return redirect("provisioning:operation_detail", pk=already.id)
+    form = ACTION_FORMS[action](request.POST, instance=instance)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return back
+    try:
+        operation = instance_action(
+            actor=access,
+            instance=instance,
+            action=action,
+            params=form.params(),
+            idempotency_key=key,
+        )
+    except OperationConflict as exc:
+        messages.error(request, _conflict_message(exc.running))
+        return back
+    except ValidationError as exc:
+        messages.error(request, _error_text(exc))
+        return back
+    messages.success(request, f"{ACTION_LABELS[action]} of {instance.name} requested.")
+    return redirect("provisioning:operation_detail", pk=operation.id)
+
+
+@login_required
+@require_POST
+def license_add_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Attach a pasted license key to an instance (its facts decoded or typed by hand)."""
+    access = access_for(request)
+    instance = instance_get(access, pk)
+    if not access.administers_tenant(instance.tenant_id):
+        raise PermissionDenied("Only the tenant's administrators can add licenses.")
+    form = LicenseAddForm(request.POST)
+    if form.is_valid():
+        try:
+            lic = license_add(
+                actor=access,
+                instance=instance,
+                key=form.cleaned_data["key"],
+                facts=form.facts(),
+            )
+        except ValidationError as exc:
+            errors_onto_form(form, exc)
+        else:
+            how = (
+                "decoded from the key"
+                if lic.decode_status == lic.DecodeStatus.DECODED
+                else ("entered by hand (the key could not be decoded)")
+            )
+            messages.success(request, f"License added to {instance.name}; its facts were {how}.")
+            return redirect("provisioning:instance_detail", pk=instance.pk)
+    context = _instance_context(access, instance, license_form=form)
+    context["license_form_open"] = True
+    return render(request, "provisioning/instance_detail.html", context)
+
+
+# --- operations -----------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def operation_list_view(request: HttpRequest) -> HttpResponse:
+    """Operations the caller sees, newest first, filterable by status."""
+    access = access_for(request)
+    form = OperationFilterForm(request.GET)
+    status = form.cleaned_data["status"] if form.is_valid() else ""
+    operations = operation_list(access)
+    if status == "active":
+        operations = operations.filter(status__in=["pending", "running"])
+    elif status:
+        operations = operations.filter(status=status)
+    page_obj = Paginator(operations, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "filter_form": form,
+        "page_obj": page_obj,
+        "operations": page_obj.object_list,
+        "filtered": bool(status),
+        "show_tenant": _shows_tenant(access),
+    }
+    return render_page_or_partial(
+        request,
+        page="provisioning/operation_list.html",
+        partial="provisioning/_operation_table.html",
+        target_id="operation-table",
+        context=context,
+    )
+
+
+def _operation_context(access: Access, operation: Operation, steps: Any) -> dict[str, Any]:
+    steps = list(steps)
+    return {
+        "operation": operation,
+        "steps": steps,
+        "last_step_id": steps[-1].id if steps else None,
+        "can_cancel": not operation.is_terminal and _can_change_operation(access, operation),
+    }
+
+
+@login_required
+@require_GET
+def operation_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """An operation's status, progress, error and its live step log."""
+    access = access_for(request)
+    operation = operation_get(access, pk)
+    context = _operation_context(access, operation, operation_steps(operation))
+    if context["last_step_id"] is None:
+        context["last_step_id"] = 0
+    return render(request, "provisioning/operation_detail.html", context)
+
+
+@login_required
+@require_GET
+def operation_log(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """The steps logged after ``?after=<step id>``, polled by the operation page.
+
+    Also refreshes the status header. Once the operation has ended the answer is HTTP 286,
+    which tells htmx to stop polling.
+    """
+    access = access_for(request)
+    operation = operation_get(access, pk)
+    try:
+        after = max(0, int(request.GET.get("after", "0")))
+    except ValueError:
+        after = 0
+    # The status is read before the steps: a runner logs its last step before it ends the
+    # operation, so a terminal status here means every step is already visible below.
+    context = _operation_context(access, operation, operation_steps(operation, after_id=after))
+    if context["last_step_id"] is None:
+        context["last_step_id"] = after
+    status = HTMX_STOP_POLLING if operation.is_terminal else 200
+    response = render(request, "provisioning/_operation_log_update.html", context, status=status)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def operation_cancel_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Cancel a pending operation, or ask a running one to stop at its next step."""
+    access = access_for(request)
+    operation = operation_get(access, pk)
+    if not _can_change_operation(access, operation):
+        raise PermissionDenied("Only the tenant's administrators can cancel this operation.")
+    if operation.is_terminal:
+        messages.info(request, f"This operation already ended ({operation.get_status_display()}).")
+    else:
+        operation = operation_cancel(operation, actor=access)
+        if operation.status == OperationStatus.CANCELLED:
+            messages.success(request, "Cancelled before it started.")
+        else:
+            messages.success(request, "Cancel requested; the operation stops at its next step.")
+    return redirect("provisioning:operation_detail", pk=operation.pk)

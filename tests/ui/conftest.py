@@ -1,0 +1,54 @@
+"""Helpers of the web UI tests: logged-in browsers (Django test clients) and operations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from provisioning.models import AtlassianInstance, Operation, OperationStep
+
+
+@pytest.fixture
+def browser() -> Callable[[Any], Client]:
+    """``browser(user)`` is a client logged in as ``user``; ``browser(None)`` is anonymous."""
+
+    def make(user: Any = None) -> Client:
+        client = Client()
+        if user is not None:
+            client.force_login(user)
+        return client
+
+    return make
+
+
+def make_operation(
+    instance: AtlassianInstance, *, kind: str = "instance.restart", status: str = "running",
+    **fields: Any,
+) -> Operation:
+    """An operation on ``instance``; active ones hold the instance's lock like real ones."""
+    active = status in ("pending", "running")
+    return Operation.objects.create(
+        kind=kind, tenant=instance.tenant, instance=instance, status=status,
+        lock_key=f"instance:{instance.pk}" if active else None, **fields,
+    )
+
+
+def make_step(operation: Operation, message: str, **fields: Any) -> OperationStep:
+    return OperationStep.objects.create(operation=operation, message=message, **fields)
+
+
+@pytest.fixture
+def acme_op(acme_jira) -> Operation:
+    op = make_operation(acme_jira, progress_current=1, progress_total=4)
+    make_step(op, "Pulling image atlassian/jira-software:9.12.0")
+    return op
+
+
+@pytest.fixture
+def globex_op(globex_wiki) -> Operation:
+    op = make_operation(globex_wiki, kind="instance.stop", status="succeeded")
+    make_step(op, "Stopped globex-wiki")
+    return op
