@@ -14,3 +14,8 @@ PANEL_OPERATION_LOG_SEPARATE = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PANEL_OPERATION_MODULES = ["tests.support.operations"]
+
+# Several test runs may share this machine's PostgreSQL: each gets its own test database.
+_test_db = os.environ.get("PANEL_TEST_DB_NAME", f"test_panel_{os.getpid()}")
+DATABASES["default"]["TEST"] = {"NAME": _test_db}
+DATABASES["operation_log"]["TEST"] = {"NAME": _test_db, "DEPENDENCIES": []}

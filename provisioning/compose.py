@@ -1,0 +1,176 @@
+"""Rendering an instance's docker-compose project from data (seed 000's layout).
+
+The compose file holds no secrets: passwords and license keys go to a separate ``.env`` file
+(mode 0600) that compose interpolates, so the file can be hashed, diffed and shown freely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+import yaml
+from django.conf import settings
+
+from provisioning.models import AtlassianInstance
+from provisioning.products import ProductSpec, spec_for
+
+PROXY_NETWORK = "panel-proxy"
+STOP_GRACE = "120s"  # longer than the products' own shutdown timeouts (60 s and more)
+ENV_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True)
+class RenderedProject:
+    """What is uploaded for one instance: the compose file, its .env, and layout facts."""
+
+    compose_yaml: str
+    env_file: str
+    project: str
+    directory: str
+    home_dir: str
+    db_dir: str
+    uid: int
+
+    @property
+    def compose_hash(self) -> str:
+        return hashlib.sha256(self.compose_yaml.encode()).hexdigest()
+
+    @property
+    def secrets(self) -> list[str]:
+        return [line.split("=", 1)[1] for line in self.env_file.splitlines() if "=" in line]
+
+
+def instance_dir(instance: AtlassianInstance) -> str:
+    return f"{instance.host.data_root}/instances/{instance.name}"
+
+
+def _app_environment(instance: AtlassianInstance, spec: ProductSpec) -> dict[str, str]:
+    jdbc_url = f"jdbc:postgresql://db:5432/{instance.db_name}"
+    env: dict[str, str] = {
+        "JVM_MINIMUM_MEMORY": f"{instance.heap_min_mb}m",
+        "JVM_MAXIMUM_MEMORY": f"{instance.heap_max_mb}m",
+    }
+    if spec.env_style == "bitbucket":
+        env.update({
+            "SERVER_PROXY_NAME": instance.hostname,
+            "SERVER_PROXY_PORT": "443",
+            "SERVER_SCHEME": "https",
+            "SERVER_SECURE": "true",
+            "SERVER_CONTEXT_PATH": instance.context_path or "/",
+            "JDBC_DRIVER": "org.postgresql.Driver",
+            "JDBC_URL": jdbc_url,
+            "JDBC_USER": instance.db_user,
+            "JDBC_PASSWORD": "${PANEL_DB_PASSWORD}",
+        })
+    else:
+        env.update({
+            "ATL_PROXY_NAME": instance.hostname,
+            "ATL_PROXY_PORT": "443",
+            "ATL_TOMCAT_SCHEME": "https",
+            "ATL_TOMCAT_SECURE": "true",
+            "ATL_TOMCAT_CONTEXTPATH": instance.context_path,
+            "ATL_JDBC_URL": jdbc_url,
+            "ATL_JDBC_USER": instance.db_user,
+            "ATL_JDBC_PASSWORD": "${PANEL_DB_PASSWORD}",
+            "ATL_DB_TYPE": "postgres72" if spec.product.startswith("jira") else "postgresql",
+            "ATL_DB_DRIVER": "org.postgresql.Driver",
+        })
+    if spec.takes_license_env and _license_key(instance):
+        env["ATL_LICENSE_KEY"] = "${PANEL_LICENSE_KEY}"
+    for i, (name, _value) in enumerate(sorted(instance.extra_env.items())):
+        # Opaque extras (e.g. a monitoring agent's settings) go through .env as well, since
+        # they often hold keys; they may not override what the panel sets.
+        if ENV_NAME_RE.match(name) and name not in env:
+            env[name] = f"${{PANEL_EXTRA_{i}}}"
+    return env
+
+
+def _license_key(instance: AtlassianInstance) -> str:
+    lic = instance.licenses.order_by("-created_at").first()
+    return lic.key if lic is not None else ""
+
+
+def _env_file(instance: AtlassianInstance, spec: ProductSpec) -> str:
+    lines = [f"PANEL_DB_PASSWORD={instance.db_password}"]
+    if spec.takes_license_env and _license_key(instance):
+        lines.append(f"PANEL_LICENSE_KEY={_license_key(instance)}")
+    for i, (name, value) in enumerate(sorted(instance.extra_env.items())):
+        if ENV_NAME_RE.match(name):
+            lines.append(f"PANEL_EXTRA_{i}={value}")
+    for line in lines:
+        if "\n" in line or "$" in line.split("=", 1)[1]:
+            raise ValueError("a secret for the .env file contains a newline or '$'")
+    return "\n".join(lines) + "\n"
+
+
+def compose_render(instance: AtlassianInstance, *, version: str | None = None,
+                   heap: tuple[int, int] | None = None) -> RenderedProject:
+    """Render the compose project of ``instance`` (optionally at another version or heap)."""
+    spec = spec_for(instance.product)
+    if version is not None or heap is not None:
+        # Render a candidate without touching the stored instance.
+        instance = AtlassianInstance(**{
+            f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields
+        })
+        instance.version = version or instance.version
+        if heap is not None:
+            instance.heap_min_mb, instance.heap_max_mb = heap
+    directory = instance_dir(instance)
+    home_dir, db_dir = f"{directory}/home", f"{directory}/db"
+    labels = {
+        "panel.tenant": instance.tenant.slug,
+        "panel.instance": instance.name,
+        "panel.instance-id": str(instance.pk),
+        "panel.product": instance.product,
+    }
+    ports = {"http": spec.http_port, **{f"extra{i}": p for i, p in enumerate(spec.extra_ports)}}
+    document = {
+        "name": instance.name,
+        "services": {
+            "app": {
+                "image": f"{settings.PANEL_IMAGE_PREFIX}{spec.image}:{instance.version}",
+                "restart": "unless-stopped",
+                "stop_grace_period": STOP_GRACE,
+                "environment": _app_environment(instance, spec),
+                "volumes": [f"{home_dir}:{spec.home}"],
+                "networks": {"private": {}, "proxy": {"aliases": [instance.name]}},
+                "depends_on": {"db": {"condition": "service_healthy"}},
+                "expose": [str(p) for p in ports.values()],
+                "labels": {**labels, "panel.role": "app"},
+            },
+            "db": {
+                "image": settings.PANEL_POSTGRES_IMAGE,
+                "restart": "unless-stopped",
+                "stop_grace_period": STOP_GRACE,
+                "environment": {
+                    "POSTGRES_USER": instance.db_user,
+                    "POSTGRES_DB": instance.db_name,
+                    "POSTGRES_PASSWORD": "${PANEL_DB_PASSWORD}",
+                    "POSTGRES_INITDB_ARGS": "--encoding=UTF8 --lc-collate=C --lc-ctype=C",
+                },
+                "volumes": [f"{db_dir}:/var/lib/postgresql/data"],
+                "networks": ["private"],
+                "healthcheck": {
+                    "test": ["CMD", "pg_isready", "-U", instance.db_user, "-d", instance.db_name],
+                    "interval": "5s", "timeout": "5s", "retries": 30,
+                },
+                "labels": {**labels, "panel.role": "db"},
+            },
+        },
+        "networks": {
+            # The database is reachable only on this instance's own network.
+            "private": {"internal": True},
+            "proxy": {"external": True, "name": PROXY_NETWORK},
+        },
+    }
+    return RenderedProject(
+        compose_yaml=yaml.safe_dump(document, sort_keys=False, default_flow_style=False),
+        env_file=_env_file(instance, spec),
+        project=instance.name,
+        directory=directory,
+        home_dir=home_dir,
+        db_dir=db_dir,
+        uid=spec.uid,
+    )
