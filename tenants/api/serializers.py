@@ -10,6 +10,7 @@ from rest_framework import serializers
 from panel.access import access_for
 from tenants.models import ApiToken, Membership, Tenant
 from tenants.selectors import tenant_list, tenants_administered
+from tenants.tiers import ServiceTier
 
 
 def _access(context: dict[str, Any]) -> Any:
@@ -23,6 +24,7 @@ class TenantSerializer(serializers.ModelSerializer):
         model = Tenant
         fields = ["id", "name", "slug", "contact_email", "default_tier", "created_at"]
         read_only_fields = ["id", "created_at"]
+        extra_kwargs = {"default_tier": {"default": ServiceTier.TIER2}}
 
 
 class TenantUpdateSerializer(TenantSerializer):
@@ -30,6 +32,7 @@ class TenantUpdateSerializer(TenantSerializer):
 
     class Meta(TenantSerializer.Meta):
         read_only_fields = ["id", "slug", "created_at"]
+        extra_kwargs: dict = {}
 
 
 class MembershipSerializer(serializers.ModelSerializer):
@@ -50,6 +53,7 @@ class MembershipSerializer(serializers.ModelSerializer):
         model = Membership
         fields = ["id", "tenant", "tenant_name", "user", "role", "created_at"]
         read_only_fields = ["id", "created_at"]
+        extra_kwargs = {"role": {"default": Membership.Role.VIEWER}}
         # The service explains a duplicate membership itself, on the ``user`` field.
         validators: list = []
 
@@ -63,7 +67,7 @@ class ApiTokenSerializer(serializers.ModelSerializer):
     """One of the caller's API tokens (the secret itself is never shown again)."""
 
     tenant = serializers.PrimaryKeyRelatedField(
-        queryset=Tenant.objects.none(), required=False, allow_null=True,
+        queryset=Tenant.objects.none(), allow_null=True, default=None,
         help_text="The tenant this token works for; staff may leave it empty (cross-tenant).",
         error_messages={"does_not_exist": "Unknown tenant, or you are not a member of it."},
     )
@@ -79,6 +83,7 @@ class ApiTokenSerializer(serializers.ModelSerializer):
         read_only_fields = [
             "id", "prefix", "created_at", "last_used_at", "revoked_at", "is_active",
         ]
+        extra_kwargs = {"scope": {"default": ApiToken.Scope.READ}}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
