@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from panel.access import Access, access_for
 from panel.htmx import HTMX_STOP_POLLING, htmx_targets, render_page_or_partial
-from panel.operations import OperationConflict, operation_cancel
+from panel.operations import OperationConflict, operation_cancel, registered_kinds
 from provisioning.forms import (
     ACTION_FORMS,
     InstanceCreateForm,
@@ -59,6 +59,12 @@ ACTION_LABELS = {
     "delete": "Delete",
     "retry": "Retry of the rollout",
 }
+
+
+def _action_available(action: str) -> bool:
+    """Whether this panel has a handler for the operation ``action`` starts."""
+    kind = OperationKind.INSTANCE_CREATE if action == "retry" else f"instance.{action}"
+    return kind in registered_kinds()
 
 
 def _new_idempotency_key() -> str:
@@ -179,7 +185,11 @@ def staff_instance_search(request: HttpRequest) -> HttpResponse:
 
 def _instance_context(access: Access, instance: AtlassianInstance, **forms: Any) -> dict[str, Any]:
     can_manage = access.administers_tenant(instance.tenant_id)
-    allowed = {a for a, statuses in ACTION_ALLOWED_FROM.items() if instance.status in statuses}
+    allowed = {
+        action
+        for action, statuses in ACTION_ALLOWED_FROM.items()
+        if instance.status in statuses and _action_available(action)
+    }
     operations = operation_list(access).filter(instance=instance)
     context: dict[str, Any] = {
         "instance": instance,
@@ -277,6 +287,9 @@ def instance_action_view(request: HttpRequest, pk: uuid.UUID, action: str) -> Ht
     if not access.administers_tenant(instance.tenant_id):
         raise PermissionDenied("Only the tenant's administrators can change this instance.")
     back = redirect("provisioning:instance_detail", pk=instance.pk)
+    if not _action_available(action):
+        messages.error(request, f"This panel cannot {action} instances yet.")
+        return back
     key = _posted_idempotency_key(request)
     already = operation_by_idempotency_key(access, key)
     if already is not None:

@@ -65,7 +65,9 @@ def test_every_page_renders_for_alice(browser, alice, acme_jira, acme_op):
     expected = {
         reverse("dashboard"): "acme-jira",
         reverse("provisioning:instance_list"): "acme-jira",
-        reverse("provisioning:instance_detail", args=[acme_jira.pk]): "https://acme-jira.example.com",
+        reverse(
+            "provisioning:instance_detail", args=[acme_jira.pk]
+        ): "https://acme-jira.example.com",
         reverse("provisioning:instance_create"): "Create instance",
         reverse("provisioning:operation_list"): "Instance restart",
         reverse("provisioning:operation_detail", args=[acme_op.pk]): "Pulling image",
@@ -82,8 +84,14 @@ def test_alice_sees_create_and_lifecycle_buttons(browser, alice, acme_jira):
     client = browser(alice)
     assert b'id="create-instance"' in client.get(reverse("dashboard")).content
     page = client.get(reverse("provisioning:instance_detail", args=[acme_jira.pk])).content
-    for button in (b'id="action-stop"', b'id="action-restart"', b'id="action-upgrade"',
-                   b'id="action-resize"', b'id="action-delete"', b'id="license-submit"'):
+    for button in (
+        b'id="action-stop"',
+        b'id="action-restart"',
+        b'id="action-upgrade"',
+        b'id="action-resize"',
+        b'id="action-delete"',
+        b'id="license-submit"',
+    ):
         assert button in page
     # A running instance cannot be started again.
     assert b'id="action-start"' not in page
@@ -225,4 +233,4 @@ def test_a_user_of_two_tenants_sees_both_with_their_tenant_named(
     Membership.objects.create(user=alice, tenant=globex, role=Membership.Role.VIEWER)
     page = browser(alice).get(reverse("provisioning:instance_list")).content.decode()
     assert "acme-jira" in page and "globex-wiki" in page
-    assert "<th scope=\"col\">Tenant</th>" in page
+    assert '<th scope="col">Tenant</th>' in page
