@@ -19,3 +19,13 @@ PANEL_OPERATION_MODULES = ["tests.support.operations"]
 _test_db = os.environ.get("PANEL_TEST_DB_NAME", f"test_panel_{os.getpid()}")
 DATABASES["default"]["TEST"] = {"NAME": _test_db}
 DATABASES["operation_log"]["TEST"] = {"NAME": _test_db, "DEPENDENCIES": []}
+
+# The lab's images (scripts/lab up builds them) stand in for the real atlassian/* images.
+PANEL_IMAGE_PREFIX = "panel-lab/"
+PANEL_POSTGRES_IMAGE = "panel-lab/postgres:15"
+PANEL_EXTRA_VERSIONS = [
+    f"{p}=0.0.0-broken" for p in (
+        "jira-software", "jira-servicemanagement", "confluence", "bitbucket", "bamboo", "crowd")
+]
+PANEL_ROLLOUT_TIMEOUT = 90
+PANEL_ROLLOUT_POLL_INTERVAL = 1

@@ -1,38 +1,88 @@
-"""Handlers of host and instance operations (registered with the operation runner)."""
+"""Handlers of instance operations (registered with the operation runner).
+
+Each handler checks the instance's state, does the remote work through ``rollout`` and moves
+the instance through its state machine; ``instance_abort`` leaves it clearly failed if the
+operation fails, is cancelled or its worker dies.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
+from django.utils import timezone
+
 from panel.operations import OperationContext, OperationFailed, operation_handler
-from provisioning.models import AtlassianInstance, InstanceStatus, OperationKind
+from provisioning import rollout
+from provisioning.compose import instance_dir
+from provisioning.models import (
+    AtlassianInstance,
+    InstanceHealth,
+    InstanceStatus,
+    OperationKind,
+)
+from provisioning.remote import RemoteError
 
 # Statuses that mean "an operation was half-way through changing this instance".
 _IN_FLIGHT = {InstanceStatus.PROVISIONING, InstanceStatus.RESTORING, InstanceStatus.DELETING}
 
 
-def instance_abort(operation: Any, reason: str) -> None:
-    """After a failed, cancelled or reaped instance operation: never leave it looking busy."""
+def _transition(instance: AtlassianInstance, to: str, reason: str = "") -> None:
     from provisioning.services import instance_transition
 
+    instance_transition(instance, to, reason)
+
+
+def instance_abort(operation: Any, reason: str) -> None:
+    """After a failed, cancelled or reaped instance operation: never leave it looking busy."""
     if operation.instance_id is None:
         return
     instance = AtlassianInstance.objects.get(pk=operation.instance_id)
     if instance.status in _IN_FLIGHT or instance.status == InstanceStatus.PENDING:
-        instance_transition(instance, InstanceStatus.FAILED, reason)
+        _transition(instance, InstanceStatus.FAILED, reason)
+
+
+def _instance(ctx: OperationContext) -> AtlassianInstance:
+    return AtlassianInstance.objects.select_related("host", "tenant").get(
+        pk=ctx.operation.instance_id
+    )
+
+
+def _remote(fn: Any) -> Any:
+    """Turn remote-layer errors into a failed operation with the error's readable message."""
+
+    def wrapper(ctx: OperationContext) -> Any:
+        try:
+            return fn(ctx)
+        except RemoteError as exc:
+            raise OperationFailed(str(exc)) from exc
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def instance_published(ctx: OperationContext, instance: AtlassianInstance) -> None:
+    """Seam for DNS records, certificates and the proxy: each registered hook runs after a
+    successful rollout (the certificates app registers its own)."""
+    for hook in PUBLISH_HOOKS:
+        hook(ctx, instance)
+
+
+PUBLISH_HOOKS: list = []
+PRE_UPGRADE_HOOKS: list = []
 
 
 @operation_handler(OperationKind.INSTANCE_CREATE, on_abort=instance_abort)
+@_remote
 def instance_create_run(ctx: OperationContext) -> dict:
-    """Choose an app host and roll the new instance out on it."""
-    from provisioning.services import host_select_for_instance, instance_transition
+    """Choose an app host (unless one was named) and roll the new instance out on it."""
+    from provisioning.services import host_select_for_instance
 
-    instance = AtlassianInstance.objects.select_related("host", "tenant").get(
-        pk=ctx.operation.instance_id
-    )
-    ctx.add_secrets([instance.db_password])
-    ctx.progress(0, 3)
-    instance_transition(instance, InstanceStatus.PROVISIONING)
+    instance = _instance(ctx)
+    ctx.progress(0, 5)
+    _transition(instance, InstanceStatus.PROVISIONING)
     if instance.host is None:
         ctx.step(f"Choosing an app host with {instance.heap_max_mb + 512} MB free memory")
         host = host_select_for_instance(instance)
@@ -44,9 +94,124 @@ def instance_create_run(ctx: OperationContext) -> dict:
             )
         AtlassianInstance.objects.filter(pk=instance.pk).update(host=host)
         instance.host = host
+    elif instance.host.status != instance.host.Status.READY:
+        raise OperationFailed(f"Host {instance.host.name} is {instance.host.status}, not ready.")
     ctx.step(f"Placing {instance.name} on host {instance.host.name}")
-    ctx.progress(1)
-    from provisioning import rollout
+    result = rollout.instance_rollout(ctx, instance, first=True)
+    instance_published(ctx, instance)
+    _transition(instance, InstanceStatus.RUNNING)
+    return result
 
-    return rollout.instance_rollout(ctx, instance, first=True)
-from provisioning import hosts  # noqa: F401 - registers host handlers
+
+@operation_handler(OperationKind.INSTANCE_START, on_abort=instance_abort)
+@_remote
+def instance_start_run(ctx: OperationContext) -> dict:
+    """Start the instance's containers and wait until it answers RUNNING."""
+    instance = _instance(ctx)
+    with rollout.connect(instance, ctx) as conn:
+        conn.compose(instance_dir(instance), "up", "--detach", project_name=instance.name,
+                     timeout=900, message=f"Started {instance.name}")
+        seconds = rollout.wait_running(ctx, conn, instance, first=False)
+    _transition(instance, InstanceStatus.RUNNING)
+    _healthy(instance)
+    return {"seconds_to_running": round(seconds, 1)}
+
+
+@operation_handler(OperationKind.INSTANCE_STOP, on_abort=instance_abort)
+@_remote
+def instance_stop_run(ctx: OperationContext) -> dict:
+    """Stop gracefully: the app first (within the grace period), then its database."""
+    instance = _instance(ctx)
+    with rollout.connect(instance, ctx) as conn:
+        for service in ("app", "db"):
+            conn.compose(instance_dir(instance), "stop", "--timeout", "120", service,
+                         project_name=instance.name, timeout=300,
+                         message=f"Stopped {service} of {instance.name}")
+    _transition(instance, InstanceStatus.STOPPED)
+    AtlassianInstance.objects.filter(pk=instance.pk).update(health=InstanceHealth.UNKNOWN)
+    return {}
+
+
+@operation_handler(OperationKind.INSTANCE_RESTART, on_abort=instance_abort)
+@_remote
+def instance_restart_run(ctx: OperationContext) -> dict:
+    """Restart the app container gracefully and wait until it answers RUNNING."""
+    instance = _instance(ctx)
+    with rollout.connect(instance, ctx) as conn:
+        conn.compose(instance_dir(instance), "restart", "--timeout", "120", "app",
+                     project_name=instance.name, timeout=300, message=f"Restarted {instance.name}")
+        seconds = rollout.wait_running(ctx, conn, instance, first=False)
+    _transition(instance, InstanceStatus.RUNNING)
+    _healthy(instance)
+    return {"seconds_to_running": round(seconds, 1)}
+
+
+@operation_handler(OperationKind.INSTANCE_UPGRADE, on_abort=instance_abort)
+@_remote
+def instance_upgrade_run(ctx: OperationContext) -> dict:
+    """Roll out another version; on failure the previous version is restored and started."""
+    instance = _instance(ctx)
+    version = ctx.operation.params["version"]
+    ctx.step(f"Upgrading {instance.name} from {instance.version} to {version}")
+    for hook in PRE_UPGRADE_HOOKS:  # the backups app takes a backup first
+        hook(ctx, instance)
+    result = rollout.instance_rollout(ctx, instance, first=False, version=version)
+    AtlassianInstance.objects.filter(pk=instance.pk).update(version=version)
+    _transition(instance, InstanceStatus.RUNNING)
+    return {**result, "previous_version": instance.version}
+
+
+@operation_handler(OperationKind.INSTANCE_RESIZE, on_abort=instance_abort)
+@_remote
+def instance_resize_run(ctx: OperationContext) -> dict:
+    """Change the JVM heap: a rollout with the new settings (rolled back if it fails)."""
+    instance = _instance(ctx)
+    heap = (int(ctx.operation.params["heap_min_mb"]), int(ctx.operation.params["heap_max_mb"]))
+    result = rollout.instance_rollout(ctx, instance, first=False, heap=heap)
+    AtlassianInstance.objects.filter(pk=instance.pk).update(heap_min_mb=heap[0],
+                                                            heap_max_mb=heap[1])
+    _transition(instance, InstanceStatus.RUNNING)
+    return {**result, "heap_mb": list(heap)}
+
+
+@operation_handler(OperationKind.INSTANCE_DELETE, on_abort=instance_abort)
+@_remote
+def instance_delete_run(ctx: OperationContext) -> dict:
+    """Stop and remove containers and networks; keep data and backups for the retention time."""
+    instance = _instance(ctx)
+    _transition(instance, InstanceStatus.DELETING)
+    if instance.host is not None:
+        with rollout.connect(instance, ctx) as conn:
+            if conn.exists(f"{instance_dir(instance)}/compose.yml"):
+                conn.compose(instance_dir(instance), "down", "--timeout", "120",
+                             "--remove-orphans", project_name=instance.name, timeout=600,
+                             message=f"Removed the containers and networks of {instance.name}")
+    purge_after = timezone.now() + timedelta(days=settings.PANEL_DELETED_RETENTION_DAYS)
+    AtlassianInstance.objects.filter(pk=instance.pk).update(
+        deleted_at=timezone.now(), purge_after=purge_after, health=InstanceHealth.UNKNOWN)
+    _transition(instance, InstanceStatus.DELETED)
+    ctx.step(f"Data kept on {instance.host.name if instance.host else 'no host'} until "
+             f"{purge_after:%Y-%m-%d}; then it is purged.")
+    return {"purge_after": purge_after.isoformat()}
+
+
+@operation_handler(OperationKind.INSTANCE_PURGE)
+@_remote
+def instance_purge_run(ctx: OperationContext) -> dict:
+    """Remove a deleted instance's data directory once its retention period is over."""
+    instance = _instance(ctx)
+    if instance.status != InstanceStatus.DELETED:
+        raise OperationFailed(f"{instance.name} is {instance.status}; only deleted ones purge.")
+    if instance.purge_after and instance.purge_after > timezone.now():
+        raise OperationFailed(f"{instance.name} is kept until {instance.purge_after:%Y-%m-%d}.")
+    if instance.host is not None:
+        with rollout.connect(instance, ctx) as conn:
+            conn.run(["rm", "-rf", "--one-file-system", instance_dir(instance)],
+                     message=f"Removed {instance_dir(instance)}")
+    AtlassianInstance.objects.filter(pk=instance.pk).update(purge_after=None)
+    return {}
+
+
+def _healthy(instance: AtlassianInstance) -> None:
+    AtlassianInstance.objects.filter(pk=instance.pk).update(
+        health=InstanceHealth.HEALTHY, health_changed_at=timezone.now())

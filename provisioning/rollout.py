@@ -1,14 +1,189 @@
-"""Rolling an instance's compose project out on its host (filled in by the instances work)."""
+"""Rolling an instance's compose project out on its host, and the lifecycle steps around it.
+
+A rollout renders the project, uploads it next to the deployed one, validates it with the real
+``docker compose config`` on the host, swaps it in (keeping the previous file for rollback),
+runs ``up -d`` and waits for ``<context>/status`` to say RUNNING in the body. If the new
+version does not come up, the previous files are restored and started again.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
 from panel.operations import OperationContext, OperationFailed
-from provisioning.models import AtlassianInstance
+from provisioning.compose import RenderedProject, compose_render, instance_dir
+from provisioning.models import AtlassianInstance, InstanceHealth
+from provisioning.products import spec_for
+from provisioning.remote import CommandFailed, HostConnection, RemoteError, SSHTarget
+
+# Executed inside the app container (the real images and the stand-ins both ship python3), so
+# the check needs no published port and no tool on the host.
+_STATUS_PROBE = (
+    "import sys,urllib.request\n"
+    "try:\n"
+    "    r=urllib.request.urlopen(sys.argv[1],timeout=5); print(r.status); print(r.read(2000).decode())\n"
+    "except Exception as e:\n"
+    "    print(0); print(type(e).__name__)\n"
+)
 
 
-def instance_rollout(ctx: OperationContext, instance: AtlassianInstance, *, first: bool) -> dict:
-    """Render, upload, start and health-check the instance's compose project."""
-    raise OperationFailed(
-        f"Host {instance.host.name} cannot be reached yet: the remote execution layer is not "
-        "installed in this panel build."
+def connect(instance: AtlassianInstance, ctx: OperationContext | None) -> HostConnection:
+    """A pinned connection to the instance's host, logging into ``ctx`` when given."""
+    if instance.host is None:
+        raise OperationFailed(f"{instance.name} has no host assigned.")
+    return HostConnection(SSHTarget.for_host(instance.host), ctx=ctx)
+
+
+def status_url(instance: AtlassianInstance) -> str:
+    spec = spec_for(instance.product)
+    return f"http://localhost:{spec.http_port}{instance.context_path}/status"
+
+
+def instance_probe(conn: HostConnection, instance: AtlassianInstance) -> tuple[bool, str, str]:
+    """Ask the app for ``/status`` from inside its container: (healthy, state, detail)."""
+    try:
+        result = conn.run(
+            ["docker", "compose", "--project-directory", instance_dir(instance),
+             "--project-name", instance.name, "exec", "-T", "app",
+             "python3", "-c", _STATUS_PROBE, status_url(instance)],
+            timeout=30, ok_codes=range(256), record=False,
+        )
+    except RemoteError as exc:
+        return False, "", str(exc)
+    if result.exit_code != 0:
+        return False, "", (result.stderr.strip() or "the app container is not running")[-300:]
+    lines = result.stdout.strip().splitlines()
+    code = lines[0] if lines else "0"
+    body = "\n".join(lines[1:])
+    try:
+        state = str(json.loads(body).get("state", ""))
+    except (ValueError, AttributeError):
+        state = ""
+    if code != "200":
+        return False, state, f"HTTP {code}: {body[:200]}"
+    return state == "RUNNING", state, body[:200]
+
+
+def wait_running(ctx: OperationContext, conn: HostConnection, instance: AtlassianInstance, *,
+                 first: bool, timeout: float | None = None) -> float:
+    """Poll ``/status`` until RUNNING (FIRST_RUN too for a new instance); return seconds."""
+    timeout = timeout or settings.PANEL_ROLLOUT_TIMEOUT
+    started = time.monotonic()
+    last_state = None
+    ctx.step(f"Waiting up to {timeout:g} s for {status_url(instance)} to answer RUNNING")
+    while True:
+        ctx.check_cancelled()
+        healthy, state, detail = instance_probe(conn, instance)
+        if healthy or (first and state == "FIRST_RUN"):
+            elapsed = time.monotonic() - started
+            ctx.step(f"{instance.name} answers {state} after {elapsed:.0f} s")
+            return elapsed
+        if state != last_state:
+            ctx.step(f"{instance.name} is {state or 'not answering yet'}", output=detail)
+            last_state = state
+        if time.monotonic() - started > timeout:
+            raise OperationFailed(
+                f"{instance.name} did not answer RUNNING within {timeout:g} s "
+                f"(last state: {state or detail or 'no answer'})."
+            )
+        time.sleep(settings.PANEL_ROLLOUT_POLL_INTERVAL)
+
+
+def _files(directory: str) -> dict[str, str]:
+    return {
+        "compose": f"{directory}/compose.yml",
+        "env": f"{directory}/.env",
+        "compose_new": f"{directory}/compose.yml.new",
+        "env_new": f"{directory}/.env.new",
+        "compose_prev": f"{directory}/compose.yml.prev",
+        "env_prev": f"{directory}/.env.prev",
+    }
+
+
+def _validate(conn: HostConnection, rendered: RenderedProject, compose: str, env: str) -> None:
+    conn.run(
+        ["docker", "compose", "--project-directory", rendered.directory, "--file", compose,
+         "--env-file", env, "--project-name", rendered.project, "config", "--quiet"],
+        timeout=60, message="Validated the compose file with docker compose config",
     )
+
+
+def _up(conn: HostConnection, rendered: RenderedProject) -> None:
+    conn.compose(rendered.directory, "up", "--detach", "--remove-orphans",
+                 project_name=rendered.project, timeout=900,
+                 message=f"docker compose up -d ({rendered.project})")
+
+
+def instance_rollout(
+    ctx: OperationContext,
+    instance: AtlassianInstance,
+    *,
+    first: bool,
+    version: str | None = None,
+    heap: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """Deploy ``instance`` (optionally at a new version or heap) and wait until it is healthy."""
+    rendered = compose_render(instance, version=version, heap=heap)
+    ctx.add_secrets(rendered.secrets)
+    f = _files(rendered.directory)
+    ctx.progress(1, 5)
+    with connect(instance, ctx) as conn:
+        conn.run(["mkdir", "-p", rendered.home_dir, rendered.db_dir],
+                 message="Created the instance directories")
+        conn.run(["chown", f"{rendered.uid}:{rendered.uid}", rendered.home_dir],
+                 message=f"Home directory owned by uid {rendered.uid}")
+        conn.run(["chmod", "0700", rendered.directory])
+        conn.upload(f["compose_new"], rendered.compose_yaml, mode=0o644,
+                    message="Uploaded the new compose file")
+        conn.upload(f["env_new"], rendered.env_file, mode=0o600,
+                    message="Uploaded the new .env (secrets, mode 0600)")
+        try:
+            _validate(conn, rendered, f["compose_new"], f["env_new"])
+        except CommandFailed as exc:
+            conn.run(["rm", "-f", f["compose_new"], f["env_new"]])
+            raise OperationFailed(
+                f"The rendered compose file was refused by docker compose config; the deployed "
+                f"one was left in place. {exc}"
+            ) from exc
+        ctx.progress(2)
+        had_previous = conn.exists(f["compose"])
+        if had_previous:
+            conn.run(["cp", "-p", f["compose"], f["compose_prev"]])
+            conn.run(["cp", "-p", f["env"], f["env_prev"]])
+        conn.run(["mv", "-f", f["compose_new"], f["compose"]])
+        conn.run(["mv", "-f", f["env_new"], f["env"]])
+        try:
+            _up(conn, rendered)
+            ctx.progress(3)
+            wait_running(ctx, conn, instance, first=first)
+        except (OperationFailed, RemoteError) as failure:
+            if not had_previous:
+                raise OperationFailed(
+                    f"{failure} The new instance was left stopped for inspection."
+                ) from failure
+            ctx.step(f"Rolling back: {failure}", level="warning")
+            conn.run(["cp", "-p", f["compose_prev"], f["compose"]])
+            conn.run(["cp", "-p", f["env_prev"], f["env"]])
+            _up(conn, rendered)
+            try:
+                wait_running(ctx, conn, instance, first=False)
+            except (OperationFailed, RemoteError) as second:
+                raise OperationFailed(
+                    f"{failure} Rolling back to the previous version also failed: {second}"
+                ) from second
+            raise OperationFailed(
+                f"{failure} Rolled back to the previous compose file "
+                f"({instance.product} {instance.version}); the instance is running again."
+            ) from failure
+        ctx.progress(4)
+    AtlassianInstance.objects.filter(pk=instance.pk).update(
+        deployed_compose_hash=rendered.compose_hash,
+        health=InstanceHealth.HEALTHY, health_changed_at=timezone.now(),
+    )
+    return {"compose_hash": rendered.compose_hash, "version": version or instance.version,
+            "host": instance.host.name}
