@@ -27,8 +27,9 @@ def _compose_config(tmp_path, rendered) -> dict:
 
 @pytest.mark.django_db
 def test_jira_gets_the_atl_environment_a_private_db_and_its_home_bind_mount(
-    acme, app_host, tmp_path
+    acme, app_host, tmp_path, settings
 ):
+    settings.PANEL_IMAGE_PREFIX = "atlassian/"  # the real images
     inst = make_instance(acme, "acme-jira", host=app_host, context_path="/jira",
                          heap_min_mb=1024, heap_max_mb=3072)
     rendered = compose_render(inst)
