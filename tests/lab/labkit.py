@@ -46,11 +46,19 @@ def host(state: dict, name: str) -> dict:
     raise KeyError(name)
 
 
-def run(cmd: list[str], *, input: str | None = None, timeout: float = 60,
-        check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str],
+    *,
+    input: str | None = None,
+    timeout: float = 60,
+    check: bool = True,
+    env: dict | None = None,
+) -> subprocess.CompletedProcess:
     p = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, env=env)
     if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
+        )
     return p
 
 
@@ -75,6 +83,7 @@ def docker(*args: str, **kw) -> subprocess.CompletedProcess:
 # SSH with a throwaway key, authorised through `docker exec`
 # ---------------------------------------------------------------------------
 
+
 @dataclass
 class LabSSH:
     """Real OpenSSH client sessions to the lab hosts: a throwaway key that is
@@ -88,8 +97,20 @@ class LabSSH:
     def __post_init__(self):
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.key = self.workdir / "id_ed25519"
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "",
-             "-C", f"panel-lab-test-{secrets.token_hex(4)}", "-f", str(self.key)])
+        run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"panel-lab-test-{secrets.token_hex(4)}",
+                "-f",
+                str(self.key),
+            ]
+        )
         self.pub = self.key.with_suffix(".pub").read_text().strip()
         self.known_hosts = self.workdir / "known_hosts"
         lines = []
@@ -97,27 +118,58 @@ class LabSSH:
             line = keyscan(h["address"], h["ssh_port"])
             got = fingerprint(line)
             if got != h["host_key_fingerprint"]:
-                raise AssertionError(f"{h['name']} presents {got}, lab recorded {h['host_key_fingerprint']}")
+                raise AssertionError(
+                    f"{h['name']} presents {got}, lab recorded {h['host_key_fingerprint']}"
+                )
             lines.append(line)
         self.known_hosts.write_text("\n".join(lines) + "\n")
         self._authorised: list[str] = []
 
     def authorise(self, name: str) -> None:
         h = host(self.state, name)
-        docker("exec", "-i", h["container"], "sh", "-c",
-               "mkdir -p /root/.ssh && cat >> /root/.ssh/authorized_keys", input=self.pub + "\n")
+        docker(
+            "exec",
+            "-i",
+            h["container"],
+            "sh",
+            "-c",
+            "mkdir -p /root/.ssh && cat >> /root/.ssh/authorized_keys",
+            input=self.pub + "\n",
+        )
         self._authorised.append(name)
 
     def base_cmd(self, name: str) -> list[str]:
         h = host(self.state, name)
-        return ["ssh", "-i", str(self.key), "-p", str(h["ssh_port"]),
-                "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-                "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
-                "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
-                f"{h['ssh_user']}@{h['address']}"]
+        return [
+            "ssh",
+            "-i",
+            str(self.key),
+            "-p",
+            str(h["ssh_port"]),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+            f"{h['ssh_user']}@{h['address']}",
+        ]
 
-    def run(self, name: str, command: str, *, timeout: float = 60, check: bool = True,
-            input: str | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        name: str,
+        command: str,
+        *,
+        timeout: float = 60,
+        check: bool = True,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess:
         if name not in self._authorised:
             self.authorise(name)
         return run(self.base_cmd(name) + [command], timeout=timeout, check=check, input=input)
@@ -126,16 +178,25 @@ class LabSSH:
         for name in set(self._authorised):
             h = host(self.state, name)
             # Remove exactly our key line again.
-            docker("exec", "-i", h["container"], "sh", "-c",
-                   'IFS= read -r pub; grep -vxF "$pub" /root/.ssh/authorized_keys > /root/.ssh/ak.tmp || true; '
-                   "cat /root/.ssh/ak.tmp > /root/.ssh/authorized_keys; rm -f /root/.ssh/ak.tmp",
-                   input=self.pub + "\n", check=False)
+            docker(
+                "exec",
+                "-i",
+                h["container"],
+                "sh",
+                "-c",
+                "IFS= read -r pub; "
+                'grep -vxF "$pub" /root/.ssh/authorized_keys > /root/.ssh/ak.tmp || true; '
+                "cat /root/.ssh/ak.tmp > /root/.ssh/authorized_keys; rm -f /root/.ssh/ak.tmp",
+                input=self.pub + "\n",
+                check=False,
+            )
         self._authorised.clear()
 
 
 # ---------------------------------------------------------------------------
 # Throwaway containers
 # ---------------------------------------------------------------------------
+
 
 class Sandbox:
     """A private Docker network plus the containers a test starts on it, all
@@ -147,11 +208,30 @@ class Sandbox:
         self.containers: list[str] = []
         docker("network", "create", "--label", "panel-lab=1", "--label", TEST_LABEL, self.name)
 
-    def run(self, image: str, *, name: str, alias: str | None = None, env: dict | None = None,
-            ports: list[str] | None = None, extra: list[str] | None = None) -> str:
+    def run(
+        self,
+        image: str,
+        *,
+        name: str,
+        alias: str | None = None,
+        env: dict | None = None,
+        ports: list[str] | None = None,
+        extra: list[str] | None = None,
+    ) -> str:
         cname = f"{self.name}-{name}"
-        cmd = ["docker", "run", "-d", "--name", cname, "--network", self.name,
-               "--label", "panel-lab=1", "--label", TEST_LABEL]
+        cmd = [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            cname,
+            "--network",
+            self.name,
+            "--label",
+            "panel-lab=1",
+            "--label",
+            TEST_LABEL,
+        ]
         if alias:
             cmd += ["--network-alias", alias]
         for k, v in (env or {}).items():
@@ -183,8 +263,9 @@ def published(container: str, port: int) -> tuple[str, int]:
 
 def http_json(url: str, *, method: str = "GET", body: dict | None = None, timeout: float = 5):
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(  # noqa: S310 - lab loopback only
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 - lab loopback only
             return r.status, json.loads(r.read() or b"null")
@@ -207,5 +288,13 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.25, what: str = "
 
 
 def wait_pg_ready(container: str, user: str, timeout: float = 30) -> None:
-    wait_for(lambda: docker("exec", container, "pg_isready", "-h", "127.0.0.1", "-U", user,
-                            check=False).returncode == 0, timeout=timeout, what=f"{container} pg_isready")
+    wait_for(
+        lambda: (
+            docker(
+                "exec", container, "pg_isready", "-h", "127.0.0.1", "-U", user, check=False
+            ).returncode
+            == 0
+        ),
+        timeout=timeout,
+        what=f"{container} pg_isready",
+    )
