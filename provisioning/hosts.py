@@ -503,8 +503,8 @@ class _Provisioner:
                     f"{(r.stderr or r.stdout).strip()[-400:]}"
                 )
             self.changes.append("started Docker Engine")
-        client = self.conn.docker()
-        version = client.version()
+        self.conn.docker()
+        version = self.conn.docker_version
         self.facts.update(docker_version=version.get("Version", r.stdout.strip()),
                           docker_api_version=version.get("ApiVersion", ""))
         self.ctx.step(f"Docker Engine {self.facts['docker_version']} answers over SSH "

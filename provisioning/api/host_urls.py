@@ -1,6 +1,9 @@
 """API routes for managed hosts (platform admins only)."""
 
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
-router = DefaultRouter(trailing_slash=True)
+from provisioning.api.hosts import HostViewSet
+
+router = SimpleRouter(trailing_slash=True)
+router.register("hosts", HostViewSet, basename="api-host")
 urlpatterns = router.urls

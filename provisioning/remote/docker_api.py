@@ -92,5 +92,6 @@ def pinned_docker_client(connection: HostConnection, *, record: bool = True
     api.mount("http+docker://ssh", adapter)
     if api.base_url != "http+docker://ssh" or {"http://", "https://"} & set(api.adapters):
         raise RuntimeError("the Docker SDK would not route requests through the SSH adapter")
-    api._version = api.version(api_version=False)["ApiVersion"]
+    connection.docker_version = api.version(api_version=False)
+    api._version = connection.docker_version["ApiVersion"]
     return client

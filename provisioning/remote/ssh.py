@@ -226,6 +226,8 @@ class HostConnection:
         self._sftp: paramiko.SFTPClient | None = None
         self._docker: Any = None
         self.docker_requests = 0
+        # The engine's answer to GET /version, asked when the Docker client is first made.
+        self.docker_version: dict[str, Any] = {}
         if ctx is not None and target.password:
             ctx.add_secrets([target.password])
 
