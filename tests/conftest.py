@@ -22,7 +22,7 @@ PASSWORD = "correct-horse-battery-staple"
 def _user(username: str, *groups: str) -> User:
     user = User.objects.create_user(username, f"{username}@example.com", PASSWORD)
     for name in groups:
-        user.groups.add(Group.objects.get(name=name))
+        user.groups.add(Group.objects.get_or_create(name=name)[0])
     return user
 
 

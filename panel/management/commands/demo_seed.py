@@ -47,7 +47,7 @@ class Command(BaseCommand):
                 user.set_password(DEMO_PASSWORD)
                 user.save()
             for name in groups:
-                user.groups.add(Group.objects.get(name=name))
+                user.groups.add(Group.objects.get_or_create(name=name)[0])
             for slug, role in memberships:
                 Membership.objects.get_or_create(user=user, tenant=tenants[slug],
                                                  defaults={"role": role})
