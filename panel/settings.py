@@ -236,6 +236,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE = {
     "operations-reap": {"task": "provisioning.tasks.operations_reap", "schedule": 30.0},
+    "instances-health": {"task": "provisioning.tasks.instances_health_check", "schedule": 60.0},
+    "instances-drift": {"task": "provisioning.tasks.instances_drift_check", "schedule": 600.0},
     "operations-requeue-pending": {
         "task": "provisioning.tasks.operations_requeue_pending",
         "schedule": 60.0,

@@ -152,6 +152,9 @@ class AtlassianInstance(models.Model):
     )
     health_changed_at = models.DateTimeField(null=True, blank=True)
     deployed_compose_hash = models.CharField(max_length=64, blank=True)
+    # What the periodic drift check found differing from what the panel deployed ("" = none).
+    drift = models.TextField(blank=True)
+    drift_checked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)

@@ -23,3 +23,19 @@ def operations_reap() -> list[str]:
 def operations_requeue_pending() -> list[str]:
     """Re-enqueue pending operations whose broker message was lost."""
     return operations.operations_requeue_pending()
+
+
+@shared_task(name="provisioning.tasks.instances_health_check", soft_time_limit=600)
+def instances_health_check() -> int:
+    """Poll /status of every running instance and keep the health history."""
+    from provisioning.monitoring import instances_health_check as check
+
+    return check()
+
+
+@shared_task(name="provisioning.tasks.instances_drift_check", soft_time_limit=1200)
+def instances_drift_check() -> int:
+    """Compare what runs on the hosts with what the panel deployed."""
+    from provisioning.monitoring import instances_drift_check as check
+
+    return check()

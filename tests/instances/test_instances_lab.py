@@ -162,3 +162,35 @@ def test_deleting_removes_containers_but_keeps_the_data_for_the_retention_period
     assert subprocess.run(["test", "-d", home]).returncode == 0
     with pytest.raises(Exception, match="Cannot start"):
         instance_action(actor=access_for_user(alice), instance=inst, action="start")
+
+
+def test_health_history_turns_degraded_and_drift_is_detected_when_changed_behind_our_back(
+    alice, acme, ready_app_host, unique_name, cleanup_projects
+):
+    from provisioning.monitoring import instances_drift_check, instances_health_check
+
+    op, inst = _create(alice, acme, ready_app_host, unique_name("jira"), "jira-software",
+                       "9.12.0", cleanup_projects)
+    assert op.status == "succeeded", step_text(op)
+    assert instances_health_check([ready_app_host.pk]) == 1
+    inst.refresh_from_db()
+    assert inst.health == "healthy" and inst.health_checks.first().state == "RUNNING"
+    assert instances_drift_check() == 0
+    # someone stops the app container and edits the compose file on the host
+    subprocess.run(["docker", "compose", "-p", inst.name, "stop", "-t", "2", "app"], check=True,
+                   capture_output=True)
+    compose = f"{ready_app_host.data_root}/instances/{inst.name}/compose.yml"
+    with open(compose, "a") as fh:
+        fh.write("# edited by hand\n")
+    instances_health_check([ready_app_host.pk])
+    inst.refresh_from_db()
+    assert inst.health == "healthy"  # one failed check is not yet degraded
+    instances_health_check([ready_app_host.pk])
+    inst.refresh_from_db()
+    assert inst.health == "degraded" and inst.display_status == "degraded"
+    assert inst.health_changed_at is not None
+    assert [c.ok for c in inst.health_checks.order_by("checked_at")] == [True, False, False]
+    assert instances_drift_check() == 1
+    inst.refresh_from_db()
+    assert "changed outside the panel" in inst.drift
+    assert "app container is exited" in inst.drift

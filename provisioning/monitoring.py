@@ -1,0 +1,122 @@
+"""Periodic checks of running instances: health (``/status``) with history, and drift between
+what the panel deployed and what runs on the host. Read-only, so they are not Operations; one
+SSH connection per host serves all of its instances."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from typing import Any
+
+from django.utils import timezone
+
+from provisioning.compose import instance_dir
+from provisioning.models import (
+    AtlassianInstance,
+    Host,
+    InstanceHealth,
+    InstanceHealthCheck,
+    InstanceStatus,
+)
+from provisioning.remote import HostConnection, RemoteError, SSHTarget
+
+log = logging.getLogger(__name__)
+
+# Consecutive failed checks before a running instance is shown as degraded.
+DEGRADED_AFTER = 2
+
+
+def _by_host(instances: Any) -> dict[Host, list[AtlassianInstance]]:
+    groups: dict[Host, list[AtlassianInstance]] = defaultdict(list)
+    for inst in instances:
+        groups[inst.host].append(inst)
+    return groups
+
+
+def instance_health_record(instance: AtlassianInstance, ok: bool, state: str, detail: str,
+                           response_ms: int | None = None) -> InstanceHealthCheck:
+    """Store one check and update the instance's health (degraded after repeated failures)."""
+    check = InstanceHealthCheck.objects.create(
+        instance=instance, ok=ok, state=state[:40], detail=detail[:500], response_ms=response_ms)
+    if ok:
+        new = InstanceHealth.HEALTHY
+    else:
+        recent = list(InstanceHealthCheck.objects.filter(instance=instance)
+                      .order_by("-checked_at").values_list("ok", flat=True)[:DEGRADED_AFTER])
+        new = InstanceHealth.DEGRADED if not any(recent) else instance.health
+    if new != instance.health:
+        AtlassianInstance.objects.filter(pk=instance.pk).update(
+            health=new, health_changed_at=timezone.now())
+        instance.health = new
+    return check
+
+
+def instances_health_check(host_ids: list[Any] | None = None) -> int:
+    """Poll ``/status`` of every running instance (optionally on some hosts); returns count."""
+    from provisioning.rollout import instance_probe
+
+    qs = AtlassianInstance.objects.filter(status=InstanceStatus.RUNNING, host__isnull=False) \
+        .select_related("host", "tenant")
+    if host_ids is not None:
+        qs = qs.filter(host_id__in=host_ids)
+    checked = 0
+    for host, instances in _by_host(qs).items():
+        try:
+            with HostConnection(SSHTarget.for_host(host), connect_timeout=10) as conn:
+                for inst in instances:
+                    started = timezone.now()
+                    ok, state, detail = instance_probe(conn, inst)
+                    ms = int((timezone.now() - started).total_seconds() * 1000)
+                    instance_health_record(inst, ok, state, detail, ms)
+                    checked += 1
+        except RemoteError as exc:
+            for inst in instances:
+                instance_health_record(inst, False, "", f"host unreachable: {exc}")
+                checked += 1
+    return checked
+
+
+def instances_drift_check() -> int:
+    """Compare each deployed compose file's hash and the running containers with what the
+    panel expects; record differences on the instance. Returns how many drifted."""
+    qs = AtlassianInstance.objects.filter(
+        status__in=[InstanceStatus.RUNNING, InstanceStatus.STOPPED], host__isnull=False
+    ).exclude(deployed_compose_hash="").select_related("host", "tenant")
+    drifted = 0
+    for host, instances in _by_host(qs).items():
+        try:
+            with HostConnection(SSHTarget.for_host(host), connect_timeout=10) as conn:
+                for inst in instances:
+                    problems = instance_drift(conn, inst)
+                    AtlassianInstance.objects.filter(pk=inst.pk).update(
+                        drift="\n".join(problems), drift_checked_at=timezone.now())
+                    drifted += bool(problems)
+        except RemoteError as exc:
+            log.warning("drift check of host %s failed: %s", host.name, exc)
+    return drifted
+
+
+def instance_drift(conn: HostConnection, instance: AtlassianInstance) -> list[str]:
+    """What differs on the host from what the panel deployed for ``instance``."""
+    problems = []
+    data = conn.read(f"{instance_dir(instance)}/compose.yml", missing_ok=True)
+    if data is None:
+        problems.append("The compose file is missing on the host.")
+    elif hashlib.sha256(data).hexdigest() != instance.deployed_compose_hash:
+        problems.append("The compose file on the host was changed outside the panel.")
+    result = conn.run(
+        ["docker", "ps", "--filter", f"label=com.docker.compose.project={instance.name}",
+         "--format", "{{.Label \"com.docker.compose.service\"}} {{.State}}"],
+        timeout=30, record=False, ok_codes=range(256))
+    states = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    expected = {"app", "db"} if instance.status == InstanceStatus.RUNNING else set()
+    for service in sorted(expected):
+        if states.get(service) != "running":
+            problems.append(f"The {service} container is {states.get(service, 'missing')}, "
+                            "but the instance should be running.")
+    if instance.status == InstanceStatus.STOPPED:
+        running = sorted(s for s, st in states.items() if st == "running")
+        if running:
+            problems.append(f"Containers {', '.join(running)} run, but the instance is stopped.")
+    return problems
