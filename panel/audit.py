@@ -14,7 +14,7 @@ from django.db import models
 from panel.access import Access
 from panel.sanitize import sanitize_data
 
-_request_context: ContextVar[dict[str, Any]] = ContextVar("panel_audit_context", default={})
+_request_context: ContextVar[dict[str, Any]] = ContextVar("panel_audit_context", default=None)
 
 
 class AuditContextMiddleware:
@@ -25,7 +25,9 @@ class AuditContextMiddleware:
 
     def __call__(self, request: Any) -> Any:
         path = request.path
-        source = "api" if path.startswith("/api/") else "admin" if path.startswith("/admin/") else "ui"
+        source = (
+            "api" if path.startswith("/api/") else "admin" if path.startswith("/admin/") else "ui"
+        )
         token = _request_context.set({"source": source, "ip": request.META.get("REMOTE_ADDR")})
         try:
             return self.get_response(request)
@@ -49,7 +51,7 @@ def audit_record(
     """Append one audit event (who did ``action`` to ``target``, from where, what changed)."""
     from tenants.models import AuditEvent, Tenant
 
-    ctx = _request_context.get()
+    ctx = _request_context.get() or {}
     user = actor.user if actor is not None and actor.is_authenticated else None
     token = actor.token if actor is not None else None
     if tenant is None and target is not None:

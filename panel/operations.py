@@ -49,7 +49,7 @@ class OperationConflict(Exception):
     def __init__(self, running: Any) -> None:
         self.running = running
         super().__init__(
-            f"{running.get_kind_display() if hasattr(running, 'get_kind_display') else running.kind}"
+            f"{running.kind}"
             f" {running.id} is already {running.status} on this target; wait for it to finish"
             " or cancel it."
         )
@@ -189,7 +189,10 @@ def operation_cancel(operation: Any, *, actor: Access | None) -> Any:
     Operation = _model()
     now = timezone.now()
     if Operation.objects.filter(id=operation.id, status="pending").update(
-        status="cancelled", cancel_requested=True, finished_at=now, error="Cancelled before it started."
+        status="cancelled",
+        cancel_requested=True,
+        finished_at=now,
+        error="Cancelled before it started.",
     ):
         _abort_hooks(Operation.objects.get(id=operation.id), "Cancelled before it started.")
     else:
@@ -254,9 +257,12 @@ class OperationContext:
         _model().objects.using(_log_alias()).filter(id=self.operation.id).update(**fields)
 
     def check_cancelled(self) -> None:
-        if _model().objects.using(_log_alias()).filter(
-            id=self.operation.id, cancel_requested=True
-        ).exists():
+        if (
+            _model()
+            .objects.using(_log_alias())
+            .filter(id=self.operation.id, cancel_requested=True)
+            .exists()
+        ):
             raise OperationCancelled("Cancelled on request.")
 
 
@@ -281,9 +287,9 @@ class _Heartbeat(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stopped.wait(self.interval):
-                _model().objects.filter(
-                    id=self.operation_id, status="running"
-                ).update(heartbeat_at=timezone.now())
+                _model().objects.filter(id=self.operation_id, status="running").update(
+                    heartbeat_at=timezone.now()
+                )
         except Exception:  # noqa: BLE001 - a missed heartbeat is handled by the reaper
             log.exception("heartbeat failed for operation %s", self.operation_id)
         finally:
@@ -294,7 +300,9 @@ def operation_execute(operation_id: Any) -> str:
     """Claim and run one operation; returns its terminal status (or 'skipped')."""
     Operation = _model()
     now = timezone.now()
-    claimed = Operation.objects.filter(id=operation_id, status="pending", cancel_requested=False).update(
+    claimed = Operation.objects.filter(
+        id=operation_id, status="pending", cancel_requested=False
+    ).update(
         status="running",
         started_at=now,
         heartbeat_at=now,
@@ -398,8 +406,9 @@ def operations_requeue_pending(now: Any = None) -> list[str]:
         .filter(enqueued_at__lt=cutoff)
         .values_list("id", flat=True)[:500]
     ) + list(
-        Operation.objects.filter(status="pending", enqueued_at__isnull=True, created_at__lt=cutoff)
-        .values_list("id", flat=True)[:500]
+        Operation.objects.filter(
+            status="pending", enqueued_at__isnull=True, created_at__lt=cutoff
+        ).values_list("id", flat=True)[:500]
     )
     for op_id in ids:
         operation_enqueue(op_id)

@@ -57,8 +57,11 @@ def sanitize_data(data: object) -> object:
     """Sanitize every string inside a JSON-like structure; secret-named keys lose their value."""
     if isinstance(data, dict):
         return {
-            k: (REDACTED if re.search(r"(?i)password|secret|token|private_key|license_key", str(k))
-                else sanitize_data(v))
+            k: (
+                REDACTED
+                if re.search(r"(?i)password|secret|token|private_key|license_key", str(k))
+                else sanitize_data(v)
+            )
             for k, v in data.items()
         }
     if isinstance(data, list | tuple):

@@ -61,7 +61,10 @@ PANEL_ENCRYPTION_KEYS = [
     if k.strip()
 ]
 
-ALLOWED_HOSTS = [h.strip() for h in (env("PANEL_ALLOWED_HOSTS") or "localhost,127.0.0.1,[::1],testserver").split(",")]
+ALLOWED_HOSTS = [
+    h.strip()
+    for h in (env("PANEL_ALLOWED_HOSTS") or "localhost,127.0.0.1,[::1],testserver").split(",")
+]
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in (env("PANEL_CSRF_TRUSTED_ORIGINS") or "").split(",") if o.strip()
 ]
@@ -165,7 +168,9 @@ LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = env_bool("PANEL_SECURE_COOKIES", default=not DEBUG and not TESTING and bool(env("DATABASE_URL")))
+SESSION_COOKIE_SECURE = env_bool(
+    "PANEL_SECURE_COOKIES", default=not DEBUG and not TESTING and bool(env("DATABASE_URL"))
+)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"

@@ -17,15 +17,22 @@ PANEL_OPERATION_MODULES = ["tests.support.operations"]
 
 # Several test runs may share this machine's PostgreSQL: each gets its own test database.
 _test_db = os.environ.get("PANEL_TEST_DB_NAME", f"test_panel_{os.getpid()}")
-DATABASES["default"]["TEST"] = {"NAME": _test_db}
-DATABASES["operation_log"]["TEST"] = {"NAME": _test_db, "DEPENDENCIES": []}
+DATABASES["default"]["TEST"]  # noqa: F405 = {"NAME": _test_db}
+DATABASES["operation_log"]["TEST"] = {"NAME": _test_db, "DEPENDENCIES": []}  # noqa: F405
 
 # The lab's images (scripts/lab up builds them) stand in for the real atlassian/* images.
 PANEL_IMAGE_PREFIX = "panel-lab/"
 PANEL_POSTGRES_IMAGE = "panel-lab/postgres:15"
 PANEL_EXTRA_VERSIONS = [
-    f"{p}=0.0.0-broken" for p in (
-        "jira-software", "jira-servicemanagement", "confluence", "bitbucket", "bamboo", "crowd")
+    f"{p}=0.0.0-broken"
+    for p in (
+        "jira-software",
+        "jira-servicemanagement",
+        "confluence",
+        "bitbucket",
+        "bamboo",
+        "crowd",
+    )
 ]
 PANEL_ROLLOUT_TIMEOUT = 90
 PANEL_ROLLOUT_POLL_INTERVAL = 1

@@ -53,30 +53,34 @@ def _app_environment(instance: AtlassianInstance, spec: ProductSpec) -> dict[str
         "JVM_MAXIMUM_MEMORY": f"{instance.heap_max_mb}m",
     }
     if spec.env_style == "bitbucket":
-        env.update({
-            "SERVER_PROXY_NAME": instance.hostname,
-            "SERVER_PROXY_PORT": "443",
-            "SERVER_SCHEME": "https",
-            "SERVER_SECURE": "true",
-            "SERVER_CONTEXT_PATH": instance.context_path or "/",
-            "JDBC_DRIVER": "org.postgresql.Driver",
-            "JDBC_URL": jdbc_url,
-            "JDBC_USER": instance.db_user,
-            "JDBC_PASSWORD": "${PANEL_DB_PASSWORD}",
-        })
+        env.update(
+            {
+                "SERVER_PROXY_NAME": instance.hostname,
+                "SERVER_PROXY_PORT": "443",
+                "SERVER_SCHEME": "https",
+                "SERVER_SECURE": "true",
+                "SERVER_CONTEXT_PATH": instance.context_path or "/",
+                "JDBC_DRIVER": "org.postgresql.Driver",
+                "JDBC_URL": jdbc_url,
+                "JDBC_USER": instance.db_user,
+                "JDBC_PASSWORD": "${PANEL_DB_PASSWORD}",
+            }
+        )
     else:
-        env.update({
-            "ATL_PROXY_NAME": instance.hostname,
-            "ATL_PROXY_PORT": "443",
-            "ATL_TOMCAT_SCHEME": "https",
-            "ATL_TOMCAT_SECURE": "true",
-            "ATL_TOMCAT_CONTEXTPATH": instance.context_path,
-            "ATL_JDBC_URL": jdbc_url,
-            "ATL_JDBC_USER": instance.db_user,
-            "ATL_JDBC_PASSWORD": "${PANEL_DB_PASSWORD}",
-            "ATL_DB_TYPE": "postgres72" if spec.product.startswith("jira") else "postgresql",
-            "ATL_DB_DRIVER": "org.postgresql.Driver",
-        })
+        env.update(
+            {
+                "ATL_PROXY_NAME": instance.hostname,
+                "ATL_PROXY_PORT": "443",
+                "ATL_TOMCAT_SCHEME": "https",
+                "ATL_TOMCAT_SECURE": "true",
+                "ATL_TOMCAT_CONTEXTPATH": instance.context_path,
+                "ATL_JDBC_URL": jdbc_url,
+                "ATL_JDBC_USER": instance.db_user,
+                "ATL_JDBC_PASSWORD": "${PANEL_DB_PASSWORD}",
+                "ATL_DB_TYPE": "postgres72" if spec.product.startswith("jira") else "postgresql",
+                "ATL_DB_DRIVER": "org.postgresql.Driver",
+            }
+        )
     if spec.takes_license_env and _license_key(instance):
         env["ATL_LICENSE_KEY"] = "${PANEL_LICENSE_KEY}"
     for i, (name, _value) in enumerate(sorted(instance.extra_env.items())):
@@ -105,15 +109,16 @@ def _env_file(instance: AtlassianInstance, spec: ProductSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compose_render(instance: AtlassianInstance, *, version: str | None = None,
-                   heap: tuple[int, int] | None = None) -> RenderedProject:
+def compose_render(
+    instance: AtlassianInstance, *, version: str | None = None, heap: tuple[int, int] | None = None
+) -> RenderedProject:
     """Render the compose project of ``instance`` (optionally at another version or heap)."""
     spec = spec_for(instance.product)
     if version is not None or heap is not None:
         # Render a candidate without touching the stored instance.
-        instance = AtlassianInstance(**{
-            f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields
-        })
+        instance = AtlassianInstance(
+            **{f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+        )
         instance.version = version or instance.version
         if heap is not None:
             instance.heap_min_mb, instance.heap_max_mb = heap
@@ -154,7 +159,9 @@ def compose_render(instance: AtlassianInstance, *, version: str | None = None,
                 "networks": ["private"],
                 "healthcheck": {
                     "test": ["CMD", "pg_isready", "-U", instance.db_user, "-d", instance.db_name],
-                    "interval": "5s", "timeout": "5s", "retries": 30,
+                    "interval": "5s",
+                    "timeout": "5s",
+                    "retries": 30,
                 },
                 "labels": {**labels, "panel.role": "db"},
             },

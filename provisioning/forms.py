@@ -16,7 +16,7 @@ from django.urls import reverse
 from provisioning import validators as v
 from provisioning.models import AtlassianInstance
 from provisioning.products import Product, versions_for
-from provisioning.services import instance_validate_heap, instance_validate_product_version
+from provisioning.services import instance_validate_heap
 from tenants.tiers import ServiceTier
 
 PRODUCT_BLANK = [("", "Choose a product…")]
@@ -106,10 +106,13 @@ class InstanceCreateForm(forms.Form):
         data = super().clean()
         product, version = data.get("product"), data.get("version")
         if product and version:
-            try:
-                instance_validate_product_version(product, version)
-            except ValidationError as exc:
-                errors_onto_form(self, exc)
+            offered = versions_for(product)
+            if version not in offered:
+                self.add_error(
+                    "version",
+                    f"{version} is not an offered version of {Product(product).label}; "
+                    f"choose {' or '.join(offered)}.",
+                )
         if product and data.get("heap_min_mb") and data.get("heap_max_mb"):
             try:
                 instance_validate_heap(product, data["heap_min_mb"], data["heap_max_mb"])

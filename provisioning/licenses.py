@@ -75,8 +75,14 @@ def _parse_date(value: str | None) -> date | None:
 
 
 def _user_tier(props: dict[str, str]) -> str:
-    for key in ("NumberOfUsers", "jira.NumberOfUsers", "conf.NumberOfUsers",
-                "stash.NumberOfUsers", "bamboo.NumberOfUsers", "crowd.NumberOfUsers"):
+    for key in (
+        "NumberOfUsers",
+        "jira.NumberOfUsers",
+        "conf.NumberOfUsers",
+        "stash.NumberOfUsers",
+        "bamboo.NumberOfUsers",
+        "crowd.NumberOfUsers",
+    ):
         if key in props:
             users = props[key]
             return "Unlimited" if users.strip() == "-1" else f"{users} users"

@@ -48,7 +48,9 @@ class Host(models.Model):
     )
     ssh_user = models.CharField(max_length=32, default="root", validators=[v.validate_ssh_user])
     host_key_fingerprint = models.CharField(
-        max_length=60, blank=True, validators=[v.validate_fingerprint],
+        max_length=60,
+        blank=True,
+        validators=[v.validate_fingerprint],
         help_text="Pinned SHA256 fingerprint of the host's SSH key; connections refuse any other.",
     )
     # Fingerprint seen on first contact, waiting for an admin to trust it.
@@ -61,7 +63,11 @@ class Host(models.Model):
         max_length=200, default="/srv/atlassian", validators=[v.validate_abs_path]
     )
     backup_host = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="app_hosts",
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="app_hosts",
         limit_choices_to={"role": "backup"},
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ENROLLED)
@@ -122,15 +128,15 @@ class AtlassianInstance(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="instances")
     name = models.CharField(
-        max_length=40, unique=True, validators=[v.validate_slug],
+        max_length=40,
+        unique=True,
+        validators=[v.validate_slug],
         help_text="Short name used for directories and containers, e.g. acme-jira.",
     )
     product = models.CharField(max_length=30, choices=Product.choices)
     version = models.CharField(max_length=40, validators=[v.validate_version])
     hostname = models.CharField(max_length=253, unique=True, validators=[v.validate_fqdn])
-    context_path = models.CharField(
-        max_length=64, blank=True, validators=[v.validate_context_path]
-    )
+    context_path = models.CharField(max_length=64, blank=True, validators=[v.validate_context_path])
     host = models.ForeignKey(
         Host, on_delete=models.PROTECT, null=True, blank=True, related_name="instances"
     )
@@ -205,6 +211,9 @@ class InstanceHealthCheck(models.Model):
     class Meta:
         ordering = ["-checked_at"]
         indexes = [models.Index(fields=["instance", "-checked_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id} {'ok' if self.ok else 'failed'} at {self.checked_at:%H:%M:%S}"
 
 
 class License(models.Model):
@@ -296,11 +305,17 @@ class Operation(models.Model):
         Host, on_delete=models.SET_NULL, null=True, blank=True, related_name="operations"
     )
     instance = models.ForeignKey(
-        AtlassianInstance, on_delete=models.SET_NULL, null=True, blank=True,
+        AtlassianInstance,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="operations",
     )
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="+",
     )
     requested_by_token = models.ForeignKey(

@@ -34,20 +34,26 @@ def _by_host(instances: Any) -> dict[Host, list[AtlassianInstance]]:
     return groups
 
 
-def instance_health_record(instance: AtlassianInstance, ok: bool, state: str, detail: str,
-                           response_ms: int | None = None) -> InstanceHealthCheck:
+def instance_health_record(
+    instance: AtlassianInstance, ok: bool, state: str, detail: str, response_ms: int | None = None
+) -> InstanceHealthCheck:
     """Store one check and update the instance's health (degraded after repeated failures)."""
     check = InstanceHealthCheck.objects.create(
-        instance=instance, ok=ok, state=state[:40], detail=detail[:500], response_ms=response_ms)
+        instance=instance, ok=ok, state=state[:40], detail=detail[:500], response_ms=response_ms
+    )
     if ok:
         new = InstanceHealth.HEALTHY
     else:
-        recent = list(InstanceHealthCheck.objects.filter(instance=instance)
-                      .order_by("-checked_at").values_list("ok", flat=True)[:DEGRADED_AFTER])
+        recent = list(
+            InstanceHealthCheck.objects.filter(instance=instance)
+            .order_by("-checked_at")
+            .values_list("ok", flat=True)[:DEGRADED_AFTER]
+        )
         new = InstanceHealth.DEGRADED if not any(recent) else instance.health
     if new != instance.health:
         AtlassianInstance.objects.filter(pk=instance.pk).update(
-            health=new, health_changed_at=timezone.now())
+            health=new, health_changed_at=timezone.now()
+        )
         instance.health = new
     return check
 
@@ -56,8 +62,9 @@ def instances_health_check(host_ids: list[Any] | None = None) -> int:
     """Poll ``/status`` of every running instance (optionally on some hosts); returns count."""
     from provisioning.rollout import instance_probe
 
-    qs = AtlassianInstance.objects.filter(status=InstanceStatus.RUNNING, host__isnull=False) \
-        .select_related("host", "tenant")
+    qs = AtlassianInstance.objects.filter(
+        status=InstanceStatus.RUNNING, host__isnull=False
+    ).select_related("host", "tenant")
     if host_ids is not None:
         qs = qs.filter(host_id__in=host_ids)
     checked = 0
@@ -80,9 +87,13 @@ def instances_health_check(host_ids: list[Any] | None = None) -> int:
 def instances_drift_check() -> int:
     """Compare each deployed compose file's hash and the running containers with what the
     panel expects; record differences on the instance. Returns how many drifted."""
-    qs = AtlassianInstance.objects.filter(
-        status__in=[InstanceStatus.RUNNING, InstanceStatus.STOPPED], host__isnull=False
-    ).exclude(deployed_compose_hash="").select_related("host", "tenant")
+    qs = (
+        AtlassianInstance.objects.filter(
+            status__in=[InstanceStatus.RUNNING, InstanceStatus.STOPPED], host__isnull=False
+        )
+        .exclude(deployed_compose_hash="")
+        .select_related("host", "tenant")
+    )
     drifted = 0
     for host, instances in _by_host(qs).items():
         try:
@@ -90,7 +101,8 @@ def instances_drift_check() -> int:
                 for inst in instances:
                     problems = instance_drift(conn, inst)
                     AtlassianInstance.objects.filter(pk=inst.pk).update(
-                        drift="\n".join(problems), drift_checked_at=timezone.now())
+                        drift="\n".join(problems), drift_checked_at=timezone.now()
+                    )
                     drifted += bool(problems)
         except RemoteError as exc:
             log.warning("drift check of host %s failed: %s", host.name, exc)
@@ -106,15 +118,26 @@ def instance_drift(conn: HostConnection, instance: AtlassianInstance) -> list[st
     elif hashlib.sha256(data).hexdigest() != instance.deployed_compose_hash:
         problems.append("The compose file on the host was changed outside the panel.")
     result = conn.run(
-        ["docker", "ps", "--filter", f"label=com.docker.compose.project={instance.name}",
-         "--format", "{{.Label \"com.docker.compose.service\"}} {{.State}}"],
-        timeout=30, record=False, ok_codes=range(256))
+        [
+            "docker",
+            "ps",
+            "--filter",
+            f"label=com.docker.compose.project={instance.name}",
+            "--format",
+            '{{.Label "com.docker.compose.service"}} {{.State}}',
+        ],
+        timeout=30,
+        record=False,
+        ok_codes=range(256),
+    )
     states = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
     expected = {"app", "db"} if instance.status == InstanceStatus.RUNNING else set()
     for service in sorted(expected):
         if states.get(service) != "running":
-            problems.append(f"The {service} container is {states.get(service, 'missing')}, "
-                            "but the instance should be running.")
+            problems.append(
+                f"The {service} container is {states.get(service, 'missing')}, "
+                "but the instance should be running."
+            )
     if instance.status == InstanceStatus.STOPPED:
         running = sorted(s for s, st in states.items() if st == "running")
         if running:

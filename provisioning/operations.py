@@ -109,8 +109,14 @@ def instance_start_run(ctx: OperationContext) -> dict:
     """Start the instance's containers and wait until it answers RUNNING."""
     instance = _instance(ctx)
     with rollout.connect(instance, ctx) as conn:
-        conn.compose(instance_dir(instance), "up", "--detach", project_name=instance.name,
-                     timeout=900, message=f"Started {instance.name}")
+        conn.compose(
+            instance_dir(instance),
+            "up",
+            "--detach",
+            project_name=instance.name,
+            timeout=900,
+            message=f"Started {instance.name}",
+        )
         seconds = rollout.wait_running(ctx, conn, instance, first=False)
     _transition(instance, InstanceStatus.RUNNING)
     _healthy(instance)
@@ -124,9 +130,16 @@ def instance_stop_run(ctx: OperationContext) -> dict:
     instance = _instance(ctx)
     with rollout.connect(instance, ctx) as conn:
         for service in ("app", "db"):
-            conn.compose(instance_dir(instance), "stop", "--timeout", "120", service,
-                         project_name=instance.name, timeout=300,
-                         message=f"Stopped {service} of {instance.name}")
+            conn.compose(
+                instance_dir(instance),
+                "stop",
+                "--timeout",
+                "120",
+                service,
+                project_name=instance.name,
+                timeout=300,
+                message=f"Stopped {service} of {instance.name}",
+            )
     _transition(instance, InstanceStatus.STOPPED)
     AtlassianInstance.objects.filter(pk=instance.pk).update(health=InstanceHealth.UNKNOWN)
     return {}
@@ -138,8 +151,16 @@ def instance_restart_run(ctx: OperationContext) -> dict:
     """Restart the app container gracefully and wait until it answers RUNNING."""
     instance = _instance(ctx)
     with rollout.connect(instance, ctx) as conn:
-        conn.compose(instance_dir(instance), "restart", "--timeout", "120", "app",
-                     project_name=instance.name, timeout=300, message=f"Restarted {instance.name}")
+        conn.compose(
+            instance_dir(instance),
+            "restart",
+            "--timeout",
+            "120",
+            "app",
+            project_name=instance.name,
+            timeout=300,
+            message=f"Restarted {instance.name}",
+        )
         seconds = rollout.wait_running(ctx, conn, instance, first=False)
     _transition(instance, InstanceStatus.RUNNING)
     _healthy(instance)
@@ -168,8 +189,9 @@ def instance_resize_run(ctx: OperationContext) -> dict:
     instance = _instance(ctx)
     heap = (int(ctx.operation.params["heap_min_mb"]), int(ctx.operation.params["heap_max_mb"]))
     result = rollout.instance_rollout(ctx, instance, first=False, heap=heap)
-    AtlassianInstance.objects.filter(pk=instance.pk).update(heap_min_mb=heap[0],
-                                                            heap_max_mb=heap[1])
+    AtlassianInstance.objects.filter(pk=instance.pk).update(
+        heap_min_mb=heap[0], heap_max_mb=heap[1]
+    )
     _transition(instance, InstanceStatus.RUNNING)
     return {**result, "heap_mb": list(heap)}
 
@@ -183,15 +205,25 @@ def instance_delete_run(ctx: OperationContext) -> dict:
     if instance.host is not None:
         with rollout.connect(instance, ctx) as conn:
             if conn.exists(f"{instance_dir(instance)}/compose.yml"):
-                conn.compose(instance_dir(instance), "down", "--timeout", "120",
-                             "--remove-orphans", project_name=instance.name, timeout=600,
-                             message=f"Removed the containers and networks of {instance.name}")
+                conn.compose(
+                    instance_dir(instance),
+                    "down",
+                    "--timeout",
+                    "120",
+                    "--remove-orphans",
+                    project_name=instance.name,
+                    timeout=600,
+                    message=f"Removed the containers and networks of {instance.name}",
+                )
     purge_after = timezone.now() + timedelta(days=settings.PANEL_DELETED_RETENTION_DAYS)
     AtlassianInstance.objects.filter(pk=instance.pk).update(
-        deleted_at=timezone.now(), purge_after=purge_after, health=InstanceHealth.UNKNOWN)
+        deleted_at=timezone.now(), purge_after=purge_after, health=InstanceHealth.UNKNOWN
+    )
     _transition(instance, InstanceStatus.DELETED)
-    ctx.step(f"Data kept on {instance.host.name if instance.host else 'no host'} until "
-             f"{purge_after:%Y-%m-%d}; then it is purged.")
+    ctx.step(
+        f"Data kept on {instance.host.name if instance.host else 'no host'} until "
+        f"{purge_after:%Y-%m-%d}; then it is purged."
+    )
     return {"purge_after": purge_after.isoformat()}
 
 
@@ -206,12 +238,15 @@ def instance_purge_run(ctx: OperationContext) -> dict:
         raise OperationFailed(f"{instance.name} is kept until {instance.purge_after:%Y-%m-%d}.")
     if instance.host is not None:
         with rollout.connect(instance, ctx) as conn:
-            conn.run(["rm", "-rf", "--one-file-system", instance_dir(instance)],
-                     message=f"Removed {instance_dir(instance)}")
+            conn.run(
+                ["rm", "-rf", "--one-file-system", instance_dir(instance)],
+                message=f"Removed {instance_dir(instance)}",
+            )
     AtlassianInstance.objects.filter(pk=instance.pk).update(purge_after=None)
     return {}
 
 
 def _healthy(instance: AtlassianInstance) -> None:
     AtlassianInstance.objects.filter(pk=instance.pk).update(
-        health=InstanceHealth.HEALTHY, health_changed_at=timezone.now())
+        health=InstanceHealth.HEALTHY, health_changed_at=timezone.now()
+    )

@@ -36,29 +36,72 @@ class ProductSpec:
 
 CATALOGUE: dict[str, ProductSpec] = {
     Product.JIRA_SOFTWARE: ProductSpec(
-        Product.JIRA_SOFTWARE, "jira-software", 8080, (), 2001,
-        "/var/atlassian/application-data/jira", "atl", ("9.12.0", "9.17.0"), 768,
+        Product.JIRA_SOFTWARE,
+        "jira-software",
+        8080,
+        (),
+        2001,
+        "/var/atlassian/application-data/jira",
+        "atl",
+        ("9.12.0", "9.17.0"),
+        768,
     ),
     Product.JIRA_SERVICE_MANAGEMENT: ProductSpec(
-        Product.JIRA_SERVICE_MANAGEMENT, "jira-servicemanagement", 8080, (), 2001,
-        "/var/atlassian/application-data/jira", "atl", ("5.12.0", "5.17.0"), 768,
+        Product.JIRA_SERVICE_MANAGEMENT,
+        "jira-servicemanagement",
+        8080,
+        (),
+        2001,
+        "/var/atlassian/application-data/jira",
+        "atl",
+        ("5.12.0", "5.17.0"),
+        768,
     ),
     Product.CONFLUENCE: ProductSpec(
-        Product.CONFLUENCE, "confluence", 8090, (8091,), 2002,
-        "/var/atlassian/application-data/confluence", "atl", ("8.5.0", "8.9.0"), 1024,
-        takes_license_env=True, extra_dirs=("keys",),
+        Product.CONFLUENCE,
+        "confluence",
+        8090,
+        (8091,),
+        2002,
+        "/var/atlassian/application-data/confluence",
+        "atl",
+        ("8.5.0", "8.9.0"),
+        1024,
+        takes_license_env=True,
+        extra_dirs=("keys",),
     ),
     Product.BITBUCKET: ProductSpec(
-        Product.BITBUCKET, "bitbucket", 7990, (7999,), 2003,
-        "/var/atlassian/application-data/bitbucket", "bitbucket", ("8.19.0", "9.4.0"), 512,
+        Product.BITBUCKET,
+        "bitbucket",
+        7990,
+        (7999,),
+        2003,
+        "/var/atlassian/application-data/bitbucket",
+        "bitbucket",
+        ("8.19.0", "9.4.0"),
+        512,
     ),
     Product.BAMBOO: ProductSpec(
-        Product.BAMBOO, "bamboo", 8085, (), 2005,
-        "/var/atlassian/application-data/bamboo", "atl", ("9.6.0",), 512,
+        Product.BAMBOO,
+        "bamboo",
+        8085,
+        (),
+        2005,
+        "/var/atlassian/application-data/bamboo",
+        "atl",
+        ("9.6.0",),
+        512,
     ),
     Product.CROWD: ProductSpec(
-        Product.CROWD, "crowd", 8095, (), 2004,
-        "/var/atlassian/application-data/crowd", "atl", ("5.3.0",), 512,
+        Product.CROWD,
+        "crowd",
+        8095,
+        (),
+        2004,
+        "/var/atlassian/application-data/crowd",
+        "atl",
+        ("5.3.0",),
+        512,
     ),
 }
 
@@ -77,4 +120,6 @@ def versions_for(product: str) -> tuple[str, ...]:
         name, _, values = item.partition("=")
         if name == product:
             extra.extend(v for v in values.split("|") if v)
-    return spec_for(product).versions + tuple(v for v in extra if v not in spec_for(product).versions)
+    return spec_for(product).versions + tuple(
+        v for v in extra if v not in spec_for(product).versions
+    )

@@ -26,7 +26,8 @@ from provisioning.remote import CommandFailed, HostConnection, RemoteError, SSHT
 _STATUS_PROBE = (
     "import sys,urllib.request\n"
     "try:\n"
-    "    r=urllib.request.urlopen(sys.argv[1],timeout=5); print(r.status); print(r.read(2000).decode())\n"
+    "    r=urllib.request.urlopen(sys.argv[1],timeout=5)\n"
+    "    print(r.status); print(r.read(2000).decode())\n"
     "except Exception as e:\n"
     "    print(0); print(type(e).__name__)\n"
 )
@@ -48,10 +49,24 @@ def instance_probe(conn: HostConnection, instance: AtlassianInstance) -> tuple[b
     """Ask the app for ``/status`` from inside its container: (healthy, state, detail)."""
     try:
         result = conn.run(
-            ["docker", "compose", "--project-directory", instance_dir(instance),
-             "--project-name", instance.name, "exec", "-T", "app",
-             "python3", "-c", _STATUS_PROBE, status_url(instance)],
-            timeout=30, ok_codes=range(256), record=False,
+            [
+                "docker",
+                "compose",
+                "--project-directory",
+                instance_dir(instance),
+                "--project-name",
+                instance.name,
+                "exec",
+                "-T",
+                "app",
+                "python3",
+                "-c",
+                _STATUS_PROBE,
+                status_url(instance),
+            ],
+            timeout=30,
+            ok_codes=range(256),
+            record=False,
         )
     except RemoteError as exc:
         return False, "", str(exc)
@@ -69,8 +84,14 @@ def instance_probe(conn: HostConnection, instance: AtlassianInstance) -> tuple[b
     return state == "RUNNING", state, body[:200]
 
 
-def wait_running(ctx: OperationContext, conn: HostConnection, instance: AtlassianInstance, *,
-                 first: bool, timeout: float | None = None) -> float:
+def wait_running(
+    ctx: OperationContext,
+    conn: HostConnection,
+    instance: AtlassianInstance,
+    *,
+    first: bool,
+    timeout: float | None = None,
+) -> float:
     """Poll ``/status`` until RUNNING (FIRST_RUN too for a new instance); return seconds."""
     timeout = timeout or settings.PANEL_ROLLOUT_TIMEOUT
     started = time.monotonic()
@@ -107,16 +128,35 @@ def _files(directory: str) -> dict[str, str]:
 
 def _validate(conn: HostConnection, rendered: RenderedProject, compose: str, env: str) -> None:
     conn.run(
-        ["docker", "compose", "--project-directory", rendered.directory, "--file", compose,
-         "--env-file", env, "--project-name", rendered.project, "config", "--quiet"],
-        timeout=60, message="Validated the compose file with docker compose config",
+        [
+            "docker",
+            "compose",
+            "--project-directory",
+            rendered.directory,
+            "--file",
+            compose,
+            "--env-file",
+            env,
+            "--project-name",
+            rendered.project,
+            "config",
+            "--quiet",
+        ],
+        timeout=60,
+        message="Validated the compose file with docker compose config",
     )
 
 
 def _up(conn: HostConnection, rendered: RenderedProject) -> None:
-    conn.compose(rendered.directory, "up", "--detach", "--remove-orphans",
-                 project_name=rendered.project, timeout=900,
-                 message=f"docker compose up -d ({rendered.project})")
+    conn.compose(
+        rendered.directory,
+        "up",
+        "--detach",
+        "--remove-orphans",
+        project_name=rendered.project,
+        timeout=900,
+        message=f"docker compose up -d ({rendered.project})",
+    )
 
 
 def instance_rollout(
@@ -133,15 +173,27 @@ def instance_rollout(
     f = _files(rendered.directory)
     ctx.progress(1, 5)
     with connect(instance, ctx) as conn:
-        conn.run(["mkdir", "-p", rendered.home_dir, rendered.db_dir],
-                 message="Created the instance directories")
-        conn.run(["chown", f"{rendered.uid}:{rendered.uid}", rendered.home_dir],
-                 message=f"Home directory owned by uid {rendered.uid}")
+        conn.run(
+            ["mkdir", "-p", rendered.home_dir, rendered.db_dir],
+            message="Created the instance directories",
+        )
+        conn.run(
+            ["chown", f"{rendered.uid}:{rendered.uid}", rendered.home_dir],
+            message=f"Home directory owned by uid {rendered.uid}",
+        )
         conn.run(["chmod", "0700", rendered.directory])
-        conn.upload(f["compose_new"], rendered.compose_yaml, mode=0o644,
-                    message="Uploaded the new compose file")
-        conn.upload(f["env_new"], rendered.env_file, mode=0o600,
-                    message="Uploaded the new .env (secrets, mode 0600)")
+        conn.upload(
+            f["compose_new"],
+            rendered.compose_yaml,
+            mode=0o644,
+            message="Uploaded the new compose file",
+        )
+        conn.upload(
+            f["env_new"],
+            rendered.env_file,
+            mode=0o600,
+            message="Uploaded the new .env (secrets, mode 0600)",
+        )
         try:
             _validate(conn, rendered, f["compose_new"], f["env_new"])
         except CommandFailed as exc:
@@ -183,7 +235,11 @@ def instance_rollout(
         ctx.progress(4)
     AtlassianInstance.objects.filter(pk=instance.pk).update(
         deployed_compose_hash=rendered.compose_hash,
-        health=InstanceHealth.HEALTHY, health_changed_at=timezone.now(),
+        health=InstanceHealth.HEALTHY,
+        health_changed_at=timezone.now(),
     )
-    return {"compose_hash": rendered.compose_hash, "version": version or instance.version,
-            "host": instance.host.name}
+    return {
+        "compose_hash": rendered.compose_hash,
+        "version": version or instance.version,
+        "host": instance.host.name,
+    }

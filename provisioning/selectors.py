@@ -52,9 +52,11 @@ def licenses_expiring(access: Access, within_days: int = 60) -> QuerySet:
     from django.db.models import Q
 
     limit = timezone.now().date() + timedelta(days=within_days)
-    return license_list(access).filter(
-        Q(expiry_date__lte=limit) | Q(maintenance_expiry_date__lte=limit)
-    ).exclude(instance__status=InstanceStatus.DELETED)
+    return (
+        license_list(access)
+        .filter(Q(expiry_date__lte=limit) | Q(maintenance_expiry_date__lte=limit))
+        .exclude(instance__status=InstanceStatus.DELETED)
+    )
 
 
 def operation_list(access: Access) -> QuerySet:
@@ -88,7 +90,9 @@ def dashboard_summary(access: Access) -> dict[str, Any]:
         "by_status": by_status,
         "licenses_expiring": licenses_expiring(access).count(),
         "certificates_expiring": _certificates_expiring(access),
-        "running_operations": operation_list(access).filter(status__in=["pending", "running"]).count(),
+        "running_operations": operation_list(access)
+        .filter(status__in=["pending", "running"])
+        .count(),
     }
 
 

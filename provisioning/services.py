@@ -26,20 +26,38 @@ from tenants.models import Tenant
 
 # Allowed instance status changes; anything else is refused with a clear error.
 INSTANCE_TRANSITIONS: dict[str, set[str]] = {
-    InstanceStatus.PENDING: {InstanceStatus.PROVISIONING, InstanceStatus.FAILED,
-                             InstanceStatus.DELETING},
+    InstanceStatus.PENDING: {
+        InstanceStatus.PROVISIONING,
+        InstanceStatus.FAILED,
+        InstanceStatus.DELETING,
+    },
     InstanceStatus.PROVISIONING: {InstanceStatus.RUNNING, InstanceStatus.FAILED},
-    InstanceStatus.RUNNING: {InstanceStatus.STOPPED, InstanceStatus.RESTORING,
-                             InstanceStatus.DELETING, InstanceStatus.FAILED,
-                             InstanceStatus.PROVISIONING},
-    InstanceStatus.STOPPED: {InstanceStatus.RUNNING, InstanceStatus.RESTORING,
-                             InstanceStatus.DELETING, InstanceStatus.FAILED,
-                             InstanceStatus.PROVISIONING},
-    InstanceStatus.FAILED: {InstanceStatus.PROVISIONING, InstanceStatus.RUNNING,
-                            InstanceStatus.STOPPED, InstanceStatus.RESTORING,
-                            InstanceStatus.DELETING},
-    InstanceStatus.RESTORING: {InstanceStatus.RUNNING, InstanceStatus.FAILED,
-                               InstanceStatus.STOPPED},
+    InstanceStatus.RUNNING: {
+        InstanceStatus.STOPPED,
+        InstanceStatus.RESTORING,
+        InstanceStatus.DELETING,
+        InstanceStatus.FAILED,
+        InstanceStatus.PROVISIONING,
+    },
+    InstanceStatus.STOPPED: {
+        InstanceStatus.RUNNING,
+        InstanceStatus.RESTORING,
+        InstanceStatus.DELETING,
+        InstanceStatus.FAILED,
+        InstanceStatus.PROVISIONING,
+    },
+    InstanceStatus.FAILED: {
+        InstanceStatus.PROVISIONING,
+        InstanceStatus.RUNNING,
+        InstanceStatus.STOPPED,
+        InstanceStatus.RESTORING,
+        InstanceStatus.DELETING,
+    },
+    InstanceStatus.RESTORING: {
+        InstanceStatus.RUNNING,
+        InstanceStatus.FAILED,
+        InstanceStatus.STOPPED,
+    },
     InstanceStatus.DELETING: {InstanceStatus.DELETED, InstanceStatus.FAILED},
     InstanceStatus.DELETED: set(),
 }
@@ -51,8 +69,12 @@ ACTION_ALLOWED_FROM: dict[str, set[str]] = {
     "restart": {InstanceStatus.RUNNING, InstanceStatus.FAILED},
     "upgrade": {InstanceStatus.RUNNING, InstanceStatus.STOPPED, InstanceStatus.FAILED},
     "resize": {InstanceStatus.RUNNING, InstanceStatus.STOPPED, InstanceStatus.FAILED},
-    "delete": {InstanceStatus.PENDING, InstanceStatus.RUNNING, InstanceStatus.STOPPED,
-               InstanceStatus.FAILED},
+    "delete": {
+        InstanceStatus.PENDING,
+        InstanceStatus.RUNNING,
+        InstanceStatus.STOPPED,
+        InstanceStatus.FAILED,
+    },
     "retry": {InstanceStatus.FAILED},
 }
 
@@ -95,8 +117,10 @@ def host_lock_key(host: Host) -> str:
 def instance_validate_product_version(product: str, version: str) -> None:
     if version not in versions_for(product):
         raise ValidationError(
-            {"version": f"{version} is not an offered version of {spec_for(product).product}; "
-                        f"choose one of {', '.join(versions_for(product))}."}
+            {
+                "version": f"{version} is not an offered version of {spec_for(product).product}; "
+                f"choose one of {', '.join(versions_for(product))}."
+            }
         )
 
 
@@ -104,7 +128,9 @@ def instance_validate_heap(product: str, heap_min_mb: int, heap_max_mb: int) -> 
     spec = spec_for(product)
     errors = {}
     if heap_max_mb < spec.min_heap_mb:
-        errors["heap_max_mb"] = f"{spec.product} needs a maximum heap of at least {spec.min_heap_mb} MB."
+        errors["heap_max_mb"] = (
+            f"{spec.product} needs a maximum heap of at least {spec.min_heap_mb} MB."
+        )
     if heap_max_mb > 32768:
         errors["heap_max_mb"] = "The maximum heap is at most 32768 MB (compressed pointers)."
     if heap_min_mb < 256:
@@ -163,9 +189,14 @@ def instance_create(
         actor=actor,
         action="instance.create",
         target=instance,
-        changes={"product": product, "version": version, "hostname": hostname,
-                 "context_path": context_path, "heap": [heap_min_mb, heap_max_mb],
-                 "host": host.name if host else None},
+        changes={
+            "product": product,
+            "version": version,
+            "hostname": hostname,
+            "context_path": context_path,
+            "heap": [heap_min_mb, heap_max_mb],
+            "host": host.name if host else None,
+        },
     )
     return operation_start(
         kind=OperationKind.INSTANCE_CREATE,
@@ -219,21 +250,25 @@ def host_select_for_instance(instance: AtlassianInstance) -> Host | None:
 
     needed_mb = instance.heap_max_mb + 512  # JVM overhead and the database container
     needed_disk = 5 * 1024**3
-    candidates = (
-        Host.objects.filter(role=Host.Role.APP, status=Host.Status.READY)
-        .annotate(
-            committed_mb=Sum(
-                "instances__heap_max_mb",
-                filter=~Q(instances__status=InstanceStatus.DELETED) & ~Q(instances__pk=instance.pk),
-            )
+    candidates = Host.objects.filter(role=Host.Role.APP, status=Host.Status.READY).annotate(
+        committed_mb=Sum(
+            "instances__heap_max_mb",
+            filter=~Q(instances__status=InstanceStatus.DELETED) & ~Q(instances__pk=instance.pk),
         )
     )
     best, best_free = None, -1
     for host in candidates:
-        free_mb = (host.memory_mb or 0) - (host.committed_mb or 0) - 512 * host.instances.exclude(
-            status=InstanceStatus.DELETED
-        ).exclude(pk=instance.pk).count()
-        if free_mb >= needed_mb and (host.disk_free_bytes or 0) >= needed_disk and free_mb > best_free:
+        free_mb = (
+            (host.memory_mb or 0)
+            - (host.committed_mb or 0)
+            - 512
+            * host.instances.exclude(status=InstanceStatus.DELETED).exclude(pk=instance.pk).count()
+        )
+        if (
+            free_mb >= needed_mb
+            and (host.disk_free_bytes or 0) >= needed_disk
+            and free_mb > best_free
+        ):
             best, best_free = host, free_mb
     return best
 
@@ -258,11 +293,16 @@ def license_add(
         status = License.DecodeStatus.DECODED
     else:
         status = License.DecodeStatus.NOT_DECODED
-    lic = License(instance=instance, product=instance.product, key=key, decode_status=status, **fields)
+    lic = License(
+        instance=instance, product=instance.product, key=key, decode_status=status, **fields
+    )
     lic.full_clean()
     lic.save()
     audit_record(
-        actor=actor, action="license.add", target=lic, tenant=instance.tenant,
+        actor=actor,
+        action="license.add",
+        target=lic,
+        tenant=instance.tenant,
         changes={"instance": instance.name, "decode_status": status, "sen": lic.sen},
     )
     return lic

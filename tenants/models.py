@@ -68,7 +68,7 @@ class Membership(models.Model):
         return f"{self.user} in {self.tenant} ({self.role})"
 
 
-TOKEN_PREFIX = "pnl_"
+TOKEN_PREFIX = "pnl_"  # noqa: S105 - a marker, not a secret
 
 
 def _token_hash(secret: str) -> str:
@@ -162,4 +162,6 @@ class AuditEvent(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.target_label}"
+        return (
+            f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.target_label}"
+        )

@@ -15,14 +15,16 @@ from tenants.models import ApiToken, Membership, Tenant
 
 
 @transaction.atomic
-def tenant_create(*, actor: Access, name: str, slug: str, contact_email: str,
-                  default_tier: str) -> Tenant:
+def tenant_create(
+    *, actor: Access, name: str, slug: str, contact_email: str, default_tier: str
+) -> Tenant:
     """Create a tenant (staff only; checked by the caller's view)."""
     tenant = Tenant(name=name, slug=slug, contact_email=contact_email, default_tier=default_tier)
     tenant.full_clean()
     tenant.save()
-    audit_record(actor=actor, action="tenant.create", target=tenant,
-                 changes={"name": name, "slug": slug})
+    audit_record(
+        actor=actor, action="tenant.create", target=tenant, changes={"name": name, "slug": slug}
+    )
     return tenant
 
 
@@ -44,21 +46,36 @@ def membership_create(*, actor: Access, tenant: Tenant, user: Any, role: str) ->
     membership = Membership(tenant=tenant, user=user, role=role)
     membership.full_clean()
     membership.save()
-    audit_record(actor=actor, action="membership.create", target=membership, tenant=tenant,
-                 changes={"user": user.get_username(), "role": role})
+    audit_record(
+        actor=actor,
+        action="membership.create",
+        target=membership,
+        tenant=tenant,
+        changes={"user": user.get_username(), "role": role},
+    )
     return membership
 
 
 @transaction.atomic
 def membership_delete(*, actor: Access, membership: Membership) -> None:
-    audit_record(actor=actor, action="membership.delete", target=membership,
-                 tenant=membership.tenant, changes={"user": membership.user.get_username()})
+    audit_record(
+        actor=actor,
+        action="membership.delete",
+        target=membership,
+        tenant=membership.tenant,
+        changes={"user": membership.user.get_username()},
+    )
     membership.delete()
 
 
 @transaction.atomic
 def token_create(
-    *, actor: Access, user: Any, name: str, scope: str, tenant: Tenant | None,
+    *,
+    actor: Access,
+    user: Any,
+    name: str,
+    scope: str,
+    tenant: Tenant | None,
     expires_at: datetime | None = None,
 ) -> tuple[ApiToken, str]:
     """Create an API token; returns it and the clear secret (shown once, stored hashed).
@@ -75,12 +92,25 @@ def token_create(
         raise ValidationError({"expires_at": "The expiry must be in the future."})
     secret, prefix, key_hash = ApiToken.generate()
     token = ApiToken.objects.create(
-        user=user, tenant=tenant, name=name.strip(), scope=scope, prefix=prefix,
-        key_hash=key_hash, expires_at=expires_at,
+        user=user,
+        tenant=tenant,
+        name=name.strip(),
+        scope=scope,
+        prefix=prefix,
+        key_hash=key_hash,
+        expires_at=expires_at,
     )
-    audit_record(actor=actor, action="token.create", target=token, tenant=tenant,
-                 changes={"name": token.name, "scope": scope,
-                          "expires_at": expires_at.isoformat() if expires_at else None})
+    audit_record(
+        actor=actor,
+        action="token.create",
+        target=token,
+        tenant=tenant,
+        changes={
+            "name": token.name,
+            "scope": scope,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+    )
     return token, secret
 
 

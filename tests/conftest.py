@@ -70,17 +70,27 @@ def pat(db) -> User:
 @pytest.fixture
 def app_host(db) -> Host:
     return Host.objects.create(
-        name="app-one", role=Host.Role.APP, address="127.0.0.11", ssh_port=2222,
-        data_root="/srv/atlassian", status=Host.Status.READY, memory_mb=16384, cpu_count=4,
-        disk_total_bytes=200 * 1024**3, disk_free_bytes=150 * 1024**3,
+        name="app-one",
+        role=Host.Role.APP,
+        address="127.0.0.11",
+        ssh_port=2222,
+        data_root="/srv/atlassian",
+        status=Host.Status.READY,
+        memory_mb=16384,
+        cpu_count=4,
+        disk_total_bytes=200 * 1024**3,
+        disk_free_bytes=150 * 1024**3,
     )
 
 
 def make_instance(tenant: Tenant, name: str, **fields) -> AtlassianInstance:
     defaults = {
-        "product": "jira-software", "version": "9.12.0",
-        "hostname": f"{name}.example.com", "status": "running",
-        "db_name": name.replace("-", "_"), "db_user": name.replace("-", "_"),
+        "product": "jira-software",
+        "version": "9.12.0",
+        "hostname": f"{name}.example.com",
+        "status": "running",
+        "db_name": name.replace("-", "_"),
+        "db_user": name.replace("-", "_"),
         "db_password": f"pw-{name}-secret",
     }
     defaults.update(fields)
@@ -100,8 +110,11 @@ def globex_wiki(globex) -> AtlassianInstance:
 @pytest.fixture
 def acme_license(acme_jira) -> License:
     return License.objects.create(
-        instance=acme_jira, product="jira-software", key="AAAB-secret-license-key",
-        sen="SEN-123", expiry_date=timezone.now().date() + timedelta(days=20),
+        instance=acme_jira,
+        product="jira-software",
+        key="AAAB-secret-license-key",
+        sen="SEN-123",
+        expiry_date=timezone.now().date() + timedelta(days=20),
     )
 
 
@@ -125,11 +138,19 @@ def api() -> Callable[..., APIClient]:
 def make_token() -> Callable[..., str]:
     """``make_token(user, tenant=..., scope="write")`` returns a clear token secret."""
 
-    def make(user: User, tenant: Tenant | None = None, scope: str = "write",
-             expires_at=None) -> str:
+    def make(
+        user: User, tenant: Tenant | None = None, scope: str = "write", expires_at=None
+    ) -> str:
         secret, prefix, key_hash = ApiToken.generate()
-        ApiToken.objects.create(user=user, tenant=tenant, name="test", scope=scope,
-                                prefix=prefix, key_hash=key_hash, expires_at=expires_at)
+        ApiToken.objects.create(
+            user=user,
+            tenant=tenant,
+            name="test",
+            scope=scope,
+            prefix=prefix,
+            key_hash=key_hash,
+            expires_at=expires_at,
+        )
         return secret
 
     return make
@@ -152,8 +173,10 @@ def celery_worker_proc(django_db_setup, django_db_blocker):
     from tests.support.worker import Worker
 
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
-    worker = Worker(connection.settings_dict["NAME"],
-                    Path(settings.BASE_DIR) / "test-artifacts" / "celery-worker.log")
+    worker = Worker(
+        connection.settings_dict["NAME"],
+        Path(settings.BASE_DIR) / "test-artifacts" / "celery-worker.log",
+    )
     worker.start()
     yield worker
     worker.stop()

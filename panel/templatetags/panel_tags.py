@@ -58,6 +58,25 @@ def status_badge(status: str, label: str = "") -> str:
     )
 
 
+# Operations in progress are blue (busy), unlike a running instance (green, up).
+_OPERATION_TONE = {"pending": "info", "running": "info", "succeeded": "ok", "failed": "bad",
+                   "cancelled": "muted"}
+
+
+@register.simple_tag
+def operation_badge(status: str) -> str:
+    """An operation's status pill: pending and running blue, succeeded green, failed red."""
+    status = str(status or "pending")
+    return format_html(
+        '<span class="badge badge-{} status-{}" data-testid="status-badge" data-status="{}">'
+        "{}</span>",
+        _OPERATION_TONE.get(status, "muted"),
+        status,
+        status,
+        _label(status),
+    )
+
+
 def _as_date(value: Any) -> date | None:
     if isinstance(value, datetime):
         return timezone.localtime(value).date() if timezone.is_aware(value) else value.date()
@@ -157,7 +176,7 @@ def duration_words(value: Any) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
-        return f"{hours} h {minutes} min"
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     if minutes:
         return f"{minutes} min {secs} s"
     return f"{secs} s"

@@ -4,7 +4,7 @@ from rest_framework.routers import SimpleRouter
 
 from provisioning.api import views
 
-router = SimpleRouter(trailing_slash=True)
+router = SimpleRouter(trailing_slash=True, use_regex_path=False)
 router.register("instances", views.InstanceViewSet, basename="api-instance")
 router.register("licenses", views.LicenseViewSet, basename="api-license")
 router.register("operations", views.OperationViewSet, basename="api-operation")

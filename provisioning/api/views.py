@@ -47,7 +47,6 @@ from provisioning.models import (
 )
 from provisioning.products import Product
 
-UUID_RE = "[0-9a-fA-F-]{36}"
 STEPS_PER_POLL = 500
 
 
@@ -115,7 +114,7 @@ class InstanceViewSet(
     """Atlassian instances of the caller's tenants, and their lifecycle actions."""
 
     permission_classes = [PanelPermission, TenantAdminForChanges]
-    lookup_value_regex = UUID_RE
+    lookup_value_converter = "uuid"
     filterset_class = InstanceFilter
     search_fields = ["name", "hostname"]
     ordering_fields = ["name", "hostname", "product", "version", "status", "created_at"]
@@ -246,7 +245,7 @@ class LicenseViewSet(
     """Licenses of the caller's instances, with their decoded facts and expiry."""
 
     permission_classes = [PanelPermission, TenantAdminForChanges]
-    lookup_value_regex = UUID_RE
+    lookup_value_converter = "uuid"
     filterset_class = LicenseFilter
     search_fields = ["sen", "organisation", "instance__name"]
     ordering_fields = ["expiry_date", "maintenance_expiry_date", "created_at"]
@@ -295,7 +294,7 @@ class OperationViewSet(
 
     serializer_class = OperationSerializer
     permission_classes = [PanelPermission, TenantAdminForChanges]
-    lookup_value_regex = UUID_RE
+    lookup_value_converter = "uuid"
     filterset_class = OperationFilter
     ordering_fields = ["created_at", "started_at", "finished_at", "status", "kind"]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import secrets
 import subprocess
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
@@ -24,7 +23,7 @@ from tests.provisioning.conftest import (  # noqa: F401 - shared lab fixtures
 
 
 @pytest.fixture
-def ready_app_host(enrol_lab_host, pat) -> Host:
+def ready_app_host(enrol_lab_host, pat) -> Host:  # noqa: F811
     """Lab host app1, enrolled and provisioned through the panel."""
     host = enrol_lab_host("app1")
     op = run_operation(host_provision(actor=access_for_user(pat), host=host))
@@ -47,23 +46,39 @@ def cleanup_projects() -> Iterator[list[AtlassianInstance]]:
     created: list[AtlassianInstance] = []
     yield created
     for inst in created:
-        subprocess.run(["docker", "compose", "-p", inst.name, "down", "-t", "5",
-                        "--remove-orphans"], capture_output=True, timeout=120)
+        subprocess.run(
+            ["docker", "compose", "-p", inst.name, "down", "-t", "5", "--remove-orphans"],
+            capture_output=True,
+            timeout=120,
+        )
         if inst.host is not None:
-            subprocess.run(["rm", "-rf", f"{inst.host.data_root}/instances/{inst.name}"],
-                           capture_output=True, timeout=60)
+            subprocess.run(
+                ["rm", "-rf", f"{inst.host.data_root}/instances/{inst.name}"],
+                capture_output=True,
+                timeout=60,
+            )
 
 
 def container_ip(project: str, service: str, network: str) -> str:
     out = subprocess.run(
-        ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
-         "--filter", f"label=com.docker.compose.service={service}"],
-        capture_output=True, text=True, check=True,
+        [
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={project}",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert out, f"no running {service} container in {project}"
-    fmt = "{{(index .NetworkSettings.Networks \"%s\").IPAddress}}" % network
-    return subprocess.run(["docker", "inspect", "-f", fmt, out[0]], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    fmt = '{{(index .NetworkSettings.Networks "' + network + '").IPAddress}}'
+    return subprocess.run(
+        ["docker", "inspect", "-f", fmt, out[0]], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def op_for(instance: AtlassianInstance) -> Operation:
@@ -72,5 +87,3 @@ def op_for(instance: AtlassianInstance) -> Operation:
 
 def run(op: Operation) -> Operation:
     return run_operation(op)
-
-

@@ -16,8 +16,20 @@ def _compose_config(tmp_path, rendered) -> dict:
     (tmp_path / "compose.yml").write_text(rendered.compose_yaml)
     (tmp_path / ".env").write_text(rendered.env_file)
     out = subprocess.run(
-        ["docker", "compose", "-f", "compose.yml", "--env-file", ".env", "config",
-         "--format", "json"], cwd=tmp_path, capture_output=True, text=True,
+        [
+            "docker",
+            "compose",
+            "-f",
+            "compose.yml",
+            "--env-file",
+            ".env",
+            "config",
+            "--format",
+            "json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr
     import json
@@ -30,8 +42,9 @@ def test_jira_gets_the_atl_environment_a_private_db_and_its_home_bind_mount(
     acme, app_host, tmp_path, settings
 ):
     settings.PANEL_IMAGE_PREFIX = "atlassian/"  # the real images
-    inst = make_instance(acme, "acme-jira", host=app_host, context_path="/jira",
-                         heap_min_mb=1024, heap_max_mb=3072)
+    inst = make_instance(
+        acme, "acme-jira", host=app_host, context_path="/jira", heap_min_mb=1024, heap_max_mb=3072
+    )
     rendered = compose_render(inst)
     config = _compose_config(tmp_path, rendered)
     app, db = config["services"]["app"], config["services"]["db"]
@@ -46,7 +59,9 @@ def test_jira_gets_the_atl_environment_a_private_db_and_its_home_bind_mount(
     assert app["volumes"][0]["source"] == "/srv/atlassian/instances/acme-jira/home"
     assert app["volumes"][0]["target"] == "/var/atlassian/application-data/jira"
     assert app["stop_grace_period"] == "2m0s" and app["restart"] == "unless-stopped"
-    assert app["labels"]["panel.tenant"] == "acme" and app["labels"]["panel.instance"] == "acme-jira"
+    assert (
+        app["labels"]["panel.tenant"] == "acme" and app["labels"]["panel.instance"] == "acme-jira"
+    )
     assert set(app["networks"]) == {"private", "proxy"}
     assert list(db["networks"]) == ["private"] and "ports" not in db
     assert config["networks"]["private"]["internal"] is True
@@ -56,7 +71,9 @@ def test_jira_gets_the_atl_environment_a_private_db_and_its_home_bind_mount(
 
 @pytest.mark.django_db
 def test_the_compose_file_itself_holds_no_secret(acme, app_host):
-    inst = make_instance(acme, "acme-jira", host=app_host, extra_env={"NEW_RELIC_LICENSE_KEY": "nr-123456"})
+    inst = make_instance(
+        acme, "acme-jira", host=app_host, extra_env={"NEW_RELIC_LICENSE_KEY": "nr-123456"}
+    )
     rendered = compose_render(inst)
     assert "pw-acme-jira-secret" not in rendered.compose_yaml
     assert "nr-123456" not in rendered.compose_yaml

@@ -26,25 +26,39 @@ def _info(inst: AtlassianInstance, port: int) -> dict:
 
 
 def _create(alice, acme, host, name, product, version, cleanup, **fields):
-    op = instance_create(actor=access_for_user(alice), tenant=acme, name=name, product=product,
-                         version=version, hostname=f"{name}.acme.example", host=host,
-                         heap_min_mb=512, heap_max_mb=1024, extra_env=FAST, **fields)
+    op = instance_create(
+        actor=access_for_user(alice),
+        tenant=acme,
+        name=name,
+        product=product,
+        version=version,
+        hostname=f"{name}.acme.example",
+        host=host,
+        heap_min_mb=512,
+        heap_max_mb=1024,
+        extra_env=FAST,
+        **fields,
+    )
     inst = AtlassianInstance.objects.get(pk=op.instance_id)
     cleanup.append(inst)
     return run(op), inst
 
 
-@pytest.mark.parametrize(("product", "version", "port", "context"), [
-    ("jira-software", "9.12.0", 8080, "/jira"),
-    ("confluence", "8.5.0", 8090, ""),
-    ("bitbucket", "8.19.0", 7990, ""),
-])
+@pytest.mark.parametrize(
+    ("product", "version", "port", "context"),
+    [
+        ("jira-software", "9.12.0", 8080, "/jira"),
+        ("confluence", "8.5.0", 8090, ""),
+        ("bitbucket", "8.19.0", 7990, ""),
+    ],
+)
 def test_a_new_instance_runs_with_exactly_the_environment_the_panel_meant(
     alice, acme, ready_app_host, unique_name, cleanup_projects, product, version, port, context
 ):
     name = unique_name(product.split("-")[0])
-    op, inst = _create(alice, acme, ready_app_host, name, product, version, cleanup_projects,
-                       context_path=context)
+    op, inst = _create(
+        alice, acme, ready_app_host, name, product, version, cleanup_projects, context_path=context
+    )
     assert op.status == "succeeded", step_text(op)
     inst.refresh_from_db()
     assert inst.status == InstanceStatus.RUNNING and inst.health == "healthy"
@@ -76,40 +90,85 @@ def test_a_new_instance_runs_with_exactly_the_environment_the_panel_meant(
 def test_the_database_is_reachable_only_on_the_instances_private_network(
     alice, acme, ready_app_host, unique_name, cleanup_projects
 ):
-    op, inst = _create(alice, acme, ready_app_host, unique_name("jira"), "jira-software",
-                       "9.12.0", cleanup_projects)
+    op, inst = _create(
+        alice,
+        acme,
+        ready_app_host,
+        unique_name("jira"),
+        "jira-software",
+        "9.12.0",
+        cleanup_projects,
+    )
     assert op.status == "succeeded", step_text(op)
     db_networks = subprocess.run(
-        ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={inst.name}",
-         "--filter", "label=com.docker.compose.service=db"], capture_output=True, text=True,
+        [
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={inst.name}",
+            "--filter",
+            "label=com.docker.compose.service=db",
+        ],
+        capture_output=True,
+        text=True,
     ).stdout.split()
-    nets = json.loads(subprocess.run(
-        ["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", db_networks[0]],
-        capture_output=True, text=True, check=True).stdout)
+    nets = json.loads(
+        subprocess.run(
+            ["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", db_networks[0]],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert list(nets) == [f"{inst.name}_private"]
     ports = subprocess.run(["docker", "port", db_networks[0]], capture_output=True, text=True)
     assert ports.stdout.strip() == ""  # nothing published
     # a container on the shared proxy network cannot resolve or reach the database
     probe = subprocess.run(
-        ["docker", "run", "--rm", "--network", "panel-proxy", "panel-lab/postgres:15",
-         "pg_isready", "-h", "db", "-t", "3"], capture_output=True, text=True, timeout=60)
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "panel-proxy",
+            "panel-lab/postgres:15",
+            "pg_isready",
+            "-h",
+            "db",
+            "-t",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert probe.returncode != 0
 
 
 def test_stop_start_and_restart_move_the_instance_through_its_states(
     alice, acme, ready_app_host, unique_name, cleanup_projects
 ):
-    op, inst = _create(alice, acme, ready_app_host, unique_name("jira"), "jira-software",
-                       "9.12.0", cleanup_projects)
+    op, inst = _create(
+        alice,
+        acme,
+        ready_app_host,
+        unique_name("jira"),
+        "jira-software",
+        "9.12.0",
+        cleanup_projects,
+    )
     assert op.status == "succeeded", step_text(op)
     actor = access_for_user(alice)
     stop = run(instance_action(actor=actor, instance=inst, action="stop"))
     assert stop.status == "succeeded", step_text(stop)
     inst.refresh_from_db()
     assert inst.status == InstanceStatus.STOPPED
-    running = subprocess.run(["docker", "ps", "-q", "--filter",
-                              f"label=com.docker.compose.project={inst.name}"],
-                             capture_output=True, text=True).stdout.split()
+    running = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={inst.name}"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert running == []
     start = run(instance_action(actor=actor, instance=inst, action="start"))
     assert start.status == "succeeded", step_text(start)
@@ -125,19 +184,30 @@ def test_an_upgrade_to_a_broken_version_rolls_back_and_a_good_one_sticks(
     alice, acme, ready_app_host, unique_name, cleanup_projects, settings
 ):
     settings.PANEL_ROLLOUT_TIMEOUT = 15
-    op, inst = _create(alice, acme, ready_app_host, unique_name("jira"), "jira-software",
-                       "9.12.0", cleanup_projects)
+    op, inst = _create(
+        alice,
+        acme,
+        ready_app_host,
+        unique_name("jira"),
+        "jira-software",
+        "9.12.0",
+        cleanup_projects,
+    )
     assert op.status == "succeeded", step_text(op)
     actor = access_for_user(alice)
-    broken = run(instance_action(actor=actor, instance=inst, action="upgrade",
-                                 params={"version": "0.0.0-broken"}))
+    broken = run(
+        instance_action(
+            actor=actor, instance=inst, action="upgrade", params={"version": "0.0.0-broken"}
+        )
+    )
     assert broken.status == "failed"
     assert "did not answer RUNNING" in broken.error and "Rolled back" in broken.error
     inst.refresh_from_db()
     assert inst.version == "9.12.0" and inst.status == InstanceStatus.RUNNING
     assert _info(inst, 8080)["version"] == "9.12.0"
-    good = run(instance_action(actor=actor, instance=inst, action="upgrade",
-                               params={"version": "9.17.0"}))
+    good = run(
+        instance_action(actor=actor, instance=inst, action="upgrade", params={"version": "9.17.0"})
+    )
     assert good.status == "succeeded", step_text(good)
     inst.refresh_from_db()
     assert inst.version == "9.17.0" and _info(inst, 8080)["version"] == "9.17.0"
@@ -146,17 +216,20 @@ def test_an_upgrade_to_a_broken_version_rolls_back_and_a_good_one_sticks(
 def test_deleting_removes_containers_but_keeps_the_data_for_the_retention_period(
     alice, acme, ready_app_host, unique_name, cleanup_projects
 ):
-    op, inst = _create(alice, acme, ready_app_host, unique_name("wiki"), "confluence", "8.5.0",
-                       cleanup_projects)
+    op, inst = _create(
+        alice, acme, ready_app_host, unique_name("wiki"), "confluence", "8.5.0", cleanup_projects
+    )
     assert op.status == "succeeded", step_text(op)
     delete = run(instance_action(actor=access_for_user(alice), instance=inst, action="delete"))
     assert delete.status == "succeeded", step_text(delete)
     inst.refresh_from_db()
     assert inst.status == InstanceStatus.DELETED and inst.purge_after is not None
     assert (inst.purge_after - inst.deleted_at).days == 30
-    left = subprocess.run(["docker", "ps", "-aq", "--filter",
-                           f"label=com.docker.compose.project={inst.name}"],
-                          capture_output=True, text=True).stdout.split()
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={inst.name}"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert left == []
     home = f"{ready_app_host.data_root}/instances/{inst.name}/home"
     assert subprocess.run(["test", "-d", home]).returncode == 0
@@ -169,16 +242,26 @@ def test_health_history_turns_degraded_and_drift_is_detected_when_changed_behind
 ):
     from provisioning.monitoring import instances_drift_check, instances_health_check
 
-    op, inst = _create(alice, acme, ready_app_host, unique_name("jira"), "jira-software",
-                       "9.12.0", cleanup_projects)
+    op, inst = _create(
+        alice,
+        acme,
+        ready_app_host,
+        unique_name("jira"),
+        "jira-software",
+        "9.12.0",
+        cleanup_projects,
+    )
     assert op.status == "succeeded", step_text(op)
     assert instances_health_check([ready_app_host.pk]) == 1
     inst.refresh_from_db()
     assert inst.health == "healthy" and inst.health_checks.first().state == "RUNNING"
     assert instances_drift_check() == 0
     # someone stops the app container and edits the compose file on the host
-    subprocess.run(["docker", "compose", "-p", inst.name, "stop", "-t", "2", "app"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["docker", "compose", "-p", inst.name, "stop", "-t", "2", "app"],
+        check=True,
+        capture_output=True,
+    )
     compose = f"{ready_app_host.data_root}/instances/{inst.name}/compose.yml"
     with open(compose, "a") as fh:
         fh.write("# edited by hand\n")

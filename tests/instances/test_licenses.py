@@ -39,13 +39,15 @@ def test_a_key_in_atlassians_structure_decodes_to_its_facts():
 
 
 def test_unlimited_users_and_evaluation_flags_are_read():
-    decoded = license_decode(license_encode_for_tests(
-        {**PROPS, "jira.NumberOfUsers": "-1", "Evaluation": "true"}))
+    decoded = license_decode(
+        license_encode_for_tests({**PROPS, "jira.NumberOfUsers": "-1", "Evaluation": "true"})
+    )
     assert decoded.user_tier == "Unlimited" and decoded.evaluation is True
 
 
-@pytest.mark.parametrize("garbage", ["", "not a license", "AAAAX02zz", "QUJDRA==X02a",
-                                     "X" * 50, "AAAB" * 40])
+@pytest.mark.parametrize(
+    "garbage", ["", "not a license", "AAAAX02zz", "QUJDRA==X02a", "X" * 50, "AAAB" * 40]
+)
 def test_undecodable_keys_return_none(garbage):
     assert license_decode(garbage) is None
 
@@ -63,8 +65,12 @@ def test_adding_a_decodable_key_stores_the_facts_and_encrypts_the_key(alice, acm
 
 @pytest.mark.django_db
 def test_an_undecodable_key_is_kept_with_manual_facts(alice, acme_jira, access_of):
-    lic = license_add(actor=access_of(alice), instance=acme_jira, key="AAAB-opaque-key",
-                      facts={"sen": "SEN-MANUAL", "expiry_date": date(2027, 5, 1)})
+    lic = license_add(
+        actor=access_of(alice),
+        instance=acme_jira,
+        key="AAAB-opaque-key",
+        facts={"sen": "SEN-MANUAL", "expiry_date": date(2027, 5, 1)},
+    )
     assert lic.decode_status == License.DecodeStatus.NOT_DECODED
     assert lic.sen == "SEN-MANUAL" and lic.key == "AAAB-opaque-key"
 
@@ -80,14 +86,35 @@ def test_licenses_expiring_within_60_days_are_listed_for_their_tenant_only(
     alice, charlie, acme_jira, globex_wiki, access_of
 ):
     today = timezone.now().date()
-    soon = license_add(actor=access_of(alice), instance=acme_jira, key=license_encode_for_tests(
-        {**PROPS, "LicenseExpiryDate": (today + timedelta(days=7)).isoformat(),
-         "MaintenanceExpiryDate": (today + timedelta(days=7)).isoformat()}))
-    license_add(actor=access_of(alice), instance=acme_jira, key=license_encode_for_tests(
-        {**PROPS, "LicenseExpiryDate": (today + timedelta(days=300)).isoformat(),
-         "MaintenanceExpiryDate": (today + timedelta(days=300)).isoformat()}))
-    license_add(actor=access_of(charlie), instance=globex_wiki, key=license_encode_for_tests(
-        {**PROPS, "LicenseExpiryDate": (today + timedelta(days=3)).isoformat()}))
+    soon = license_add(
+        actor=access_of(alice),
+        instance=acme_jira,
+        key=license_encode_for_tests(
+            {
+                **PROPS,
+                "LicenseExpiryDate": (today + timedelta(days=7)).isoformat(),
+                "MaintenanceExpiryDate": (today + timedelta(days=7)).isoformat(),
+            }
+        ),
+    )
+    license_add(
+        actor=access_of(alice),
+        instance=acme_jira,
+        key=license_encode_for_tests(
+            {
+                **PROPS,
+                "LicenseExpiryDate": (today + timedelta(days=300)).isoformat(),
+                "MaintenanceExpiryDate": (today + timedelta(days=300)).isoformat(),
+            }
+        ),
+    )
+    license_add(
+        actor=access_of(charlie),
+        instance=globex_wiki,
+        key=license_encode_for_tests(
+            {**PROPS, "LicenseExpiryDate": (today + timedelta(days=3)).isoformat()}
+        ),
+    )
     assert list(licenses_expiring(access_of(alice))) == [soon]
     assert list(licenses_expiring(access_of(alice), within_days=7)) == [soon]
     assert soon not in licenses_expiring(access_of(charlie))

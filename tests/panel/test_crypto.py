@@ -12,8 +12,9 @@ from provisioning.models import AtlassianInstance
 
 def _raw_password(instance: AtlassianInstance) -> str:
     with connection.cursor() as cur:
-        cur.execute("SELECT db_password FROM provisioning_atlassianinstance WHERE id = %s",
-                    [instance.pk])
+        cur.execute(
+            "SELECT db_password FROM provisioning_atlassianinstance WHERE id = %s", [instance.pk]
+        )
         return cur.fetchone()[0]
 
 

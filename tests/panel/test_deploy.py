@@ -12,7 +12,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_docker_compose_describes_web_worker_beat_postgres_and_redis_with_health_checks():
     out = subprocess.run(
         ["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     config = json.loads(out.stdout)
     services = config["services"]
@@ -24,4 +27,6 @@ def test_docker_compose_describes_web_worker_beat_postgres_and_redis_with_health
     assert {"db-data", "redis-data"} <= set(config["volumes"])
     # secrets come from files, never inline values
     env = services["web"]["environment"]
-    assert "PANEL_SECRET_KEY" not in env and env["PANEL_SECRET_KEY_FILE"].startswith("/run/secrets/")
+    assert "PANEL_SECRET_KEY" not in env and env["PANEL_SECRET_KEY_FILE"].startswith(
+        "/run/secrets/"
+    )

@@ -15,8 +15,13 @@ from tenants.models import AuditEvent
 
 
 def start(actor_user, instance=None, lock="t:1", **params):
-    return operation_start(kind="diagnostic", actor=access_for_user(actor_user),
-                           instance=instance, lock_key=lock, params={"sleep": 0, **params})
+    return operation_start(
+        kind="diagnostic",
+        actor=access_for_user(actor_user),
+        instance=instance,
+        lock_key=lock,
+        params={"sleep": 0, **params},
+    )
 
 
 @pytest.mark.django_db
@@ -39,10 +44,12 @@ def test_it_allows_a_new_operation_once_the_previous_one_ended(alice):
 
 @pytest.mark.django_db
 def test_it_returns_the_same_operation_for_a_repeated_idempotency_key(alice):
-    a = operation_start(kind="diagnostic", actor=access_for_user(alice), lock_key="x",
-                        idempotency_key="key-1")
-    b = operation_start(kind="diagnostic", actor=access_for_user(alice), lock_key="x",
-                        idempotency_key="key-1")
+    a = operation_start(
+        kind="diagnostic", actor=access_for_user(alice), lock_key="x", idempotency_key="key-1"
+    )
+    b = operation_start(
+        kind="diagnostic", actor=access_for_user(alice), lock_key="x", idempotency_key="key-1"
+    )
     assert a.id == b.id
     assert Operation.objects.count() == 1
 
@@ -88,10 +95,14 @@ def test_a_crash_ends_failed_with_a_readable_reason(alice):
 @pytest.mark.django_db
 def test_secrets_never_reach_steps_or_errors(alice, acme_jira):
     pw = acme_jira.db_password
-    op = start(alice, instance=acme_jira, steps=1,
-               output=f"connecting with password={pw} and -----BEGIN OPENSSH PRIVATE KEY-----\nabc\n"
-                      "-----END OPENSSH PRIVATE KEY-----",
-               fail=f"psql: auth failed for {pw}")
+    op = start(
+        alice,
+        instance=acme_jira,
+        steps=1,
+        output=f"connecting with password={pw} and -----BEGIN OPENSSH PRIVATE KEY-----\nabc\n"
+        "-----END OPENSSH PRIVATE KEY-----",
+        fail=f"psql: auth failed for {pw}",
+    )
     operation_execute(op.id)
     op.refresh_from_db()
     texts = [s.output + s.message for s in op.steps.all()] + [op.error]
@@ -140,19 +151,28 @@ def test_the_reaper_ends_operations_whose_worker_died_and_marks_the_instance_fai
 
     acme_jira.status = InstanceStatus.PROVISIONING
     acme_jira.save()
-    op = operation_start(kind="instance.create", actor=access_for_user(alice),
-                         instance=acme_jira, lock_key=instance_lock_key(acme_jira))
+    op = operation_start(
+        kind="instance.create",
+        actor=access_for_user(alice),
+        instance=acme_jira,
+        lock_key=instance_lock_key(acme_jira),
+    )
     stale = timezone.now() - timedelta(minutes=10)
-    Operation.objects.filter(id=op.id).update(status="running", started_at=stale,
-                                              heartbeat_at=stale)
+    Operation.objects.filter(id=op.id).update(
+        status="running", started_at=stale, heartbeat_at=stale
+    )
     assert operations.operations_reap() == [str(op.id)]
     op.refresh_from_db()
     acme_jira.refresh_from_db()
     assert op.status == "failed" and "stopped responding" in op.error
     assert acme_jira.status == InstanceStatus.FAILED
     # the target is free again
-    again = operation_start(kind="instance.create", actor=access_for_user(alice),
-                            instance=acme_jira, lock_key=instance_lock_key(acme_jira))
+    again = operation_start(
+        kind="instance.create",
+        actor=access_for_user(alice),
+        instance=acme_jira,
+        lock_key=instance_lock_key(acme_jira),
+    )
     assert again.status == "pending"
 
 

@@ -22,15 +22,19 @@ def _status(op) -> str:
 
 def _start(user, **params):
     with transaction.atomic():  # enqueued on commit, like a request
-        return operation_start(kind="diagnostic", actor=access_for_user(user),
-                               lock_key="diag:1", params=params)
+        return operation_start(
+            kind="diagnostic", actor=access_for_user(user), lock_key="diag:1", params=params
+        )
 
 
 def test_enqueue_claim_live_steps_and_success(worker, alice):
     op = _start(alice, steps=6, sleep=0.7)
     seen_while_running = wait_for(
-        lambda: _status(op) == "running" and OperationStep.objects.filter(operation=op).count() >= 2,
-        timeout=30, interval=0.1,
+        lambda: (
+            _status(op) == "running" and OperationStep.objects.filter(operation=op).count() >= 2
+        ),
+        timeout=30,
+        interval=0.1,
     )
     assert seen_while_running, "steps were not visible while the operation ran"
     partial = OperationStep.objects.filter(operation=op).count()
@@ -63,8 +67,9 @@ def test_a_killed_worker_is_reaped_and_the_target_freed(worker, alice, settings)
 
     settings.PANEL_OPERATION_HEARTBEAT_TIMEOUT = timedelta(seconds=worker.heartbeat_timeout)
     op = _start(alice, steps=60, sleep=0.5)
-    assert wait_for(lambda: OperationStep.objects.filter(operation=op).count() >= 1, timeout=30,
-                    interval=0.1)
+    assert wait_for(
+        lambda: OperationStep.objects.filter(operation=op).count() >= 1, timeout=30, interval=0.1
+    )
     worker.kill()
     assert _status(op) == "running"
     # the killed worker's heartbeat stops; after the deadline the reaper ends the operation

@@ -19,8 +19,12 @@ def diagnostic_run(ctx: OperationContext) -> dict:
     ctx.progress(0, total)
     for i in range(total):
         ctx.check_cancelled()
-        ctx.step(f"step {i + 1} of {total}", command=f"echo {i + 1}", exit_code=0,
-                 output=params.get("output", ""))
+        ctx.step(
+            f"step {i + 1} of {total}",
+            command=f"echo {i + 1}",
+            exit_code=0,
+            output=params.get("output", ""),
+        )
         ctx.progress(i + 1)
         time.sleep(float(params.get("sleep", 0.2)))
     if params.get("fail_inside_transaction"):

@@ -19,8 +19,11 @@ class Command(BaseCommand):
         quote = connection.ops.quote_name
         rows_changed = 0
         for model in apps.get_models():
-            fields = [f for f in model._meta.concrete_fields
-                      if isinstance(f, EncryptedTextField | EncryptedJSONField)]
+            fields = [
+                f
+                for f in model._meta.concrete_fields
+                if isinstance(f, EncryptedTextField | EncryptedJSONField)
+            ]
             if not fields:
                 continue
             table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
@@ -28,13 +31,18 @@ class Command(BaseCommand):
             with transaction.atomic(), connection.cursor() as cur:
                 cur.execute(f"SELECT {pk}, {', '.join(cols)} FROM {table}")  # noqa: S608
                 for row_pk, *stored in cur.fetchall():
-                    updates = {c: rotate(v) for c, v in zip(cols, stored, strict=True)
-                               if v and v.startswith(PREFIX)}
+                    updates = {
+                        c: rotate(v)
+                        for c, v in zip(cols, stored, strict=True)
+                        if v and v.startswith(PREFIX)
+                    }
                     if not updates:
                         continue
                     sets = ", ".join(f"{c} = %s" for c in updates)
                     with connection.cursor() as upd:
-                        upd.execute(f"UPDATE {table} SET {sets} WHERE {pk} = %s",  # noqa: S608
-                                    [*updates.values(), row_pk])
+                        upd.execute(
+                            f"UPDATE {table} SET {sets} WHERE {pk} = %s",  # noqa: S608
+                            [*updates.values(), row_pk],
+                        )
                     rows_changed += 1
         self.stdout.write(self.style.SUCCESS(f"Re-encrypted secrets in {rows_changed} rows."))
