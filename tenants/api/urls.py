@@ -5,7 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from tenants.api import views
 
-router = SimpleRouter(trailing_slash=True)
+router = SimpleRouter(trailing_slash=True, use_regex_path=False)
 router.register("tenants", views.TenantViewSet, basename="api-tenant")
 router.register("memberships", views.MembershipViewSet, basename="api-membership")
 router.register("tokens", views.ApiTokenViewSet, basename="api-token")

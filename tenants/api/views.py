@@ -31,8 +31,6 @@ from tenants.api.serializers import (
 )
 from tenants.models import ApiToken, Membership
 
-UUID_RE = "[0-9a-fA-F-]{36}"
-
 
 class MembershipFilter(django_filters.FilterSet):
     tenant = django_filters.UUIDFilter(field_name="tenant_id")
@@ -90,7 +88,7 @@ class TenantViewSet(
     """Tenants the caller sees (staff: all). Platform admins create and change them."""
 
     permission_classes = [PanelPermission, PlatformAdminForChanges]
-    lookup_value_regex = UUID_RE
+    lookup_value_converter = "uuid"
     search_fields = ["name", "slug"]
     ordering_fields = ["name", "slug", "created_at"]
 
@@ -129,7 +127,7 @@ class MembershipViewSet(
 
     serializer_class = MembershipSerializer
     permission_classes = [PanelPermission, TenantAdminForChanges]
-    lookup_value_regex = UUID_RE
+    lookup_value_converter = "uuid"
     filterset_class = MembershipFilter
     search_fields = ["user__username", "tenant__name"]
     ordering_fields = ["created_at", "role"]
@@ -167,7 +165,7 @@ class ApiTokenViewSet(
 
     serializer_class = ApiTokenSerializer
     permission_classes = [PanelPermission]
-    lookup_value_regex = UUID_RE
+    lookup_value_converter = "uuid"
     ordering_fields = ["created_at", "name", "last_used_at"]
 
     def get_queryset(self) -> QuerySet:

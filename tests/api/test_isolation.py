@@ -37,10 +37,9 @@ def _routes(router) -> list[tuple[str, str, str]]:
     routes = []
     for pattern in router.urls:
         assert isinstance(pattern, URLPattern)
-        if "pk" not in pattern.pattern.regex.groupindex:
+        if "<uuid:pk>" not in str(pattern.pattern):
             continue
-        template = "/api/" + pattern.pattern.regex.pattern.lstrip("^").rstrip("$").replace(
-            "(?P<pk>[0-9a-fA-F-]{36})", "{pk}")
+        template = "/api/" + str(pattern.pattern).replace("<uuid:pk>", "{pk}")
         for method in pattern.callback.actions:
             routes.append((pattern.name, template, method))
     return routes
