@@ -17,7 +17,7 @@ PANEL_OPERATION_MODULES = ["tests.support.operations"]
 
 # Several test runs may share this machine's PostgreSQL: each gets its own test database.
 _test_db = os.environ.get("PANEL_TEST_DB_NAME", f"test_panel_{os.getpid()}")
-DATABASES["default"]["TEST"]  # noqa: F405 = {"NAME": _test_db}
+DATABASES["default"]["TEST"] = {"NAME": _test_db}  # noqa: F405
 DATABASES["operation_log"]["TEST"] = {"NAME": _test_db, "DEPENDENCIES": []}  # noqa: F405
 
 # The lab's images (scripts/lab up builds them) stand in for the real atlassian/* images.
