@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import NON_FIELD_ERRORS
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from rest_framework import status
@@ -44,6 +45,17 @@ def exception_handler(exc, context):  # noqa: ANN001, ANN201 - DRF's signature
             data = {"detail": " ".join(exc.messages)}
         code = status.HTTP_409_CONFLICT if type(exc).__name__ == "InvalidTransition" else 400
         return Response(data, status=code)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            {"detail": f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
+                       "bytes."},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    if isinstance(exc, RecursionError) and "decoding a JSON" in str(exc):
+        # json raises RecursionError (not ValueError, which DRF's parser handles) on bodies
+        # nested thousands deep: bad input, not a server error.
+        return Response({"detail": "JSON parse error - the body is nested too deeply."},
+                        status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, IntegrityError):
         # Validation ran before the write, so this is a concurrent request that won a race
         # (e.g. two creates of the same name): a conflict, not a server error.
