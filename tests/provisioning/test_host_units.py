@@ -133,3 +133,89 @@ def test_the_periodic_sweep_checks_trusted_hosts_only(monkeypatch, app_host):
     assert [h.name for h in hosts_due_for_health()] == ["app-one"]
     assert host_tasks.host_health_sweep() == [str(app_host.pk)] == sent
     assert not Operation.objects.exists()
+
+
+class FakeConnection:
+    """Answers commands from a script (first matching argv prefix wins) and logs them."""
+
+    def __init__(self, script: list[tuple[list[str], int, str]]) -> None:
+        self.script = script
+        self.ran: list[list[str]] = []
+        self.docker_version = {"Version": "26.1.5", "ApiVersion": "1.45"}
+
+    def run(self, argv, *, ok_codes=(0,), **kwargs):
+        from provisioning.remote import CommandFailed, CommandResult
+
+        self.ran.append(list(argv))
+        for prefix, code, out in self.script:
+            if list(argv[: len(prefix)]) == prefix:
+                self.script.remove((prefix, code, out))
+                if code not in tuple(ok_codes):
+                    raise CommandFailed(f"{argv[0]} failed", exit_code=code)
+                return CommandResult(out, "", code, 1)
+        raise AssertionError(f"unexpected command {argv}")
+
+    def docker(self):
+        return object()
+
+
+class RecordingContext:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def step(self, message: str, **fields) -> None:
+        self.messages.append(message)
+
+
+def _provisioner(conn, os_family="debian"):
+    from provisioning.hosts import _Provisioner
+
+    p = _Provisioner(ctx=RecordingContext(), host=Host(name="app-new", role="app",
+                                                       address="10.0.0.5"), conn=conn)
+    p.facts.update(os_family=os_family, os="Debian GNU/Linux 13 (trixie)")
+    return p
+
+
+def test_docker_and_compose_are_installed_from_distribution_packages_when_absent():
+    conn = FakeConnection([
+        (["docker", "version"], 127, ""),
+        (["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "update"], 0, ""),
+        (["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install"], 0, ""),
+        (["docker", "version"], 0, "26.1.5\n"),
+        (["docker", "compose", "version"], 1, ""),
+        (["apt-cache", "policy", "docker-compose-plugin"], 0, "Candidate: (none)\n"),
+        (["apt-cache", "policy", "docker-compose-v2"], 0, ""),
+        (["apt-cache", "policy", "docker-compose"], 0, "  Candidate: 2.26.1-4\n"),
+        (["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install"], 0, ""),
+        (["docker", "compose", "version"], 0, "2.26.1\n"),
+    ])
+    p = _provisioner(conn)
+    p.ensure_docker()
+    p.ensure_compose()
+    installs = [argv[-1] for argv in conn.ran if "install" in argv]
+    assert installs == ["docker.io", "docker-compose"]
+    assert sum("update" in argv for argv in conn.ran) == 1
+    assert p.changes == ["installed docker.io", "installed docker-compose"]
+    assert p.facts["docker_version"] == "26.1.5" and p.facts["compose_version"] == "2.26.1"
+
+
+def test_a_missing_compose_v2_without_a_package_fails_readably():
+    from panel.operations import OperationFailed
+
+    conn = FakeConnection([
+        (["docker", "compose", "version"], 125, "docker: 'compose' is not a docker command."),
+        (["apt-cache", "policy", "docker-compose-plugin"], 0, ""),
+        (["apt-cache", "policy", "docker-compose-v2"], 0, ""),
+        (["apt-cache", "policy", "docker-compose"], 0, "  Candidate: 1.29.2-3\n"),
+    ])
+    with pytest.raises(OperationFailed, match="Compose v2 plugin is missing on app-new"):
+        _provisioner(conn).ensure_compose()
+    assert not any("install" in argv for argv in conn.ran)
+
+
+def test_packages_are_installed_only_on_debian_and_ubuntu():
+    from panel.operations import OperationFailed
+
+    conn = FakeConnection([(["docker", "version"], 127, "")])
+    with pytest.raises(OperationFailed, match="only on Debian and Ubuntu"):
+        _provisioner(conn, os_family="rhel").ensure_docker()
