@@ -108,10 +108,13 @@ class InstanceCreateForm(forms.Form):
         if product and version:
             offered = versions_for(product)
             if version not in offered:
+                choices = " or ".join(
+                    [", ".join(offered[:-1]), offered[-1]] if len(offered) > 1 else offered
+                )
                 self.add_error(
                     "version",
                     f"{version} is not an offered version of {Product(product).label}; "
-                    f"choose {' or '.join(offered)}.",
+                    f"choose {choices}.",
                 )
         if product and data.get("heap_min_mb") and data.get("heap_max_mb"):
             try:

@@ -233,4 +233,4 @@ def test_a_user_of_two_tenants_sees_both_with_their_tenant_named(
     Membership.objects.create(user=alice, tenant=globex, role=Membership.Role.VIEWER)
     page = browser(alice).get(reverse("provisioning:instance_list")).content.decode()
     assert "acme-jira" in page and "globex-wiki" in page
-    assert '<th scope="col">Tenant</th>' in page
+    assert ">Tenant</th>" in page

@@ -196,7 +196,7 @@ def test_the_create_form_shows_field_errors_and_creates_nothing(browser, alice, 
     assert 'data-testid="error-hostname"' in content
     assert "Enter a fully qualified domain name" in content
     assert 'data-testid="error-version"' in content
-    assert "1.0.0 is not an offered version of confluence" in content
+    assert "1.0.0 is not an offered version of Confluence; choose 8.5.0, 8.9.0" in content
     assert 'data-testid="error-heap_min_mb"' in content
     assert "The minimum heap cannot exceed the maximum heap." in content
     assert 'aria-invalid="true"' in content
