@@ -15,6 +15,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from panel.access import access_for
+from panel.sanitize import sanitize_data
 from provisioning import selectors
 from provisioning.models import AtlassianInstance, License, Operation, OperationKind, OperationStep
 from provisioning.services import instance_validate_heap, instance_validate_product_version
@@ -241,6 +242,15 @@ class InstanceDeleteSerializer(serializers.Serializer):
 # --- operations -----------------------------------------------------------------------------
 
 
+class SanitizedJSONField(serializers.JSONField):
+    """JSON shown through :func:`panel.sanitize.sanitize_data`: secret-named keys and
+    secret-looking values (e.g. a pending host operation's encrypted password) are redacted."""
+
+    def to_representation(self, value: Any) -> Any:
+        return sanitize_data(super().to_representation(value))
+
+
+
 class OperationStepSerializer(serializers.ModelSerializer):
     """One log line of an operation (sanitized when it was written)."""
 
@@ -282,6 +292,8 @@ class OperationSerializer(serializers.ModelSerializer):
     requested_by_token = serializers.CharField(
         source="requested_by_token.name", read_only=True, allow_null=True
     )
+    params = SanitizedJSONField(read_only=True)
+    result = SanitizedJSONField(read_only=True)
     progress_percent = serializers.IntegerField(read_only=True)
     is_terminal = serializers.BooleanField(read_only=True)
     steps = serializers.SerializerMethodField(

@@ -117,3 +117,14 @@ def test_foreign_operations_are_not_found(api, charlie, rollout):
     assert client.post(f"/api/operations/{rollout.pk}/cancel/").status_code == 404
     rollout.refresh_from_db()
     assert not rollout.cancel_requested
+
+
+def test_secret_looking_parameters_are_never_shown(api, pat, app_host):
+    op = Operation.objects.create(
+        kind="host.connect", host=app_host, status="pending",
+        params={"root_password": "fernet:gAAAAABsecret", "note": "postgres://u:hunter22@db/x"},
+        result={"token": "pnl_abcdefghijklmnopqrstuvwxyz"},
+    )
+    body = api(pat).get(f"/api/operations/{op.pk}/").content.decode()
+    assert "gAAAAABsecret" not in body and "hunter22" not in body and "pnl_abc" not in body
+    assert "[redacted]" in body
