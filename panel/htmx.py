@@ -1,14 +1,20 @@
-"""HTMX helpers shared by the UI views: full page or partial, and "stop polling" responses."""
+"""HTMX helpers shared by the UI views: full page or partial, "stop polling", login."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
+from django.conf import settings
+from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.contrib.auth.decorators import login_required as django_login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django_htmx.http import HTMX_STOP_POLLING
+from django.shortcuts import render, resolve_url
+from django_htmx.http import HTMX_STOP_POLLING, HttpResponseClientRedirect
 
-__all__ = ["HTMX_STOP_POLLING", "htmx_targets", "render_page_or_partial"]
+__all__ = ["HTMX_STOP_POLLING", "htmx_targets", "login_required", "render_page_or_partial"]
 
 
 def htmx_targets(request: HttpRequest, target_id: str) -> bool:
@@ -40,3 +46,20 @@ def render_page_or_partial(
     # The same URL answers with a page or a fragment: caches must keep them apart.
     response["Vary"] = "HX-Request, HX-Target"
     return response
+
+
+def login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Like Django's ``login_required``, but an HTMX request whose session has ended is sent to
+    the login page as a whole page (``HX-Redirect``), instead of having the login form swapped
+    into the element it was updating (a poll would otherwise paste it into the live log)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated and getattr(request, "htmx", False):
+            page = request.htmx.current_url_abs_path or request.get_full_path()
+            return HttpResponseClientRedirect(
+                f"{resolve_url(settings.LOGIN_URL)}?{urlencode({REDIRECT_FIELD_NAME: page})}"
+            )
+        return django_login_required(view)(request, *args, **kwargs)
+
+    return wrapper

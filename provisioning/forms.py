@@ -90,6 +90,8 @@ class InstanceCreateForm(forms.Form):
             }
         )
 
+    # Names and hostnames are unique across the platform (directories, DNS), so these two checks
+    # look past the caller's tenants on purpose; they say only "taken", never by whom.
     def clean_hostname(self) -> str:
         value = self.cleaned_data["hostname"].strip().lower()
         if AtlassianInstance.objects.filter(hostname=value).exists():

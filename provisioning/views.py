@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
@@ -20,7 +19,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
 from panel.access import Access, access_for
-from panel.htmx import HTMX_STOP_POLLING, htmx_targets, render_page_or_partial
+from panel.htmx import HTMX_STOP_POLLING, htmx_targets, login_required, render_page_or_partial
 from panel.operations import OperationConflict, operation_cancel, registered_kinds
 from provisioning.forms import (
     ACTION_FORMS,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from panel.access import access_for
+from panel.htmx import login_required
 from tenants.forms import TokenCreateForm
 from tenants.selectors import tenant_list, tenant_list_with_counts, token_list
 from tenants.services import token_create, token_revoke

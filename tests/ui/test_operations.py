@@ -174,3 +174,19 @@ def test_the_operations_list_filters_by_status(browser, alice, acme_jira, acme_o
 def test_an_empty_operations_list_says_where_operations_come_from(browser, charlie):
     page = browser(charlie).get(reverse("provisioning:operation_list")).content.decode()
     assert 'data-testid="empty-operations"' in page
+
+
+def test_a_poll_after_the_session_ended_sends_the_whole_page_to_login(browser, alice, acme_op):
+    client = browser(alice)
+    page = reverse("provisioning:operation_detail", args=[acme_op.pk])
+    client.post(reverse("logout"))
+    response = _log(
+        client,
+        acme_op,
+        after=0,
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_CURRENT_URL=f"http://testserver{page}",
+    )
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == f"/login/?next={page.replace('/', '%2F')}"
+    assert b"Log in" not in response.content
