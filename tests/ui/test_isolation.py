@@ -1,0 +1,157 @@
+"""Every web UI route checked against each role, generated from the URL configuration.
+
+Anonymous visitors go to the login page; Charlie (Globex) gets 404 for each of Acme's objects
+and changes nothing; Bob (viewer in Acme) reads but every change is 403; Alice (Acme admin)
+and Sam (support) reach everything of Acme; staff pages are 404 for customers. A new page
+without a rule in ``RULES`` fails ``test_every_ui_route_has_a_rule``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from provisioning.models import AtlassianInstance, License, Operation
+from tenants.models import ApiToken, AuditEvent
+from tests.ui.conftest import make_operation, make_step
+
+pytestmark = pytest.mark.django_db
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one route behaves: which object it is about and who may do what."""
+
+    method: str = "get"
+    obj: str = ""  # "instance", "operation" or "token" (Alice's own), or none
+    extra: tuple = ()  # further reverse() arguments after the object's id
+    mutates: bool = False  # bob (viewer) gets 403
+    staff_only: bool = False  # customers get 404
+    admins_only: bool = False  # a GET page only tenant admins and staff may open (403)
+
+
+RULES: dict[str, Rule] = {
+    "dashboard": Rule(),
+    "provisioning:instance_list": Rule(),
+    "provisioning:instance_create": Rule(admins_only=True),
+    "provisioning:instance_detail": Rule(obj="instance"),
+    "provisioning:instance_action": Rule("post", "instance", ("stop",), mutates=True),
+    "provisioning:license_add": Rule("post", "instance", mutates=True),
+    "provisioning:operation_list": Rule(),
+    "provisioning:operation_detail": Rule(obj="operation"),
+    "provisioning:operation_log": Rule(obj="operation"),
+    "provisioning:operation_cancel": Rule("post", "operation", mutates=True),
+    "provisioning:staff_instances": Rule(staff_only=True),
+    "tenants:token_list": Rule(),
+    "tenants:token_revoke": Rule("post", "token", mutates=True),
+    "tenants:staff_tenants": Rule(staff_only=True),
+}
+# Public pages, and namespaces whose own tests hold their rules.
+PUBLIC = {"login", "logout"}
+COVERED_ELSEWHERE = {"hosts": "tests/provisioning/test_host_ui.py"}
+BODY = {"confirm_name": "acme-jira", "license-key": "AAAB-isolation-key", "token-name": "x"}
+
+
+def _ui_route_names() -> list[str]:
+    """Names of every route outside /api/ and /admin/, with their namespaces."""
+    names: list[str] = []
+
+    def walk(patterns: list, namespace: str) -> None:
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                prefix = str(pattern.pattern)
+                if prefix.startswith(("api/", "admin/")):
+                    continue
+                inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+                walk(pattern.url_patterns, inner)
+            elif isinstance(pattern, URLPattern) and pattern.name:
+                names.append(f"{namespace}{pattern.name}")
+
+    walk(get_resolver().url_patterns, "")
+    return names
+
+
+def test_every_ui_route_has_a_rule():
+    names = _ui_route_names()
+    assert "dashboard" in names
+    missing = [
+        name
+        for name in names
+        if name not in RULES and name not in PUBLIC and name.split(":")[0] not in COVERED_ELSEWHERE
+    ]
+    assert missing == [], f"add a rule to tests/ui/test_isolation.py for {missing}"
+
+
+@pytest.fixture
+def world(alice, bob, charlie, sam, acme, acme_jira, acme_license, globex_wiki, make_token):
+    make_token(alice, acme)
+    op = make_operation(acme_jira, status="running")
+    make_step(op, "acme step")
+    return {"instance": acme_jira, "operation": op, "token": ApiToken.objects.get(user=alice)}
+
+
+def _url(world: dict, name: str) -> str:
+    rule = RULES[name]
+    args = [world[rule.obj].pk, *rule.extra] if rule.obj else list(rule.extra)
+    return reverse(name, args=args)
+
+
+def _snapshot() -> tuple:
+    return (
+        list(AtlassianInstance.objects.values_list("name", "status").order_by("name")),
+        License.objects.count(),
+        list(Operation.objects.values_list("status", "cancel_requested").order_by("created_at")),
+        list(ApiToken.objects.values_list("revoked_at", flat=True)),
+        AuditEvent.objects.count(),
+    )
+
+
+ROUTES = sorted(RULES)
+
+
+@pytest.mark.parametrize("name", ROUTES)
+def test_anonymous_visitors_are_sent_to_login(browser, world, name):
+    before = _snapshot()
+    response = getattr(browser(None), RULES[name].method)(_url(world, name), BODY)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/?next=")
+    assert _snapshot() == before
+
+
+@pytest.mark.parametrize("name", [n for n in ROUTES if RULES[n].obj])
+def test_charlie_gets_404_for_acme_objects_and_changes_nothing(browser, world, charlie, name):
+    before = _snapshot()
+    response = getattr(browser(charlie), RULES[name].method)(_url(world, name), BODY)
+    assert response.status_code == 404
+    assert b"acme" not in response.content.lower()
+    assert _snapshot() == before
+
+
+@pytest.mark.parametrize("name", ROUTES)
+def test_bob_reads_but_every_change_is_refused(browser, world, bob, name):
+    rule = RULES[name]
+    before = _snapshot()
+    response = getattr(browser(bob), rule.method)(_url(world, name), BODY)
+    if rule.staff_only:
+        assert response.status_code == 404
+    elif rule.obj == "token":
+        assert response.status_code == 404  # tokens are private to their owner
+    elif rule.mutates or rule.admins_only:
+        assert response.status_code == 403
+    else:
+        assert response.status_code in (200, 286)
+    if name != "tenants:token_list":  # Bob may create his own tokens
+        assert _snapshot() == before
+
+
+@pytest.mark.parametrize("name", [n for n in ROUTES if RULES[n].method == "get"])
+def test_alice_opens_every_page_but_the_staff_ones(browser, world, alice, name):
+    response = browser(alice).get(_url(world, name))
+    assert response.status_code == (404 if RULES[name].staff_only else 200)
+
+
+@pytest.mark.parametrize("name", [n for n in ROUTES if RULES[n].method == "get"])
+def test_sam_from_support_opens_every_page(browser, world, sam, name):
+    assert browser(sam).get(_url(world, name)).status_code == 200
