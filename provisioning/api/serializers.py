@@ -24,6 +24,7 @@ from tenants.selectors import tenants_administered
 from tenants.tiers import ServiceTier, objectives_for
 
 MAX_INT = 2**31 - 1
+STEPS_IN_DETAIL = 1000  # an operation's page embeds at most this many steps
 
 # An instance's tier, labelled with its recovery objectives (the tenant's default tier uses the
 # plain labels, so the schema shows two enums for the same values; see ENUM_NAME_OVERRIDES).
@@ -297,7 +298,8 @@ class OperationSerializer(serializers.ModelSerializer):
     progress_percent = serializers.IntegerField(read_only=True)
     is_terminal = serializers.BooleanField(read_only=True)
     steps = serializers.SerializerMethodField(
-        help_text="The step log (only when one operation is retrieved; null in lists)."
+        help_text=f"The first {STEPS_IN_DETAIL} steps of the log when one operation is "
+                  "retrieved (null in lists); page on with /steps/?after=<last id>."
     )
 
     class Meta:
@@ -317,7 +319,8 @@ class OperationSerializer(serializers.ModelSerializer):
     def get_steps(self, obj: Operation) -> list | None:
         if not self.context.get("include_steps"):
             return None
-        return OperationStepSerializer(obj.steps.all(), many=True).data
+        steps = selectors.operation_steps(obj)[:STEPS_IN_DETAIL]
+        return OperationStepSerializer(steps, many=True).data
 
 
 class OperationStepsQuerySerializer(serializers.Serializer):

@@ -299,8 +299,6 @@ class OperationViewSet(
     ordering_fields = ["created_at", "started_at", "finished_at", "status", "kind"]
 
     def scoped_queryset(self, access: Access) -> QuerySet:
-        if self.action == "retrieve":
-            return selectors.operation_with_steps(access)
         return selectors.operation_list(access)
 
     def get_serializer_context(self) -> dict[str, Any]:

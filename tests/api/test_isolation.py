@@ -152,3 +152,11 @@ def test_support_reads_any_tenants_objects(api, world, sam):
             continue
         obj = OBJECTS[basename](world)
         assert client.get(template.format(pk=obj.pk)).status_code == 200, template
+
+
+def test_support_sees_every_tenant_but_not_hosts(api, world, sam, app_host):
+    client = api(sam)
+    assert client.get("/api/hosts/").status_code == 403
+    assert client.get(f"/api/hosts/{app_host.pk}/").status_code in (403, 404)
+    instance = client.get(f"/api/instances/{world['acme_jira'].pk}/").json()
+    assert "address" not in instance and "127.0.0.11" not in str(instance)

@@ -128,3 +128,13 @@ def test_secret_looking_parameters_are_never_shown(api, pat, app_host):
     body = api(pat).get(f"/api/operations/{op.pk}/").content.decode()
     assert "gAAAAABsecret" not in body and "hunter22" not in body and "pnl_abc" not in body
     assert "[redacted]" in body
+
+
+def test_the_detail_embeds_a_bounded_step_log(api, alice, rollout, monkeypatch):
+    from provisioning.api import serializers
+
+    monkeypatch.setattr(serializers, "STEPS_IN_DETAIL", 2)
+    data = api(alice).get(f"/api/operations/{rollout.pk}/").json()
+    assert [s["message"] for s in data["steps"]] == ["step 0", "step 1"]
+    rest = api(alice).get(f"/api/operations/{rollout.pk}/steps/?after={data['steps'][-1]['id']}")
+    assert [s["message"] for s in rest.json()["steps"]] == ["step 2"]
