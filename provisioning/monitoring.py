@@ -121,6 +121,7 @@ def instance_drift(conn: HostConnection, instance: AtlassianInstance) -> list[st
         [
             "docker",
             "ps",
+            "--all",
             "--filter",
             f"label=com.docker.compose.project={instance.name}",
             "--format",

@@ -215,9 +215,10 @@ def instance_delete_run(ctx: OperationContext) -> dict:
                     timeout=600,
                     message=f"Removed the containers and networks of {instance.name}",
                 )
-    purge_after = timezone.now() + timedelta(days=settings.PANEL_DELETED_RETENTION_DAYS)
+    deleted_at = timezone.now()
+    purge_after = deleted_at + timedelta(days=settings.PANEL_DELETED_RETENTION_DAYS)
     AtlassianInstance.objects.filter(pk=instance.pk).update(
-        deleted_at=timezone.now(), purge_after=purge_after, health=InstanceHealth.UNKNOWN
+        deleted_at=deleted_at, purge_after=purge_after, health=InstanceHealth.UNKNOWN
     )
     _transition(instance, InstanceStatus.DELETED)
     ctx.step(

@@ -41,7 +41,9 @@ def _create(alice, acme, host, name, product, version, cleanup, **fields):
     )
     inst = AtlassianInstance.objects.get(pk=op.instance_id)
     cleanup.append(inst)
-    return run(op), inst
+    op = run(op)
+    inst.refresh_from_db()
+    return op, inst
 
 
 @pytest.mark.parametrize(
