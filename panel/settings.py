@@ -8,6 +8,7 @@ secret may also be given as ``<NAME>_FILE`` pointing to a file (Docker secrets).
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 from datetime import timedelta
@@ -239,15 +240,14 @@ CELERY_TASK_SOFT_TIME_LIMIT = 3 * 3600
 CELERY_TASK_TIME_LIMIT = 3 * 3600 + 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
-CELERY_BEAT_SCHEDULE = {
-    "operations-reap": {"task": "provisioning.tasks.operations_reap", "schedule": 30.0},
-    "instances-health": {"task": "provisioning.tasks.instances_health_check", "schedule": 60.0},
-    "instances-drift": {"task": "provisioning.tasks.instances_drift_check", "schedule": 600.0},
-    "operations-requeue-pending": {
-        "task": "provisioning.tasks.operations_requeue_pending",
-        "schedule": 60.0,
-    },
-}
+CELERY_BEAT_SCHEDULE: dict = {}
+# Each app declares its periodic tasks in <app>/schedule.py (plain data: SCHEDULE = {...}).
+for _app in ("provisioning", "backups", "certificates", "tenants"):
+    try:
+        CELERY_BEAT_SCHEDULE.update(importlib.import_module(f"{_app}.schedule").SCHEDULE)
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"{_app}.schedule":
+            raise
 
 # --- Panel ----------------------------------------------------------------------------------
 # A running operation whose worker has not sent a heartbeat for this long is considered dead.

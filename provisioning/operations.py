@@ -72,6 +72,7 @@ def instance_published(ctx: OperationContext, instance: AtlassianInstance) -> No
 
 PUBLISH_HOOKS: list = []
 PRE_UPGRADE_HOOKS: list = []
+UNPUBLISH_HOOKS: list = []  # run when an instance is deleted (DNS records, proxy config)
 
 
 @operation_handler(OperationKind.INSTANCE_CREATE, on_abort=instance_abort)
@@ -202,6 +203,8 @@ def instance_delete_run(ctx: OperationContext) -> dict:
     """Stop and remove containers and networks; keep data and backups for the retention time."""
     instance = _instance(ctx)
     _transition(instance, InstanceStatus.DELETING)
+    for hook in UNPUBLISH_HOOKS:
+        hook(ctx, instance)
     if instance.host is not None:
         with rollout.connect(instance, ctx) as conn:
             if conn.exists(f"{instance_dir(instance)}/compose.yml"):

@@ -1,0 +1,11 @@
+"""Periodic tasks of the provisioning app (merged into CELERY_BEAT_SCHEDULE by settings)."""
+
+SCHEDULE = {
+    "operations-reap": {"task": "provisioning.tasks.operations_reap", "schedule": 30.0},
+    "operations-requeue-pending": {
+        "task": "provisioning.tasks.operations_requeue_pending",
+        "schedule": 60.0,
+    },
+    "instances-health": {"task": "provisioning.tasks.instances_health_check", "schedule": 60.0},
+    "instances-drift": {"task": "provisioning.tasks.instances_drift_check", "schedule": 600.0},
+}
