@@ -18,7 +18,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from panel.access import Access
+from panel.access import Access, access_for
 from panel.api.exceptions import Conflict
 from panel.api.mixins import ScopedQuerysetMixin, idempotency_key, operation_accepted
 from panel.api.permissions import PanelPermission, TenantAdminForChanges
@@ -220,8 +220,6 @@ class LicenseFilter(django_filters.FilterSet):
         fields = ["instance", "expiring_within_days"]
 
     def filter_expiring(self, queryset: QuerySet, name: str, value: int) -> QuerySet:
-        from panel.access import access_for
-
         expiring = selectors.licenses_expiring(access_for(self.request), within_days=value)
         return queryset.filter(pk__in=expiring.values("pk"))
 
