@@ -156,6 +156,7 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env("PANEL_STATIC_ROOT") or BASE_DIR / "staticfiles")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -212,7 +213,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "MembershipRoleEnum": "tenants.models.Membership.Role",
+        "HostRoleEnum": "provisioning.models.Host.Role",
+        "HostStatusEnum": "provisioning.models.Host.Status",
+        "InstanceStatusEnum": "provisioning.models.InstanceStatus",
+        "OperationStatusEnum": "provisioning.models.OperationStatus",
+        "ServiceTierEnum": "tenants.tiers.ServiceTier",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------

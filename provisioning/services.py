@@ -198,13 +198,18 @@ def instance_create(
             "host": host.name if host else None,
         },
     )
-    return operation_start(
+    operation = operation_start(
         kind=OperationKind.INSTANCE_CREATE,
         actor=actor,
         instance=instance,
         lock_key=instance_lock_key(instance),
         idempotency_key=idempotency_key,
     )
+    if operation.instance_id != instance.pk:
+        # A concurrent request with the same idempotency key won: undo this instance and
+        # answer with the operation that request created.
+        transaction.set_rollback(True)
+    return operation
 
 
 def instance_action(

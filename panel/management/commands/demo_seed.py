@@ -57,6 +57,11 @@ class Command(BaseCommand):
             if created:
                 user.set_password(DEMO_PASSWORD)
                 user.save()
+            if groups:
+                # Staff use the Django admin too: platform admins fully, support read-only.
+                user.is_staff = True
+                user.is_superuser = PLATFORM_ADMIN_GROUP in groups
+                user.save(update_fields=["is_staff", "is_superuser"])
             for name in groups:
                 user.groups.add(Group.objects.get_or_create(name=name)[0])
             for slug, role in memberships:
