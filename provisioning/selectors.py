@@ -148,3 +148,42 @@ def instances_administered(access: Access) -> QuerySet:
     if access.is_staff_role:
         return qs
     return qs.filter(tenant_id__in=access.admin_tenant_ids)
+
+
+def instance_health_history(
+    access: Access, instance: AtlassianInstance, *, hours: int = 24, buckets: int = 48
+) -> dict[str, Any]:
+    """The instance's health checks of the last ``hours`` hours in ``buckets`` equal slots
+    (checks, how many passed, mean response time), for the health chart of its page."""
+    from provisioning.models import InstanceHealthCheck
+
+    now = timezone.now()
+    since = now - timedelta(hours=hours)
+    width = (now - since) / buckets
+    slots = [
+        {"start": since + width * i, "end": since + width * (i + 1), "total": 0, "ok": 0, "ms": []}
+        for i in range(buckets)
+    ]
+    rows = (
+        InstanceHealthCheck.objects.for_user(access)
+        .filter(instance=instance, checked_at__gt=since, checked_at__lte=now)
+        .values_list("checked_at", "ok", "response_ms")
+    )
+    for checked_at, ok, response_ms in rows:
+        slot = slots[min(buckets - 1, int((checked_at - since) / width))]
+        slot["total"] += 1
+        slot["ok"] += bool(ok)
+        if response_ms is not None:
+            slot["ms"].append(response_ms)
+    for slot in slots:
+        values = slot.pop("ms")
+        slot["mean_ms"] = round(sum(values) / len(values)) if values else None
+    total = sum(s["total"] for s in slots)
+    passed = sum(s["ok"] for s in slots)
+    return {
+        "hours": hours,
+        "slots": slots,
+        "total": total,
+        "ok": passed,
+        "percent": round(100 * passed / total, 1) if total else None,
+    }
