@@ -1,0 +1,168 @@
+"""RFC 2136 dynamic updates signed with TSIG (dnspython): BIND, Knot, PowerDNS and other
+self-hosted DNS servers.
+
+All changes for a zone go into one UPDATE message, which the server applies atomically; the
+result is then read back from the same server (bounded wait) so a following ACME validation
+sees it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.tsig
+import dns.tsigkeyring
+import dns.update
+from django.conf import settings
+
+from certificates.dns.base import ChangeResult, DnsError, RecordChange, ZoneRef, fqdn
+
+ALGORITHMS = {
+    "hmac-sha256": dns.tsig.HMAC_SHA256,
+    "hmac-sha512": dns.tsig.HMAC_SHA512,
+    "hmac-sha384": dns.tsig.HMAC_SHA384,
+    "hmac-sha224": dns.tsig.HMAC_SHA224,
+    "hmac-sha1": dns.tsig.HMAC_SHA1,
+}
+
+
+def _rdata_text(rtype: str, value: str) -> str:
+    if rtype == "TXT":
+        chunks = [value[i : i + 255] for i in range(0, len(value), 255)] or [""]
+        return " ".join('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in chunks)
+    if rtype == "CNAME":
+        return fqdn(value)
+    return value
+
+
+class Rfc2136Provider:
+    """A DNS server taking TSIG-signed updates (``config``: server, port, tsig_key_name,
+    tsig_algorithm; ``credentials``: tsig_secret, base64)."""
+
+    def __init__(self, config: dict, credentials: dict, *, log: Any = None) -> None:
+        self.log = log
+        self.server = config.get("server") or ""
+        self.port = int(config.get("port") or 53)
+        self.timeout = float(config.get("timeout") or 10)
+        self.sync_timeout = float(getattr(settings, "PANEL_DNS_INSYNC_TIMEOUT", 120))
+        key_name = config.get("tsig_key_name") or ""
+        algorithm = (config.get("tsig_algorithm") or "hmac-sha256").lower()
+        if not self.server:
+            raise DnsError("The RFC 2136 account has no server address.")
+        if algorithm not in ALGORITHMS:
+            raise DnsError(f"Unsupported TSIG algorithm {algorithm}.")
+        self.keyring = None
+        self.keyname = None
+        self.algorithm = ALGORITHMS[algorithm]
+        if key_name:
+            try:
+                self.keyring = dns.tsigkeyring.from_text(
+                    {key_name: credentials.get("tsig_secret", "")}
+                )
+            except Exception as exc:  # noqa: BLE001 - a malformed secret, said plainly
+                raise DnsError(f"The TSIG secret of key {key_name} is not valid base64.") from exc
+            self.keyname = dns.name.from_text(key_name)
+
+    def _say(self, message: str, **kw: Any) -> None:
+        if self.log is not None:
+            self.log(message, **kw)
+
+    def _zone(self, zone: ZoneRef) -> str:
+        return fqdn(zone.provider_zone_id or zone.name)
+
+    def _send(self, message: dns.message.Message, what: str) -> dns.message.Message:
+        started = time.monotonic()
+        try:
+            response = dns.query.tcp(message, self.server, port=self.port, timeout=self.timeout)
+        except dns.tsig.PeerError as exc:
+            raise DnsError(f"{self.server} rejected the TSIG signature ({exc}).") from exc
+        except (dns.exception.DNSException, OSError) as exc:
+            raise DnsError(
+                f"The DNS server {self.server}:{self.port} did not answer the {what}: "
+                f"{exc or type(exc).__name__}"
+            ) from exc
+        rcode = response.rcode()
+        self._say(
+            f"DNS {what} to {self.server}:{self.port}: {dns.rcode.to_text(rcode)}",
+            command=f"rfc2136 {what} @{self.server}:{self.port}",
+            exit_code=rcode,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+        if rcode != dns.rcode.NOERROR:
+            hint = {
+                dns.rcode.REFUSED: " (the key may not be allowed to update this zone)",
+                dns.rcode.NOTAUTH: " (the server is not authoritative or the key is unknown)",
+                dns.rcode.NOTZONE: " (a name is outside the zone)",
+            }.get(rcode, "")
+            raise DnsError(
+                f"{self.server} answered {dns.rcode.to_text(rcode)} to the {what}{hint}."
+            )
+        return response
+
+    def apply(self, zone: ZoneRef, changes: Sequence[RecordChange]) -> ChangeResult:
+        origin = self._zone(zone)
+        update = dns.update.UpdateMessage(
+            origin, keyring=self.keyring, keyname=self.keyname, keyalgorithm=self.algorithm
+        )
+        for ch in changes:
+            name = dns.name.from_text(fqdn(ch.name))
+            if ch.action == "upsert":
+                update.replace(
+                    name, ch.ttl, ch.rtype, *(_rdata_text(ch.rtype, v) for v in ch.values)
+                )
+            else:
+                update.delete(name, ch.rtype)
+        result = ChangeResult(applied=list(changes), api_calls=1)
+        if not changes:
+            return result
+        self._send(update, f"update of {len(changes)} record set(s) in {origin}")
+        result.change_id = f"update-{int(time.time())}"
+        # The server applies an update atomically; read it back so what follows (an ACME
+        # validation through this server) sees it.
+        deadline = time.monotonic() + self.sync_timeout
+        for ch in changes:
+            want = sorted(ch.values) if ch.action == "upsert" else []
+            while sorted(self.lookup(zone, ch.name, ch.rtype)) != want:
+                if time.monotonic() > deadline:
+                    raise DnsError(f"{ch.name} {ch.rtype} does not show the change on the server.")
+                time.sleep(0.5)
+        return result
+
+    def lookup(self, zone: ZoneRef, name: str, rtype: str) -> list[str]:
+        query = dns.message.make_query(fqdn(name), rtype)
+        query.flags &= ~dns.flags.RD
+        response = self._send_quiet(query)
+        values = []
+        for rrset in response.answer:
+            if rrset.rdtype != dns.rdatatype.from_text(rtype):
+                continue
+            for rdata in rrset:
+                if rtype == "TXT":
+                    values.append(b"".join(rdata.strings).decode())
+                else:
+                    values.append(rdata.to_text().rstrip("."))
+        return values
+
+    def _send_quiet(self, query: dns.message.Message) -> dns.message.Message:
+        try:
+            return dns.query.tcp(query, self.server, port=self.port, timeout=self.timeout)
+        except (dns.exception.DNSException, OSError) as exc:
+            raise DnsError(
+                f"The DNS server {self.server}:{self.port} did not answer: {exc}"
+            ) from exc
+
+    def zone_check(self, zone: ZoneRef) -> str:
+        origin = self._zone(zone)
+        response = self._send_quiet(dns.message.make_query(origin, "SOA"))
+        if not any(r.rdtype == dns.rdatatype.SOA for r in response.answer):
+            raise DnsError(f"{self.server} does not serve the zone {origin}.")
+        return f"zone {origin} on {self.server}:{self.port}"
