@@ -84,6 +84,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
     "panel",
     "tenants",
     "provisioning",
@@ -93,16 +96,34 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "panel.api.throttles.ApiRateLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "panel.twofactor.TwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "panel.audit.AuditContextMiddleware",
+    # Last, as django-axes asks: it turns lockouts into a response.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    # django-axes first: it refuses logins for a locked-out username + IP before checking.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(env("PANEL_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(env("PANEL_LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = True
+OTP_TOTP_ISSUER = "Atlassian hosting panel"
+PANEL_STAFF_REQUIRE_2FA = env_bool("PANEL_STAFF_REQUIRE_2FA", default=True)
 
 ROOT_URLCONF = "panel.urls"
 WSGI_APPLICATION = "panel.wsgi.application"
@@ -123,6 +144,15 @@ TEMPLATES = [
         },
     },
 ]
+
+# Rate limits and login lockouts need one cache all processes share in production (Redis).
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env("PANEL_CACHE_URL")}
+        if env("PANEL_CACHE_URL")
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 
 _default_db = f"sqlite:///{VAR_DIR / 'panel.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL") or _default_db, conn_max_age=60)}
@@ -175,6 +205,14 @@ SESSION_COOKIE_SECURE = env_bool(
 )
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_HSTS_SECONDS = int(env("PANEL_HSTS_SECONDS", "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+SECURE_SSL_REDIRECT = env_bool("PANEL_SSL_REDIRECT", default=False)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (the production stack's nginx).
+if env_bool("PANEL_BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024  # 1 MiB: no form or API body of ours is bigger
 
@@ -199,6 +237,14 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "panel.api.exceptions.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # Per IP: panel.api.throttles.ApiRateLimitMiddleware (before authentication).
+    "DEFAULT_THROTTLE_CLASSES": ["panel.api.throttles.TokenRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "token": env("PANEL_API_RATE_PER_TOKEN", "600/min"),
+        "ip": env("PANEL_API_RATE_PER_IP", "1200/min"),
+    },
+    # Behind a reverse proxy, count the client's address, not the proxy's.
+    "NUM_PROXIES": int(env("PANEL_NUM_PROXIES", "0")) or None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Atlassian hosting panel API",

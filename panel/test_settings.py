@@ -36,3 +36,12 @@ PANEL_EXTRA_VERSIONS = [
 ]
 PANEL_ROLLOUT_TIMEOUT = 90
 PANEL_ROLLOUT_POLL_INTERVAL = 1
+# Generous limits so the suite itself is never throttled; tests of throttling lower them.
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,  # noqa: F405
+    "DEFAULT_THROTTLE_RATES": {"token": "100000/min", "ip": "100000/min"},
+}
+# Most in-process tests log staff in with force_login; tests/hardening/test_two_factor.py and
+# the browser tests turn the staff two-factor requirement back on.
+PANEL_STAFF_REQUIRE_2FA = False
+LOGGING = {**LOGGING, "loggers": {**LOGGING["loggers"], "axes": {"level": "WARNING"}}}  # noqa: F405

@@ -3,6 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from panel import twofactor
 from provisioning import views as provisioning_views
 
 urlpatterns = [
@@ -15,4 +16,6 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/verify/", twofactor.otp_verify, name="otp-verify"),
+    path("account/two-factor/", twofactor.otp_setup, name="otp-setup"),
 ]

@@ -4,15 +4,27 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+# The refusals every operation can answer (401, 403, 429, bad pages and bodies) are added to
+# the served schema by a postprocessing hook (kept with the default enum hook).
+SCHEMA_SETTINGS = {
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "panel.api.schema.common_refusals",
+    ]
+}
+
 api_patterns = [
     path("", include("tenants.api.urls")),
     path("", include("provisioning.api.urls")),
     path("", include("provisioning.api.host_urls")),
     path("", include("backups.api.urls")),
     path("", include("certificates.api.urls")),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("schema/", SpectacularAPIView.as_view(custom_settings=SCHEMA_SETTINGS), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+# A route that does not match under /api/ (e.g. a malformed id) answers JSON, as the API does.
+handler404 = "panel.api.exceptions.page_not_found"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
@@ -33,3 +35,58 @@ VALIDATION_ERROR = OpenApiResponse(
 FORBIDDEN = OpenApiResponse(ErrorSerializer, description="Read-only token, or role too low.")
 NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No such object visible to the caller.")
 CONFLICT = OpenApiResponse(ConflictSerializer, description="Target busy or state forbids it.")
+
+
+# --- refusals every operation can answer ------------------------------------------------------
+
+_DETAIL = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+_FIELD_ERRORS = {"type": "object", "additionalProperties": {}}
+
+
+def _refusal(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def common_refusals(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: document the refusals any operation can answer
+    besides its own, so clients (and Schemathesis) find every status the API really sends.
+
+    401 and 403 everywhere; on lists 400 (a bad filter value) and 404 (a page past the end); on
+    paths with an id 404; on bodies 400, 413 (too large) and 415 (not JSON); 429 everywhere
+    (throttling). An operation's own documented responses are kept as they are.
+    """
+    for path, methods in result.get("paths", {}).items():
+        for method, operation in methods.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            responses = operation.setdefault("responses", {})
+            refusals = {
+                "401": _refusal("No credentials, or an invalid, expired or revoked token.",
+                                _DETAIL),
+                "403": _refusal("Read-only token, or role too low.", _DETAIL),
+                "429": _refusal("Too many requests; retry after the time given.", _DETAIL),
+            }
+            is_list = method == "get" and "{" not in path and any(
+                p.get("name") == "page" for p in operation.get("parameters", [])
+            )
+            if is_list:
+                refusals["400"] = _refusal("Invalid filter: each parameter maps to messages.",
+                                           _FIELD_ERRORS)
+                refusals["404"] = _refusal("No such page of results.", _DETAIL)
+            if "{" in path:
+                refusals["404"] = _refusal("No such object visible to the caller.", _DETAIL)
+            if "requestBody" in operation:
+                refusals["400"] = _refusal("Invalid input: each field maps to messages.",
+                                           _FIELD_ERRORS)
+                refusals["413"] = _refusal("The request body is too large.", _DETAIL)
+                refusals["415"] = _refusal("The body is not JSON (or form data).", _DETAIL)
+            for code, response in refusals.items():
+                responses.setdefault(code, response)
+            operation["responses"] = dict(sorted(responses.items()))
+    return result

@@ -50,6 +50,10 @@ RULES: dict[str, Rule] = {
 }
 # Public pages, and namespaces whose own tests hold their rules.
 PUBLIC = {"login", "logout"}
+# Every signed-in user's own two-factor pages (tests/hardening/test_two_factor.py).
+# (otp-verify only makes sense with a device and is covered there; otp-setup for everyone.)
+PUBLIC.add("otp-verify")
+RULES["otp-setup"] = Rule()
 COVERED_ELSEWHERE = {"hosts": "tests/provisioning/test_host_ui.py"}
 BODY = {"confirm_name": "acme-jira", "license-key": "AAAB-isolation-key", "token-name": "x"}
 
