@@ -148,7 +148,10 @@ TEMPLATES = [
 # Rate limits and login lockouts need one cache all processes share in production (Redis).
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env("PANEL_CACHE_URL")}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env("PANEL_CACHE_URL"),
+        }
         if env("PANEL_CACHE_URL")
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
