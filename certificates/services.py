@@ -890,3 +890,17 @@ def certificates_renew_due(now: datetime | None = None) -> list[str]:
             "certificate %s (%s) expires %s", cert.pk, ", ".join(cert.names), cert.not_after
         )
     return started
+
+
+def endpoint_check_request(instance: AtlassianInstance) -> None:
+    """Run the consistency check of ``instance`` in the background, after commit."""
+    from certificates.tasks import endpoint_check
+
+    transaction.on_commit(lambda: _enqueue_quietly(endpoint_check, str(instance.pk)))
+
+
+def _enqueue_quietly(task: Any, *args: Any) -> None:
+    try:
+        task.delay(*args)
+    except Exception as exc:  # noqa: BLE001 - the periodic check runs anyway
+        log.warning("could not enqueue %s: %s", task.name, exc)

@@ -1,0 +1,187 @@
+"""API of DNS zones and provider accounts (platform admins), certificates, and each
+instance's address: DNS records, certificate, proxy config, Apache export and actions.
+
+Thin: instances come from the scoped selector (404 for other tenants); actions call the same
+services as the pages and answer 202 with the operation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from certificates import proxy, selectors, services
+from certificates.api.serializers import (
+    CertificateSerializer,
+    DnsProviderAccountSerializer,
+    DnsZoneSerializer,
+    EndpointSerializer,
+)
+from certificates.models import Certificate, DnsProviderAccount, DnsZone
+from panel.access import Access, access_for
+from panel.api.mixins import ScopedQuerysetMixin, idempotency_key, operation_accepted
+from panel.api.permissions import IsPlatformAdmin, PanelPermission
+from panel.api.schema import CONFLICT, FORBIDDEN, IDEMPOTENCY_KEY, NOT_FOUND
+from provisioning.api.serializers import OperationSerializer
+from provisioning.selectors import instance_get
+
+ACCEPTED = OpenApiResponse(OperationSerializer, description="Operation started; poll Location.")
+
+
+class CertificateViewSet(
+    ScopedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Certificates the caller sees (``?expiring=14`` for those within 14 days of expiry)."""
+
+    serializer_class = CertificateSerializer
+    permission_classes = [PanelPermission]
+    lookup_value_converter = "uuid"
+
+    def scoped_queryset(self, access: Access) -> QuerySet:
+        days = self.request.query_params.get("expiring")
+        if days and days.isdigit():
+            return selectors.certificates_expiring(access, int(days))
+        return Certificate.objects.for_user(access).select_related("zone")
+
+
+class DnsProviderAccountViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
+    """DNS provider accounts (platform admins); credentials are write-only."""
+
+    queryset = DnsProviderAccount.objects.all()
+    serializer_class = DnsProviderAccountSerializer
+    http_method_names = ["get", "post", "head", "options"]  # changes go through services
+    permission_classes = [PanelPermission, IsPlatformAdmin]
+    lookup_value_converter = "uuid"
+
+    def perform_create(self, serializer: Any) -> None:
+        data = serializer.validated_data
+        serializer.instance = services.dns_account_create(
+            actor=self.access,
+            name=data["name"],
+            kind=data["kind"],
+            config=data.get("config") or {},
+            credentials=data.get("credentials") or {},
+        )
+
+
+class DnsZoneViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
+    """Zones the panel manages records in (platform admins)."""
+
+    queryset = DnsZone.objects.select_related("account")
+    serializer_class = DnsZoneSerializer
+    http_method_names = ["get", "post", "head", "options"]
+    permission_classes = [PanelPermission, IsPlatformAdmin]
+    lookup_value_converter = "uuid"
+
+    def perform_create(self, serializer: Any) -> None:
+        data = serializer.validated_data
+        serializer.instance = services.dns_zone_create(actor=self.access, **data)
+
+
+def _instance(request: Request, pk: Any) -> Any:
+    return instance_get(access_for(request), pk)
+
+
+@extend_schema(
+    responses={200: EndpointSerializer, 404: NOT_FOUND},
+    description="The instance's DNS records, certificate, proxy site and the last "
+    "consistency check.",
+)
+@api_view(["GET"])
+@permission_classes([PanelPermission])
+def instance_endpoint(request: Request, pk: Any) -> Response:
+    access = access_for(request)
+    instance = _instance(request, pk)
+    data = selectors.instance_endpoint(access, instance)
+    return Response(
+        EndpointSerializer(
+            {
+                "base_url": instance.base_url,
+                "certificate": data["certificate"],
+                "dns_records": data["records"],
+                "proxy": data["site"],
+                "problems": data["problems"],
+                "checked_at": data["checked_at"],
+            }
+        ).data
+    )
+
+
+@extend_schema(
+    responses={(200, "text/plain"): OpenApiTypes.STR, 404: NOT_FOUND},
+    description="The Apache httpd 2.4 virtual host for the instance (seed 002).",
+)
+@api_view(["GET"])
+@permission_classes([PanelPermission])
+def instance_apache_config(request: Request, pk: Any) -> HttpResponse:
+    instance = _instance(request, pk)
+    response = HttpResponse(
+        proxy.apache_vhost_render(instance), content_type="text/plain; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{instance.hostname}-apache.conf"'
+    return response
+
+
+def _accepted_action(request: Request, pk: Any, *, staff: bool, start: Any) -> Response:
+    access = access_for(request)
+    instance = _instance(request, pk)
+    if staff and not access.is_staff_role:
+        raise PermissionDenied("Only support staff can renew certificates on demand.")
+    if not staff and not access.administers_tenant(instance.tenant_id):
+        raise PermissionDenied("You need the admin role in this tenant to do this.")
+    operation = start(access, instance, idempotency_key(request))
+    return operation_accepted(operation, request)
+
+
+ACTION_SCHEMA = {
+    "request": None,
+    "parameters": [IDEMPOTENCY_KEY],
+    "responses": {202: ACCEPTED, 403: FORBIDDEN, 404: NOT_FOUND, 409: CONFLICT},
+}
+
+
+@extend_schema(description="Renew the instance's certificate now (support staff).", **ACTION_SCHEMA)
+@api_view(["POST"])
+@permission_classes([PanelPermission])
+def instance_certificate_renew(request: Request, pk: Any) -> Response:
+    return _accepted_action(
+        request,
+        pk,
+        staff=True,
+        start=lambda a, i, k: services.instance_certificate_renew(
+            actor=a, instance=i, idempotency_key=k
+        ),
+    )
+
+
+@extend_schema(description="Render and deploy the instance's proxy site again.", **ACTION_SCHEMA)
+@api_view(["POST"])
+@permission_classes([PanelPermission])
+def instance_proxy_deploy(request: Request, pk: Any) -> Response:
+    return _accepted_action(
+        request,
+        pk,
+        staff=False,
+        start=lambda a, i, k: services.proxy_deploy(actor=a, instance=i, idempotency_key=k),
+    )
+
+
+@extend_schema(description="Publish the instance's DNS records again.", **ACTION_SCHEMA)
+@api_view(["POST"])
+@permission_classes([PanelPermission])
+def instance_dns_update(request: Request, pk: Any) -> Response:
+    return _accepted_action(
+        request,
+        pk,
+        staff=False,
+        start=lambda a, i, k: services.dns_update(actor=a, instance=i, idempotency_key=k),
+    )
