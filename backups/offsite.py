@@ -1,0 +1,172 @@
+"""Off-site copies of backup points in S3-compatible object storage (the only boto3 user for
+object storage).
+
+For each point the backup host packs ``home`` and the manifests into a compressed tar next to
+the point; the panel streams it (and ``db.dump``) from the backup host over SFTP straight into
+a multipart upload, so nothing is staged on the panel's disk. Every object is written with
+server-side encryption (``AES256``). Lifecycle follows retention: when retention ages a point
+out locally, its objects are deleted too, and a bucket lifecycle rule expires anything older
+than ``PANEL_BACKUP_S3_MAX_AGE_DAYS`` as a backstop.
+
+Settings: ``PANEL_BACKUP_S3_BUCKET`` (off-site is off without it),
+``PANEL_BACKUP_S3_ENDPOINT_URL``, ``PANEL_BACKUP_S3_REGION``, ``PANEL_BACKUP_S3_ACCESS_KEY_ID``,
+``PANEL_BACKUP_S3_SECRET_ACCESS_KEY``,
+``PANEL_BACKUP_S3_PREFIX`` (default ``panel-backups``), ``PANEL_BACKUP_S3_MAX_AGE_DAYS`` (400).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from backups.models import Backup, BackupStatus
+from panel.operations import OperationContext
+from provisioning.hosts import host_connection
+from provisioning.models import AtlassianInstance
+from provisioning.remote import RemoteError
+
+log = logging.getLogger(__name__)
+
+SSE = {"ServerSideEncryption": "AES256"}
+LIFECYCLE_RULE_ID = "panel-backups-backstop"
+
+
+def _setting(name: str, default: Any = None) -> Any:
+    return getattr(settings, name, default)
+
+
+def offsite_configured() -> bool:
+    return bool(_setting("PANEL_BACKUP_S3_BUCKET"))
+
+
+def offsite_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=_setting("PANEL_BACKUP_S3_ENDPOINT_URL") or None,
+        region_name=_setting("PANEL_BACKUP_S3_REGION", "us-east-1"),
+        aws_access_key_id=_setting("PANEL_BACKUP_S3_ACCESS_KEY_ID") or None,
+        aws_secret_access_key=_setting("PANEL_BACKUP_S3_SECRET_ACCESS_KEY") or None,
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}),
+    )
+
+
+def instance_prefix(instance: AtlassianInstance) -> str:
+    base = str(_setting("PANEL_BACKUP_S3_PREFIX", "panel-backups")).strip("/")
+    return f"{base}/{instance.tenant.slug}/{instance.name}/"
+
+
+def _ensure_lifecycle(client: Any, bucket: str) -> None:
+    days = int(_setting("PANEL_BACKUP_S3_MAX_AGE_DAYS", 400))
+    base = str(_setting("PANEL_BACKUP_S3_PREFIX", "panel-backups")).strip("/")
+    client.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": LIFECYCLE_RULE_ID,
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": f"{base}/"},
+                    "Expiration": {"Days": days},
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2},
+                }
+            ]
+        },
+    )
+
+
+def offsite_copy(ctx: OperationContext, backup: Backup) -> None:
+    """Upload one committed point (archive + dump), encrypted at rest. A failure is recorded
+    on the point and logged as a warning: the local point is good either way."""
+    from backups.engine import DUMP_FILE, store_of
+
+    if not offsite_configured():
+        ctx.step(
+            "Off-site copy is enabled for this instance but no bucket is configured "
+            "(PANEL_BACKUP_S3_BUCKET)",
+            level="warning",
+        )
+        Backup.objects.filter(pk=backup.pk).update(offsite_status="not_configured")
+        return
+    backup = Backup.objects.select_related("instance__tenant", "backup_host", "app_host").get(
+        pk=backup.pk
+    )
+    store = store_of(backup)
+    point_dir = store.point(backup.point_name)
+    bucket = _setting("PANEL_BACKUP_S3_BUCKET")
+    prefix = f"{instance_prefix(backup.instance)}{backup.point_name}/"
+    archive = f"{store.area}/offsite-{backup.point_name}.tar"
+    try:
+        client = offsite_client()
+        _ensure_lifecycle(client, bucket)
+        with host_connection(store.backup_host, ctx=ctx) as bconn:
+            packed = bconn.run(
+                [
+                    "sh",
+                    "-c",
+                    'set -e; umask 077; cd "$1"; '
+                    'if command -v zstd >/dev/null; then z="zstd -q -T0"; ext=zst; '
+                    'else z="gzip -c"; ext=gz; fi; '
+                    "tar --numeric-owner -cf - home manifest.sha256 manifest.stat point.json "
+                    '| $z > "$2.$ext"; echo "$ext"',
+                    "sh",
+                    point_dir,
+                    archive,
+                ],
+                timeout=4 * 3600,
+                message="Packed the point for the off-site copy",
+            )
+            ext = packed.stdout.strip().splitlines()[-1]
+            uploads = [
+                (f"{archive}.{ext}", f"{prefix}home.tar.{ext}"),
+                (f"{point_dir}/{DUMP_FILE}", f"{prefix}{DUMP_FILE}"),
+                (f"{point_dir}/manifest.sha256", f"{prefix}manifest.sha256"),
+            ]
+            try:
+                for path, key in uploads:
+                    with bconn.sftp().open(path, "rb") as fh:
+                        fh.prefetch()
+                        client.upload_fileobj(fh, bucket, key, ExtraArgs=dict(SSE))
+                    ctx.step(f"Uploaded {key} to s3://{bucket} (server-side encrypted, AES256)")
+            finally:
+                bconn.run(["rm", "-f", f"{archive}.{ext}"], record=False)
+    except (RemoteError, OSError, Exception) as exc:  # noqa: BLE001 - boto and SSH errors alike
+        ctx.step(f"Off-site copy failed: {exc}", level="warning")
+        Backup.objects.filter(pk=backup.pk).update(offsite_status="failed")
+        return
+    Backup.objects.filter(pk=backup.pk).update(offsite_status="copied", offsite_key=prefix)
+
+
+def offsite_prune(
+    ctx: OperationContext | None, *, instance: AtlassianInstance, keep: list[str]
+) -> list[str]:
+    """Delete the objects of points that retention no longer keeps; returns their names."""
+    bucket = _setting("PANEL_BACKUP_S3_BUCKET")
+    client = offsite_client()
+    prefix = instance_prefix(instance)
+    doomed: dict[str, list[str]] = {}
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            point = obj["Key"][len(prefix) :].split("/", 1)[0]
+            if point not in keep:
+                doomed.setdefault(point, []).append(obj["Key"])
+    keys = [k for ks in doomed.values() for k in ks]
+    for i in range(0, len(keys), 1000):
+        client.delete_objects(
+            Bucket=bucket,
+            Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True},
+        )
+    if doomed:
+        Backup.objects.filter(instance=instance, point_name__in=list(doomed)).exclude(
+            status=BackupStatus.SUCCEEDED
+        ).update(offsite_status="deleted")
+        if ctx is not None:
+            ctx.step(f"Off-site: deleted the copies of {len(doomed)} aged-out point(s)")
+    log.info("off-site prune of %s at %s: %s", instance.name, timezone.now(), sorted(doomed))
+    return sorted(doomed)

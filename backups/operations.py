@@ -1,0 +1,293 @@
+"""Handlers of backup, restore and drill operations (registered with the operation runner),
+and the pre-upgrade hook that takes a backup before an instance is upgraded."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.utils import timezone
+
+from backups.engine import backup_take
+from backups.models import Backup, BackupKind, BackupMode, BackupStatus, Restore, RestoreDrill
+from backups.restore import (
+    RestoreRefused,
+    RestoreRolledBack,
+    restore_in_place,
+    restore_new,
+    scratch_instance,
+    scratch_remove,
+)
+from panel.operations import OperationContext, OperationFailed, operation_handler
+from provisioning.models import AtlassianInstance, Host, InstanceHealth, OperationKind
+from provisioning.operations import PRE_UPGRADE_HOOKS, instance_abort, instance_published
+from provisioning.remote import RemoteError
+from provisioning.services import instance_transition
+from tenants.tiers import objectives_for
+
+
+def _instance(ctx: OperationContext) -> AtlassianInstance:
+    return AtlassianInstance.objects.select_related("host__backup_host", "tenant").get(
+        pk=ctx.operation.instance_id
+    )
+
+
+def _backup(ctx: OperationContext) -> Backup:
+    try:
+        return Backup.objects.select_related(
+            "instance__tenant", "instance__host", "backup_host", "app_host"
+        ).get(pk=ctx.operation.params["backup"])
+    except (Backup.DoesNotExist, KeyError):
+        raise OperationFailed(
+            "The backup point to restore is no longer in the catalogue."
+        ) from None
+
+
+def _words(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+# --- backup ---------------------------------------------------------------------------------
+
+
+def backup_abort(operation: Any, reason: str) -> None:
+    """A backup that ends badly (also when its worker died) leaves no point 'in progress'."""
+    Backup.objects.filter(operation_id=operation.pk, status=BackupStatus.RUNNING).update(
+        status=BackupStatus.FAILED, error=reason[:4000], finished_at=timezone.now()
+    )
+
+
+@operation_handler(OperationKind.BACKUP_CREATE, on_abort=backup_abort)
+def backup_create_run(ctx: OperationContext) -> dict:
+    """Take one backup point (scheduled, extra, hot or cold)."""
+    instance = _instance(ctx)
+    params = ctx.operation.params or {}
+    ctx.progress(0, 3)
+    try:
+        backup = backup_take(
+            ctx,
+            instance,
+            kind=params.get("kind", BackupKind.MANUAL),
+            mode=params.get("mode", BackupMode.HOT),
+        )
+    except RemoteError as exc:
+        raise OperationFailed(str(exc)) from exc
+    return {
+        "backup": str(backup.pk),
+        "point": backup.point_name,
+        "label": backup.label,
+        "mode": backup.mode,
+        "downtime_seconds": backup.downtime_seconds,
+        "duration_seconds": backup.duration_seconds,
+        "file_count": backup.file_count,
+        "bytes_transferred": backup.bytes_transferred,
+        "disk_bytes": backup.disk_bytes,
+        "logical_bytes": backup.logical_bytes,
+        "dump_bytes": backup.dump_bytes,
+    }
+
+
+def backup_before_upgrade(ctx: OperationContext, instance: AtlassianInstance) -> None:
+    """Pre-upgrade hook: a hot backup inside the upgrade operation (which holds the lock)."""
+    instance = AtlassianInstance.objects.select_related("host__backup_host", "tenant").get(
+        pk=instance.pk
+    )
+    if instance.host is None or instance.host.backup_host is None:
+        ctx.step(
+            f"No backup before the upgrade: {instance.name}'s app host has no backup host",
+            level="warning",
+        )
+        return
+    try:
+        backup = backup_take(ctx, instance, kind=BackupKind.PRE_UPGRADE, mode=BackupMode.HOT)
+    except (OperationFailed, RemoteError) as exc:
+        raise OperationFailed(
+            f"The backup before the upgrade failed, so the upgrade was not started. {exc}"
+        ) from exc
+    ctx.step(f"Backup {backup.point_name} taken before the upgrade")
+
+
+if backup_before_upgrade not in PRE_UPGRADE_HOOKS:
+    PRE_UPGRADE_HOOKS.append(backup_before_upgrade)
+
+
+# --- restore --------------------------------------------------------------------------------
+
+
+def restore_abort(operation: Any, reason: str) -> None:
+    Restore.objects.filter(operation_id=operation.pk, status=Restore.Status.RUNNING).update(
+        status=Restore.Status.FAILED, error=reason[:4000], finished_at=timezone.now()
+    )
+    instance_abort(operation, reason)
+
+
+@operation_handler(OperationKind.BACKUP_RESTORE, on_abort=restore_abort)
+def backup_restore_run(ctx: OperationContext) -> dict:
+    """Restore a point in place, or into the new instance this operation targets."""
+    started = time.monotonic()
+    backup = _backup(ctx)
+    target = _instance(ctx)
+    mode = ctx.operation.params.get("mode")
+    goals = objectives_for(target.tier)
+    restore = Restore.objects.create(
+        instance=target,
+        source=backup.instance,
+        backup=backup,
+        point_name=backup.point_name,
+        point_label=backup.label,
+        mode=mode,
+        operation=ctx.operation,
+    )
+    ctx.step(
+        f"Restoring point {backup.display_label} ({backup.taken_at:%Y-%m-%d %H:%M} UTC) "
+        f"of {backup.instance.name} {'in place' if mode == 'in_place' else 'into ' + target.name}"
+    )
+    if backup.version and backup.version != target.version:
+        ctx.step(
+            f"The point was taken on version {backup.version}; {target.name} runs {target.version}",
+            level="warning",
+        )
+    try:
+        if mode == "in_place":
+            previous = target.status
+            instance_transition(target, "restoring", f"Restoring point {backup.point_name}")
+            try:
+                outcome = restore_in_place(
+                    ctx,
+                    target,
+                    backup,
+                    on_safety=lambda s: Restore.objects.filter(pk=restore.pk).update(
+                        safety_backup=s
+                    ),
+                )
+            except RestoreRefused as exc:
+                instance_transition(target, previous, "")
+                Restore.objects.filter(pk=restore.pk).update(
+                    status=Restore.Status.FAILED, error=str(exc)[:4000], finished_at=timezone.now()
+                )
+                raise
+            except RestoreRolledBack as exc:
+                Restore.objects.filter(pk=restore.pk).update(
+                    status=Restore.Status.ROLLED_BACK,
+                    error=str(exc)[:4000],
+                    finished_at=timezone.now(),
+                )
+                instance_transition(target, "running", "")
+                raise
+        else:
+            instance_transition(target, "provisioning", f"Restoring point {backup.point_name}")
+            outcome = restore_new(ctx, target, backup)
+            instance_published(ctx, target)
+    except RemoteError as exc:
+        raise OperationFailed(str(exc)) from exc
+    instance_transition(target, "running", "")
+    AtlassianInstance.objects.filter(pk=target.pk).update(
+        health=InstanceHealth.HEALTHY, health_changed_at=timezone.now()
+    )
+    seconds = time.monotonic() - started
+    Restore.objects.filter(pk=restore.pk).update(
+        status=Restore.Status.SUCCEEDED,
+        finished_at=timezone.now(),
+        rto_seconds=round(seconds, 1),
+        health=outcome.health,
+    )
+    ctx.step(
+        f"Restored point {backup.display_label} ({backup.taken_at:%Y-%m-%d %H:%M:%S} UTC) "
+        f"{'in place' if mode == 'in_place' else 'into ' + target.name} in {_words(seconds)} "
+        f"(RTO of {target.get_tier_display()}: {_words(goals.rto.total_seconds())}); "
+        f"health: {outcome.health}"
+    )
+    return {
+        "restore": str(restore.pk),
+        "point": backup.point_name,
+        "label": backup.label,
+        "taken_at": backup.taken_at.isoformat(),
+        "mode": mode,
+        "instance": target.name,
+        "rto_seconds": round(seconds, 1),
+        "rto_objective_seconds": goals.rto.total_seconds(),
+        "health": outcome.health,
+        "base_url": outcome.base_url or target.base_url,
+    }
+
+
+# --- drill ----------------------------------------------------------------------------------
+
+
+def drill_abort(operation: Any, reason: str) -> None:
+    RestoreDrill.objects.filter(
+        operation_id=operation.pk, status=RestoreDrill.Status.RUNNING
+    ).update(status=RestoreDrill.Status.FAILED, error=reason[:4000], finished_at=timezone.now())
+
+
+@operation_handler(OperationKind.BACKUP_DRILL, on_abort=drill_abort)
+def backup_drill_run(ctx: OperationContext) -> dict:
+    """Restore the chosen point into a scratch instance, check it answers RUNNING, time it,
+    remove it. The source instance is not touched."""
+    from django.conf import settings
+
+    backup = _backup(ctx)
+    source = _instance(ctx)
+    host_name = getattr(settings, "PANEL_BACKUP_DRILL_HOST", "")
+    host = (
+        Host.objects.select_related("backup_host").filter(name=host_name).first()
+        if host_name
+        else source.host
+    )
+    if host is None:
+        raise OperationFailed(f"No drill host: {host_name or source.name + ' has no host'}.")
+    goals = objectives_for(source.tier)
+    scratch = scratch_instance(
+        source,
+        backup,
+        host,
+        ctx.operation.params.get("scratch") or f"drill-{str(ctx.operation.pk)[:8]}",
+    )
+    drill = RestoreDrill.objects.create(
+        instance=source,
+        backup=backup,
+        point_name=backup.point_name,
+        operation=ctx.operation,
+        tier=source.tier,
+        scratch_name=scratch.name,
+        scratch_host=host,
+        rto_objective_seconds=goals.rto.total_seconds(),
+    )
+    ctx.add_secrets([scratch.db_password])
+    ctx.step(
+        f"Drill: restoring {backup.display_label} of {source.name} into scratch instance "
+        f"{scratch.name} on {host.name}"
+    )
+    started = time.monotonic()
+    error = ""
+    outcome = None
+    try:
+        outcome = restore_new(ctx, scratch, backup)
+    except (OperationFailed, RemoteError) as exc:
+        error = str(exc)
+    finally:
+        seconds = time.monotonic() - started
+        cleaned = scratch_remove(ctx, scratch)
+    passed = outcome is not None and outcome.health == "RUNNING"
+    RestoreDrill.objects.filter(pk=drill.pk).update(
+        status=RestoreDrill.Status.PASSED if passed else RestoreDrill.Status.FAILED,
+        finished_at=timezone.now(),
+        rto_seconds=round(seconds, 1) if passed else None,
+        within_rto=passed and seconds <= goals.rto.total_seconds(),
+        cleaned_up=cleaned,
+        error=error[:4000],
+    )
+    if not passed:
+        raise OperationFailed(f"Drill of {source.name} failed: {error or 'not healthy'}")
+    ctx.step(
+        f"Drill passed: {source.name} came back in {_words(seconds)} "
+        f"(RTO objective {_words(goals.rto.total_seconds())}); scratch instance removed"
+    )
+    return {
+        "drill": str(drill.pk),
+        "point": backup.point_name,
+        "rto_seconds": round(seconds, 1),
+        "within_rto": seconds <= goals.rto.total_seconds(),
+        "cleaned_up": cleaned,
+    }

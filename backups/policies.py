@@ -1,0 +1,69 @@
+"""Backup policy defaults from a service tier, and when the next scheduled backup is due."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from backups.models import BackupMode, BackupPolicy
+from backups.retention import Retention
+from tenants.tiers import objectives_for
+
+DAY_MINUTES = 24 * 60
+# Slots are counted from this fixed instant, so an interval that divides a day lands on the
+# same times every day.
+_EPOCH = datetime(2000, 1, 3, tzinfo=UTC)
+
+
+def policy_defaults(tier: str) -> dict[str, Any]:
+    """A policy that meets ``tier``'s RPO: one backup a day when the RPO is a day or longer,
+    otherwise one every half RPO (so the newest point is never older than the RPO even when
+    one run fails), keeping the intra-day points of the last 24 hours."""
+    rpo_minutes = int(objectives_for(tier).rpo.total_seconds() // 60)
+    if rpo_minutes >= DAY_MINUTES:
+        interval = DAY_MINUTES
+    else:
+        interval = max(15, rpo_minutes // 2)
+    keep_hourly = (
+        0 if interval >= DAY_MINUTES else min(24, math.ceil(DAY_MINUTES / max(interval, 60)))
+    )
+    return {
+        "interval_minutes": interval,
+        "window_start": time(1, 0),
+        "jitter_minutes": min(60, interval // 4),
+        "keep_hourly": keep_hourly,
+        "keep_daily": 7,
+        "keep_weekly": 4,
+        "keep_monthly": 12,
+        "mode": BackupMode.HOT,
+    }
+
+
+def policy_retention(policy: BackupPolicy) -> Retention:
+    return Retention(
+        hourly=policy.keep_hourly,
+        daily=policy.keep_daily,
+        weekly=policy.keep_weekly,
+        monthly=policy.keep_monthly,
+    )
+
+
+def jitter_offset(policy: BackupPolicy) -> timedelta:
+    """A stable per-instance offset within the jitter window (the same every day, so the
+    instances of one host spread out instead of all starting at the window's first minute)."""
+    window = max(0, int(policy.jitter_minutes)) * 60
+    if window == 0:
+        return timedelta(0)
+    seed = zlib.crc32(str(policy.instance_id).encode())
+    return timedelta(seconds=seed % window)
+
+
+def next_run_after(policy: BackupPolicy, after: datetime) -> datetime:
+    """The first scheduled slot strictly after ``after``."""
+    interval = timedelta(minutes=max(15, policy.interval_minutes))
+    start = policy.window_start
+    base = _EPOCH + timedelta(hours=start.hour, minutes=start.minute) + jitter_offset(policy)
+    steps = math.floor((after - base) / interval) + 1
+    return base + steps * interval

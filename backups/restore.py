@@ -1,0 +1,637 @@
+"""Bringing a backup point back: in place, into a new instance, or into a scratch instance for
+a drill. Each restore first checks the point against its manifest on the backup host.
+
+In place: a safety backup of the current state, stop the app, restore the dump into a fresh
+database next to the live one, pull home back with ``rsync --delete`` and numeric owners,
+swap the databases by renaming, start, wait for RUNNING. If anything fails after the app was
+stopped, the previous database is renamed back, home is pulled from the safety point and the
+instance is started again; the operation says what happened.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+from xml.sax.saxutils import escape as xml_escape
+
+from django.utils import timezone
+
+from backups.engine import (
+    DUMP_FILE,
+    RESTORE_DUMP_FILE,
+    PointStore,
+    compose_argv,
+    db_wait_ready,
+    manifest_check,
+    rsync_base,
+    rsync_remote,
+    rsync_run,
+    running_services,
+    store_of,
+)
+from backups.models import Backup, BackupKind, BackupMode
+from panel.operations import OperationCancelled, OperationContext, OperationFailed
+from provisioning.compose import compose_render, instance_dir
+from provisioning.hosts import host_connection
+from provisioning.models import AtlassianInstance, Host, InstanceHealth
+from provisioning.remote import CommandFailed, HostConnection, RemoteError
+from provisioning.rollout import instance_probe, wait_running
+
+_IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+# Where each product keeps its base URL (the stand-ins keep it the same way).
+BASE_URL_UPDATE: dict[str, str] = {
+    "jira": "UPDATE propertystring SET propertyvalue = :'new_url' WHERE id IN "
+    "(SELECT id FROM propertyentry WHERE property_key = 'jira.baseurl');",
+    "confluence": "UPDATE bandana SET bandanavalue = regexp_replace(bandanavalue, "
+    "'<baseUrl>.*?</baseUrl>', '<baseUrl>' || :'new_url_xml' || '</baseUrl>') "
+    "WHERE bandanacontext = '_GLOBAL' "
+    "AND bandanakey = 'atlassian.confluence.settings';",
+    "bitbucket": "UPDATE app_property SET prop_value = :'new_url' WHERE prop_key = 'instance.url';",
+    "bamboo": "UPDATE bandana SET serialized_data = CASE WHEN serialized_data LIKE '<string>%' "
+    "THEN '<string>' || :'new_url_xml' || '</string>' ELSE :'new_url' END "
+    "WHERE bandana_key = 'bamboo.baseUrl';",
+    "crowd": "UPDATE cwd_property SET property_value = :'new_url' "
+    "WHERE property_key = 'crowd' AND property_name = 'base.url';",
+}
+BASE_URL_READ: dict[str, str] = {
+    "jira": "SELECT s.propertyvalue FROM propertyentry e JOIN propertystring s ON s.id = e.id "
+    "WHERE e.property_key = 'jira.baseurl';",
+    "confluence": "SELECT substring(bandanavalue from '<baseUrl>(.*?)</baseUrl>') FROM bandana "
+    "WHERE bandanacontext = '_GLOBAL' "
+    "AND bandanakey = 'atlassian.confluence.settings';",
+    "bitbucket": "SELECT prop_value FROM app_property WHERE prop_key = 'instance.url';",
+    "bamboo": "SELECT serialized_data FROM bandana WHERE bandana_key = 'bamboo.baseUrl';",
+    "crowd": "SELECT property_value FROM cwd_property WHERE property_key = 'crowd' "
+    "AND property_name = 'base.url';",
+}
+
+
+def _family(product: str) -> str:
+    return "jira" if product.startswith("jira") else product
+
+
+def _ident(name: str) -> str:
+    if not _IDENT_RE.match(name):
+        raise OperationFailed(f"Refusing an unexpected database identifier {name!r}.")
+    return f'"{name}"'
+
+
+def psql(
+    conn: HostConnection,
+    instance: AtlassianInstance,
+    sql: str,
+    *,
+    database: str,
+    variables: dict[str, str] | None = None,
+    message: str = "",
+) -> str:
+    """Run SQL (on stdin, so psql variables are quoted by psql itself) in the db container."""
+    argv = compose_argv(
+        instance,
+        "exec",
+        "-T",
+        "db",
+        "psql",
+        "-X",
+        "-q",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-U",
+        instance.db_user,
+        "-d",
+        database,
+    )
+    for key, value in (variables or {}).items():
+        argv += ["-v", f"{key}={value}"]
+    return conn.run(argv, input=sql, timeout=600, message=message or "Ran SQL").stdout
+
+
+def point_verify(ctx: OperationContext, backup: Backup) -> None:
+    """Refuse a point whose files no longer match their manifest on the backup host."""
+    store = store_of(backup)
+    with host_connection(store.backup_host, ctx=ctx) as bconn:
+        if not bconn.exists(store.point(backup.point_name)):
+            raise OperationFailed(
+                f"Point {backup.point_name} is no longer on {store.backup_host.name}."
+            )
+        bad = manifest_check(bconn, store.point(backup.point_name))
+    if bad:
+        raise OperationFailed(
+            f"Point {backup.point_name} is damaged on {store.backup_host.name}: {len(bad)} "
+            f"files do not match their checksums ({', '.join(bad[:5])}). Choose another point."
+        )
+    ctx.step(f"Point {backup.point_name} is intact on {store.backup_host.name}")
+
+
+@dataclass
+class Source:
+    """Where the target's app host pulls a point from (its own restricted rsync root)."""
+
+    path: str
+    staging: str = ""
+
+
+def source_prepare(ctx: OperationContext, backup: Backup, target: AtlassianInstance) -> Source:
+    """The point as the target app host can read it. Another app host of the same backup host
+    cannot read the source's directory, so the point is staged into its own with ``cp -al``
+    (hard links: instant, no extra space)."""
+    store = store_of(backup)
+    target_host = target.host
+    if target_host.backup_host_id != store.backup_host.pk:
+        raise OperationFailed(
+            f"{target_host.name} backs up to "
+            f"{target_host.backup_host.name if target_host.backup_host else 'no backup host'}, "
+            f"but the point is on {store.backup_host.name}; restore onto an app host of "
+            f"{store.backup_host.name}."
+        )
+    if target_host.name == store.app_host_name:
+        return Source(store.rsync_path(f"points/{backup.point_name}"))
+    target_store = PointStore(store.backup_host, target_host.name, target.name)
+    staging = f"{target_store.area}/staging/{backup.point_name}"
+    with host_connection(store.backup_host, ctx=ctx) as bconn:
+        bconn.run(
+            [
+                "sh",
+                "-c",
+                'set -e; rm -rf "$2"; mkdir -p "$(dirname "$2")"; cp -al "$1" "$2"',
+                "sh",
+                store.point(backup.point_name),
+                staging,
+            ],
+            message=f"Staged the point for {target_host.name} (hard links)",
+        )
+    return Source(target_store.rsync_path(f"staging/{backup.point_name}"), staging)
+
+
+def source_release(ctx: OperationContext, backup: Backup, source: Source) -> None:
+    if not source.staging:
+        return
+    try:
+        with host_connection(store_of(backup).backup_host, ctx=ctx) as bconn:
+            bconn.run(["rm", "-rf", "--one-file-system", source.staging], record=False)
+    except RemoteError as exc:
+        ctx.step(f"Could not remove the staged copy {source.staging}: {exc}", level="warning")
+
+
+def home_pull(
+    ctx: OperationContext,
+    conn: HostConnection,
+    target: AtlassianInstance,
+    backup: Backup,
+    source: Source,
+    *,
+    what: str = "",
+) -> None:
+    """rsync the point's home over the target's home: --delete, numeric owners, hard links."""
+    argv = rsync_base(target.host) + [
+        "--delete",
+        rsync_remote(target.host, f"{source.path}/home/"),
+        f"{instance_dir(target)}/home/",
+    ]
+    rsync_run(
+        ctx,
+        conn,
+        argv,
+        backup_host_name=store_of(backup).backup_host.name,
+        message=what or f"Pulled home of point {backup.point_name} back (--delete)",
+    )
+
+
+def dump_pull(
+    ctx: OperationContext,
+    conn: HostConnection,
+    target: AtlassianInstance,
+    backup: Backup,
+    source: Source,
+) -> str:
+    dest = f"{instance_dir(target)}/{RESTORE_DUMP_FILE}"
+    argv = rsync_base(target.host) + [rsync_remote(target.host, f"{source.path}/{DUMP_FILE}"), dest]
+    rsync_run(
+        ctx,
+        conn,
+        argv,
+        backup_host_name=store_of(backup).backup_host.name,
+        message=f"Pulled the database dump of point {backup.point_name}",
+    )
+    digest = conn.run(["sha256sum", dest], record=False).stdout.split()[0]
+    if backup.dump_sha256 and digest != backup.dump_sha256:
+        raise OperationFailed("The pulled database dump does not match its checksum.")
+    return dest
+
+
+def dump_restore(
+    conn: HostConnection, instance: AtlassianInstance, dump: str, database: str
+) -> None:
+    """pg_restore the dump (read on the app host, streamed into the container) into an empty
+    ``database``; objects end up owned by the instance's database user."""
+    conn.run(
+        [
+            "sh",
+            "-c",
+            'f="$1"; shift; exec "$@" < "$f"',
+            "sh",
+            dump,
+            *compose_argv(
+                instance,
+                "exec",
+                "-T",
+                "db",
+                "pg_restore",
+                "--no-owner",
+                "--no-privileges",
+                "--exit-on-error",
+                "--single-transaction",
+                "-U",
+                instance.db_user,
+                "-d",
+                database,
+            ),
+        ],
+        timeout=4 * 3600,
+        message=f"Restored the dump into database {database} (pg_restore)",
+    )
+
+
+def base_url_rewrite(
+    ctx: OperationContext, conn: HostConnection, instance: AtlassianInstance
+) -> str:
+    """Point the restored database at the new instance's URL (so the copy never links to the
+    production instance). Returns what the product's table now holds."""
+    family = _family(instance.product)
+    new_url = instance.base_url
+    before = psql(
+        conn,
+        instance,
+        BASE_URL_READ[family],
+        database=instance.db_name,
+        message="Read the base URL the restored database holds",
+    ).strip()
+    psql(
+        conn,
+        instance,
+        BASE_URL_UPDATE[family],
+        database=instance.db_name,
+        variables={"new_url": new_url, "new_url_xml": xml_escape(new_url)},
+        message=f"Rewrote the base URL to {new_url}",
+    )
+    after = psql(
+        conn,
+        instance,
+        BASE_URL_READ[family],
+        database=instance.db_name,
+        message="Read the base URL back",
+    ).strip()
+    if not before:
+        ctx.step(
+            "The restored database held no base URL yet; the product will derive one",
+            level="warning",
+        )
+    elif new_url not in after:
+        raise OperationFailed(f"The base URL is still {after!r} after the rewrite.")
+    else:
+        ctx.step(f"Base URL {before} -> {after}")
+    return after
+
+
+def deploy_files(ctx: OperationContext, conn: HostConnection, instance: AtlassianInstance) -> str:
+    """Write a new instance's compose project (validated with ``docker compose config``)
+    without starting anything; returns the compose file's hash."""
+    rendered = compose_render(instance)
+    ctx.add_secrets(rendered.secrets)
+    conn.run(
+        ["mkdir", "-p", rendered.home_dir, rendered.db_dir],
+        message="Created the instance directories",
+    )
+    conn.run(["chmod", "0700", rendered.directory])
+    conn.upload(
+        f"{rendered.directory}/compose.yml",
+        rendered.compose_yaml,
+        mode=0o644,
+        message="Uploaded the compose file",
+    )
+    conn.upload(
+        f"{rendered.directory}/.env",
+        rendered.env_file,
+        mode=0o600,
+        message="Uploaded the .env (secrets, mode 0600)",
+    )
+    conn.run(
+        compose_argv(instance, "config", "--quiet"),
+        timeout=60,
+        message="Validated the compose file with docker compose config",
+    )
+    return rendered.compose_hash
+
+
+# --- in place -------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What a finished restore reports."""
+
+    seconds: float
+    health: str
+    base_url: str = ""
+
+
+def restore_in_place(
+    ctx: OperationContext, instance: AtlassianInstance, backup: Backup, *, on_safety: Any = None
+) -> Outcome:
+    """Restore ``backup`` over ``instance`` (the caller holds its lock and set RESTORING)."""
+    from backups.engine import backup_take
+
+    started = time.monotonic()
+    db = instance.db_name
+    staged = f"{db}_restore"
+    previous = f"{db}_pre_restore"
+    for name in (db, staged, previous):
+        _ident(name)
+    try:
+        point_verify(ctx, backup)
+        ctx.progress(1, 8)
+        ctx.step("Taking a safety backup of the current state first")
+        safety = backup_take(ctx, instance, kind=BackupKind.SAFETY, mode=BackupMode.HOT)
+        if on_safety is not None:
+            on_safety(safety)
+        source = source_prepare(ctx, backup, instance)
+    except (OperationFailed, RemoteError) as exc:
+        raise RestoreRefused(f"{exc} Nothing was changed on {instance.name}.") from exc
+    ctx.progress(2)
+    swapped = False
+    with host_connection(instance.host, ctx=ctx) as conn:
+        try:
+            conn.run(
+                compose_argv(instance, "stop", "--timeout", "120", "app"),
+                timeout=300,
+                message=f"Stopped the app of {instance.name}",
+            )
+            if "db" not in running_services(conn, instance):
+                conn.run(
+                    compose_argv(instance, "up", "--detach", "db"),
+                    timeout=300,
+                    message="Started the database",
+                )
+                db_wait_ready(ctx, conn, instance)
+            ctx.progress(3)
+            dump = dump_pull(ctx, conn, instance, backup, source)
+            psql(
+                conn,
+                instance,
+                f"DROP DATABASE IF EXISTS {_ident(staged)};\n"
+                f"DROP DATABASE IF EXISTS {_ident(previous)};\n"
+                f"CREATE DATABASE {_ident(staged)} OWNER {_ident(instance.db_user)};\n",
+                database="postgres",
+                message=f"Created a fresh database {staged}",
+            )
+            dump_restore(conn, instance, dump, staged)
+            ctx.progress(4)
+            ctx.check_cancelled()
+            home_pull(ctx, conn, instance, backup, source)
+            ctx.progress(5)
+            psql(
+                conn,
+                instance,
+                _swap_sql(db, staged, previous),
+                database="postgres",
+                message=f"Swapped in the restored database ({db} kept as {previous})",
+            )
+            swapped = True
+            conn.run(
+                compose_argv(instance, "up", "--detach"),
+                timeout=900,
+                message=f"Started {instance.name}",
+            )
+            ctx.progress(6)
+            wait_running(ctx, conn, instance, first=False)
+        except (RemoteError, OperationFailed, OperationCancelled) as exc:
+            raise _rollback(
+                ctx, conn, instance, safety=safety, swapped=swapped, failure=exc
+            ) from exc
+        finally:
+            source_release(ctx, backup, source)
+        psql(
+            conn,
+            instance,
+            f"DROP DATABASE IF EXISTS {_ident(previous)};\n",
+            database="postgres",
+            message=f"Dropped the replaced database {previous}",
+        )
+        conn.run(["rm", "-f", f"{instance_dir(instance)}/{RESTORE_DUMP_FILE}"], record=False)
+        ctx.progress(7)
+        _healthy, state, _ = instance_probe(conn, instance)
+    return Outcome(seconds=time.monotonic() - started, health=state or "unknown")
+
+
+def _terminate_sql(*databases: str) -> str:
+    for name in databases:
+        _ident(name)
+    # Safe: every name matched _IDENT_RE (lowercase letters, digits, underscores) above.
+    names = ", ".join(f"'{n}'" for n in databases)
+    return (
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "  # noqa: S608
+        f"WHERE datname IN ({names}) AND pid <> pg_backend_pid();\n"
+    )
+
+
+def _swap_sql(db: str, staged: str, previous: str) -> str:
+    return (
+        _terminate_sql(db, staged) + f"ALTER DATABASE {_ident(db)} RENAME TO {_ident(previous)};\n"
+        f"ALTER DATABASE {_ident(staged)} RENAME TO {_ident(db)};\n"
+    )
+
+
+class RestoreRefused(OperationFailed):
+    """The restore stopped before it changed anything (the point or the safety backup)."""
+
+
+class RestoreRolledBack(OperationFailed):
+    """The restore failed and the instance was brought back to its state before it."""
+
+
+def _rollback(
+    ctx: OperationContext,
+    conn: HostConnection,
+    instance: AtlassianInstance,
+    *,
+    safety: Backup,
+    swapped: bool,
+    failure: BaseException,
+) -> Exception:
+    """Bring the instance back to the state before the restore; returns the error to raise."""
+    ctx.step(
+        f"Restore failed ({failure}); bringing {instance.name} back to its state before "
+        f"the restore (safety backup {safety.point_name})",
+        level="warning",
+    )
+    db = instance.db_name
+    staged, previous = f"{db}_restore", f"{db}_pre_restore"
+    try:
+        conn.run(
+            compose_argv(instance, "stop", "--timeout", "120", "app"),
+            timeout=300,
+            message="Stopped the app",
+        )
+        if "db" not in running_services(conn, instance):
+            conn.run(
+                compose_argv(instance, "up", "--detach", "db"),
+                timeout=300,
+                message="Started the database",
+            )
+            db_wait_ready(ctx, conn, instance)
+        if swapped:
+            psql(
+                conn,
+                instance,
+                _terminate_sql(db, previous) + f"DROP DATABASE IF EXISTS {_ident(staged)};\n"
+                f"ALTER DATABASE {_ident(db)} RENAME TO {_ident(staged)};\n"
+                f"ALTER DATABASE {_ident(previous)} RENAME TO {_ident(db)};\n"
+                f"DROP DATABASE {_ident(staged)};\n",
+                database="postgres",
+                message="Put the previous database back",
+            )
+        else:
+            psql(
+                conn,
+                instance,
+                f"DROP DATABASE IF EXISTS {_ident(staged)};\n",
+                database="postgres",
+                message="Dropped the half-restored database",
+            )
+        source = source_prepare(ctx, safety, instance)
+        try:
+            home_pull(
+                ctx,
+                conn,
+                instance,
+                safety,
+                source,
+                what=f"Pulled home of the safety backup {safety.point_name} back",
+            )
+        finally:
+            source_release(ctx, safety, source)
+        conn.run(["rm", "-f", f"{instance_dir(instance)}/{RESTORE_DUMP_FILE}"], record=False)
+        conn.run(
+            compose_argv(instance, "up", "--detach"),
+            timeout=900,
+            message=f"Started {instance.name} again",
+        )
+        wait_running(ctx, conn, instance, first=False)
+    except (RemoteError, OperationFailed) as second:
+        return OperationFailed(
+            f"Restore failed: {failure} Bringing the instance back also failed: {second} "
+            f"Its state before the restore is in safety backup {safety.point_name}"
+            + (f" and in database {previous}" if swapped else "")
+            + "."
+        )
+    if isinstance(failure, OperationCancelled):
+        return failure
+    return RestoreRolledBack(
+        f"Restore failed: {failure} {instance.name} was brought back to its state before the "
+        f"restore (safety backup {safety.point_name}) and is running again."
+    )
+
+
+# --- into a new instance (and drills) -------------------------------------------------------
+
+
+def restore_new(ctx: OperationContext, target: AtlassianInstance, backup: Backup) -> Outcome:
+    """Restore ``backup`` into ``target``, a new instance with its own name, hostname and
+    database credentials, whose project does not exist yet. Leaves it running."""
+    started = time.monotonic()
+    point_verify(ctx, backup)
+    ctx.progress(1, 7)
+    source = source_prepare(ctx, backup, target)
+    try:
+        with host_connection(target.host, ctx=ctx) as conn:
+            compose_hash = deploy_files(ctx, conn, target)
+            ctx.progress(2)
+            home_pull(
+                ctx,
+                conn,
+                target,
+                backup,
+                source,
+                what=f"Copied home of point {backup.point_name} into {target.name}",
+            )
+            dump = dump_pull(ctx, conn, target, backup, source)
+            ctx.progress(3)
+            conn.run(
+                compose_argv(target, "up", "--detach", "db"),
+                timeout=300,
+                message="Started the new database",
+            )
+            db_wait_ready(ctx, conn, target)
+            dump_restore(conn, target, dump, target.db_name)
+            ctx.progress(4)
+            base_url = base_url_rewrite(ctx, conn, target)
+            ctx.progress(5)
+            conn.run(
+                compose_argv(target, "up", "--detach"),
+                timeout=900,
+                message=f"Started {target.name}",
+            )
+            wait_running(ctx, conn, target, first=False)
+            conn.run(["rm", "-f", f"{instance_dir(target)}/{RESTORE_DUMP_FILE}"], record=False)
+            _healthy, state, _ = instance_probe(conn, target)
+    finally:
+        source_release(ctx, backup, source)
+    if target.pk and AtlassianInstance.objects.filter(pk=target.pk).exists():
+        AtlassianInstance.objects.filter(pk=target.pk).update(
+            deployed_compose_hash=compose_hash,
+            health=InstanceHealth.HEALTHY,
+            health_changed_at=timezone.now(),
+        )
+    return Outcome(seconds=time.monotonic() - started, health=state or "unknown", base_url=base_url)
+
+
+def scratch_remove(ctx: OperationContext, scratch: AtlassianInstance) -> bool:
+    """Remove a drill's scratch instance: containers, networks, volumes and its directory."""
+    try:
+        with host_connection(scratch.host, ctx=ctx) as conn:
+            directory = instance_dir(scratch)
+            if conn.exists(f"{directory}/compose.yml"):
+                conn.run(
+                    compose_argv(
+                        scratch, "down", "--volumes", "--remove-orphans", "--timeout", "10"
+                    ),
+                    timeout=300,
+                    message=f"Removed the scratch instance {scratch.name}",
+                )
+            conn.run(["rm", "-rf", "--one-file-system", directory], message=f"Removed {directory}")
+        return True
+    except (RemoteError, CommandFailed) as exc:
+        ctx.step(f"Could not remove the scratch instance {scratch.name}: {exc}", level="warning")
+        return False
+
+
+def scratch_instance(
+    source: AtlassianInstance, backup: Backup, host: Host, name: str
+) -> AtlassianInstance:
+    """An unsaved instance describing a drill's scratch copy (never listed anywhere)."""
+    import secrets
+
+    from django.conf import settings
+
+    domain = getattr(settings, "PANEL_BACKUP_DRILL_DOMAIN", "drills.panel.invalid")
+    return AtlassianInstance(
+        tenant=source.tenant,
+        name=name,
+        product=backup.product or source.product,
+        version=backup.version or source.version,
+        hostname=f"{name}.{domain}",
+        context_path=source.context_path,
+        host=host,
+        heap_min_mb=source.heap_min_mb,
+        heap_max_mb=source.heap_max_mb,
+        tier=source.tier,
+        db_name=name.replace("-", "_"),
+        db_user=name.replace("-", "_"),
+        db_password=secrets.token_urlsafe(24),
+        extra_env=dict(source.extra_env or {}),
+    )

@@ -1,0 +1,214 @@
+"""Reads of the backups app, always through ``for_user`` scoping: the catalogue, RPO state,
+drills, restore requests, the DR dashboard and the size chart."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Max, Q, QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from backups.models import (
+    Backup,
+    BackupPolicy,
+    BackupStatus,
+    Restore,
+    RestoreDrill,
+    RestoreRequest,
+)
+from panel.access import Access
+from provisioning.models import AtlassianInstance, InstanceStatus
+from tenants.tiers import ServiceTier, objectives_for
+
+WATCHED_STATUSES = (InstanceStatus.RUNNING, InstanceStatus.STOPPED)
+
+
+def backup_list(access: Access) -> QuerySet:
+    return Backup.objects.for_user(access).select_related(
+        "instance", "instance__tenant", "backup_host"
+    )
+
+
+def backup_get(access: Access, backup_id: Any) -> Backup:
+    return get_object_or_404(backup_list(access), pk=backup_id)
+
+
+def instance_points(access: Access, instance: AtlassianInstance) -> QuerySet:
+    """Retained points of an instance, newest first."""
+    return backup_list(access).filter(instance=instance, status=BackupStatus.SUCCEEDED)
+
+
+def policy_list(access: Access) -> QuerySet:
+    return BackupPolicy.objects.for_user(access).select_related(
+        "instance", "instance__tenant", "backup_host"
+    )
+
+
+def restore_list(access: Access) -> QuerySet:
+    return Restore.objects.for_user(access).select_related(
+        "instance", "source", "backup", "operation"
+    )
+
+
+def drill_list(access: Access) -> QuerySet:
+    return RestoreDrill.objects.for_user(access).select_related("instance", "instance__tenant")
+
+
+def restore_request_list(access: Access) -> QuerySet:
+    return RestoreRequest.objects.for_user(access).select_related(
+        "instance", "instance__tenant", "backup", "requested_by", "handled_by"
+    )
+
+
+def rpo_state(
+    instance: AtlassianInstance, last_good: datetime | None, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """The age of the newest good backup against the tier's RPO. A new instance is not in
+    breach before one RPO has passed since it was created."""
+    now = now or timezone.now()
+    goals = objectives_for(instance.tier)
+    age = now - last_good if last_good else None
+    if age is None:
+        breached = now - instance.created_at > goals.rpo
+    else:
+        breached = age > goals.rpo
+    return {
+        "rpo": goals.rpo,
+        "rto": goals.rto,
+        "last_good_at": last_good,
+        "age": age,
+        "breached": breached and instance.status in WATCHED_STATUSES,
+    }
+
+
+def instance_backup_summary(access: Access, instance: AtlassianInstance) -> dict[str, Any]:
+    """What the instance page shows about backups."""
+    points = list(instance_points(access, instance)[:60])
+    last_good = points[0].taken_at if points else None
+    policy = BackupPolicy.objects.for_user(access).filter(instance=instance).first()
+    recent = list(backup_list(access).filter(instance=instance).order_by("-taken_at")[:8])
+    return {
+        "points": points,
+        "recent": recent,
+        "policy": policy,
+        "rpo": rpo_state(instance, last_good),
+        "last_drill": drill_list(access).filter(instance=instance).first(),
+        "last_restore": restore_list(access).filter(instance=instance).first(),
+        "open_requests": restore_request_list(access)
+        .filter(instance=instance, status=RestoreRequest.Status.OPEN)
+        .count(),
+        "chart": size_chart(points),
+    }
+
+
+def rpo_overview(access: Access) -> dict[str, Any]:
+    """Instances within / outside their RPO (two queries whatever the number of instances)."""
+    rows = list(
+        AtlassianInstance.objects.for_user(access)
+        .filter(status__in=WATCHED_STATUSES)
+        .annotate(
+            last_good=Max("backups__taken_at", filter=Q(backups__status=BackupStatus.SUCCEEDED))
+        )
+        .values("id", "name", "tier", "status", "created_at", "last_good")
+    )
+    now = timezone.now()
+    breaches = []
+    for row in rows:
+        goals = objectives_for(row["tier"])
+        reference = row["last_good"] or row["created_at"]
+        if now - reference > goals.rpo:
+            breaches.append(
+                {
+                    **row,
+                    "age": now - row["last_good"] if row["last_good"] else None,
+                    "rpo": goals.rpo,
+                }
+            )
+    return {
+        "total": len(rows),
+        "within": len(rows) - len(breaches),
+        "breaches": breaches[:10],
+        "breach_count": len(breaches),
+    }
+
+
+def dr_dashboard(access: Access, *, days: int = 90) -> list[dict[str, Any]]:
+    """Per tier: instances within RPO, drills run and passed, worst and median drill RTO."""
+    since = timezone.now() - timedelta(days=days)
+    overview_rows = list(
+        AtlassianInstance.objects.for_user(access)
+        .filter(status__in=WATCHED_STATUSES)
+        .annotate(
+            last_good=Max("backups__taken_at", filter=Q(backups__status=BackupStatus.SUCCEEDED))
+        )
+        .values("tier", "created_at", "last_good")
+    )
+    drills = (
+        RestoreDrill.objects.for_user(access)
+        .filter(started_at__gte=since)
+        .values("tier")
+        .annotate(
+            run=Count("id"),
+            passed=Count("id", filter=Q(status=RestoreDrill.Status.PASSED)),
+            failed=Count("id", filter=Q(status=RestoreDrill.Status.FAILED)),
+            worst=Max("rto_seconds", filter=Q(status=RestoreDrill.Status.PASSED)),
+            last=Max("started_at"),
+        )
+    )
+    by_tier = {row["tier"]: row for row in drills}
+    now = timezone.now()
+    result = []
+    for tier in ServiceTier:
+        goals = objectives_for(tier)
+        rows = [r for r in overview_rows if r["tier"] == tier.value]
+        within = sum(1 for r in rows if now - (r["last_good"] or r["created_at"]) <= goals.rpo)
+        d = by_tier.get(tier.value, {})
+        worst = d.get("worst")
+        result.append(
+            {
+                "tier": tier.value,
+                "label": tier.label,
+                "rpo": goals.rpo,
+                "rto": goals.rto,
+                "instances": len(rows),
+                "within_rpo": within,
+                "outside_rpo": len(rows) - within,
+                "drills_run": d.get("run", 0),
+                "drills_passed": d.get("passed", 0),
+                "drills_failed": d.get("failed", 0),
+                "last_drill": d.get("last"),
+                "worst_rto_seconds": worst,
+                "worst_rto_ok": worst is None or worst <= goals.rto.total_seconds(),
+            }
+        )
+    return result
+
+
+def size_chart(points: list[Backup], width: int = 560, height: int = 140) -> dict[str, Any]:
+    """Coordinates of a small SVG line chart of each point's logical size and new space on
+    disk over time (oldest left)."""
+    data = [p for p in sorted(points, key=lambda p: p.taken_at) if p.logical_bytes is not None]
+    if len(data) < 2:
+        return {"ok": False}
+    pad = 8
+    t0, t1 = data[0].taken_at.timestamp(), data[-1].taken_at.timestamp()
+    top = max(max(p.logical_bytes or 0 for p in data), 1)
+
+    def xy(p: Backup, value: int) -> str:
+        x = pad + (width - 2 * pad) * ((p.taken_at.timestamp() - t0) / max(t1 - t0, 1))
+        y = height - pad - (height - 2 * pad) * (value / top)
+        return f"{x:.1f},{y:.1f}"
+
+    return {
+        "ok": True,
+        "width": width,
+        "height": height,
+        "logical": " ".join(xy(p, p.logical_bytes or 0) for p in data),
+        "disk": " ".join(xy(p, p.disk_bytes or 0) for p in data),
+        "top_bytes": top,
+        "first": data[0].taken_at,
+        "last": data[-1].taken_at,
+        "count": len(data),
+    }

@@ -1,0 +1,642 @@
+"""Writes of the backups app: policies, starting backups, restores and drills, restore
+requests, and the central dispatchers the beat schedule calls. Every change is audited;
+remote work is an Operation carried out by the handlers in :mod:`backups.operations`."""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Max, Q
+from django.utils import timezone
+
+from backups.models import (
+    Backup,
+    BackupKind,
+    BackupMode,
+    BackupPolicy,
+    BackupStatus,
+    RestoreDrill,
+    RestoreMode,
+    RestoreRequest,
+)
+from backups.policies import next_run_after, policy_defaults
+from panel.access import Access
+from panel.audit import audit_record
+from panel.operations import OperationConflict, operation_start
+from provisioning.models import (
+    ACTIVE_STATUSES,
+    AtlassianInstance,
+    Host,
+    InstanceStatus,
+    Operation,
+    OperationKind,
+)
+from provisioning.services import instance_lock_key
+from tenants.tiers import objectives_for
+
+log = logging.getLogger(__name__)
+
+BACKUP_FROM = {InstanceStatus.RUNNING, InstanceStatus.STOPPED}
+RESTORE_IN_PLACE_FROM = {InstanceStatus.RUNNING, InstanceStatus.STOPPED, InstanceStatus.FAILED}
+POLICY_FIELDS = (
+    "enabled",
+    "interval_minutes",
+    "window_start",
+    "jitter_minutes",
+    "keep_hourly",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "mode",
+    "backup_host",
+    "offsite_enabled",
+)
+
+
+def _setting(name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+def _existing(actor: Access | None, key: str) -> Operation | None:
+    if key and actor is not None and actor.user is not None:
+        return Operation.objects.filter(requested_by=actor.user, idempotency_key=key).first()
+    return None
+
+
+# --- policies -------------------------------------------------------------------------------
+
+
+def policy_for(instance: AtlassianInstance) -> BackupPolicy:
+    """The instance's policy, made from its tier's defaults the first time it is needed."""
+    policy = BackupPolicy.objects.filter(instance=instance).first()
+    if policy is not None:
+        return policy
+    policy = BackupPolicy(instance=instance, **policy_defaults(instance.tier))
+    policy.next_run_at = next_run_after(policy, timezone.now())
+    try:
+        with transaction.atomic():
+            policy.save()
+    except IntegrityError:  # made concurrently
+        return BackupPolicy.objects.get(instance=instance)
+    return policy
+
+
+def policy_update(*, actor: Access, policy: BackupPolicy, **changes: Any) -> BackupPolicy:
+    """Staff change an instance's policy; the next run is recomputed from the new schedule."""
+    if not (actor.is_staff_role and actor.can_write):
+        raise PermissionDenied("Only support staff change backup policies.")
+    unknown = set(changes) - set(POLICY_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown policy fields: {', '.join(sorted(unknown))}.")
+    before = {name: getattr(policy, name) for name in changes}
+    for name, value in changes.items():
+        setattr(policy, name, value)
+    if policy.backup_host is not None and policy.backup_host.role != Host.Role.BACKUP:
+        raise ValidationError({"backup_host": f"{policy.backup_host.name} is not a backup host."})
+    host = policy.instance.host
+    if (
+        policy.backup_host is not None
+        and host is not None
+        and (host.backup_host_id != policy.backup_host_id)
+    ):
+        raise ValidationError(
+            {
+                "backup_host": (
+                    f"{host.name} pushes its backups to "
+                    f"{host.backup_host.name if host.backup_host else 'no backup host'}; "
+                    f"provision it with {policy.backup_host.name} first, or leave this empty."
+                )
+            }
+        )
+    if policy.keep_hourly + policy.keep_daily + policy.keep_weekly + policy.keep_monthly == 0:
+        raise ValidationError("Keep at least one point (daily, weekly, monthly or hourly).")
+    policy.full_clean()
+    if {"interval_minutes", "window_start", "jitter_minutes", "enabled"} & set(changes):
+        policy.next_run_at = next_run_after(policy, timezone.now())
+    policy.save()
+    audit_record(
+        actor=actor,
+        action="backup.policy.update",
+        target=policy.instance,
+        changes={
+            k: [str(before[k]), str(getattr(policy, k))]
+            for k in changes
+            if before[k] != getattr(policy, k)
+        },
+    )
+    return policy
+
+
+# --- backups --------------------------------------------------------------------------------
+
+
+def backup_check_possible(instance: AtlassianInstance) -> None:
+    if instance.status not in BACKUP_FROM:
+        raise ValidationError(
+            f"{instance.name} is {instance.get_status_display().lower()}; only running or "
+            "stopped instances are backed up."
+        )
+    if instance.host is None or instance.host.backup_host_id is None:
+        raise ValidationError(
+            f"{instance.name} has no backup host: its app host must be given one first."
+        )
+
+
+def backup_start(
+    *,
+    actor: Access | None,
+    instance: AtlassianInstance,
+    mode: str | None = None,
+    kind: str = BackupKind.MANUAL,
+    idempotency_key: str = "",
+) -> Operation:
+    """Start a backup of ``instance`` now (tenant admins: an extra backup; the dispatcher:
+    scheduled ones). Refused with 409 while another operation holds the instance."""
+    existing = _existing(actor, idempotency_key)
+    if existing is not None:
+        return existing
+    if actor is not None and not actor.administers_tenant(instance.tenant_id):
+        raise PermissionDenied("Only the tenant's administrators can start a backup.")
+    backup_check_possible(instance)
+    policy = policy_for(instance)
+    mode = mode or policy.mode
+    if mode not in BackupMode.values:
+        raise ValidationError({"mode": f"Choose one of {', '.join(BackupMode.values)}."})
+    return operation_start(
+        kind=OperationKind.BACKUP_CREATE,
+        actor=actor,
+        instance=instance,
+        params={
+            "kind": kind,
+            "mode": mode,
+            "backup_host": str(instance.host.backup_host_id),
+            "app_host": str(instance.host_id),
+        },
+        lock_key=instance_lock_key(instance),
+        idempotency_key=idempotency_key,
+    )
+
+
+# --- restores -------------------------------------------------------------------------------
+
+
+def _require_staff(actor: Access) -> None:
+    if not (actor.is_staff_role and actor.can_write):
+        raise PermissionDenied("Only support staff and platform admins restore backups.")
+
+
+def restore_start(
+    *,
+    actor: Access,
+    backup: Backup,
+    mode: str,
+    confirm_name: str = "",
+    name: str = "",
+    hostname: str = "",
+    host: Host | None = None,
+    idempotency_key: str = "",
+) -> Operation:
+    """Restore a retained point, in place (the instance's name typed to confirm) or into a new
+    instance with its own name and hostname. Staff only."""
+    existing = _existing(actor, idempotency_key)
+    if existing is not None:
+        return existing
+    _require_staff(actor)
+    source = backup.instance
+    if not backup.is_restorable:
+        raise ValidationError(
+            {"backup": f"Point {backup.point_name} is {backup.get_status_display().lower()}."}
+        )
+    params = {"backup": str(backup.pk), "mode": mode, "source": str(source.pk)}
+    if mode == RestoreMode.IN_PLACE:
+        if confirm_name.strip() != source.name:
+            raise ValidationError({"confirm": f"Type {source.name} to confirm the restore."})
+        if source.status not in RESTORE_IN_PLACE_FROM:
+            raise ValidationError(
+                f"{source.name} is {source.get_status_display().lower()}; it cannot be "
+                "restored in place now."
+            )
+        return operation_start(
+            kind=OperationKind.BACKUP_RESTORE,
+            actor=actor,
+            instance=source,
+            params=params,
+            lock_key=instance_lock_key(source),
+            idempotency_key=idempotency_key,
+        )
+    if mode != RestoreMode.NEW_INSTANCE:
+        raise ValidationError({"mode": "Choose in_place or new_instance."})
+    return _restore_new_start(
+        actor=actor,
+        backup=backup,
+        params=params,
+        name=name,
+        hostname=hostname,
+        host=host,
+        idempotency_key=idempotency_key,
+    )
+
+
+@transaction.atomic
+def _restore_new_start(
+    *,
+    actor: Access,
+    backup: Backup,
+    params: dict[str, str],
+    name: str,
+    hostname: str,
+    host: Host | None,
+    idempotency_key: str,
+) -> Operation:
+    from provisioning.products import versions_for
+
+    source = backup.instance
+    host = host or source.host
+    errors = {}
+    if not name:
+        errors["name"] = "Name the new instance."
+    if not hostname:
+        errors["hostname"] = "Give the new instance its own hostname."
+    if host is None or host.role != Host.Role.APP or host.status != Host.Status.READY:
+        errors["host"] = "Choose a ready app host."
+    elif host.backup_host_id != backup.backup_host_id:
+        errors["host"] = (
+            f"{host.name} cannot read points on "
+            f"{backup.backup_host.name}; choose an app host that backs up there."
+        )
+    if errors:
+        raise ValidationError(errors)
+    version = backup.version if backup.version in versions_for(source.product) else source.version
+    target = AtlassianInstance(
+        tenant=source.tenant,
+        name=name,
+        product=source.product,
+        version=version,
+        hostname=hostname,
+        context_path=source.context_path,
+        host=host,
+        heap_min_mb=source.heap_min_mb,
+        heap_max_mb=source.heap_max_mb,
+        tier=source.tier,
+        db_name=name.replace("-", "_"),
+        db_user=name.replace("-", "_"),
+        db_password=secrets.token_urlsafe(24),
+        extra_env=dict(source.extra_env or {}),
+    )
+    target.full_clean()
+    target.save()
+    audit_record(
+        actor=actor,
+        action="instance.create",
+        target=target,
+        changes={
+            "restored_from": source.name,
+            "point": backup.point_name,
+            "hostname": hostname,
+            "host": host.name,
+        },
+    )
+    return operation_start(
+        kind=OperationKind.BACKUP_RESTORE,
+        actor=actor,
+        instance=target,
+        params={**params, "target": str(target.pk)},
+        lock_key=instance_lock_key(target),
+        idempotency_key=idempotency_key,
+    )
+
+
+# --- drills ---------------------------------------------------------------------------------
+
+
+def latest_good_backup(instance: AtlassianInstance) -> Backup | None:
+    return (
+        Backup.objects.filter(instance=instance, status=BackupStatus.SUCCEEDED)
+        .exclude(point_name="")
+        .select_related("backup_host", "app_host")
+        .order_by("-taken_at")
+        .first()
+    )
+
+
+def drill_candidates() -> Any:
+    """Instances with a retained point, least recently drilled first."""
+    return (
+        AtlassianInstance.objects.filter(
+            status__in=list(BACKUP_FROM), backups__status=BackupStatus.SUCCEEDED
+        )
+        .annotate(last_drill=Max("drills__started_at"))
+        .distinct()
+        .order_by("last_drill")
+    )
+
+
+def drill_start(
+    *, actor: Access | None, instance: AtlassianInstance | None = None, idempotency_key: str = ""
+) -> Operation:
+    """Start a restore drill of ``instance`` (or of the least recently drilled one)."""
+    existing = _existing(actor, idempotency_key)
+    if existing is not None:
+        return existing
+    if actor is not None:
+        _require_staff(actor)
+    if instance is None:
+        candidates = list(drill_candidates()[:20])
+        if not candidates:
+            raise ValidationError("No instance has a retained point to drill yet.")
+        never = [c for c in candidates if c.last_drill is None]
+        instance = random.choice(never) if never else candidates[0]
+    backup = latest_good_backup(instance)
+    if backup is None:
+        raise ValidationError(f"{instance.name} has no retained point to drill.")
+    return operation_start(
+        kind=OperationKind.BACKUP_DRILL,
+        actor=actor,
+        instance=instance,
+        params={"backup": str(backup.pk), "scratch": f"drill-{secrets.token_hex(4)}"},
+        lock_key=f"drill:{instance.pk}",
+        idempotency_key=idempotency_key,
+    )
+
+
+# --- restore requests -----------------------------------------------------------------------
+
+
+def restore_request_create(
+    *, actor: Access, instance: AtlassianInstance, backup: Backup | None = None, note: str = ""
+) -> RestoreRequest:
+    """A tenant admin asks support to restore a point (customers have no restore button)."""
+    if not actor.administers_tenant(instance.tenant_id):
+        raise PermissionDenied("Only the tenant's administrators can request a restore.")
+    if backup is not None and backup.instance_id != instance.pk:
+        raise ValidationError({"backup": "That point belongs to another instance."})
+    request = RestoreRequest.objects.create(
+        instance=instance, backup=backup, requested_by=actor.user, note=note.strip()[:2000]
+    )
+    audit_record(
+        actor=actor,
+        action="backup.restore_request",
+        target=instance,
+        changes={"request": str(request.pk), "point": backup.point_name if backup else None},
+    )
+    recipients = list(_setting("PANEL_BACKUP_ALERT_EMAILS", []))
+    if recipients:
+        send_mail(
+            f"Restore requested for {instance.name}",
+            f"{actor.user} asked to restore {instance.name} "
+            f"({backup.point_name if backup else 'no point chosen'}).\n\n{request.note}",
+            None,
+            recipients,
+            fail_silently=True,
+        )
+    return request
+
+
+def restore_request_handle(
+    *, actor: Access, request: RestoreRequest, status: str, response: str = ""
+) -> RestoreRequest:
+    _require_staff(actor)
+    if status not in (RestoreRequest.Status.DONE, RestoreRequest.Status.DECLINED):
+        raise ValidationError({"status": "Mark the request done or declined."})
+    request.status = status
+    request.response = response.strip()[:2000]
+    request.handled_by = actor.user
+    request.handled_at = timezone.now()
+    request.save(update_fields=["status", "response", "handled_by", "handled_at"])
+    audit_record(
+        actor=actor,
+        action="backup.restore_request.handle",
+        target=request.instance,
+        changes={"request": str(request.pk), "status": status},
+    )
+    return request
+
+
+# --- central orchestration ------------------------------------------------------------------
+
+
+def _active_backup_counts() -> tuple[dict[str, int], dict[str, int]]:
+    """Active backups per backup host and per app host (from the operations' params)."""
+    per_backup: dict[str, int] = {}
+    per_app: dict[str, int] = {}
+    for params in Operation.objects.filter(
+        kind=OperationKind.BACKUP_CREATE, status__in=ACTIVE_STATUSES
+    ).values_list("params", flat=True):
+        b, a = str(params.get("backup_host", "")), str(params.get("app_host", ""))
+        per_backup[b] = per_backup.get(b, 0) + 1
+        per_app[a] = per_app.get(a, 0) + 1
+    return per_backup, per_app
+
+
+def backups_dispatch(now: datetime | None = None) -> dict[str, list[str]]:
+    """Start the backups that are due, within the concurrency caps; note missed schedules.
+
+    A policy is claimed by moving its ``next_run_at`` with a conditional UPDATE, so two
+    dispatchers never start the same run. A policy over a cap stays due and is looked at
+    again on the next tick. A run due longer ago than ``PANEL_BACKUP_MISSED_AFTER`` seconds
+    (the beat or the workers were down) is counted as missed, audited, and run once now.
+    """
+    now = now or timezone.now()
+    cap_backup = int(_setting("PANEL_BACKUP_MAX_PER_BACKUP_HOST", 2))
+    cap_app = int(_setting("PANEL_BACKUP_MAX_PER_APP_HOST", 1))
+    missed_after = timedelta(seconds=int(_setting("PANEL_BACKUP_MISSED_AFTER", 900)))
+    per_backup, per_app = _active_backup_counts()
+    started: list[str] = []
+    deferred: list[str] = []
+    missed: list[str] = []
+    # Instances that should be backed up but have no policy yet get one now.
+    for instance in AtlassianInstance.objects.filter(
+        status__in=list(BACKUP_FROM), backup_policy__isnull=True, host__backup_host__isnull=False
+    ):
+        policy_for(instance)
+    due = (
+        BackupPolicy.objects.filter(
+            enabled=True,
+            next_run_at__lte=now,
+            instance__status__in=list(BACKUP_FROM),
+            instance__host__backup_host__isnull=False,
+        )
+        .select_related("instance__host", "instance__tenant")
+        .order_by("next_run_at")
+    )
+    for policy in due:
+        instance = policy.instance
+        b_id, a_id = str(instance.host.backup_host_id), str(instance.host_id)
+        if per_backup.get(b_id, 0) >= cap_backup or per_app.get(a_id, 0) >= cap_app:
+            deferred.append(instance.name)
+            continue
+        late = now - policy.next_run_at
+        claimed = BackupPolicy.objects.filter(pk=policy.pk, next_run_at=policy.next_run_at).update(
+            next_run_at=next_run_after(policy, now), last_dispatched_at=now
+        )
+        if not claimed:
+            continue
+        if late > missed_after:
+            missed.append(instance.name)
+            BackupPolicy.objects.filter(pk=policy.pk).update(
+                missed_count=policy.missed_count + 1, last_missed_at=policy.next_run_at
+            )
+            audit_record(
+                actor=None,
+                action="backup.missed",
+                target=instance,
+                changes={
+                    "due": policy.next_run_at.isoformat(),
+                    "late_seconds": int(late.total_seconds()),
+                },
+            )
+            _missed_notify(instance, policy.next_run_at, late)
+        try:
+            op = backup_start(actor=None, instance=instance, kind=BackupKind.SCHEDULED)
+        except OperationConflict:
+            # Another operation (an upgrade, a restore) holds the instance: try again soon.
+            retry = now + timedelta(seconds=int(_setting("PANEL_BACKUP_RETRY_SECONDS", 300)))
+            BackupPolicy.objects.filter(pk=policy.pk).update(next_run_at=retry)
+            deferred.append(instance.name)
+            continue
+        except ValidationError as exc:
+            log.warning("scheduled backup of %s not started: %s", instance.name, exc)
+            continue
+        per_backup[b_id] = per_backup.get(b_id, 0) + 1
+        per_app[a_id] = per_app.get(a_id, 0) + 1
+        started.append(str(op.id))
+    return {"started": started, "deferred": deferred, "missed": missed}
+
+
+def drills_dispatch(now: datetime | None = None) -> str | None:
+    """Start the next scheduled drill when ``PANEL_BACKUP_DRILL_INTERVAL_HOURS`` have passed
+    since the last one (0 turns scheduled drills off); one drill at a time."""
+    now = now or timezone.now()
+    hours = float(_setting("PANEL_BACKUP_DRILL_INTERVAL_HOURS", 24))
+    if hours <= 0:
+        return None
+    if Operation.objects.filter(
+        kind=OperationKind.BACKUP_DRILL, status__in=ACTIVE_STATUSES
+    ).exists():
+        return None
+    last = RestoreDrill.objects.aggregate(last=Max("started_at"))["last"]
+    if last is not None and now - last < timedelta(hours=hours):
+        return None
+    try:
+        return str(drill_start(actor=None).id)
+    except (ValidationError, OperationConflict) as exc:
+        log.info("no drill started: %s", exc)
+        return None
+
+
+def rpo_check(now: datetime | None = None) -> dict[str, list[str]]:
+    """Find instances whose newest good backup is older than their tier's RPO; alert once per
+    breach (mail to the tenant's contact and the staff list, and an audit event), and clear
+    the alert when a new backup brings them back within it."""
+    from backups.selectors import rpo_state
+
+    now = now or timezone.now()
+    breached, recovered = [], []
+    instances = (
+        AtlassianInstance.objects.filter(status__in=list(BACKUP_FROM))
+        .select_related("tenant", "backup_policy")
+        .annotate(
+            last_good=Max("backups__taken_at", filter=Q(backups__status=BackupStatus.SUCCEEDED))
+        )
+    )
+    for instance in instances:
+        state = rpo_state(instance, instance.last_good, now=now)
+        policy = getattr(instance, "backup_policy", None)
+        if state["breached"]:
+            if policy is None:
+                policy = policy_for(instance)
+            if policy.rpo_alerted_at is None:
+                BackupPolicy.objects.filter(pk=policy.pk).update(rpo_alerted_at=now)
+                _rpo_alert(instance, state)
+                breached.append(instance.name)
+        elif policy is not None and policy.rpo_alerted_at is not None:
+            BackupPolicy.objects.filter(pk=policy.pk).update(rpo_alerted_at=None)
+            _rpo_resolved(instance)
+            recovered.append(instance.name)
+    return {"breached": breached, "recovered": recovered}
+
+
+def _rpo_alert(instance: AtlassianInstance, state: dict[str, Any]) -> None:
+    from django.urls import reverse
+
+    from tenants.notifications import Event, notify
+
+    goals = objectives_for(instance.tier)
+    age = state["age"]
+    text = (
+        f"The newest good backup of {instance.name} is "
+        f"{'missing' if age is None else f'{age.total_seconds() / 3600:.1f} hours old'}; "
+        f"the recovery point objective of {instance.get_tier_display()} is "
+        f"{goals.rpo.total_seconds() / 3600:.0f} hours."
+    )
+    audit_record(
+        actor=None,
+        action="backup.rpo_breach",
+        target=instance,
+        changes={"age_seconds": int(age.total_seconds()) if age else None},
+    )
+    notify(
+        event=Event.RPO_BREACHED,
+        tenant=instance.tenant,
+        obj=instance,
+        dedupe_key=f"rpo:{instance.pk}",
+        subject=f"Backup objective missed: {instance.name}",
+        body=text,
+        url=reverse("backups:instance_backups", args=[instance.pk]),
+    )
+
+
+def _rpo_resolved(instance: AtlassianInstance) -> None:
+    from tenants.notifications import Event, notify_resolved
+
+    notify_resolved(
+        event=Event.RPO_BREACHED, tenant=instance.tenant, dedupe_key=f"rpo:{instance.pk}"
+    )
+
+
+def _missed_notify(instance: AtlassianInstance, due: datetime, late: timedelta) -> None:
+    from django.urls import reverse
+
+    from tenants.notifications import Event, notify
+
+    notify(
+        event=Event.BACKUP_FAILED,
+        tenant=instance.tenant,
+        obj=instance,
+        dedupe_key=f"missed:{instance.pk}:{due.isoformat()}",
+        subject=f"Scheduled backup of {instance.name} was missed",
+        body=(
+            f"The backup of {instance.name} due at {due:%Y-%m-%d %H:%M} UTC did not start "
+            f"on time ({int(late.total_seconds() // 60)} minutes late); it was started "
+            "now."
+        ),
+        url=reverse("backups:instance_backups", args=[instance.pk]),
+    )
+
+
+def catalogue_refresh_all() -> int:
+    """Re-read every backup host's points into the catalogue (labels, missing, imported)."""
+    from backups.engine import catalogue_refresh
+    from provisioning.remote import RemoteError
+
+    count = 0
+    for instance in (
+        AtlassianInstance.objects.filter(backups__isnull=False, host__backup_host__isnull=False)
+        .exclude(status=InstanceStatus.DELETED)
+        .select_related("host__backup_host", "tenant")
+        .annotate(n=Count("backups"))
+    ):
+        try:
+            catalogue_refresh(instance)
+            count += 1
+        except (RemoteError, Exception) as exc:  # noqa: BLE001 - one host must not stop all
+            log.warning("catalogue refresh of %s failed: %s", instance.name, exc)
+    return count

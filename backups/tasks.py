@@ -1,0 +1,37 @@
+"""Celery tasks of the backups app: thin entry points of the beat schedule (no arguments)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(name="backups.tasks.backups_dispatch", soft_time_limit=120)
+def backups_dispatch() -> dict:
+    """Start the scheduled backups that are due (caps, jitter, missed-schedule detection)."""
+    from backups.services import backups_dispatch as dispatch
+
+    return dispatch()
+
+
+@shared_task(name="backups.tasks.drills_dispatch", soft_time_limit=120)
+def drills_dispatch() -> str | None:
+    """Start the next restore drill when one is due."""
+    from backups.services import drills_dispatch as dispatch
+
+    return dispatch()
+
+
+@shared_task(name="backups.tasks.rpo_check", soft_time_limit=120)
+def rpo_check() -> dict:
+    """Alert on instances whose newest good backup is older than their tier's RPO."""
+    from backups.services import rpo_check as check
+
+    return check()
+
+
+@shared_task(name="backups.tasks.catalogue_refresh", soft_time_limit=1800)
+def catalogue_refresh() -> int:
+    """Re-read the backup hosts into the catalogue (missing points, labels, strays)."""
+    from backups.services import catalogue_refresh_all
+
+    return catalogue_refresh_all()
