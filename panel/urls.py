@@ -31,6 +31,7 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     path("", include("panel.ui_urls")),
     path("", include("tenants.urls")),
+    path("", include("tenants.audit_urls")),
     path("", include("provisioning.urls")),
     path("", include("provisioning.host_urls")),
     path("", include("backups.urls")),

@@ -27,6 +27,11 @@ def diagnostic_run(ctx: OperationContext) -> dict:
         )
         ctx.progress(i + 1)
         time.sleep(float(params.get("sleep", 0.2)))
+    if params.get("leak_instance_secrets") and ctx.operation.instance_id:
+        # As a careless command would: print the target's secrets, then fail quoting one.
+        inst = ctx.operation.instance
+        ctx.step("env dump", output=f"JDBC_PASSWORD={inst.db_password} {inst.extra_env}")
+        raise OperationFailed(f"could not log in with {inst.db_password}")
     if params.get("fail_inside_transaction"):
         with transaction.atomic():
             ctx.step("logged inside a transaction that rolls back")

@@ -1,0 +1,159 @@
+"""The audit log as people read it: filters, a page, a CSV export and an API.
+
+Tenant admins see their tenants' events, staff see all, viewers none (``audit_list``).
+"""
+
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+import django_filters
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+
+from panel.access import access_for
+from panel.api.mixins import ScopedQuerysetMixin
+from tenants.models import AuditEvent
+from tenants.selectors import audit_list
+
+CSV_COLUMNS = [
+    "time",
+    "actor",
+    "source",
+    "source_ip",
+    "tenant",
+    "action",
+    "target_type",
+    "target_id",
+    "target",
+    "changes",
+]
+
+
+class AuditFilter(django_filters.FilterSet):
+    """Filters shared by the page, the CSV export and the API."""
+
+    action = django_filters.CharFilter(lookup_expr="startswith")
+    actor = django_filters.CharFilter(field_name="actor_label", lookup_expr="icontains")
+    tenant = django_filters.UUIDFilter(field_name="tenant_id")
+    target = django_filters.CharFilter(field_name="target_label", lookup_expr="icontains")
+    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    source = django_filters.ChoiceFilter(
+        choices=[(s, s) for s in ("ui", "api", "admin", "task", "system")]
+    )
+
+    class Meta:
+        model = AuditEvent
+        fields = ["action", "actor", "tenant", "target", "since", "until", "source"]
+
+
+def _rows(queryset: Any) -> Any:
+    class Echo:
+        def write(self, value: str) -> str:
+            return value
+
+    writer = csv.writer(Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    for e in queryset.iterator(chunk_size=2000):
+        yield writer.writerow(
+            [
+                e.created_at.isoformat(),
+                e.actor_label,
+                e.source,
+                e.source_ip or "",
+                e.tenant.slug if e.tenant else "",
+                e.action,
+                e.target_type,
+                e.target_id,
+                e.target_label,
+                e.changes,
+            ]
+        )
+
+
+def audit_csv_response(queryset: Any) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(_rows(queryset), content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="audit-log.csv"'
+    return response
+
+
+def _filtered(request: HttpRequest) -> AuditFilter:
+    return AuditFilter(request.GET or None, queryset=audit_list(access_for(request)))
+
+
+@login_required
+def audit_page(request: HttpRequest) -> HttpResponse:
+    """The audit log page (tenant admins: their tenants; staff: everything)."""
+    access = access_for(request)
+    if not (access.is_staff_role or access.admin_tenant_ids):
+        from django.http import Http404
+
+        raise Http404
+    flt = _filtered(request)
+    page = Paginator(flt.qs, 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "tenants/audit_list.html",
+        {"filter": flt, "page_obj": page, "events": page.object_list},
+    )
+
+
+@login_required
+def audit_export(request: HttpRequest) -> HttpResponse:
+    """The filtered audit log as CSV."""
+    access = access_for(request)
+    if not (access.is_staff_role or access.admin_tenant_ids):
+        from django.http import Http404
+
+        raise Http404
+    return audit_csv_response(_filtered(request).qs)
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "public_id",
+            "created_at",
+            "actor_label",
+            "source",
+            "source_ip",
+            "tenant",
+            "action",
+            "target_type",
+            "target_id",
+            "target_label",
+            "changes",
+        ]
+
+
+class AuditEventViewSet(ScopedQuerysetMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The audit log: read-only and append-only. ``export/`` returns the filtered list as CSV."""
+
+    queryset = AuditEvent.objects.all()
+    serializer_class = AuditEventSerializer
+    filterset_class = AuditFilter
+    ordering_fields = ["created_at"]
+    search_fields = ["action", "actor_label", "target_label"]
+
+    def scoped_queryset(self, access):  # noqa: ANN001, ANN201
+        return audit_list(access)
+
+    def get_queryset(self):  # noqa: ANN201
+        return audit_list(access_for(self.request))
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    @action(detail=False, methods=["get"])
+    def export(self, request, *args, **kwargs):  # noqa: ANN001, ANN201
+        """The filtered audit log as CSV."""
+        return audit_csv_response(self.filter_queryset(self.get_queryset()))
