@@ -87,7 +87,13 @@ def _check(value: str, what: str) -> str:
 
 
 def proxy_image() -> str:
-    return getattr(settings, "PANEL_PROXY_IMAGE", "") or "nginx:1.27-bookworm"
+    """``PANEL_PROXY_IMAGE``; by default the official nginx image, or the lab's when product
+    images come from the lab (``PANEL_IMAGE_PREFIX=panel-lab/``)."""
+    if getattr(settings, "PANEL_PROXY_IMAGE", ""):
+        return settings.PANEL_PROXY_IMAGE
+    if getattr(settings, "PANEL_IMAGE_PREFIX", "") == "panel-lab/":
+        return "panel-lab/proxy:bookworm"
+    return "nginx:1.27-bookworm"
 
 
 def public_address(host: Any) -> str:
