@@ -26,7 +26,7 @@ from provisioning.models import Host
 from tenants.models import AuditEvent
 from tests.provisioning.conftest import lab_admin_connection, run_operation, step_text
 
-pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 
 
 def provision(pat, host: Host):
