@@ -10,7 +10,7 @@ from panel.settings import *  # noqa: E402,F403
 
 # The test-case transaction would hide operation rows from a second connection; the real
 # worker (a separate process on panel.settings) keeps the separate step connection.
-PANEL_OPERATION_LOG_SEPARATE = False
+PANEL_OPERATION_LOG_SEPARATE = env_bool("PANEL_OPERATION_LOG_SEPARATE", default=False)  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PANEL_OPERATION_MODULES = ["tests.support.operations"]
@@ -45,3 +45,11 @@ REST_FRAMEWORK = {
 # the browser tests turn the staff two-factor requirement back on.
 PANEL_STAFF_REQUIRE_2FA = False
 LOGGING = {**LOGGING, "loggers": {**LOGGING["loggers"], "axes": {"level": "WARNING"}}}  # noqa: F405
+# Each test session (and the worker it starts, which inherits the environment) uses its own
+# queue, so concurrent test runs on one machine never take each other's tasks.
+os.environ.setdefault("PANEL_TEST_QUEUE", f"panel-test-{os.getpid()}")
+CELERY_TASK_DEFAULT_QUEUE = os.environ["PANEL_TEST_QUEUE"]
+
+# The lab's nginx proxy image; no ACME CA unless a test points at the lab's pebble.
+PANEL_PROXY_IMAGE = "panel-lab/proxy:bookworm"
+PANEL_ACME_DIRECTORY = ""

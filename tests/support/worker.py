@@ -15,18 +15,24 @@ ROOT = Path(__file__).resolve().parents[2]
 class Worker:
     """A ``celery worker`` subprocess (prefork, 2 processes) on the test database."""
 
-    def __init__(self, db_name: str, log_path: Path, heartbeat_timeout: int = 6) -> None:
+    def __init__(self, db_name: str, log_path: Path, heartbeat_timeout: int = 6,
+                 broker_url: str | None = None) -> None:
         self.db_name = db_name
         self.log_path = log_path
         self.heartbeat_timeout = heartbeat_timeout
+        self.broker_url = broker_url
         self.proc: subprocess.Popen | None = None
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
-            DJANGO_SETTINGS_MODULE="panel.settings",
+            # The test settings (lab images, short rollout timeouts), but a worker process
+            # keeps the separate step connection, as in production.
+            DJANGO_SETTINGS_MODULE="panel.test_settings",
+            PANEL_OPERATION_LOG_SEPARATE="1",
             DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{self.db_name}",
-            CELERY_BROKER_URL=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15"),
+            CELERY_BROKER_URL=self.broker_url
+            or os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15"),
             PANEL_OPERATION_MODULES="tests.support.operations",
             PANEL_OPERATION_HEARTBEAT_TIMEOUT=str(self.heartbeat_timeout),
             PANEL_TESTING="1",

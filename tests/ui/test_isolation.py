@@ -57,6 +57,7 @@ RULES["otp-setup"] = Rule()
 COVERED_ELSEWHERE = {
     "hosts": "tests/provisioning/test_host_ui.py",
     "audit": "tests/hardening/test_audit.py",
+    "certificates": "tests/certificates/test_ui_api.py",
 }
 BODY = {"confirm_name": "acme-jira", "license-key": "AAAB-isolation-key", "token-name": "x"}
 
