@@ -200,7 +200,9 @@ def rsync_run(
         break
     ok = result.exit_code == 0 or (allow_vanished and result.exit_code == 24)
     if not ok:
-        reason = _RSYNC_EXIT.get(result.exit_code, f"exit code {result.exit_code}")
+        reason = _RSYNC_EXIT.get(result.exit_code, f"exit code {result.exit_code}").replace(
+            "the backup host", backup_host_name
+        )
         if "No space left on device" in text:
             reason = f"{backup_host_name}'s disk is full (No space left on device)"
         detail = (result.stderr.strip() or result.stdout.strip())[-400:]

@@ -44,8 +44,15 @@ def _backup(ctx: OperationContext) -> Backup:
 
 
 def _words(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, rest = divmod(int(round(seconds)), 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def _point_words(backup: Backup) -> str:
+    return f"{backup.point_name}" + (f" ({backup.label})" if backup.label else "")
 
 
 # --- backup ---------------------------------------------------------------------------------
@@ -140,7 +147,7 @@ def backup_restore_run(ctx: OperationContext) -> dict:
         operation=ctx.operation,
     )
     ctx.step(
-        f"Restoring point {backup.display_label} ({backup.taken_at:%Y-%m-%d %H:%M} UTC) "
+        f"Restoring point {_point_words(backup)} ({backup.taken_at:%Y-%m-%d %H:%M} UTC) "
         f"of {backup.instance.name} {'in place' if mode == 'in_place' else 'into ' + target.name}"
     )
     if backup.version and backup.version != target.version:
@@ -193,7 +200,7 @@ def backup_restore_run(ctx: OperationContext) -> dict:
         health=outcome.health,
     )
     ctx.step(
-        f"Restored point {backup.display_label} ({backup.taken_at:%Y-%m-%d %H:%M:%S} UTC) "
+        f"Restored point {_point_words(backup)} ({backup.taken_at:%Y-%m-%d %H:%M:%S} UTC) "
         f"{'in place' if mode == 'in_place' else 'into ' + target.name} in {_words(seconds)} "
         f"(RTO of {target.get_tier_display()}: {_words(goals.rto.total_seconds())}); "
         f"health: {outcome.health}"
@@ -256,7 +263,7 @@ def backup_drill_run(ctx: OperationContext) -> dict:
     )
     ctx.add_secrets([scratch.db_password])
     ctx.step(
-        f"Drill: restoring {backup.display_label} of {source.name} into scratch instance "
+        f"Drill: restoring {_point_words(backup)} of {source.name} into scratch instance "
         f"{scratch.name} on {host.name}"
     )
     started = time.monotonic()
