@@ -59,6 +59,8 @@ DEBIAN_FAMILY = {"debian", "ubuntu"}
 # The app host's own key for pushing backups (under its data root, so it survives rebuilds).
 BACKUP_KEY = ".ssh/backup_ed25519"
 BACKUP_KNOWN_HOSTS = ".ssh/known_hosts_backup"
+# What rrsync says when another transfer into the same directory holds its lock.
+RRSYNC_BUSY = "Another instance of rrsync is already accessing this directory"
 PASSWORD_PARAM = "root_password"  # noqa: S105 - the name of a params key, not a secret
 
 _INSTALL_KEY_SCRIPT = (
@@ -635,8 +637,11 @@ class _Provisioner:
             auth_path = f"{home.rstrip('/')}/.ssh/authorized_keys"
             line = (f'command="{rrsync} {target_dir}",restrict {key_type} {key_b64} {marker}')
             current = (bconn.read(auth_path, missing_ok=True) or b"").decode()
+            # One line per app host and per key: an older line for this host, or this key with
+            # another forced command (sshd would use the first), is replaced.
             lines = [raw for raw in current.splitlines()
-                     if raw.strip() and not raw.rstrip().endswith(" " + marker)]
+                     if raw.strip() and not raw.rstrip().endswith(" " + marker)
+                     and f" {key_b64}" not in raw]
             wanted = "\n".join([*lines, line]) + "\n"
             if line not in current.splitlines():
                 bconn.upload(auth_path, wanted, mode=0o600,
@@ -646,9 +651,21 @@ class _Provisioner:
             else:
                 self.ctx.step(f"{self.host.name}'s backup key is authorised on {backup.name}")
         # Prove it: the app host lists its backup directory through the restricted key.
-        self.conn.run(["rsync", "--list-only", "-e", " ".join(host_backup_ssh_argv(self.host)),
-                       host_backup_rsync_destination(self.host)], timeout=60,
-                      message=f"Check that {self.host.name} reaches {backup.name} with rsync")
+        check = self.conn.run(
+            ["rsync", "--list-only", "-e", " ".join(host_backup_ssh_argv(self.host)),
+             host_backup_rsync_destination(self.host)], timeout=60, ok_codes=range(256),
+            message=f"Check that {self.host.name} reaches {backup.name} with rsync")
+        if check.exit_code != 0:
+            if RRSYNC_BUSY in check.stderr:
+                # rrsync answered through the forced command: key, pin and restriction work;
+                # it only holds its one-transfer-at-a-time lock for a backup that is running.
+                self.ctx.step(f"{backup.name} is busy with a backup of {self.host.name}; the "
+                              "restricted key reached rrsync, so access works")
+            else:
+                raise OperationFailed(
+                    f"{self.host.name} cannot rsync to {backup.name} with its backup key (exit "
+                    f"code {check.exit_code}): {(check.stderr or check.stdout).strip()[-400:]}"
+                )
         self.facts["backup_target"] = f"{backup.name}:{target_dir}"
 
 

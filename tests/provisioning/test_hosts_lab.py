@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from panel.access import access_for_user
-from panel.operations import OperationConflict
+from panel.operations import OperationConflict, wait_for
 from provisioning.hosts import (
     PASSWORD_PARAM,
     PROXY_NETWORK,
@@ -211,8 +211,10 @@ def test_the_app_host_rsyncs_to_its_backup_host_and_cannot_run_anything_else_the
     ssh_e = " ".join(host_backup_ssh_argv(app))
     with host_connection(app) as conn:
         conn.upload(f"/tmp/{name}", b"backup bytes\n", mode=0o600)
-        conn.run(["rsync", "-a", "-e", ssh_e, f"/tmp/{name}",
-                  host_backup_rsync_destination(app, f"{name}")])
+        # rrsync lets one transfer at a time into the directory: wait out a running backup.
+        assert wait_for(lambda: conn.run(
+            ["rsync", "-a", "-e", ssh_e, f"/tmp/{name}", host_backup_rsync_destination(app, name)],
+            ok_codes=range(256)).exit_code == 0, timeout=60, interval=2)
         # rrsync confines the key: no shell, no path outside the app host's directory.
         shell = conn.run([*host_backup_ssh_argv(app), f"root@{backup.peer_address}",
                           f"touch /tmp/{name}-pwned"], ok_codes=range(1, 256))
