@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 from django.core.management import call_command
+from django.db import connection
 
 from panel.crypto import decrypt
 from provisioning.hosts import PASSWORD_PARAM
@@ -79,6 +80,10 @@ def test_enrolling_answers_202_with_the_first_contact_operation(api, pat, _no_br
     assert host.ssh_public_key.startswith("ssh-ed25519 ") and host.ssh_public_key.endswith(
         "panel@app-fra-1")
     assert "OPENSSH PRIVATE KEY" in host.ssh_private_key
+    with connection.cursor() as cursor:  # encrypted at rest
+        cursor.execute("SELECT ssh_private_key FROM provisioning_host WHERE id = %s", [host.pk])
+        stored = cursor.fetchone()[0]
+    assert stored.startswith("fernet:") and "PRIVATE KEY" not in stored
     # The one-time password only exists encrypted in the pending operation, nowhere else.
     password = ENROL["root_password"]
     assert password not in response.content.decode()
