@@ -181,7 +181,7 @@ def page(
         finally:
             failed = getattr(request.node, "rep_call", None)
             if failed is not None and failed.failed:
-                shot(page, request.node.name, "failure")
+                shot(page, request.node.name, "failure", check_width=False)
             context.close()
             browser.close()
             # While Playwright's loop runs, Django keeps this thread's connections per asyncio
@@ -197,12 +197,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     setattr(item, f"rep_{report.when}", report)
 
 
-def shot(page: Page, test_name: str, name: str, *, docs: str = "", full_page: bool = True) -> Path:
+def shot(
+    page: Page, test_name: str, name: str, *, docs: str = "", check_width: bool = True
+) -> Path:
     """Save a screenshot as a test artifact (and, with PANEL_DOCS_SCREENSHOTS=1, as the
-    README's ``docs/screenshots/<docs>.png``)."""
+    README's ``docs/screenshots/<docs>.png``). A page wider than the window fails the test."""
+    if check_width:
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{page.url} is {overflow}px wider than the window"
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', test_name)}--{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
+    page.screenshot(path=str(path), full_page=True)
     if docs and os.environ.get("PANEL_DOCS_SCREENSHOTS") == "1":
         DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS_SHOTS / f"{docs}.png")
