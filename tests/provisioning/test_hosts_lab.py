@@ -36,7 +36,7 @@ def provision(pat, host: Host):
 
 
 def test_it_enrols_and_provisions_a_backup_host_and_an_app_host_and_a_second_run_changes_nothing(
-    pat, enrol_lab_host, lab_hosts
+    pat, enrol_lab_host, lab_hosts, client
 ):
     backup = enrol_lab_host("backup1")
     assert backup.status == Host.Status.TRUSTED
@@ -80,6 +80,12 @@ def test_it_enrols_and_provisions_a_backup_host_and_an_app_host_and_a_second_run
     assert again.status == "succeeded", again.error
     assert again.result["changed"] == []
     assert again.steps.last().message == "lab-app1 is already provisioned, nothing changed"
+    # The admin's page shows what was recorded and the operations that did it.
+    client.force_login(pat)
+    page = client.get(f"/hosts/{app.pk}/").content.decode()
+    assert facts["docker_version"] in page and app.ssh_public_key in page
+    assert f"/operations/{again.pk}/" in page and "lab-backup1" in page
+
     again_backup = provision(pat, backup)
     assert again_backup.result["changed"] == []
     assert "nothing changed" in again_backup.steps.last().message
