@@ -53,7 +53,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/browser/" in str(item.fspath):
             item.add_marker(pytest.mark.worker)
-            item.add_marker(pytest.mark.lab)
 
 
 # --- the worker and its peers ---------------------------------------------------------------
@@ -74,20 +73,18 @@ def browser_webhook() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="session")
-def browser_worker(celery_worker_proc, live_server, browser_smtp, lab_state):  # noqa: F811
-    """The session's real worker, restarted (once) with what the browser flows need: the lab's
-    images, fast rollouts, mail to our SMTP server and links to the live server."""
+def browser_worker(celery_worker_proc, live_server, browser_smtp):
+    """The session's real worker (on the test settings: the lab's images, fast rollouts),
+    restarted once so its notification links point at the live server, its webhooks may call
+    127.0.0.1, its retries are quick and its mail goes to our SMTP server."""
     wanted = {
-        "PANEL_IMAGE_PREFIX": lab_state["image_prefix"],
-        "PANEL_POSTGRES_IMAGE": lab_state["postgres_image"],
-        "PANEL_ROLLOUT_TIMEOUT": "90",
-        "PANEL_ROLLOUT_POLL_INTERVAL": "1",
-        "PANEL_EMAIL_HOST": "127.0.0.1",
-        "PANEL_EMAIL_PORT": str(browser_smtp.port),
-        "PANEL_EMAIL_FROM": "panel@panel.test",
         "PANEL_BASE_URL": live_server.url,
         "PANEL_WEBHOOK_ALLOW_PRIVATE": "1",
         "PANEL_NOTIFICATION_RETRY_DELAYS": "1,2",
+        "PANEL_EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "PANEL_EMAIL_HOST": "127.0.0.1",
+        "PANEL_EMAIL_PORT": str(browser_smtp.port),
+        "PANEL_EMAIL_FROM": "panel@panel.test",
     }
     changed = any(os.environ.get(k) != v for k, v in wanted.items())
     os.environ.update(wanted)
