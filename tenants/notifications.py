@@ -53,7 +53,11 @@ Delivery = NotificationDelivery
 
 # Days before an expiry at which people are told (each threshold once).
 EXPIRY_THRESHOLDS = (60, 30, 7, 1)
-PLATFORM_DEFAULT_EVENTS = [Event.HOST_DISK_FULL.value, Event.OPERATION_FAILED.value]
+PLATFORM_DEFAULT_EVENTS = [
+    Event.HOST_DISK_FULL.value,
+    Event.OPERATION_FAILED.value,
+    Event.CERTIFICATE_EXPIRING.value,
+]
 SIGNATURE_HEADER = "X-Panel-Signature"
 USER_AGENT = "atlassian-panel-webhooks/1"
 # A delivery stuck in "sending" this long (its worker died) is tried again.
@@ -101,7 +105,7 @@ def preference_for(tenant: Tenant | None) -> NotificationPreference:
     """A tenant's (or the platform's) preference; unsaved defaults when none was chosen yet.
 
     Defaults: a tenant's contact address gets every event by email; platform staff (platform
-    admins' addresses) get host disk warnings and failed operations.
+    admins' addresses) get host disk warnings, failed operations and overdue certificates.
     """
     if tenant is None:
         pref = NotificationPreference.objects.filter(platform=True).first()
@@ -375,6 +379,7 @@ def notify_expiring(
     expires_on: date,
     url: str,
     today: date | None = None,
+    advice: str = "Renew it before then to avoid an interruption.",
 ) -> NotificationEvent | None:
     """Tell about something that expires (a license, a certificate) at 60, 30, 7 and 1 days
     before ``expires_on``, once per threshold; a new expiry date starts over."""
@@ -395,7 +400,7 @@ def notify_expiring(
         obj=obj,
         dedupe_key=f"{obj._meta.label_lower}:{obj.pk}:{expires_on:%Y-%m-%d}:{threshold}",
         subject=f"{what} {when.split(',')[0]}",
-        body=f"{what} {when}. Renew it before then to avoid an interruption.",
+        body=f"{what} {when}. {advice}",
         url=url,
     )
 
@@ -675,6 +680,50 @@ def _scan_licenses(today: date) -> int:
     return sent
 
 
+def _scan_certificates(now: Any) -> int:
+    """Certificates the panel renews itself: told only once their renewal is overdue (a healthy
+    90-day certificate is always within 60 days of expiry), at the usual thresholds."""
+    try:
+        from certificates.models import Certificate
+    except ImportError:  # the certificates app is optional
+        return 0
+    today = timezone.localdate(now)
+    certs = (
+        Certificate.objects.filter(
+            status__in=[Certificate.Status.VALID, Certificate.Status.EXPIRED],
+            not_after__lte=now + timedelta(days=EXPIRY_THRESHOLDS[0]),
+            not_after__gte=now - timedelta(days=30),
+        )
+        .filter(Q(renew_after__isnull=True) | Q(renew_after__lte=now))
+        .select_related("instance", "instance__tenant", "zone")
+    )
+    sent = 0
+    for cert in certs:
+        names = ", ".join(cert.names)
+        if cert.instance_id is not None:
+            tenant = cert.instance.tenant
+            what = f"The certificate of {cert.instance.name} ({names})"
+            url = reverse("provisioning:instance_detail", args=[cert.instance_id]) + "#endpoint"
+        else:
+            tenant, what, url = None, f"The wildcard certificate {names}", "/"
+        sent += (
+            notify_expiring(
+                event=Event.CERTIFICATE_EXPIRING,
+                tenant=tenant,
+                obj=cert,
+                what=what,
+                expires_on=timezone.localdate(cert.not_after),
+                url=url,
+                today=today,
+                advice="The panel renews it by itself, but has not managed to yet"
+                + (f" (last error: {cert.last_error})" if cert.last_error else "")
+                + ". The instance page shows what is wrong.",
+            )
+            is not None
+        )
+    return sent
+
+
 def _scan_instances() -> int:
     from provisioning.models import AtlassianInstance, InstanceHealth, InstanceStatus
 
@@ -736,12 +785,14 @@ def _scan_hosts() -> int:
 
 
 def notifications_scan(now: Any = None) -> dict[str, int]:
-    """Look for conditions worth telling (failed operations, expiring licenses, degraded
-    instances, full host disks) and notify each once; returns how many were told per kind."""
+    """Look for conditions worth telling (failed operations, expiring licenses and overdue
+    certificates, degraded instances, full host disks) and notify each once; returns how many
+    were told per kind."""
     now = now or timezone.now()
     return {
         "operations": _scan_operations(now),
         "licenses": _scan_licenses(timezone.localdate(now)),
+        "certificates": _scan_certificates(now),
         "instances": _scan_instances(),
         "hosts": _scan_hosts(),
     }

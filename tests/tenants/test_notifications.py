@@ -368,3 +368,31 @@ def test_the_webhook_secret_is_encrypted_at_rest(acme):
     assert stored.startswith("fernet:") and SECRET not in stored
     pref.refresh_from_db()
     assert pref.webhook_secret == SECRET
+
+
+def test_a_certificate_is_told_only_once_its_renewal_is_overdue(smtp_server, acme_jira):
+    from certificates.models import Certificate
+
+    now = timezone.now()
+    cert = Certificate.objects.create(
+        instance=acme_jira,
+        names=["acme-jira.example.com"],
+        status=Certificate.Status.VALID,
+        not_before=now - timedelta(days=70),
+        not_after=now + timedelta(days=20, hours=1),
+        renew_after=now + timedelta(days=1),
+    )
+    # a healthy certificate the panel will renew in time: nothing to tell
+    assert notifications_scan()["certificates"] == 0
+    Certificate.objects.filter(pk=cert.pk).update(
+        renew_after=now - timedelta(days=2), last_error="DNS for acme-jira.example.com is wrong"
+    )
+    assert notifications_scan()["certificates"] == 1
+    assert notifications_scan()["certificates"] == 0
+    deliver_all()
+    [mail] = smtp_server.wait_for(1)
+    assert mail.subject == (
+        "[Panel] The certificate of acme-jira (acme-jira.example.com) expires in 20 days"
+    )
+    assert "last error: DNS for acme-jira.example.com is wrong" in mail.text
+    assert f"https://panel.test/instances/{acme_jira.pk}/#endpoint" in mail.text
