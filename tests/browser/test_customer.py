@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from certificates.models import Certificate
 from provisioning.models import InstanceHealthCheck, License
 from tests.conftest import make_instance
 
@@ -44,6 +45,17 @@ def test_a_customer_sees_only_their_tenants_instances_and_an_instances_health_an
         expiry_date=timezone.localdate() + timedelta(days=20),
         maintenance_expiry_date=timezone.localdate() + timedelta(days=200),
     )
+    now = timezone.now()
+    Certificate.objects.create(
+        instance=acme_jira,
+        names=[acme_jira.hostname],
+        status=Certificate.Status.VALID,
+        issuer="CN=Pebble Intermediate CA",
+        not_before=now - timedelta(days=45),
+        not_after=now + timedelta(days=45),
+        issued_at=now - timedelta(days=45),
+        renew_after=now + timedelta(days=15),
+    )
     make_instance(acme, "acme-wiki", product="confluence", version="8.5.0", status="stopped")
     make_instance(acme, "acme-code", product="bitbucket", version="8.19.0", health="degraded")
 
@@ -65,6 +77,9 @@ def test_a_customer_sees_only_their_tenants_instances_and_an_instances_health_an
     license_box = page.get_by_test_id("license")
     expect(license_box).to_contain_text("SEN-4711")
     expect(license_box.get_by_test_id("expiry-badge").first).to_have_text("20 days left")
+    certificate = page.get_by_test_id("certificate")
+    expect(certificate).to_contain_text(acme_jira.hostname)
+    expect(certificate).to_contain_text(f"{now + timedelta(days=45):%Y-%m-%d}")
     chart = page.get_by_test_id("health-chart")
     expect(chart).to_have_attribute("data-checks", "72")
     expect(chart.locator('rect[data-tone="warn"], rect[data-tone="bad"]')).not_to_have_count(0)

@@ -58,6 +58,7 @@ def test_a_tenant_admin_creates_an_instance_and_watches_its_rollout(
     expect(page.get_by_test_id("message")).to_contain_text(f"{name} is being created")
     status = page.locator("#op-status")
     expect(status).to_have_attribute("data-status", "running", timeout=30_000)
+    expect(page.get_by_test_id("progress-steps")).to_contain_text("of 5 stages done")
     # the log fills in live while the worker rolls the instance out
     expect(page.locator("#op-log li").nth(2)).to_be_visible(timeout=60_000)
     screenshot("rollout-running", docs="operation-log")
