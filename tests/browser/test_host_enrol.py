@@ -51,6 +51,24 @@ def test_an_admin_enrols_and_provisions_a_host_after_confirming_its_fingerprint(
 ):
     spec = lab_hosts["app2"]
     forget_panel_key.append("app2")
+    # two hosts the panel already manages (never contacted here), one with a nearly full disk
+    Host.objects.create(
+        name="backup-fra-1",
+        role="backup",
+        address="127.0.0.31",
+        status="ready",
+        disk_total_bytes=4000 * 1024**3,
+        disk_free_bytes=2600 * 1024**3,
+    )
+    Host.objects.create(
+        name="app-fra-1",
+        role="app",
+        address="127.0.0.32",
+        status="ready",
+        memory_mb=65536,
+        disk_total_bytes=500 * 1024**3,
+        disk_free_bytes=40 * 1024**3,
+    )
     login(pat)
     page.locator("#nav-hosts").click()
     expect(page.get_by_role("heading", name="Hosts", exact=True)).to_be_visible()
@@ -100,6 +118,7 @@ def test_an_admin_enrols_and_provisions_a_host_after_confirming_its_fingerprint(
     page.locator("#nav-hosts").click()
     row = page.locator("tr", has_text="lab-app2")
     expect(row.get_by_test_id("status-badge")).to_have_text("Ready")
+    expect(page.get_by_test_id("disk-warnings")).to_contain_text("1 host has a data disk")
     screenshot("hosts", docs="hosts")
     host = Host.objects.get(name="lab-app2")
     assert host.status == Host.Status.READY
