@@ -41,8 +41,10 @@ def instance_points(access: Access, instance: AtlassianInstance) -> QuerySet:
 
 
 def policy_list(access: Access) -> QuerySet:
-    return BackupPolicy.objects.for_user(access).select_related(
-        "instance", "instance__tenant", "backup_host"
+    return (
+        BackupPolicy.objects.for_user(access)
+        .select_related("instance", "instance__tenant", "backup_host")
+        .order_by("instance__name")
     )
 
 
@@ -172,6 +174,8 @@ def dr_dashboard(access: Access, *, days: int = 90) -> list[dict[str, Any]]:
                 "label": tier.label,
                 "rpo": goals.rpo,
                 "rto": goals.rto,
+                "rpo_seconds": goals.rpo.total_seconds(),
+                "rto_seconds": goals.rto.total_seconds(),
                 "instances": len(rows),
                 "within_rpo": within,
                 "outside_rpo": len(rows) - within,

@@ -1,6 +1,26 @@
 """UI routes of the backups app."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from backups import views
 
 app_name = "backups"
-urlpatterns: list = []
+urlpatterns = [
+    path("instances/<uuid:pk>/backups/", views.instance_backups, name="instance_backups"),
+    path("instances/<uuid:pk>/backups/start/", views.backup_start_view, name="backup_start"),
+    path(
+        "instances/<uuid:pk>/backups/request-restore/",
+        views.restore_request_view,
+        name="restore_request",
+    ),
+    path("instances/<uuid:pk>/backups/restore/", views.restore_view, name="restore"),
+    path("instances/<uuid:pk>/backups/policy/", views.policy_view, name="policy"),
+    path("staff/dr/", views.dr_dashboard_view, name="dr_dashboard"),
+    path("staff/dr/drills/", views.drill_start_view, name="drill_start"),
+    path("staff/restore-requests/", views.restore_requests_view, name="restore_requests"),
+    path(
+        "staff/restore-requests/<uuid:pk>/",
+        views.restore_request_handle_view,
+        name="restore_request_handle",
+    ),
+]

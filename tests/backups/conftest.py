@@ -26,6 +26,7 @@ from panel.access import PLATFORM_ADMIN_GROUP, SUPPORT_GROUP, access_for_user
 from provisioning.models import AtlassianInstance, Host, Operation
 from tenants.models import Membership, Tenant
 from tests.instances.conftest import container_ip
+from tests.ui.conftest import browser  # noqa: F401 - logged-in test clients
 from tests.provisioning.conftest import (  # noqa: F401 - shared lab fixtures
     LAB_STATE,
     _no_broker,

@@ -1,0 +1,329 @@
+"""API shapes of backup points, policies, restores, drills, restore requests and the DR
+figures. Related fields in write shapes are narrowed to what the caller sees, so another
+tenant's object is simply "not found"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from backups.models import (
+    Backup,
+    BackupMode,
+    BackupPolicy,
+    Restore,
+    RestoreDrill,
+    RestoreMode,
+    RestoreRequest,
+)
+from backups.selectors import instance_points
+from panel.access import access_for
+from provisioning.models import AtlassianInstance
+from provisioning.selectors import instance_list
+
+
+def _access(context: dict[str, Any]) -> Any:
+    return access_for(context["request"])
+
+
+class BackupSerializer(serializers.ModelSerializer):
+    """One backup point (or attempt) in the catalogue, with what it holds and cost."""
+
+    instance = serializers.UUIDField(source="instance_id", read_only=True)
+    instance_name = serializers.CharField(source="instance.name", read_only=True)
+    backup_host_name = serializers.CharField(
+        source="backup_host.name", read_only=True, allow_null=True
+    )
+    status = serializers.CharField(
+        read_only=True,
+        help_text=("running, succeeded (retained), failed, expired (aged out), missing"),
+    )
+    kind = serializers.CharField(read_only=True, help_text="scheduled, manual, pre_upgrade, safety")
+    mode = serializers.CharField(read_only=True, help_text="hot or cold")
+
+    class Meta:
+        model = Backup
+        fields = [
+            "id",
+            "instance",
+            "instance_name",
+            "point_name",
+            "label",
+            "kind",
+            "mode",
+            "status",
+            "taken_at",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+            "downtime_seconds",
+            "bytes_transferred",
+            "logical_bytes",
+            "disk_bytes",
+            "file_count",
+            "dump_bytes",
+            "dump_sha256",
+            "manifest_sha256",
+            "verified_at",
+            "changed_during_backup",
+            "offsite_status",
+            "backup_host_name",
+            "product",
+            "version",
+            "error",
+            "pruned_at",
+        ]
+        read_only_fields = fields
+
+
+class BackupStartSerializer(serializers.Serializer):
+    """Start an extra backup of an instance now (tenant admins and staff)."""
+
+    instance = serializers.PrimaryKeyRelatedField(
+        queryset=AtlassianInstance.objects.none(),
+        error_messages={"does_not_exist": "Unknown instance."},
+    )
+    mode = serializers.CharField(
+        required=False, allow_blank=True, help_text="hot or cold; empty: the policy's mode"
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "request" in self.context:
+            self.fields["instance"].queryset = instance_list(_access(self.context))
+
+    def validate_mode(self, value: str) -> str:
+        if value and value not in BackupMode.values:
+            raise serializers.ValidationError("Choose hot or cold.")
+        return value
+
+
+class RestoreStartSerializer(serializers.Serializer):
+    """Restore this point in place (``confirm`` = the instance's name) or into a new instance
+    (``name`` and ``hostname`` of the copy)."""
+
+    mode = serializers.ChoiceField(choices=RestoreMode.choices)
+    confirm = serializers.CharField(required=False, allow_blank=True, default="")
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=40)
+    hostname = serializers.CharField(required=False, allow_blank=True, default="", max_length=253)
+
+
+class BackupPolicySerializer(serializers.ModelSerializer):
+    """An instance's backup policy. Staff change it (PATCH); everyone who sees it reads it."""
+
+    instance = serializers.UUIDField(source="instance_id", read_only=True)
+    instance_name = serializers.CharField(source="instance.name", read_only=True)
+    mode = serializers.CharField(required=False, help_text="hot or cold")
+    backup_host_name = serializers.CharField(
+        source="backup_host.name", read_only=True, allow_null=True
+    )
+    retention = serializers.CharField(source="retention_text", read_only=True)
+
+    class Meta:
+        model = BackupPolicy
+        fields = [
+            "id",
+            "instance",
+            "instance_name",
+            "enabled",
+            "interval_minutes",
+            "window_start",
+            "jitter_minutes",
+            "keep_hourly",
+            "keep_daily",
+            "keep_weekly",
+            "keep_monthly",
+            "retention",
+            "mode",
+            "backup_host_name",
+            "offsite_enabled",
+            "next_run_at",
+            "last_dispatched_at",
+            "missed_count",
+            "last_missed_at",
+            "stored_bytes",
+        ]
+        read_only_fields = [
+            "id",
+            "instance",
+            "instance_name",
+            "retention",
+            "backup_host_name",
+            "next_run_at",
+            "last_dispatched_at",
+            "missed_count",
+            "last_missed_at",
+            "stored_bytes",
+        ]
+
+    def validate_mode(self, value: str) -> str:
+        if value not in BackupMode.values:
+            raise serializers.ValidationError("Choose hot or cold.")
+        return value
+
+
+class RestoreSerializer(serializers.ModelSerializer):
+    """A restore and its outcome: the point, how long it took (the achieved RTO), health."""
+
+    instance = serializers.UUIDField(source="instance_id", read_only=True)
+    instance_name = serializers.CharField(source="instance.name", read_only=True)
+    source = serializers.UUIDField(source="source_id", read_only=True)
+    backup = serializers.UUIDField(source="backup_id", read_only=True, allow_null=True)
+    operation = serializers.UUIDField(source="operation_id", read_only=True, allow_null=True)
+    status = serializers.CharField(
+        read_only=True, help_text="running, succeeded, failed, rolled_back"
+    )
+    mode = serializers.CharField(read_only=True, help_text="in_place or new_instance")
+
+    class Meta:
+        model = Restore
+        fields = [
+            "id",
+            "instance",
+            "instance_name",
+            "source",
+            "backup",
+            "point_name",
+            "point_label",
+            "mode",
+            "status",
+            "operation",
+            "started_at",
+            "finished_at",
+            "rto_seconds",
+            "health",
+            "error",
+        ]
+        read_only_fields = fields
+
+
+class RestoreDrillSerializer(serializers.ModelSerializer):
+    """A restore drill: the point, the time it took to come back, and whether it met the RTO."""
+
+    instance = serializers.UUIDField(source="instance_id", read_only=True)
+    instance_name = serializers.CharField(source="instance.name", read_only=True)
+    operation = serializers.UUIDField(source="operation_id", read_only=True, allow_null=True)
+    status = serializers.CharField(read_only=True, help_text="running, passed, failed")
+
+    class Meta:
+        model = RestoreDrill
+        fields = [
+            "id",
+            "instance",
+            "instance_name",
+            "point_name",
+            "tier",
+            "status",
+            "operation",
+            "started_at",
+            "finished_at",
+            "rto_seconds",
+            "rto_objective_seconds",
+            "within_rto",
+            "cleaned_up",
+            "error",
+        ]
+        read_only_fields = fields
+
+
+class DrillStartSerializer(serializers.Serializer):
+    instance = serializers.PrimaryKeyRelatedField(
+        queryset=AtlassianInstance.objects.none(),
+        required=False,
+        allow_null=True,
+        help_text="Empty: the least recently drilled instance.",
+        error_messages={"does_not_exist": "Unknown instance."},
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "request" in self.context:
+            self.fields["instance"].queryset = instance_list(_access(self.context))
+
+
+class RestoreRequestSerializer(serializers.ModelSerializer):
+    """A customer's request that support restore a point."""
+
+    instance = serializers.PrimaryKeyRelatedField(
+        queryset=AtlassianInstance.objects.none(),
+        error_messages={"does_not_exist": "Unknown instance."},
+    )
+    backup = serializers.PrimaryKeyRelatedField(
+        queryset=Backup.objects.none(),
+        required=False,
+        allow_null=True,
+        error_messages={"does_not_exist": "Unknown backup point."},
+    )
+    instance_name = serializers.CharField(source="instance.name", read_only=True)
+    requested_by = serializers.CharField(
+        source="requested_by.username", read_only=True, allow_null=True
+    )
+    status = serializers.CharField(read_only=True, help_text="open, done, declined")
+
+    class Meta:
+        model = RestoreRequest
+        fields = [
+            "id",
+            "instance",
+            "instance_name",
+            "backup",
+            "note",
+            "status",
+            "requested_by",
+            "created_at",
+            "handled_at",
+            "response",
+        ]
+        read_only_fields = [
+            "id",
+            "instance_name",
+            "status",
+            "requested_by",
+            "created_at",
+            "handled_at",
+            "response",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "request" in self.context:
+            access = _access(self.context)
+            self.fields["instance"].queryset = instance_list(access)
+            self.fields["backup"].queryset = Backup.objects.for_user(access)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        backup = attrs.get("backup")
+        instance = attrs.get("instance")
+        if backup is not None and instance is not None:
+            access = _access(self.context)
+            if not instance_points(access, instance).filter(pk=backup.pk).exists():
+                raise serializers.ValidationError(
+                    {"backup": "Not a retained point of this instance."}
+                )
+        return attrs
+
+
+class RestoreRequestHandleSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=[RestoreRequest.Status.DONE, RestoreRequest.Status.DECLINED]
+    )
+    response = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class TierFiguresSerializer(serializers.Serializer):
+    """DR figures of one service tier."""
+
+    tier = serializers.CharField()
+    label = serializers.CharField()
+    rpo_seconds = serializers.FloatField()
+    rto_seconds = serializers.FloatField()
+    instances = serializers.IntegerField()
+    within_rpo = serializers.IntegerField()
+    outside_rpo = serializers.IntegerField()
+    drills_run = serializers.IntegerField()
+    drills_passed = serializers.IntegerField()
+    drills_failed = serializers.IntegerField()
+    last_drill = serializers.DateTimeField(allow_null=True)
+    worst_rto_seconds = serializers.FloatField(allow_null=True)
+    worst_rto_ok = serializers.BooleanField()

@@ -1,0 +1,311 @@
+"""API of backups: points (list, start one, restore one), policies, restores, drills, restore
+requests and the DR figures.
+
+Thin: rows come from the ``for_user``-scoped selectors (another tenant's object is a 404);
+changes go through :mod:`backups.services`; remote work answers 202 with the Operation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backups import selectors, services
+from backups.api.serializers import (
+    BackupPolicySerializer,
+    BackupSerializer,
+    BackupStartSerializer,
+    DrillStartSerializer,
+    RestoreDrillSerializer,
+    RestoreRequestHandleSerializer,
+    RestoreRequestSerializer,
+    RestoreSerializer,
+    RestoreStartSerializer,
+    TierFiguresSerializer,
+)
+from backups.models import Backup, BackupPolicy, RestoreRequest
+from panel.access import Access
+from panel.api.mixins import ScopedQuerysetMixin, idempotency_key, operation_accepted
+from panel.api.permissions import IsStaffRole, PanelPermission
+from panel.api.schema import CONFLICT, FORBIDDEN, IDEMPOTENCY_KEY, NOT_FOUND, VALIDATION_ERROR
+from provisioning.api.serializers import OperationSerializer
+from provisioning.selectors import operation_by_idempotency_key
+
+ACCEPTED = OpenApiResponse(OperationSerializer, description="Operation started; poll Location.")
+STARTED = {202: ACCEPTED, 400: VALIDATION_ERROR, 403: FORBIDDEN, 404: NOT_FOUND, 409: CONFLICT}
+
+
+def _replayed(access: Access, request: Request) -> Response | None:
+    existing = operation_by_idempotency_key(access, idempotency_key(request))
+    return operation_accepted(existing, request) if existing is not None else None
+
+
+def _forbid(exc: DjangoPermissionDenied) -> exceptions.PermissionDenied:
+    return exceptions.PermissionDenied(str(exc) or None)
+
+
+class BackupFilter(django_filters.FilterSet):
+    instance = django_filters.UUIDFilter(field_name="instance_id")
+    status = django_filters.CharFilter(help_text="succeeded = the retained points")
+
+    class Meta:
+        model = Backup
+        fields = ["instance", "status"]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description="Backup points and attempts the caller sees, newest first; "
+        "?status=succeeded lists the retained points."
+    ),
+    retrieve=extend_schema(responses={200: BackupSerializer, 404: NOT_FOUND}),
+)
+class BackupViewSet(
+    ScopedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """The backup catalogue; start an extra backup; restore a point (staff)."""
+
+    serializer_class = BackupSerializer
+    permission_classes = [PanelPermission]
+    lookup_value_converter = "uuid"
+    filterset_class = BackupFilter
+    ordering_fields = ["taken_at", "logical_bytes"]
+
+    def scoped_queryset(self, access: Access) -> QuerySet:
+        return selectors.backup_list(access)
+
+    def get_serializer_class(self) -> type:
+        return {"create": BackupStartSerializer, "restore": RestoreStartSerializer}.get(
+            self.action, BackupSerializer
+        )
+
+    @extend_schema(
+        request=BackupStartSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses=STARTED,
+        description="Start an extra backup of an instance now (tenant admins).",
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        replay = _replayed(self.access, request)
+        if replay is not None:
+            return replay
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            operation = services.backup_start(
+                actor=self.access,
+                instance=serializer.validated_data["instance"],
+                mode=serializer.validated_data.get("mode") or None,
+                idempotency_key=idempotency_key(request),
+            )
+        except DjangoPermissionDenied as exc:
+            raise _forbid(exc) from exc
+        return operation_accepted(operation, request)
+
+    @extend_schema(
+        request=RestoreStartSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses=STARTED,
+        description="Restore this point (support staff and platform admins): "
+        "`in_place` with `confirm` = the instance's name, or "
+        "`new_instance` with the copy's `name` and `hostname`.",
+    )
+    @action(detail=True, methods=["post"])
+    def restore(self, request: Request, pk: str | None = None) -> Response:
+        backup = self.get_object()  # 404 for what the caller does not see
+        if not self.access.is_staff_role:
+            raise exceptions.PermissionDenied("Only support staff restore backups.")
+        replay = _replayed(self.access, request)
+        if replay is not None:
+            return replay
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            operation = services.restore_start(
+                actor=self.access,
+                backup=backup,
+                mode=data["mode"],
+                confirm_name=data["confirm"],
+                name=data["name"],
+                hostname=data["hostname"],
+                idempotency_key=idempotency_key(request),
+            )
+        except DjangoPermissionDenied as exc:
+            raise _forbid(exc) from exc
+        return operation_accepted(operation, request)
+
+
+@extend_schema_view(
+    retrieve=extend_schema(responses={200: BackupPolicySerializer, 404: NOT_FOUND}),
+    partial_update=extend_schema(
+        responses={
+            200: BackupPolicySerializer,
+            400: VALIDATION_ERROR,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+        }
+    ),
+)
+class BackupPolicyViewSet(
+    ScopedQuerysetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Backup policies: everyone who sees an instance reads its policy; staff change it."""
+
+    serializer_class = BackupPolicySerializer
+    permission_classes = [PanelPermission]
+    lookup_value_converter = "uuid"
+    http_method_names = ["get", "patch", "head", "options"]
+    filterset_fields = ["instance"]
+
+    def scoped_queryset(self, access: Access) -> QuerySet:
+        return selectors.policy_list(access)
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        self.get_object()  # 404 for what the caller does not see, before anything else
+        if not self.access.is_staff_role:
+            raise exceptions.PermissionDenied("Only support staff change backup policies.")
+        return super().update(request, *args, **kwargs)
+
+    def perform_update(self, serializer: BackupPolicySerializer) -> None:
+        policy: BackupPolicy = serializer.instance
+        try:
+            services.policy_update(actor=self.access, policy=policy, **serializer.validated_data)
+        except DjangoPermissionDenied as exc:
+            raise _forbid(exc) from exc
+
+
+class RestoreViewSet(
+    ScopedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Restores and their outcome (point, achieved RTO, health)."""
+
+    serializer_class = RestoreSerializer
+    permission_classes = [PanelPermission]
+    lookup_value_converter = "uuid"
+    filterset_fields = ["instance"]
+
+    def scoped_queryset(self, access: Access) -> QuerySet:
+        return selectors.restore_list(access)
+
+
+@extend_schema_view(
+    create=extend_schema(
+        request=DrillStartSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses=STARTED,
+        description="Start a restore drill (staff): the latest point of the "
+        "instance (or of the least recently drilled one) is "
+        "restored into a scratch instance, timed and removed.",
+    ),
+)
+class RestoreDrillViewSet(
+    ScopedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Restore drills (staff only; others see none)."""
+
+    serializer_class = RestoreDrillSerializer
+    permission_classes = [PanelPermission]
+    lookup_value_converter = "uuid"
+    filterset_fields = ["instance", "tier"]
+
+    def scoped_queryset(self, access: Access) -> QuerySet:
+        qs = selectors.drill_list(access)
+        return qs if access.is_staff_role else qs.none()
+
+    def get_serializer_class(self) -> type:
+        return DrillStartSerializer if self.action == "create" else RestoreDrillSerializer
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if not self.access.is_staff_role:
+            raise exceptions.PermissionDenied("Only support staff start drills.")
+        replay = _replayed(self.access, request)
+        if replay is not None:
+            return replay
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        operation = services.drill_start(
+            actor=self.access,
+            instance=serializer.validated_data.get("instance"),
+            idempotency_key=idempotency_key(request),
+        )
+        return operation_accepted(operation, request)
+
+
+class RestoreRequestViewSet(
+    ScopedQuerysetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Customers ask support to restore a point; support marks requests done or declined."""
+
+    serializer_class = RestoreRequestSerializer
+    permission_classes = [PanelPermission]
+    lookup_value_converter = "uuid"
+    filterset_fields = ["instance", "status"]
+
+    def scoped_queryset(self, access: Access) -> QuerySet:
+        return selectors.restore_request_list(access)
+
+    def get_serializer_class(self) -> type:
+        return (
+            RestoreRequestHandleSerializer
+            if self.action == "handle"
+            else (RestoreRequestSerializer)
+        )
+
+    def perform_create(self, serializer: RestoreRequestSerializer) -> None:
+        data = serializer.validated_data
+        try:
+            serializer.instance = services.restore_request_create(
+                actor=self.access,
+                instance=data["instance"],
+                backup=data.get("backup"),
+                note=data.get("note", ""),
+            )
+        except DjangoPermissionDenied as exc:
+            raise _forbid(exc) from exc
+
+    @extend_schema(
+        request=RestoreRequestHandleSerializer,
+        responses={200: RestoreRequestSerializer, 403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    @action(detail=True, methods=["post"])
+    def handle(self, request: Request, pk: str | None = None) -> Response:
+        item: RestoreRequest = self.get_object()
+        if not self.access.is_staff_role:
+            raise exceptions.PermissionDenied("Only support staff handle restore requests.")
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        item = services.restore_request_handle(
+            actor=self.access, request=item, **serializer.validated_data
+        )
+        return Response(RestoreRequestSerializer(item, context=self.get_serializer_context()).data)
+
+
+class DrDashboardView(APIView):
+    """DR figures per service tier (staff): instances within RPO, drills run, worst RTO."""
+
+    permission_classes = [PanelPermission, IsStaffRole]
+
+    @extend_schema(responses={200: TierFiguresSerializer(many=True), 403: FORBIDDEN})
+    def get(self, request: Request) -> Response:
+        from panel.access import access_for
+
+        rows = selectors.dr_dashboard(access_for(request))
+        return Response(TierFiguresSerializer(rows, many=True).data, status=status.HTTP_200_OK)

@@ -1,0 +1,109 @@
+"""Forms of the backup pages: an extra backup, a restore (staff), a restore request
+(customers), a policy (staff) and the handling of a request. The services re-check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.db.models import QuerySet
+
+from backups.models import Backup, BackupMode, BackupPolicy, RestoreMode, RestoreRequest
+from provisioning import validators as v
+from provisioning.models import Host
+
+
+class BackupStartForm(forms.Form):
+    """An extra backup now; the mode defaults to the policy's."""
+
+    mode = forms.ChoiceField(
+        choices=[("", "As in the policy")] + list(BackupMode.choices), required=False
+    )
+
+
+class _PointChoice(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Backup) -> str:
+        label = f" {obj.label}" if obj.label else ""
+        return f"{obj.taken_at:%Y-%m-%d %H:%M} UTC{label} ({obj.get_kind_display().lower()})"
+
+
+class RestoreForm(forms.Form):
+    """Staff restore a retained point in place (typing the name) or into a new instance."""
+
+    backup = _PointChoice(queryset=Backup.objects.none(), empty_label=None, label="Point")
+    mode = forms.ChoiceField(
+        choices=RestoreMode.choices, widget=forms.RadioSelect, initial=RestoreMode.IN_PLACE
+    )
+    confirm_name = forms.CharField(
+        required=False,
+        label="Type the instance's name to confirm an in-place restore",
+        help_text="Everything changed since the point is replaced (a safety backup is taken "
+        "first).",
+    )
+    name = forms.CharField(
+        required=False, max_length=40, validators=[v.validate_slug], label="New instance name"
+    )
+    hostname = forms.CharField(
+        required=False, max_length=253, validators=[v.validate_fqdn], label="New instance hostname"
+    )
+    host = forms.ModelChoiceField(
+        queryset=Host.objects.none(),
+        required=False,
+        label="App host (empty: the same as the source)",
+    )
+
+    def __init__(self, *args: Any, points: QuerySet, hosts: QuerySet, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["backup"].queryset = points
+        self.fields["host"].queryset = hosts
+
+
+class RestoreRequestForm(forms.Form):
+    """A customer asks support to restore a point."""
+
+    backup = _PointChoice(
+        queryset=Backup.objects.none(),
+        required=False,
+        label="Point",
+        empty_label="Not sure / tell me which",
+    )
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        max_length=2000,
+        label="What should come back, and why?",
+    )
+
+    def __init__(self, *args: Any, points: QuerySet, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["backup"].queryset = points
+
+
+class PolicyForm(forms.ModelForm):
+    """Staff change an instance's backup policy."""
+
+    class Meta:
+        model = BackupPolicy
+        fields = [
+            "enabled",
+            "interval_minutes",
+            "window_start",
+            "jitter_minutes",
+            "mode",
+            "keep_hourly",
+            "keep_daily",
+            "keep_weekly",
+            "keep_monthly",
+            "backup_host",
+            "offsite_enabled",
+        ]
+        widgets = {"window_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M")}
+
+
+class RequestHandleForm(forms.Form):
+    status = forms.ChoiceField(
+        choices=[(RestoreRequest.Status.DONE, "Done"), (RestoreRequest.Status.DECLINED, "Declined")]
+    )
+    response = forms.CharField(
+        required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
+    )

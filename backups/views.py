@@ -1,0 +1,327 @@
+"""Pages of the backups app: an instance's backups (points, size chart, RPO), an extra backup,
+restore requests (customers), restores and policies (staff), the DR dashboard and drills.
+
+Thin: selectors read through ``for_user`` (another tenant's instance is a 404), services do the
+work and audit it, remote work is an Operation whose live log is the operation page.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_GET, require_POST
+
+from backups import selectors, services
+from backups.forms import (
+    BackupStartForm,
+    PolicyForm,
+    RequestHandleForm,
+    RestoreForm,
+    RestoreRequestForm,
+)
+from backups.models import BackupPolicy, RestoreMode, RestoreRequest
+from backups.policies import policy_defaults
+from panel.access import Access, access_for
+from panel.htmx import login_required
+from panel.operations import OperationConflict
+from panel.templatetags.panel_tags import kind_label
+from provisioning.forms import errors_onto_form
+from provisioning.models import AtlassianInstance, Host, Operation
+from provisioning.selectors import instance_get, operation_by_idempotency_key
+
+
+def _new_key() -> str:
+    """A key rendered into each form, so a double submit starts one operation."""
+    return f"ui-{uuid.uuid4().hex}"
+
+
+def _posted_idempotency_key(request: HttpRequest) -> str:
+    return (request.POST.get("idempotency_key") or "").strip()[:100]
+
+
+def _error_text(exc: ValidationError) -> str:
+    return " ".join(str(m) for m in exc.messages)
+
+
+def _conflict_message(running: Operation) -> str:
+    return format_html(
+        'Another operation is already active on this instance: <a href="{}">{}</a>. '
+        "Wait for it to finish, then try again.",
+        reverse("provisioning:operation_detail", args=[running.id]),
+        kind_label(running.kind),
+    )
+
+
+def _require_staff(access: Access) -> None:
+    """Staff pages answer 404 to customers, like every staff page of the panel."""
+    if not access.is_staff_role:
+        raise Http404
+
+
+def _page_context(access: Access, instance: AtlassianInstance, **extra: object) -> dict:
+    summary = selectors.instance_backup_summary(access, instance)
+    points = selectors.instance_points(access, instance)
+    return {
+        "instance": instance,
+        "summary": summary,
+        "attempts": selectors.backup_list(access).filter(instance=instance)[:100],
+        "restores": selectors.restore_list(access).filter(instance=instance)[:20],
+        "drills": selectors.drill_list(access).filter(instance=instance)[:10],
+        "requests": selectors.restore_request_list(access).filter(instance=instance)[:10],
+        "can_manage": access.administers_tenant(instance.tenant_id),
+        "is_staff": access.is_staff_role,
+        "start_form": BackupStartForm(),
+        "request_form": RestoreRequestForm(points=points),
+        "idempotency_key": _new_key(),
+        **extra,
+    }
+
+
+@login_required
+@require_GET
+def instance_backups(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Every backup point of an instance (dates, sizes, status, a size chart), its RPO state,
+    last and next backup; an extra backup and a restore request for tenant admins."""
+    access = access_for(request)
+    instance = instance_get(access, pk)
+    return render(request, "backups/instance_backups.html", _page_context(access, instance))
+
+
+@login_required
+@require_POST
+def backup_start_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Tenant admins (and staff) start an extra backup now."""
+    access = access_for(request)
+    instance = instance_get(access, pk)
+    if not access.administers_tenant(instance.tenant_id):
+        raise PermissionDenied("Only the tenant's administrators can start a backup.")
+    back = redirect("backups:instance_backups", pk=instance.pk)
+    key = _posted_idempotency_key(request)
+    already = operation_by_idempotency_key(access, key)
+    if already is not None:
+        return redirect("provisioning:operation_detail", pk=already.id)
+    form = BackupStartForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose hot or cold.")
+        return back
+    try:
+        operation = services.backup_start(
+            actor=access,
+            instance=instance,
+            mode=form.cleaned_data["mode"] or None,
+            idempotency_key=key,
+        )
+    except OperationConflict as exc:
+        messages.error(request, _conflict_message(exc.running))
+        return back
+    except ValidationError as exc:
+        messages.error(request, _error_text(exc))
+        return back
+    messages.success(request, f"Backup of {instance.name} started.")
+    return redirect("provisioning:operation_detail", pk=operation.id)
+
+
+@login_required
+@require_POST
+def restore_request_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Tenant admins ask support to restore a point; support sees it on its request list."""
+    access = access_for(request)
+    instance = instance_get(access, pk)
+    if not access.administers_tenant(instance.tenant_id):
+        raise PermissionDenied("Only the tenant's administrators can request a restore.")
+    form = RestoreRequestForm(request.POST, points=selectors.instance_points(access, instance))
+    if form.is_valid():
+        services.restore_request_create(
+            actor=access,
+            instance=instance,
+            backup=form.cleaned_data["backup"],
+            note=form.cleaned_data["note"],
+        )
+        messages.success(request, "Restore requested: support will contact you.")
+    else:
+        messages.error(request, "Choose one of the listed points.")
+    return redirect("backups:instance_backups", pk=instance.pk)
+
+
+@login_required
+def restore_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Staff restore a retained point, in place (typing the name) or into a new instance."""
+    access = access_for(request)
+    instance = instance_get(access, pk)
+    _require_staff(access)
+    points = selectors.instance_points(access, instance)
+    hosts = Host.objects.for_user(access).filter(role=Host.Role.APP, status=Host.Status.READY)
+    if request.method == "POST":
+        if not access.can_write:
+            raise PermissionDenied
+        key = _posted_idempotency_key(request)
+        already = operation_by_idempotency_key(access, key)
+        if already is not None:
+            return redirect("provisioning:operation_detail", pk=already.id)
+        form = RestoreForm(request.POST, points=points, hosts=hosts)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                operation = services.restore_start(
+                    actor=access,
+                    backup=data["backup"],
+                    mode=data["mode"],
+                    confirm_name=data["confirm_name"],
+                    name=data["name"],
+                    hostname=data["hostname"],
+                    host=data["host"],
+                    idempotency_key=key,
+                )
+            except OperationConflict as exc:
+                messages.error(request, _conflict_message(exc.running))
+            except ValidationError as exc:
+                if hasattr(exc, "error_dict") and "confirm" in exc.error_dict:
+                    exc = ValidationError({"confirm_name": exc.error_dict["confirm"]})
+                errors_onto_form(form, exc)
+            else:
+                where = (
+                    "in place" if data["mode"] == RestoreMode.IN_PLACE else f"into {data['name']}"
+                )
+                messages.success(
+                    request,
+                    f"Restore of {data['backup'].point_name} {where} "
+                    "started; follow it live below.",
+                )
+                return redirect("provisioning:operation_detail", pk=operation.id)
+    else:
+        form = RestoreForm(
+            points=points, hosts=hosts, initial={"backup": request.GET.get("point") or None}
+        )
+    return render(
+        request,
+        "backups/restore_form.html",
+        {
+            "instance": instance,
+            "form": form,
+            "has_points": points.exists(),
+            "idempotency_key": _posted_idempotency_key(request) or _new_key(),
+        },
+    )
+
+
+@login_required
+def policy_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """An instance's backup policy: everyone who sees the instance reads it, staff change it."""
+    access = access_for(request)
+    instance = instance_get(access, pk)
+    can_edit = access.is_staff_role and access.can_write
+    # Reading shows the tier's defaults until a policy exists; only a change creates one.
+    policy = BackupPolicy.objects.filter(instance=instance).first() or BackupPolicy(
+        instance=instance, **policy_defaults(instance.tier)
+    )
+    if request.method == "POST":
+        if not can_edit:
+            raise PermissionDenied("Only support staff change backup policies.")
+        policy = services.policy_for(instance)
+        form = PolicyForm(request.POST, instance=policy)
+        if form.is_valid():
+            changes = {name: form.cleaned_data[name] for name in form.changed_data}
+            try:
+                policy.refresh_from_db()
+                services.policy_update(actor=access, policy=policy, **changes)
+            except ValidationError as exc:
+                errors_onto_form(form, exc)
+            else:
+                messages.success(request, f"Backup policy of {instance.name} saved.")
+                return redirect("backups:instance_backups", pk=instance.pk)
+    else:
+        form = PolicyForm(instance=policy)
+    if not can_edit:
+        for field in form.fields.values():
+            field.disabled = True
+    return render(
+        request,
+        "backups/policy_form.html",
+        {
+            "instance": instance,
+            "policy": policy,
+            "form": form,
+            "can_edit": can_edit,
+        },
+    )
+
+
+@login_required
+@require_GET
+def dr_dashboard_view(request: HttpRequest) -> HttpResponse:
+    """Staff: per tier, instances within their RPO, drills run and the worst RTO measured."""
+    access = access_for(request)
+    _require_staff(access)
+    return render(
+        request,
+        "backups/dr_dashboard.html",
+        {
+            "tiers": selectors.dr_dashboard(access),
+            "overview": selectors.rpo_overview(access),
+            "drills": selectors.drill_list(access)[:25],
+            "open_requests": selectors.restore_request_list(access)
+            .filter(status=RestoreRequest.Status.OPEN)
+            .count(),
+            "idempotency_key": _new_key(),
+        },
+    )
+
+
+@login_required
+@require_POST
+def drill_start_view(request: HttpRequest) -> HttpResponse:
+    """Staff start a drill now (of the least recently drilled instance)."""
+    access = access_for(request)
+    _require_staff(access)
+    key = _posted_idempotency_key(request)
+    already = operation_by_idempotency_key(access, key)
+    if already is not None:
+        return redirect("provisioning:operation_detail", pk=already.id)
+    try:
+        operation = services.drill_start(actor=access, idempotency_key=key)
+    except (ValidationError, OperationConflict, PermissionDenied) as exc:
+        messages.error(request, str(getattr(exc, "message", exc)))
+        return redirect("backups:dr_dashboard")
+    messages.success(request, "Restore drill started.")
+    return redirect("provisioning:operation_detail", pk=operation.id)
+
+
+@login_required
+@require_GET
+def restore_requests_view(request: HttpRequest) -> HttpResponse:
+    """Staff: customers' restore requests, open first."""
+    access = access_for(request)
+    _require_staff(access)
+    requests_ = selectors.restore_request_list(access).order_by("status", "-created_at")[:200]
+    return render(
+        request,
+        "backups/restore_requests.html",
+        {
+            "requests": requests_,
+            "handle_form": RequestHandleForm(auto_id=False),
+        },
+    )
+
+
+@login_required
+@require_POST
+def restore_request_handle_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    access = access_for(request)
+    _require_staff(access)
+    item = get_object_or_404(selectors.restore_request_list(access), pk=pk)
+    form = RequestHandleForm(request.POST)
+    if form.is_valid():
+        services.restore_request_handle(
+            actor=access,
+            request=item,
+            status=form.cleaned_data["status"],
+            response=form.cleaned_data["response"],
+        )
+        messages.success(request, "Request updated.")
+    return redirect("backups:restore_requests")

@@ -1,0 +1,214 @@
+"""The backups API: who may list, start, restore, change and request what; another tenant's
+customers see none of it (404); a restore and a backup on one instance at once are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from backups.models import Backup, BackupPolicy, RestoreRequest
+from backups.services import backup_start, policy_for, restore_start
+from panel.access import access_for_user
+from panel.operations import OperationConflict
+from provisioning.models import AtlassianInstance, Operation
+from tests.backups.factories import backup_host, make_point, with_backup_host
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def jira(acme_jira, app_host):
+    with_backup_host(app_host, backup_host())
+    AtlassianInstance.objects.filter(pk=acme_jira.pk).update(host=app_host)
+    acme_jira.refresh_from_db()
+    return acme_jira
+
+
+@pytest.fixture
+def point(jira) -> Backup:
+    return make_point(jira)
+
+
+def test_customers_list_their_points_and_another_tenant_sees_nothing(
+    api, alice, bob, charlie, point
+):
+    for user in (alice, bob):
+        body = api(user).get("/api/backups/?status=succeeded").json()
+        assert [row["id"] for row in body["results"]] == [str(point.pk)]
+        assert body["results"][0]["label"] == "daily.0"
+        assert body["results"][0]["logical_bytes"] == 1000
+    assert api(charlie).get("/api/backups/").json()["results"] == []
+    assert api(charlie).get(f"/api/backups/{point.pk}/").status_code == 404
+    assert (
+        api(charlie)
+        .post(f"/api/backups/{point.pk}/restore/", {"mode": "in_place", "confirm": "acme-jira"})
+        .status_code
+        == 404
+    )
+
+
+def test_a_tenant_admin_starts_a_backup_and_gets_202_with_the_operation(api, alice, jira):
+    response = api(alice).post(
+        "/api/backups/", {"instance": str(jira.pk), "mode": "cold"}, HTTP_IDEMPOTENCY_KEY="backup-1"
+    )
+    assert response.status_code == 202
+    op = Operation.objects.get(pk=response.json()["id"])
+    assert response["Location"] == f"/api/operations/{op.pk}/"
+    assert op.kind == "backup.create" and op.params["mode"] == "cold"
+    again = api(alice).post(
+        "/api/backups/", {"instance": str(jira.pk)}, HTTP_IDEMPOTENCY_KEY="backup-1"
+    )
+    assert again.status_code == 202 and again.json()["id"] == str(op.pk)
+
+
+def test_viewers_and_other_tenants_cannot_start_a_backup(api, bob, charlie, jira):
+    assert api(bob).post("/api/backups/", {"instance": str(jira.pk)}).status_code == 403
+    foreign = api(charlie).post("/api/backups/", {"instance": str(jira.pk)})
+    assert foreign.status_code == 400 and "Unknown instance" in foreign.content.decode()
+    assert not Operation.objects.exists()
+
+
+def test_support_restores_in_place_only_with_the_name_typed(api, sam, point):
+    client = api(sam)
+    wrong = client.post(
+        f"/api/backups/{point.pk}/restore/", {"mode": "in_place", "confirm": "nope"}
+    )
+    assert wrong.status_code == 400 and "confirm" in wrong.json()
+    response = client.post(
+        f"/api/backups/{point.pk}/restore/", {"mode": "in_place", "confirm": "acme-jira"}
+    )
+    assert response.status_code == 202
+    op = Operation.objects.get(pk=response.json()["id"])
+    assert op.kind == "backup.restore" and op.instance_id == point.instance_id
+    assert op.params == {
+        "backup": str(point.pk),
+        "mode": "in_place",
+        "source": str(point.instance_id),
+    }
+
+
+def test_customers_cannot_restore_even_their_own_points(api, alice, point):
+    response = api(alice).post(
+        f"/api/backups/{point.pk}/restore/", {"mode": "in_place", "confirm": "acme-jira"}
+    )
+    assert response.status_code == 403
+    assert not Operation.objects.exists()
+
+
+def test_a_restore_into_a_new_instance_creates_it_with_its_own_hostname(api, sam, point, app_host):
+    Host = type(app_host)
+    Host.objects.filter(pk=app_host.pk).update(status="ready")
+    response = api(sam).post(
+        f"/api/backups/{point.pk}/restore/",
+        {"mode": "new_instance", "name": "acme-jira-test", "hostname": "test.acme.example"},
+    )
+    assert response.status_code == 202, response.content
+    copy = AtlassianInstance.objects.get(name="acme-jira-test")
+    assert copy.tenant_id == point.instance.tenant_id and copy.hostname == "test.acme.example"
+    assert copy.db_password != point.instance.db_password
+    op = Operation.objects.get(pk=response.json()["id"])
+    assert op.instance_id == copy.pk and op.params["target"] == str(copy.pk)
+    taken = api(sam).post(
+        f"/api/backups/{point.pk}/restore/",
+        {"mode": "new_instance", "name": "acme-jira-test", "hostname": "other.acme.example"},
+    )
+    assert taken.status_code == 400
+
+
+def test_a_restore_and_a_backup_on_one_instance_at_once_are_refused(api, alice, sam, point):
+    started = api(alice).post("/api/backups/", {"instance": str(point.instance_id)})
+    assert started.status_code == 202
+    refused = api(sam).post(
+        f"/api/backups/{point.pk}/restore/", {"mode": "in_place", "confirm": "acme-jira"}
+    )
+    assert refused.status_code == 409
+    assert refused.json()["operation"] == started.json()["id"]
+    Operation.objects.all().update(status="succeeded", lock_key=None)
+    restore = restore_start(
+        actor=access_for_user(sam), backup=point, mode="in_place", confirm_name="acme-jira"
+    )
+    with pytest.raises(OperationConflict) as exc:
+        backup_start(actor=access_for_user(alice), instance=point.instance)
+    assert exc.value.running.pk == restore.pk
+
+
+def test_everyone_who_sees_an_instance_reads_its_policy_and_only_staff_change_it(
+    api, alice, bob, charlie, sam, jira
+):
+    policy = policy_for(jira)
+    url = f"/api/backup-policies/{policy.pk}/"
+    assert api(bob).get(url).json()["retention"] == "6 hourly / 7 daily / 4 weekly / 12 monthly"
+    assert api(alice).patch(url, {"keep_daily": 3}).status_code == 403
+    assert api(charlie).get(url).status_code == 404
+    assert api(charlie).patch(url, {"keep_daily": 3}).status_code == 404
+    response = api(sam).patch(url, {"keep_daily": 14, "mode": "cold", "interval_minutes": 120})
+    assert response.status_code == 200, response.content
+    policy.refresh_from_db()
+    assert (policy.keep_daily, policy.mode, policy.interval_minutes) == (14, "cold", 120)
+    assert api(sam).patch(url, {"mode": "lukewarm"}).status_code == 400
+    assert (
+        api(sam)
+        .patch(url, {"keep_hourly": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0})
+        .status_code
+        == 400
+    )
+
+
+def test_customers_request_restores_and_support_handles_them(api, alice, bob, charlie, sam, point):
+    body = {"instance": str(point.instance_id), "backup": str(point.pk), "note": "Oops"}
+    assert api(bob).post("/api/restore-requests/", body).status_code == 403
+    assert api(charlie).post("/api/restore-requests/", body).status_code == 400
+    created = api(alice).post("/api/restore-requests/", body)
+    assert created.status_code == 201 and created.json()["status"] == "open"
+    request_id = created.json()["id"]
+    assert api(charlie).get(f"/api/restore-requests/{request_id}/").status_code == 404
+    assert (
+        api(alice)
+        .post(f"/api/restore-requests/{request_id}/handle/", {"status": "done"})
+        .status_code
+        == 403
+    )
+    handled = api(sam).post(
+        f"/api/restore-requests/{request_id}/handle/",
+        {"status": "done", "response": "Restored yesterday's point."},
+    )
+    assert handled.status_code == 200 and handled.json()["status"] == "done"
+    assert RestoreRequest.objects.get(pk=request_id).handled_by == sam
+
+
+def test_drills_and_dr_figures_are_for_staff(api, alice, sam, point):
+    assert api(alice).get("/api/dr-dashboard/").status_code == 403
+    assert api(alice).post("/api/restore-drills/", {}).status_code == 403
+    figures = api(sam).get("/api/dr-dashboard/").json()
+    assert [row["tier"] for row in figures] == ["tier0", "tier1", "tier2", "tier3"]
+    tier2 = figures[2]
+    assert tier2["instances"] == 1 and tier2["within_rpo"] == 1 and tier2["drills_run"] == 0
+    started = api(sam).post("/api/restore-drills/", {"instance": str(point.instance_id)})
+    assert started.status_code == 202
+    assert Operation.objects.get(pk=started.json()["id"]).kind == "backup.drill"
+    assert api(alice).get("/api/restore-drills/").json()["results"] == []
+
+
+def test_the_schema_documents_the_backup_routes(tmp_path):
+    import yaml
+    from django.core.management import call_command
+
+    target = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
+    paths = yaml.safe_load(target.read_text())["paths"]
+    for path in (
+        "/api/backups/",
+        "/api/backups/{id}/restore/",
+        "/api/backup-policies/{id}/",
+        "/api/restores/",
+        "/api/restore-drills/",
+        "/api/restore-requests/",
+        "/api/dr-dashboard/",
+    ):
+        assert path in paths, path
+    assert "202" in paths["/api/backups/"]["post"]["responses"]
+
+
+def test_policies_are_listed_only_for_visible_instances(api, charlie, jira):
+    policy_for(jira)
+    assert BackupPolicy.objects.count() == 1
+    assert api(charlie).get("/api/backup-policies/").json()["results"] == []
