@@ -237,6 +237,11 @@ def _claim_event(
         "object_type": obj._meta.label_lower if obj is not None else "",
         "object_id": str(obj.pk) if obj is not None else "",
     }
+    key = dedupe_key[:200]
+    if NotificationEvent.objects.filter(
+        event=event, scope=scope, dedupe_key=key, resolved_at=None
+    ).exists():
+        return None  # the common case for periodic checks: told already, nothing changed
     try:
         with transaction.atomic():
             return NotificationEvent.objects.create(
