@@ -250,6 +250,18 @@ def instance_purge_run(ctx: OperationContext) -> dict:
     return {}
 
 
+@operation_handler(OperationKind.LICENSE_APPLY, on_abort=instance_abort)
+@_remote
+def license_apply_run(ctx: OperationContext) -> dict:
+    """Roll the instance out again so the app reads its newest license from the environment."""
+    instance = _instance(ctx)
+    ctx.step(f"Applying the newest license to {instance.name}")
+    result = rollout.instance_rollout(ctx, instance, first=False)
+    if instance.status != InstanceStatus.RUNNING:
+        _transition(instance, InstanceStatus.RUNNING)
+    return result
+
+
 def _healthy(instance: AtlassianInstance) -> None:
     AtlassianInstance.objects.filter(pk=instance.pk).update(
         health=InstanceHealth.HEALTHY, health_changed_at=timezone.now()

@@ -310,4 +310,29 @@ def license_add(
         tenant=instance.tenant,
         changes={"instance": instance.name, "decode_status": status, "sen": lic.sen},
     )
+    license_apply_if_needed(actor=actor, instance=instance)
     return lic
+
+
+def license_apply_if_needed(*, actor: Access, instance: AtlassianInstance) -> Operation | None:
+    """Products that read their license from the environment (Confluence's ATL_LICENSE_KEY)
+    get a rollout with the new key once the transaction commits; others take it in their UI."""
+    deployed = instance.host_id is not None and instance.status in (
+        InstanceStatus.RUNNING,
+        InstanceStatus.STOPPED,
+        InstanceStatus.FAILED,
+    )
+    if not spec_for(instance.product).takes_license_env or not deployed:
+        return None
+    from panel.operations import OperationConflict
+
+    try:
+        return operation_start(
+            kind=OperationKind.LICENSE_APPLY,
+            actor=actor,
+            instance=instance,
+            lock_key=instance_lock_key(instance),
+        )
+    except OperationConflict:
+        # Another operation runs; the next rollout renders the new key anyway.
+        return None

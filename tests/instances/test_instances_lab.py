@@ -279,3 +279,24 @@ def test_health_history_turns_degraded_and_drift_is_detected_when_changed_behind
     inst.refresh_from_db()
     assert "changed outside the panel" in inst.drift
     assert "app container is exited" in inst.drift
+
+
+def test_a_confluence_license_is_applied_through_its_environment(
+    alice, acme, ready_app_host, unique_name, cleanup_projects
+):
+    from provisioning.licenses import license_encode_for_tests
+    from provisioning.models import Operation
+    from provisioning.services import license_add
+
+    op, inst = _create(
+        alice, acme, ready_app_host, unique_name("wiki"), "confluence", "8.5.0", cleanup_projects
+    )
+    assert op.status == "succeeded", step_text(op)
+    assert "ATL_LICENSE_KEY" not in _info(inst, 8090)["env"]
+    key = license_encode_for_tests({"SEN": "SEN-CONF1", "LicenseExpiryDate": "2027-01-01"})
+    license_add(actor=access_for_user(alice), instance=inst, key=key)
+    apply = Operation.objects.get(instance=inst, kind="license.apply")
+    apply = run(apply)
+    assert apply.status == "succeeded", step_text(apply)
+    assert _info(inst, 8090)["env"]["ATL_LICENSE_KEY"] == key
+    assert key not in step_text(apply)
