@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import status
 from rest_framework.exceptions import APIException
+from rest_framework.exceptions import ValidationError as DrfValidationError
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -65,6 +66,13 @@ def exception_handler(exc, context):  # noqa: ANN001, ANN201 - DRF's signature
         return Response(
             {"detail": "This conflicts with a concurrent change; reload and try again."},
             status=status.HTTP_409_CONFLICT,
+        )
+    if isinstance(exc, DrfValidationError) and isinstance(exc.detail, list):
+        # Raised outside a serializer (e.g. DRF's search filter on a NUL byte) the messages
+        # come as a bare list; answer the documented object shape instead.
+        return Response(
+            {"detail": " ".join(str(message) for message in exc.detail)},
+            status=status.HTTP_400_BAD_REQUEST,
         )
     return drf_exception_handler(exc, context)
 

@@ -57,9 +57,10 @@ def common_refusals(
     """drf-spectacular postprocessing hook: document the refusals any operation can answer
     besides its own, so clients (and Schemathesis) find every status the API really sends.
 
-    401 and 403 everywhere; on lists 400 (a bad filter value) and 404 (a page past the end); on
-    paths with an id 404; on bodies 400, 413 (too large) and 415 (not JSON); 429 everywhere
-    (throttling). An operation's own documented responses are kept as they are.
+    401, 403 and 429 (throttled) everywhere; on lists 400 (a bad filter value) and 404 (a page
+    past the end); on paths with an id 404; on changes 400 and 409 (from the shared exception
+    handler); on bodies 413 (too large) and 415 (not JSON). An operation's own documented
+    responses are kept as they are.
     """
     for path, methods in result.get("paths", {}).items():
         for method, operation in methods.items():
@@ -81,9 +82,14 @@ def common_refusals(
                 refusals["404"] = _refusal("No such page of results.", _DETAIL)
             if "{" in path:
                 refusals["404"] = _refusal("No such object visible to the caller.", _DETAIL)
-            if "requestBody" in operation:
+            if method != "get":
+                # The shared exception handler answers a service's ValidationError with 400 and
+                # a state conflict (a busy target, a forbidden transition, a lost race) with 409.
                 refusals["400"] = _refusal("Invalid input: each field maps to messages.",
                                            _FIELD_ERRORS)
+                refusals["409"] = _refusal("The target is busy or its state forbids this.",
+                                           _DETAIL)
+            if "requestBody" in operation:
                 refusals["413"] = _refusal("The request body is too large.", _DETAIL)
                 refusals["415"] = _refusal("The body is not JSON (or form data).", _DETAIL)
             for code, response in refusals.items():
