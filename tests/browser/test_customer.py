@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 
 from certificates.models import Certificate
 from provisioning.models import InstanceHealthCheck, License
+from tests.backups.factories import make_point
 from tests.conftest import make_instance
 
 
@@ -56,6 +57,16 @@ def test_a_customer_sees_only_their_tenants_instances_and_an_instances_health_an
         issued_at=now - timedelta(days=45),
         renew_after=now + timedelta(days=15),
     )
+    for day in range(10, 0, -1):  # ten nightly points, growing a little every day
+        make_point(
+            acme_jira,
+            taken_at=now - timedelta(days=day - 1, hours=3),
+            label=f"daily.{day - 1}",
+            logical_bytes=int((2.1 + 0.05 * (10 - day)) * 1024**3),
+            disk_bytes=int((0.12 + 0.01 * (day % 3)) * 1024**3),
+            dump_bytes=350 * 1024**2,
+            file_count=48_000 + 120 * (10 - day),
+        )
     make_instance(acme, "acme-wiki", product="confluence", version="8.5.0", status="stopped")
     make_instance(acme, "acme-code", product="bitbucket", version="8.19.0", health="degraded")
 
@@ -84,9 +95,22 @@ def test_a_customer_sees_only_their_tenants_instances_and_an_instances_health_an
     expect(chart).to_have_attribute("data-checks", "72")
     expect(chart.locator('rect[data-tone="warn"], rect[data-tone="bad"]')).not_to_have_count(0)
     expect(page.get_by_test_id("health-percent")).to_have_text("95.8%")
+    backups = page.get_by_test_id("instance-backups")
+    expect(backups.get_by_test_id("rpo-state")).to_have_text("Within RPO")
+    expect(backups.get_by_test_id("point-count")).to_have_text("10")
+    expect(backups.get_by_test_id("size-chart")).to_be_visible()
     # a viewer has no lifecycle buttons
     expect(page.locator("#actions")).to_have_count(0)
     screenshot("instance", docs="instance")
+
+    # every point with its date and size
+    page.locator("#backups-link").click()
+    points = page.get_by_test_id("points-table").get_by_test_id("point-row")
+    expect(points).to_have_count(10)
+    expect(points.first).to_contain_text("2.5\xa0GB")
+    expect(points.first).to_contain_text(f"{now - timedelta(hours=3):%Y-%m-%d}")
+    expect(page.locator("#restore-request-form")).to_have_count(0)  # viewers cannot ask
+    screenshot("backups")
 
     # another tenant's instance does not exist for Bob, even by its address
     page_problems.allowed_statuses.add(404)
