@@ -1,7 +1,6 @@
-"""Fixtures of the backup tests.
+"""Fixtures of the backup tests against the lab.
 
-Lab tests share one world per package run (built once, torn down after the last test of
-``tests/backups``): the lab's backup host and app1 enrolled and provisioned through the panel
+They share one world (built once, torn down after the last test of ``tests/backups/lab``): the lab's backup host and app1 enrolled and provisioned through the panel
 (app1 pushes to backup1 with its rrsync-restricted key), a tenant with an admin, support
 staff, and one running Jira stand-in. Its rows are committed outside the tests' transactions;
 the tests themselves run in a transaction (``django_db``), so what they change in the database
@@ -26,7 +25,6 @@ from panel.access import PLATFORM_ADMIN_GROUP, SUPPORT_GROUP, access_for_user
 from provisioning.models import AtlassianInstance, Host, Operation
 from tenants.models import Membership, Tenant
 from tests.instances.conftest import container_ip
-from tests.ui.conftest import browser  # noqa: F401 - logged-in test clients
 from tests.provisioning.conftest import (  # noqa: F401 - shared lab fixtures
     LAB_STATE,
     _no_broker,

@@ -11,7 +11,7 @@ import pytest
 from backups.models import Backup, BackupStatus
 from backups.services import backup_start
 from panel.access import access_for_user
-from tests.backups.conftest import backup1, step_text, wait_ok
+from tests.backups.lab.conftest import backup1, step_text, wait_ok
 from tests.instances.conftest import container_ip
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]

@@ -24,7 +24,7 @@ from backups.services import policy_for
 from panel.operations import OperationContext
 from provisioning.hosts import host_connection
 from provisioning.models import AtlassianInstance, Operation, OperationKind
-from tests.backups.conftest import sh
+from tests.backups.lab.conftest import sh
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
 

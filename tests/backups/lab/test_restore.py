@@ -12,7 +12,7 @@ from backups.selectors import dr_dashboard
 from backups.services import backup_start, drill_start, restore_start
 from panel.access import access_for_user
 from provisioning.models import AtlassianInstance
-from tests.backups.conftest import home_listing, sh, wait_ok
+from tests.backups.lab.conftest import home_listing, sh, wait_ok
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
 
