@@ -1,11 +1,12 @@
 """Fixtures of the backup tests against the lab.
 
-They share one world (built once, torn down after the last test of ``tests/backups/lab``): the lab's backup host and app1 enrolled and provisioned through the panel
-(app1 pushes to backup1 with its rrsync-restricted key), a tenant with an admin, support
-staff, and one running Jira stand-in. Its rows are committed outside the tests' transactions;
-the tests themselves run in a transaction (``django_db``), so what they change in the database
-is rolled back while what they did on the lab stays. Tests that need an empty backup area
-call ``world.fresh_area()``.
+They share one world, built once and torn down after the last test of ``tests/backups/lab``:
+the lab's backup host and app1 enrolled and provisioned through the panel (app1 pushes to
+backup1 with its rrsync-restricted key), a tenant with an admin, support staff, and one
+running Jira stand-in. Its rows are committed outside the tests' transactions; the tests
+themselves run in a transaction (``django_db``), so what they change in the database is rolled
+back while what they did on the lab stays. Tests that need an empty backup area call
+``world.fresh_area()``.
 """
 
 from __future__ import annotations
