@@ -72,12 +72,40 @@ def browser_webhook() -> Iterator[WebhookReceiver]:
     receiver.stop()
 
 
+def _restart_with(worker: Any, wanted: dict[str, str]) -> None:
+    """(Re)start ``worker`` with ``wanted`` in its environment, leaving ours as it was (the
+    in-process settings must not pick these up)."""
+    saved = {k: os.environ.get(k) for k in wanted}
+    os.environ.update(wanted)
+    try:
+        worker.stop()
+        worker.start()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@dataclass
+class BrowserWorker:
+    """The session's real worker and the environment the browser flows need it to have."""
+
+    worker: Any
+    env: dict[str, str]
+
+    def ensure_running(self) -> None:
+        if not self.worker.alive:
+            _restart_with(self.worker, self.env)
+
+
 @pytest.fixture(scope="session")
-def browser_worker(celery_worker_proc, live_server, browser_smtp):
+def browser_worker(celery_worker_proc, live_server, browser_smtp) -> BrowserWorker:
     """The session's real worker (on the test settings: the lab's images, fast rollouts),
     restarted once so its notification links point at the live server, its webhooks may call
     127.0.0.1, its retries are quick and its mail goes to our SMTP server."""
-    wanted = {
+    env = {
         "PANEL_BASE_URL": live_server.url,
         "PANEL_WEBHOOK_ALLOW_PRIVATE": "1",
         "PANEL_NOTIFICATION_RETRY_DELAYS": "1,2",
@@ -86,19 +114,14 @@ def browser_worker(celery_worker_proc, live_server, browser_smtp):
         "PANEL_EMAIL_PORT": str(browser_smtp.port),
         "PANEL_EMAIL_FROM": "panel@panel.test",
     }
-    changed = any(os.environ.get(k) != v for k, v in wanted.items())
-    os.environ.update(wanted)
-    if changed or not celery_worker_proc.alive:
-        celery_worker_proc.stop()
-        celery_worker_proc.start()
-    return celery_worker_proc
+    _restart_with(celery_worker_proc, env)
+    return BrowserWorker(celery_worker_proc, env)
 
 
 @pytest.fixture
 def live(browser_worker, live_server, transactional_db, settings, browser_smtp) -> str:
     """The live server's URL; the in-process settings match the worker's."""
-    if not browser_worker.alive:
-        browser_worker.start()
+    browser_worker.ensure_running()
     settings.PANEL_BASE_URL = live_server.url
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", browser_smtp.port
