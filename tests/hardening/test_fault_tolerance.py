@@ -177,7 +177,7 @@ def test_a_broker_restart_loses_no_operation_and_runs_none_twice(
     queue = django_settings.CELERY_TASK_DEFAULT_QUEUE
     # This test's operations travel through its own Redis (which it restarts) to its own worker.
     # (An explicit connection: Celery prefers the CELERY_BROKER_URL environment variable.)
-    sender = Celery()
+    sender = Celery(set_as_current=False)
     connection_ = Connection(redis.url)
 
     def send(op_id: str) -> None:
