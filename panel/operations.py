@@ -358,7 +358,19 @@ def operation_execute(operation_id: Any) -> str:
     if ended and status != "succeeded":
         op.refresh_from_db()
         _abort_hooks(op, error)
+        if status == "failed":
+            _notify_failed(op)
     return status if ended else "reaped"
+
+
+def _notify_failed(operation: Any) -> None:
+    """Tell the tenant (or staff) that an operation failed (deduplicated by the notifier)."""
+    try:
+        from tenants.notifications import notify_operation_failed
+
+        notify_operation_failed(operation)
+    except Exception:  # noqa: BLE001 - a notification problem must not change the outcome
+        log.exception("could not notify about failed operation %s", operation.id)
 
 
 def _abort_hooks(operation: Any, reason: str) -> None:
@@ -392,6 +404,7 @@ def operations_reap(now: Any = None) -> list[str]:
             OperationContext(op).step(reason, level="error")
             op.refresh_from_db()
             _abort_hooks(op, reason)
+            _notify_failed(op)
             reaped.append(str(op.id))
     return reaped
 

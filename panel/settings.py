@@ -348,3 +348,13 @@ PANEL_DNS_CHECK_NAMESERVERS = [
 ]
 PANEL_PROXY_IMAGE = env("PANEL_PROXY_IMAGE", "nginx:1.27-bookworm")
 PANEL_PROXY_MAX_BODY_SIZE = env("PANEL_PROXY_MAX_BODY_SIZE", "1024m")
+
+# --- Notifications (tenants app) -------------------------------------------------------------
+PANEL_WEBHOOK_ALLOW_PRIVATE = env_bool("PANEL_WEBHOOK_ALLOW_PRIVATE", default=False)
+PANEL_WEBHOOK_TIMEOUT = float(env("PANEL_WEBHOOK_TIMEOUT", "10"))
+PANEL_NOTIFICATION_RETRY_DELAYS = [
+    int(s) for s in (env("PANEL_NOTIFICATION_RETRY_DELAYS") or "30,120,600,1800,7200").split(",")
+]
+PANEL_STAFF_NOTIFICATION_EMAILS = [
+    e for e in (env("PANEL_STAFF_NOTIFICATION_EMAILS") or "").split(",") if e
+]

@@ -12,7 +12,7 @@ from panel.settings import *  # noqa: E402,F403
 # worker (a separate process on panel.settings) keeps the separate step connection.
 PANEL_OPERATION_LOG_SEPARATE = env_bool("PANEL_OPERATION_LOG_SEPARATE", default=False)  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+EMAIL_BACKEND = env("PANEL_EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")  # noqa: F405
 PANEL_OPERATION_MODULES = ["tests.support.operations"]
 
 # Several test runs may share this machine's PostgreSQL: each gets its own test database.

@@ -54,6 +54,9 @@ PUBLIC = {"login", "logout"}
 # (otp-verify only makes sense with a device and is covered there; otp-setup for everyone.)
 PUBLIC.add("otp-verify")
 RULES["otp-setup"] = Rule()
+RULES["tenants:notification_settings"] = Rule(admins_only=True)
+RULES["tenants:notification_test"] = Rule("post", mutates=True)
+RULES["tenants:notification_deliveries"] = Rule(admins_only=True)
 COVERED_ELSEWHERE = {
     "hosts": "tests/provisioning/test_host_ui.py",
     "audit": "tests/hardening/test_audit.py",
