@@ -336,3 +336,27 @@ def license_apply_if_needed(*, actor: Access, instance: AtlassianInstance) -> Op
     except OperationConflict:
         # Another operation runs; the next rollout renders the new key anyway.
         return None
+
+
+def instances_purge_due(now: Any = None) -> list[Operation]:
+    """Start ``instance.purge`` for deleted instances past their retention (a scheduled task)."""
+    from panel.operations import OperationConflict
+
+    now = now or timezone.now()
+    started = []
+    due = AtlassianInstance.objects.filter(
+        status=InstanceStatus.DELETED, purge_after__isnull=False, purge_after__lte=now
+    )
+    for instance in due:
+        try:
+            started.append(
+                operation_start(
+                    kind=OperationKind.INSTANCE_PURGE,
+                    actor=None,
+                    instance=instance,
+                    lock_key=instance_lock_key(instance),
+                )
+            )
+        except OperationConflict:
+            continue  # already being purged
+    return started

@@ -39,3 +39,11 @@ def instances_drift_check() -> int:
     from provisioning.monitoring import instances_drift_check as check
 
     return check()
+
+
+@shared_task(name="provisioning.tasks.instances_purge_due")
+def instances_purge_due() -> list[str]:
+    """Start purge operations for deleted instances whose retention period is over."""
+    from provisioning.services import instances_purge_due as purge
+
+    return [str(op.id) for op in purge()]

@@ -237,6 +237,24 @@ def test_deleting_removes_containers_but_keeps_the_data_for_the_retention_period
     assert subprocess.run(["test", "-d", home]).returncode == 0
     with pytest.raises(Exception, match="Cannot start"):
         instance_action(actor=access_for_user(alice), instance=inst, action="start")
+    # once the retention period is over, the scheduled purge removes the data
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from provisioning.services import instances_purge_due
+
+    AtlassianInstance.objects.filter(pk=inst.pk).update(
+        purge_after=timezone.now() - timedelta(minutes=1)
+    )
+    (purge,) = instances_purge_due()
+    assert run(purge).status == "succeeded", step_text(purge)
+    assert (
+        subprocess.run(
+            ["test", "-e", f"{ready_app_host.data_root}/instances/{inst.name}"]
+        ).returncode
+        != 0
+    )
 
 
 def test_health_history_turns_degraded_and_drift_is_detected_when_changed_behind_our_back(

@@ -1,0 +1,83 @@
+"""Placement picks a host that fits; deleted instances are purged only after retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from panel.operations import operation_execute
+from provisioning.models import Host, InstanceStatus, Operation
+from provisioning.services import host_select_for_instance, instances_purge_due
+from tests.conftest import make_instance
+
+pytestmark = pytest.mark.django_db
+
+
+def _host(
+    name: str,
+    memory_mb: int,
+    status: str = Host.Status.READY,
+    role: str = "app",
+    disk_free_gb: int = 100,
+) -> Host:
+    return Host.objects.create(
+        name=name,
+        role=role,
+        address="127.0.0.50",
+        status=status,
+        memory_mb=memory_mb,
+        disk_total_bytes=200 * 1024**3,
+        disk_free_bytes=disk_free_gb * 1024**3,
+    )
+
+
+def test_a_host_without_enough_free_memory_is_not_chosen(acme):
+    small = _host("small-host", memory_mb=2048)
+    big = _host("big-host", memory_mb=16384)
+    inst = make_instance(acme, "acme-big", heap_max_mb=4096, heap_min_mb=1024, status="pending")
+    assert host_select_for_instance(inst) == big
+    # memory already promised to instances on the big host counts against it
+    make_instance(acme, "acme-other", host=big, heap_max_mb=12288, heap_min_mb=1024)
+    assert host_select_for_instance(inst) is None
+    assert small.memory_mb < 4096 + 512
+
+
+def test_only_ready_app_hosts_with_disk_space_are_candidates(acme):
+    _host("not-ready", memory_mb=65536, status=Host.Status.UNREACHABLE)
+    _host("backup-only", memory_mb=65536, role="backup")
+    _host("disk-full", memory_mb=65536, disk_free_gb=1)
+    inst = make_instance(acme, "acme-x", heap_max_mb=2048, heap_min_mb=1024, status="pending")
+    assert host_select_for_instance(inst) is None
+
+
+def test_the_emptiest_fitting_host_wins(acme):
+    _host("h-8g", memory_mb=8192)
+    roomy = _host("h-32g", memory_mb=32768)
+    inst = make_instance(acme, "acme-y", heap_max_mb=2048, heap_min_mb=1024, status="pending")
+    assert host_select_for_instance(inst) == roomy
+
+
+def test_deleted_instances_are_purged_only_after_their_retention(acme, app_host):
+    recent = make_instance(
+        acme,
+        "acme-recent",
+        status=InstanceStatus.DELETED,
+        purge_after=timezone.now() + timedelta(days=3),
+    )
+    expired = make_instance(
+        acme,
+        "acme-expired",
+        status=InstanceStatus.DELETED,
+        purge_after=timezone.now() - timedelta(hours=1),
+    )
+    ops = instances_purge_due()
+    assert [op.instance_id for op in ops] == [expired.pk]
+    assert instances_purge_due() == []  # already being purged: not started twice
+    assert not Operation.objects.filter(instance=recent).exists()
+    # with no host the purge only clears the schedule
+    operation_execute(ops[0].id)
+    expired.refresh_from_db()
+    assert Operation.objects.get(id=ops[0].id).status == "succeeded"
+    assert expired.purge_after is None
