@@ -509,26 +509,31 @@ def point_store(
         )
         if not differing:
             break
-        if not hot:
-            raise OperationFailed(
-                f"The copy on {store.backup_host.name} does not match the instance: "
-                f"{len(differing)} entries differ ({', '.join(differing[:5])})."
-            )
         if attempt == 1:
+            # rsync's quick check compares sizes and whole-second mtimes, so a file rewritten
+            # with the same size within the second the previous point read it looks unchanged
+            # and --link-dest links the stale copy; in hot mode files may also just have
+            # changed while they were copied. A second pass comparing contents fixes both.
             ctx.step(
-                f"{len(differing)} files changed while they were copied; copying them again",
+                f"{len(differing)} entries differ from the instance; copying them again, "
+                "comparing contents",
                 level="warning",
                 output="\n".join(differing[:50]),
             )
             bytes_sent += rsync_run(
                 ctx,
                 app,
-                argv,
-                allow_vanished=True,
+                [argv[0], "--checksum", *argv[1:]],
+                allow_vanished=hot,
                 backup_host_name=store.backup_host.name,
-                message="Copied the changed files again",
+                message="Copied the differing files again (--checksum)",
             ).bytes_sent
             continue
+        if not hot:
+            raise OperationFailed(
+                f"The copy on {store.backup_host.name} does not match the instance: "
+                f"{len(differing)} entries differ ({', '.join(differing[:5])})."
+            )
         changed = differing
         ctx.step(
             f"{len(changed)} files kept changing during the hot backup; the point holds the "

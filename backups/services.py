@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from backups.models import (
@@ -628,15 +628,15 @@ def catalogue_refresh_all() -> int:
     from provisioning.remote import RemoteError
 
     count = 0
+    with_points = Backup.objects.values("instance_id")
     for instance in (
-        AtlassianInstance.objects.filter(backups__isnull=False, host__backup_host__isnull=False)
+        AtlassianInstance.objects.filter(pk__in=with_points, host__backup_host__isnull=False)
         .exclude(status=InstanceStatus.DELETED)
         .select_related("host__backup_host", "tenant")
-        .annotate(n=Count("backups"))
     ):
         try:
             catalogue_refresh(instance)
             count += 1
-        except (RemoteError, Exception) as exc:  # noqa: BLE001 - one host must not stop all
+        except (RemoteError, OSError, ValueError) as exc:  # one host must not stop the rest
             log.warning("catalogue refresh of %s failed: %s", instance.name, exc)
     return count

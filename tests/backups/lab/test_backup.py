@@ -69,3 +69,44 @@ def test_a_cold_backup_stops_the_instance_records_its_downtime_and_starts_it_aga
     assert lab.api("info")["state"] == "RUNNING"
     lab.refresh()
     assert lab.instance.status == "running"
+
+
+def test_an_upgrade_takes_a_backup_before_it_changes_anything(lab):
+    from provisioning.services import instance_action
+
+    op = wait_ok(
+        instance_action(
+            actor=access_for_user(lab.admin),
+            instance=lab.refresh(),
+            action="upgrade",
+            params={"version": "9.17.0"},
+        )
+    )
+    point = Backup.objects.get(operation=op)
+    assert point.kind == "pre_upgrade" and point.status == BackupStatus.SUCCEEDED
+    assert point.version == "9.12.0" and point.point_name.endswith("-upgrade")
+    text = step_text(op)
+    assert text.index("taken before the upgrade") < text.index("Uploaded the new compose file")
+    assert lab.api("info")["version"] == "9.17.0"
+
+
+def test_the_catalogue_follows_what_is_really_on_the_backup_host(lab):
+    from backups.engine import catalogue_refresh
+
+    lab.fresh_area()
+    admin = access_for_user(lab.admin)
+    first = Backup.objects.get(
+        pk=wait_ok(backup_start(actor=admin, instance=lab.instance)).result["backup"]
+    )
+    second = Backup.objects.get(
+        pk=wait_ok(backup_start(actor=admin, instance=lab.instance)).result["backup"]
+    )
+    points = f"{lab.area()}/points"
+    backup1("rm", "-rf", f"{points}/{first.point_name}")  # lost behind the panel's back
+    backup1("cp", "-al", f"{points}/{second.point_name}", f"{points}/20250101T000000Z")
+    catalogue_refresh(lab.instance)
+    first.refresh_from_db()
+    assert first.status == BackupStatus.MISSING
+    stray = Backup.objects.get(instance=lab.instance, point_name="20250101T000000Z")
+    assert stray.status == BackupStatus.SUCCEEDED and "imported" in stray.error
+    assert stray.dump_sha256 == second.dump_sha256

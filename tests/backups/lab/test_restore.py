@@ -12,7 +12,7 @@ from backups.selectors import dr_dashboard
 from backups.services import backup_start, drill_start, restore_start
 from panel.access import access_for_user
 from provisioning.models import AtlassianInstance
-from tests.backups.lab.conftest import home_listing, sh, wait_ok
+from tests.backups.lab.conftest import home_listing, run_operation, sh, wait_ok
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
 
@@ -127,3 +127,33 @@ def test_a_drill_restores_the_latest_point_into_a_scratch_instance_and_removes_i
     tier = next(row for row in dr_dashboard(staff) if row["tier"] == lab.instance.tier)
     assert tier["drills_run"] >= 1 and tier["worst_rto_seconds"] >= drill.rto_seconds
     assert tier["worst_rto_ok"]
+
+
+def test_a_restore_that_fails_half_way_brings_the_instance_back_to_its_state_before(
+    lab, staff, monkeypatch
+):
+    earlier = _backup(lab)
+    lab.api("items", {"title": "written after the point"})
+    lab.api("files", {"path": "data/after.txt", "content": "after\n"})
+    home = f"{lab.idir}/home"
+    titles = lab.titles()
+    listing = home_listing(home, skip=START_TOUCHED)
+    # The database swap fails after home was already replaced by the point's.
+    monkeypatch.setattr(
+        "backups.restore._swap_sql", lambda *names: "SELECT 1/0; -- the swap breaks\n"
+    )
+    op = run_operation(
+        restore_start(actor=staff, backup=earlier, mode="in_place", confirm_name=lab.instance.name)
+    )
+    assert op.status == "failed"
+    assert "brought back to its state before the restore" in op.error
+    assert "division by zero" in op.error
+    restore = Restore.objects.get(operation=op)
+    assert restore.status == Restore.Status.ROLLED_BACK and restore.safety_backup
+    assert lab.titles() == titles
+    assert home_listing(home, skip=START_TOUCHED) == listing
+    lab.refresh()
+    assert lab.instance.status == "running" and lab.api("info")["state"] == "RUNNING"
+    assert (
+        lab.psql("SELECT count(*) FROM pg_database WHERE datname LIKE '%restore%'").strip() == "0"
+    )

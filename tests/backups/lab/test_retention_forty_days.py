@@ -69,9 +69,16 @@ def sim(lab):
 
 
 def _day(idir: str, day: int) -> tuple[str, int]:
-    with open(f"{idir}/home/data/today.txt", "w") as fh:
+    today = f"{idir}/home/data/today.txt"
+    before = os.stat(today).st_mtime_ns if os.path.exists(today) else None
+    with open(today, "w") as fh:
         fh.write(f"day {day}\n")
-    os.chown(f"{idir}/home/data/today.txt", 2001, 2001)
+    os.chown(today, 2001, 2001)
+    if day == 39 and before is not None:
+        # Same size, same whole second as yesterday's copy: rsync's quick check calls it
+        # unchanged, and only the verification's second pass (by content) copies it.
+        same_second = before + 1 if (before + 1) % 10**9 else before - 1
+        os.utime(today, ns=(same_second, same_second))
     dump = f"PGDMP simulated dump of day {day}\n".encode()
     with open(f"{idir}/db.dump", "wb") as fh:
         fh.write(dump)
@@ -117,6 +124,7 @@ def test_forty_days_keep_exactly_the_points_of_7_daily_4_weekly_12_monthly(lab, 
     assert backup1(
         "stat", "-c", "%h", f"{area}/points/20250209T020000Z/home/data/static.bin"
     ).strip() == str(len(EXPECTED))
+    assert backup1("cat", f"{area}/points/20250209T020000Z/home/data/today.txt") == "day 39\n"
     # every kept point still verifies against its own manifest
     for name in EXPECTED:
         backup1("sh", "-c", f"cd {area}/points/{name} && sha256sum --check --quiet manifest.sha256")
