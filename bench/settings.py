@@ -17,3 +17,5 @@ from panel.settings import *  # noqa: E402,F403
 
 # Django's password hashing is deliberately slow; the bench logs in a handful of users only.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Notifications (e.g. the dispatcher's missed-backup mails) stay in memory.
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
