@@ -4,12 +4,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-# The refusals every operation can answer (401, 403, 429, bad pages and bodies) are added to
-# the served schema by a postprocessing hook (kept with the default enum hook).
+# The refusals every operation can answer (401, 403, 429, bad pages and bodies), and times of
+# day as DRF writes them, are added to the served schema by postprocessing hooks (kept with the
+# default enum hook).
 SCHEMA_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "panel.api.schema.common_refusals",
+        "panel.api.schema.times_of_day",
     ]
 }
 

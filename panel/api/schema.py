@@ -96,3 +96,27 @@ def common_refusals(
                 responses.setdefault(code, response)
             operation["responses"] = dict(sorted(responses.items()))
     return result
+
+
+# DRF writes a time of day as ``HH:MM[:SS[.ffffff]]``, without an offset; JSON Schema's
+# ``format: time`` is RFC 3339's full-time, which requires one. Describe what is really sent.
+TIME_OF_DAY = {"type": "string", "pattern": r"^\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$"}
+
+
+def _times_without_offset(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("format") == "time" and node.get("type") == "string":
+            del node["format"]
+            node["pattern"] = TIME_OF_DAY["pattern"]
+            node.setdefault("example", "01:00:00")
+        for value in node.values():
+            _times_without_offset(value)
+    elif isinstance(node, list):
+        for value in node:
+            _times_without_offset(value)
+
+
+def times_of_day(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict:
+    """drf-spectacular postprocessing hook: times of day as DRF renders them (no offset)."""
+    _times_without_offset(result)
+    return result

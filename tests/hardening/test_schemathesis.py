@@ -18,6 +18,7 @@ operation) never change what the next one sees; runs are seeded and repeatable.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -40,6 +41,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from backups.models import Backup, BackupPolicy, RestoreRequest
 from panel.access import PLATFORM_ADMIN_GROUP, SUPPORT_GROUP
 from provisioning.models import (
     AtlassianInstance,
@@ -97,6 +99,9 @@ OP_ACME_DONE, OP_ACME_PENDING = _id("op-acme-done"), _id("op-acme-pending")
 OP_GLOBEX, OP_HOST = _id("op-globex"), _id("op-host")
 MEMBER_ALICE, MEMBER_BOB, MEMBER_CHARLIE = _id("m-alice"), _id("m-bob"), _id("m-charlie")
 TOKEN_ALICE_SPARE, TOKEN_CHARLIE = _id("token-alice-spare"), _id("token-charlie")
+POLICY_ACME, POLICY_GLOBEX = _id("policy-acme"), _id("policy-globex")
+POINT_ACME, POINT_GLOBEX = _id("point-acme"), _id("point-globex")
+RESTORE_REQUEST_ACME = _id("restore-request-acme")
 UNKNOWN = _id("nobody")
 
 # Which real ids a path's ``{id}`` may be replaced with, by resource.
@@ -108,6 +113,9 @@ KNOWN_IDS: dict[str, list[uuid.UUID]] = {
     "operations": [OP_ACME_DONE, OP_ACME_PENDING, OP_GLOBEX, OP_HOST],
     "memberships": [MEMBER_ALICE, MEMBER_BOB, MEMBER_CHARLIE],
     "tokens": [TOKEN_ALICE_SPARE, TOKEN_CHARLIE],
+    "backups": [POINT_ACME, POINT_GLOBEX],
+    "backup-policies": [POLICY_ACME, POLICY_GLOBEX],
+    "restore-requests": [RESTORE_REQUEST_ACME],
 }
 
 
@@ -285,6 +293,35 @@ def _world() -> dict[str, str]:
         started_at=timezone.now(),
     )
 
+    for policy_id, point_id, instance in (
+        (POLICY_ACME, POINT_ACME, jira),
+        (POLICY_GLOBEX, POINT_GLOBEX, wiki),
+    ):
+        BackupPolicy.objects.create(id=policy_id, instance=instance)
+        taken = timezone.now() - timedelta(hours=3)
+        Backup.objects.create(
+            id=point_id,
+            instance=instance,
+            backup_host=backup,
+            app_host=app,
+            kind="scheduled",
+            status="succeeded",
+            point_name=taken.strftime("%Y%m%dT%H%M%SZ"),
+            label="daily.0",
+            taken_at=taken,
+            product=instance.product,
+            version=instance.version,
+            started_at=taken,
+            finished_at=taken + timedelta(minutes=2),
+            duration_seconds=120.0,
+        )
+    RestoreRequest.objects.create(
+        id=RESTORE_REQUEST_ACME,
+        instance=jira,
+        requested_by=alice,
+        note="please restore last night's point",
+    )
+
     _token(alice, acme, pk=TOKEN_ALICE_SPARE)
     _token(charlie, globex, pk=TOKEN_CHARLIE)
     return {
@@ -399,3 +436,12 @@ def test_a_nul_byte_in_a_search_is_a_400_with_a_detail_object(api, sam):
     response = api(sam).get("/api/instances/?search=%00")
     assert response.status_code == 400
     assert response.json() == {"detail": "Null characters are not allowed."}
+
+
+def test_times_of_day_are_documented_as_sent_without_an_offset(client):
+    schema_text = client.get("/api/schema/", HTTP_ACCEPT="application/json").content.decode()
+    assert '"format": "time"' not in schema_text and '"format":"time"' not in schema_text
+    window = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()["components"][
+        "schemas"
+    ]["BackupPolicy"]["properties"]["window_start"]
+    assert re.fullmatch(window["pattern"], "01:00:00")
