@@ -123,6 +123,7 @@ if backup_before_upgrade not in PRE_UPGRADE_HOOKS:
 
 
 def restore_abort(operation: Any, reason: str) -> None:
+    backup_abort(operation, reason)  # a safety backup it was taking
     Restore.objects.filter(operation_id=operation.pk, status=Restore.Status.RUNNING).update(
         status=Restore.Status.FAILED, error=reason[:4000], finished_at=timezone.now()
     )
@@ -223,6 +224,7 @@ def backup_restore_run(ctx: OperationContext) -> dict:
 
 
 def drill_abort(operation: Any, reason: str) -> None:
+    backup_abort(operation, reason)
     RestoreDrill.objects.filter(
         operation_id=operation.pk, status=RestoreDrill.Status.RUNNING
     ).update(status=RestoreDrill.Status.FAILED, error=reason[:4000], finished_at=timezone.now())

@@ -633,5 +633,7 @@ def scratch_instance(
         db_name=name.replace("-", "_"),
         db_user=name.replace("-", "_"),
         db_password=secrets.token_urlsafe(24),
-        extra_env=dict(source.extra_env or {}),
+        # Not the source's extra environment: a monitoring agent configured there would report
+        # the scratch copy as the customer's production instance.
+        extra_env=dict(getattr(settings, "PANEL_BACKUP_DRILL_EXTRA_ENV", {}) or {}),
     )

@@ -93,6 +93,7 @@ def instance_backup_summary(access: Access, instance: AtlassianInstance) -> dict
     recent = list(backup_list(access).filter(instance=instance).order_by("-taken_at")[:8])
     return {
         "points": points,
+        "point_count": instance_points(access, instance).count(),
         "recent": recent,
         "policy": policy,
         "rpo": rpo_state(instance, last_good),

@@ -111,7 +111,10 @@ def test_a_point_restored_into_a_new_instance_is_a_copy_with_its_own_base_url(la
     assert lab.api("info")["base_url"] == f"https://{lab.instance.hostname}"
 
 
-def test_a_drill_restores_the_latest_point_into_a_scratch_instance_and_removes_it(lab, staff):
+def test_a_drill_restores_the_latest_point_into_a_scratch_instance_and_removes_it(
+    lab, staff, settings
+):
+    settings.PANEL_BACKUP_DRILL_EXTRA_ENV = {"STANDIN_STARTUP_SECONDS": "2"}
     point = _backup(lab)
     op = wait_ok(drill_start(actor=staff, instance=lab.instance))
     drill = RestoreDrill.objects.get(operation=op)
