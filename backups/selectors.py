@@ -191,25 +191,27 @@ def dr_dashboard(access: Access, *, days: int = 90) -> list[dict[str, Any]]:
     return result
 
 
-def size_chart(points: list[Backup], width: int = 560, height: int = 140) -> dict[str, Any]:
+def size_chart(points: list[Backup], width: int = 560, height: int = 150) -> dict[str, Any]:
     """Coordinates of a small SVG line chart of each point's logical size and new space on
-    disk over time (oldest left)."""
+    disk over time (oldest left), with room for the axis labels at the bottom."""
     data = [p for p in sorted(points, key=lambda p: p.taken_at) if p.logical_bytes is not None]
     if len(data) < 2:
         return {"ok": False}
-    pad = 8
+    left, right, top_y, bottom = 8, width - 8, 8, height - 16
     t0, t1 = data[0].taken_at.timestamp(), data[-1].taken_at.timestamp()
     top = max(max(p.logical_bytes or 0 for p in data), 1)
 
     def xy(p: Backup, value: int) -> str:
-        x = pad + (width - 2 * pad) * ((p.taken_at.timestamp() - t0) / max(t1 - t0, 1))
-        y = height - pad - (height - 2 * pad) * (value / top)
+        x = left + (right - left) * ((p.taken_at.timestamp() - t0) / max(t1 - t0, 1))
+        y = bottom - (bottom - top_y) * (value / top)
         return f"{x:.1f},{y:.1f}"
 
     return {
         "ok": True,
         "width": width,
         "height": height,
+        "right": right,
+        "bottom": bottom,
         "logical": " ".join(xy(p, p.logical_bytes or 0) for p in data),
         "disk": " ".join(xy(p, p.disk_bytes or 0) for p in data),
         "top_bytes": top,
