@@ -34,7 +34,11 @@ def test_manage_py_check_deploy_is_clean_with_production_settings(tmp_path):
     env["PANEL_VAR_DIR"] = str(tmp_path)
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -70,8 +74,9 @@ def test_a_token_over_its_rate_gets_429_with_retry_after(alice, acme, api, make_
 
 
 @pytest.mark.django_db
-def test_an_address_over_its_rate_gets_429_whoever_calls(alice, bob, acme, api, make_token,
-                                                          settings):
+def test_an_address_over_its_rate_gets_429_whoever_calls(
+    alice, bob, acme, api, make_token, settings
+):
     from django.core.cache import cache
     from rest_framework.throttling import SimpleRateThrottle
 

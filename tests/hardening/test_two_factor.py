@@ -22,8 +22,12 @@ def _require_staff_2fa(settings):
 
 
 def _login(client: Client, username: str, password: str = PASSWORD):
-    return client.post("/login/", {"username": username, "password": password}, follow=False,
-                       REMOTE_ADDR="127.0.0.1")
+    return client.post(
+        "/login/",
+        {"username": username, "password": password},
+        follow=False,
+        REMOTE_ADDR="127.0.0.1",
+    )
 
 
 def test_support_staff_without_a_device_must_set_one_up_before_seeing_anything(sam, acme_jira):
@@ -84,5 +88,9 @@ def test_repeated_wrong_passwords_lock_the_account_out_for_that_address(alice, s
     assert locked.status_code == 429
     assert b"Too many failed logins" in locked.content
     other = Client()
-    assert other.post("/login/", {"username": "alice", "password": PASSWORD},
-                      REMOTE_ADDR="127.0.0.2").status_code == 302
+    assert (
+        other.post(
+            "/login/", {"username": "alice", "password": PASSWORD}, REMOTE_ADDR="127.0.0.2"
+        ).status_code
+        == 302
+    )
