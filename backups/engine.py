@@ -727,6 +727,12 @@ def catalogue_sync(
     """Make the catalogue say what is really on the backup host: labels of kept points, aged
     out or missing ones, and points the panel had no row for (read from their point.json)."""
     now = timezone.now()
+    # A run whose operation ended without finishing it (its worker died) is not in progress.
+    Backup.objects.filter(
+        instance=instance, status=BackupStatus.RUNNING, operation__isnull=False
+    ).exclude(operation__status__in=["pending", "running"]).update(
+        status=BackupStatus.FAILED, error="Interrupted: its operation ended first.", finished_at=now
+    )
     rows = Backup.objects.filter(
         instance=instance, backup_host=store.backup_host, app_host__name=store.app_host_name
     ).exclude(point_name="")

@@ -157,35 +157,29 @@ class BackupViewSet(
     ),
 )
 class BackupPolicyViewSet(
-    ScopedQuerysetMixin,
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.UpdateModelMixin,
-    viewsets.GenericViewSet,
+    ScopedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
     """Backup policies: everyone who sees an instance reads its policy; staff change it."""
 
     serializer_class = BackupPolicySerializer
     permission_classes = [PanelPermission]
     lookup_value_converter = "uuid"
-    http_method_names = ["get", "patch", "head", "options"]
     filterset_fields = ["instance"]
 
     def scoped_queryset(self, access: Access) -> QuerySet:
         return selectors.policy_list(access)
 
-    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        self.get_object()  # 404 for what the caller does not see, before anything else
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        policy: BackupPolicy = self.get_object()  # 404 for what the caller does not see
         if not self.access.is_staff_role:
             raise exceptions.PermissionDenied("Only support staff change backup policies.")
-        return super().update(request, *args, **kwargs)
-
-    def perform_update(self, serializer: BackupPolicySerializer) -> None:
-        policy: BackupPolicy = serializer.instance
+        serializer = self.get_serializer(policy, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
         try:
             services.policy_update(actor=self.access, policy=policy, **serializer.validated_data)
         except DjangoPermissionDenied as exc:
             raise _forbid(exc) from exc
+        return Response(self.get_serializer(policy).data)
 
 
 class RestoreViewSet(

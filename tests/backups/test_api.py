@@ -212,3 +212,63 @@ def test_policies_are_listed_only_for_visible_instances(api, charlie, jira):
     policy_for(jira)
     assert BackupPolicy.objects.count() == 1
     assert api(charlie).get("/api/backup-policies/").json()["results"] == []
+
+
+def _detail_routes() -> list[tuple[str, str, str]]:
+    from django.urls import URLPattern
+
+    from backups.api.urls import router
+
+    routes = []
+    for pattern in router.urls:
+        assert isinstance(pattern, URLPattern)
+        if "<uuid:pk>" in str(pattern.pattern):
+            for method in pattern.callback.actions:
+                routes.append((pattern.name, "/api/" + str(pattern.pattern), method))
+    return routes
+
+
+DETAIL_ROUTES = _detail_routes()
+
+
+@pytest.fixture
+def acme_objects(alice, jira, point, sam):
+    from backups.models import Restore, RestoreDrill
+    from backups.services import restore_request_create
+
+    access = access_for_user(alice)
+    return {
+        "api-backup": point,
+        "api-backup-policy": policy_for(jira),
+        "api-restore": Restore.objects.create(instance=jira, source=jira, backup=point,
+                                              point_name=point.point_name, mode="in_place"),
+        "api-restore-drill": RestoreDrill.objects.create(instance=jira, backup=point,
+                                                         tier=jira.tier),
+        "api-restore-request": restore_request_create(actor=access, instance=jira,
+                                                      backup=point, note="x"),
+    }
+
+
+def test_every_backup_detail_route_is_covered():
+    assert DETAIL_ROUTES
+    for name, _, _ in DETAIL_ROUTES:
+        assert name.rsplit("-", 1)[0] in {"api-backup", "api-backup-policy", "api-restore",
+                                          "api-restore-drill", "api-restore-request"}, name
+
+
+@pytest.mark.parametrize(("name", "template", "method"), DETAIL_ROUTES,
+                         ids=[f"{m.upper()} {t}" for _, t, m in DETAIL_ROUTES])
+def test_another_tenant_gets_404_on_every_backup_route_and_anonymous_401(
+    api, charlie, acme_objects, name, template, method
+):
+    obj = acme_objects[name.rsplit("-", 1)[0]]
+    url = template.replace("<uuid:pk>", str(obj.pk))
+    before = (Operation.objects.count(), RestoreRequest.objects.count(),
+              list(BackupPolicy.objects.values_list("keep_daily", "mode")))
+    body = {"mode": "in_place", "confirm": "acme-jira", "keep_daily": 1, "status": "done"}
+    response = getattr(api(charlie), method)(url, body, format="json")
+    assert response.status_code == 404, response.content
+    assert str(obj.pk) not in response.content.decode()
+    assert getattr(api(), method)(url, body, format="json").status_code == 401
+    assert (Operation.objects.count(), RestoreRequest.objects.count(),
+            list(BackupPolicy.objects.values_list("keep_daily", "mode"))) == before
