@@ -240,35 +240,52 @@ def acme_objects(alice, jira, point, sam):
     return {
         "api-backup": point,
         "api-backup-policy": policy_for(jira),
-        "api-restore": Restore.objects.create(instance=jira, source=jira, backup=point,
-                                              point_name=point.point_name, mode="in_place"),
-        "api-restore-drill": RestoreDrill.objects.create(instance=jira, backup=point,
-                                                         tier=jira.tier),
-        "api-restore-request": restore_request_create(actor=access, instance=jira,
-                                                      backup=point, note="x"),
+        "api-restore": Restore.objects.create(
+            instance=jira, source=jira, backup=point, point_name=point.point_name, mode="in_place"
+        ),
+        "api-restore-drill": RestoreDrill.objects.create(
+            instance=jira, backup=point, tier=jira.tier
+        ),
+        "api-restore-request": restore_request_create(
+            actor=access, instance=jira, backup=point, note="x"
+        ),
     }
 
 
 def test_every_backup_detail_route_is_covered():
     assert DETAIL_ROUTES
     for name, _, _ in DETAIL_ROUTES:
-        assert name.rsplit("-", 1)[0] in {"api-backup", "api-backup-policy", "api-restore",
-                                          "api-restore-drill", "api-restore-request"}, name
+        assert name.rsplit("-", 1)[0] in {
+            "api-backup",
+            "api-backup-policy",
+            "api-restore",
+            "api-restore-drill",
+            "api-restore-request",
+        }, name
 
 
-@pytest.mark.parametrize(("name", "template", "method"), DETAIL_ROUTES,
-                         ids=[f"{m.upper()} {t}" for _, t, m in DETAIL_ROUTES])
+@pytest.mark.parametrize(
+    ("name", "template", "method"),
+    DETAIL_ROUTES,
+    ids=[f"{m.upper()} {t}" for _, t, m in DETAIL_ROUTES],
+)
 def test_another_tenant_gets_404_on_every_backup_route_and_anonymous_401(
     api, charlie, acme_objects, name, template, method
 ):
     obj = acme_objects[name.rsplit("-", 1)[0]]
     url = template.replace("<uuid:pk>", str(obj.pk))
-    before = (Operation.objects.count(), RestoreRequest.objects.count(),
-              list(BackupPolicy.objects.values_list("keep_daily", "mode")))
+    before = (
+        Operation.objects.count(),
+        RestoreRequest.objects.count(),
+        list(BackupPolicy.objects.values_list("keep_daily", "mode")),
+    )
     body = {"mode": "in_place", "confirm": "acme-jira", "keep_daily": 1, "status": "done"}
     response = getattr(api(charlie), method)(url, body, format="json")
     assert response.status_code == 404, response.content
     assert str(obj.pk) not in response.content.decode()
     assert getattr(api(), method)(url, body, format="json").status_code == 401
-    assert (Operation.objects.count(), RestoreRequest.objects.count(),
-            list(BackupPolicy.objects.values_list("keep_daily", "mode"))) == before
+    assert (
+        Operation.objects.count(),
+        RestoreRequest.objects.count(),
+        list(BackupPolicy.objects.values_list("keep_daily", "mode")),
+    ) == before
