@@ -40,6 +40,12 @@ class RestoreForm(forms.Form):
         help_text="Everything changed since the point is replaced (a safety backup is taken "
         "first).",
     )
+    skip_safety = forms.BooleanField(
+        required=False,
+        label="Skip the safety backup",
+        help_text="Only when the current state cannot be backed up (e.g. its database is "
+        "broken): if the restore then fails, only the previous database can be put back.",
+    )
     name = forms.CharField(
         required=False, max_length=40, validators=[v.validate_slug], label="New instance name"
     )

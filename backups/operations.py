@@ -168,6 +168,7 @@ def backup_restore_run(ctx: OperationContext) -> dict:
                     on_safety=lambda s: Restore.objects.filter(pk=restore.pk).update(
                         safety_backup=s
                     ),
+                    safety_backup=not ctx.operation.params.get("skip_safety"),
                 )
             except RestoreRefused as exc:
                 instance_transition(target, previous, "")

@@ -341,7 +341,12 @@ class Outcome:
 
 
 def restore_in_place(
-    ctx: OperationContext, instance: AtlassianInstance, backup: Backup, *, on_safety: Any = None
+    ctx: OperationContext,
+    instance: AtlassianInstance,
+    backup: Backup,
+    *,
+    on_safety: Any = None,
+    safety_backup: bool = True,
 ) -> Outcome:
     """Restore ``backup`` over ``instance`` (the caller holds its lock and set RESTORING)."""
     from backups.engine import backup_take
@@ -355,10 +360,18 @@ def restore_in_place(
     try:
         point_verify(ctx, backup)
         ctx.progress(1, 8)
-        ctx.step("Taking a safety backup of the current state first")
-        safety = backup_take(ctx, instance, kind=BackupKind.SAFETY, mode=BackupMode.HOT)
-        if on_safety is not None:
-            on_safety(safety)
+        safety = None
+        if safety_backup:
+            ctx.step("Taking a safety backup of the current state first")
+            safety = backup_take(ctx, instance, kind=BackupKind.SAFETY, mode=BackupMode.HOT)
+            if on_safety is not None:
+                on_safety(safety)
+        else:
+            ctx.step(
+                "No safety backup (skipped on request): if the restore fails, only the "
+                "previous database can be put back",
+                level="warning",
+            )
         source = source_prepare(ctx, backup, instance)
     except (OperationFailed, RemoteError) as exc:
         raise RestoreRefused(f"{exc} Nothing was changed on {instance.name}.") from exc
@@ -459,14 +472,16 @@ def _rollback(
     conn: HostConnection,
     instance: AtlassianInstance,
     *,
-    safety: Backup,
+    safety: Backup | None,
     swapped: bool,
     failure: BaseException,
 ) -> Exception:
-    """Bring the instance back to the state before the restore; returns the error to raise."""
+    """Bring the instance back to the state before the restore; returns the error to raise.
+    Without a safety backup only the database can be put back."""
+    where = f"safety backup {safety.point_name}" if safety else "no safety backup"
     ctx.step(
         f"Restore failed ({failure}); bringing {instance.name} back to its state before "
-        f"the restore (safety backup {safety.point_name})",
+        f"the restore ({where})",
         level="warning",
     )
     db = instance.db_name
@@ -503,18 +518,19 @@ def _rollback(
                 database="postgres",
                 message="Dropped the half-restored database",
             )
-        source = source_prepare(ctx, safety, instance)
-        try:
-            home_pull(
-                ctx,
-                conn,
-                instance,
-                safety,
-                source,
-                what=f"Pulled home of the safety backup {safety.point_name} back",
-            )
-        finally:
-            source_release(ctx, safety, source)
+        if safety is not None:
+            source = source_prepare(ctx, safety, instance)
+            try:
+                home_pull(
+                    ctx,
+                    conn,
+                    instance,
+                    safety,
+                    source,
+                    what=f"Pulled home of the safety backup {safety.point_name} back",
+                )
+            finally:
+                source_release(ctx, safety, source)
         conn.run(["rm", "-f", f"{instance_dir(instance)}/{RESTORE_DUMP_FILE}"], record=False)
         conn.run(
             compose_argv(instance, "up", "--detach"),
@@ -525,12 +541,21 @@ def _rollback(
     except (RemoteError, OperationFailed) as second:
         return OperationFailed(
             f"Restore failed: {failure} Bringing the instance back also failed: {second} "
-            f"Its state before the restore is in safety backup {safety.point_name}"
-            + (f" and in database {previous}" if swapped else "")
+            + (
+                f"Its state before the restore is in safety backup {safety.point_name}"
+                if safety
+                else "No safety backup was taken"
+            )
+            + (f" and its previous database in {previous}" if swapped else "")
             + "."
         )
     if isinstance(failure, OperationCancelled):
         return failure
+    if safety is None:
+        return RestoreRolledBack(
+            f"Restore failed: {failure} {instance.name} runs again on its previous database; "
+            "its home holds the point's files (no safety backup was taken)."
+        )
     return RestoreRolledBack(
         f"Restore failed: {failure} {instance.name} was brought back to its state before the "
         f"restore (safety backup {safety.point_name}) and is running again."

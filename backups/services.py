@@ -202,10 +202,12 @@ def restore_start(
     name: str = "",
     hostname: str = "",
     host: Host | None = None,
+    skip_safety: bool = False,
     idempotency_key: str = "",
 ) -> Operation:
     """Restore a retained point, in place (the instance's name typed to confirm) or into a new
-    instance with its own name and hostname. Staff only."""
+    instance with its own name and hostname. Staff only. ``skip_safety`` restores in place
+    without a safety backup first (for an instance whose current state cannot be backed up)."""
     existing = _existing(actor, idempotency_key)
     if existing is not None:
         return existing
@@ -224,6 +226,8 @@ def restore_start(
                 f"{source.name} is {source.get_status_display().lower()}; it cannot be "
                 "restored in place now."
             )
+        if skip_safety:
+            params["skip_safety"] = True
         return operation_start(
             kind=OperationKind.BACKUP_RESTORE,
             actor=actor,

@@ -176,6 +176,7 @@ def restore_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
                     name=data["name"],
                     hostname=data["hostname"],
                     host=data["host"],
+                    skip_safety=data["skip_safety"],
                     idempotency_key=key,
                 )
             except OperationConflict as exc:

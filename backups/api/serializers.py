@@ -105,6 +105,12 @@ class RestoreStartSerializer(serializers.Serializer):
 
     mode = serializers.ChoiceField(choices=RestoreMode.choices)
     confirm = serializers.CharField(required=False, allow_blank=True, default="")
+    skip_safety = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="In place only: no safety backup first (when the current state cannot be "
+        "backed up); a failed restore then only puts the previous database back.",
+    )
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=40)
     hostname = serializers.CharField(required=False, allow_blank=True, default="", max_length=253)
 

@@ -138,6 +138,7 @@ class BackupViewSet(
                 confirm_name=data["confirm"],
                 name=data["name"],
                 hostname=data["hostname"],
+                skip_safety=data["skip_safety"],
                 idempotency_key=idempotency_key(request),
             )
         except DjangoPermissionDenied as exc:

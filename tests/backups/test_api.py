@@ -84,6 +84,13 @@ def test_support_restores_in_place_only_with_the_name_typed(api, sam, point):
         "mode": "in_place",
         "source": str(point.instance_id),
     }
+    Operation.objects.all().update(status="succeeded", lock_key=None)
+    forced = client.post(
+        f"/api/backups/{point.pk}/restore/",
+        {"mode": "in_place", "confirm": "acme-jira", "skip_safety": True},
+    )
+    assert forced.status_code == 202
+    assert Operation.objects.get(pk=forced.json()["id"]).params["skip_safety"] is True
 
 
 def test_customers_cannot_restore_even_their_own_points(api, alice, point):
