@@ -137,7 +137,10 @@ def _known_ids(context: Any, path_parameters: dict[str, Any]) -> Any:
 # --- the world the calls see ------------------------------------------------------------------
 
 
-def _user(username: str, *groups: str) -> User:
+def _user(name: str, *groups: str) -> User:
+    # Prefixed: the module's rows outlive each test, so they must not collide with the shared
+    # fixtures' Alice, Sam, ... that other tests here create.
+    username = f"fuzz-{name}"
     user = User.objects.create_user(username, f"{username}@example.com", "not-used-here")
     for name in groups:
         user.groups.add(Group.objects.get_or_create(name=name)[0])
@@ -178,10 +181,10 @@ def _world() -> dict[str, str]:
     """Two tenants with instances, licenses, operations, members and hosts; returns the write
     tokens of Alice (Acme admin), Sam (support) and Pat (platform admin)."""
     acme = Tenant.objects.create(
-        id=ACME, name="Acme", slug="acme", contact_email="ops@acme.example"
+        id=ACME, name="Acme", slug="fuzz-acme", contact_email="ops@acme.example"
     )
     globex = Tenant.objects.create(
-        id=GLOBEX, name="Globex", slug="globex", contact_email="it@globex.example"
+        id=GLOBEX, name="Globex", slug="fuzz-globex", contact_email="it@globex.example"
     )
     alice, bob, charlie = _user("alice"), _user("bob"), _user("charlie")
     sam, pat = _user("sam", SUPPORT_GROUP), _user("pat", PLATFORM_ADMIN_GROUP)
@@ -191,14 +194,14 @@ def _world() -> dict[str, str]:
 
     backup = Host.objects.create(
         id=BACKUP_HOST,
-        name="backup-one",
+        name="fuzz-backup",
         role="backup",
         address="10.0.0.20",
         status="ready",
     )
     app = Host.objects.create(
         id=APP_HOST,
-        name="app-one",
+        name="fuzz-app",
         role="app",
         address="10.0.0.10",
         status="ready",
@@ -210,7 +213,7 @@ def _world() -> dict[str, str]:
     )
     Host.objects.create(
         id=NEW_HOST,
-        name="app-new",
+        name="fuzz-new",
         role="app",
         address="10.0.0.30",
         status="enrolled",
@@ -218,15 +221,21 @@ def _world() -> dict[str, str]:
         seen_host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExample",
     )
 
-    jira = _instance(ACME_JIRA, acme, "acme-jira", app, status="running")
+    jira = _instance(ACME_JIRA, acme, "fuzz-acme-jira", app, status="running")
     _instance(
-        ACME_WIKI, acme, "acme-wiki", app, status="stopped", product="confluence", version="8.5.0"
+        ACME_WIKI,
+        acme,
+        "fuzz-acme-wiki",
+        app,
+        status="stopped",
+        product="confluence",
+        version="8.5.0",
     )
-    _instance(ACME_BROKEN, acme, "acme-broken", None, status="failed")
+    _instance(ACME_BROKEN, acme, "fuzz-acme-broken", None, status="failed")
     wiki = _instance(
         GLOBEX_WIKI,
         globex,
-        "globex-wiki",
+        "fuzz-globex-wiki",
         app,
         status="running",
         product="confluence",
