@@ -57,6 +57,17 @@ RULES["otp-setup"] = Rule()
 RULES["tenants:notification_settings"] = Rule(admins_only=True)
 RULES["tenants:notification_test"] = Rule("post", mutates=True)
 RULES["tenants:notification_deliveries"] = Rule(admins_only=True)
+RULES["backups:instance_backups"] = Rule(obj="instance")
+RULES["backups:backup_start"] = Rule("post", "instance", mutates=True)
+RULES["backups:restore_request"] = Rule("post", "instance", mutates=True)
+RULES["backups:restore"] = Rule(obj="instance", staff_only=True)
+RULES["backups:policy"] = Rule(obj="instance")
+RULES["backups:dr_dashboard"] = Rule(staff_only=True)
+RULES["backups:drill_start"] = Rule("post", staff_only=True)
+RULES["backups:restore_requests"] = Rule(staff_only=True)
+RULES["backups:restore_request_handle"] = Rule(
+    "post", extra=("00000000-0000-4000-8000-000000000000",), staff_only=True
+)
 COVERED_ELSEWHERE = {
     "hosts": "tests/provisioning/test_host_ui.py",
     "audit": "tests/hardening/test_audit.py",
