@@ -81,10 +81,11 @@ def operation_with_steps(access: Access) -> QuerySet:
 
 def dashboard_summary(access: Access) -> dict[str, Any]:
     """Counts the dashboard shows: instances by status, expiring licenses and certificates."""
-    instances = instance_list(access)
-    by_status: dict[str, int] = {}
-    for status in instances.values_list("status", flat=True):
-        by_status[status] = by_status.get(status, 0) + 1
+    from django.db.models import Count
+
+    by_status = dict(
+        instance_list(access).order_by().values_list("status").annotate(n=Count("pk"))
+    )
     return {
         "instance_count": sum(by_status.values()),
         "by_status": by_status,
