@@ -228,8 +228,10 @@ def test_a_broker_restart_loses_no_operation_and_runs_none_twice(
 @pytest.mark.lab
 @pytest.mark.django_db(transaction=True)
 def test_a_host_that_vanishes_mid_command_fails_the_operation_with_a_readable_reason(
-    enrol_lab_host, pat, lab_hosts, settings
+    enrol_lab_host, pat, lab_hosts, settings, monkeypatch
 ):
+    # Run here only, with this test's short timeouts (a worker would use its own settings).
+    monkeypatch.setattr("panel.operations.operation_enqueue", lambda op_id: None)
     host = enrol_lab_host("app1")
     settings.PANEL_SSH_CONNECT_TIMEOUT = 3
     settings.PANEL_SSH_RETRY_BACKOFF = 0.2
