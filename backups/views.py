@@ -13,8 +13,6 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
-from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
 from backups import selectors, services
@@ -28,34 +26,20 @@ from backups.forms import (
 from backups.models import BackupPolicy, RestoreMode, RestoreRequest
 from backups.policies import policy_defaults
 from panel.access import Access, access_for
-from panel.htmx import login_required
+from panel.htmx import (
+    login_required,
+    new_idempotency_key,
+    operation_conflict_message,
+    posted_idempotency_key,
+)
 from panel.operations import OperationConflict
-from panel.templatetags.panel_tags import kind_label
 from provisioning.forms import errors_onto_form
-from provisioning.models import AtlassianInstance, Host, Operation
+from provisioning.models import AtlassianInstance, Host
 from provisioning.selectors import instance_get, operation_by_idempotency_key
-
-
-def _new_key() -> str:
-    """A key rendered into each form, so a double submit starts one operation."""
-    return f"ui-{uuid.uuid4().hex}"
-
-
-def _posted_idempotency_key(request: HttpRequest) -> str:
-    return (request.POST.get("idempotency_key") or "").strip()[:100]
 
 
 def _error_text(exc: ValidationError) -> str:
     return " ".join(str(m) for m in exc.messages)
-
-
-def _conflict_message(running: Operation) -> str:
-    return format_html(
-        'Another operation is already active on this instance: <a href="{}">{}</a>. '
-        "Wait for it to finish, then try again.",
-        reverse("provisioning:operation_detail", args=[running.id]),
-        kind_label(running.kind),
-    )
 
 
 def _require_staff(access: Access) -> None:
@@ -78,7 +62,7 @@ def _page_context(access: Access, instance: AtlassianInstance, **extra: object) 
         "is_staff": access.is_staff_role,
         "start_form": BackupStartForm(),
         "request_form": RestoreRequestForm(points=points),
-        "idempotency_key": _new_key(),
+        "idempotency_key": new_idempotency_key(),
         **extra,
     }
 
@@ -102,7 +86,7 @@ def backup_start_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     if not access.administers_tenant(instance.tenant_id):
         raise PermissionDenied("Only the tenant's administrators can start a backup.")
     back = redirect("backups:instance_backups", pk=instance.pk)
-    key = _posted_idempotency_key(request)
+    key = posted_idempotency_key(request)
     already = operation_by_idempotency_key(access, key)
     if already is not None:
         return redirect("provisioning:operation_detail", pk=already.id)
@@ -118,7 +102,7 @@ def backup_start_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
             idempotency_key=key,
         )
     except OperationConflict as exc:
-        messages.error(request, _conflict_message(exc.running))
+        messages.error(request, operation_conflict_message(exc.running))
         return back
     except ValidationError as exc:
         messages.error(request, _error_text(exc))
@@ -160,7 +144,7 @@ def restore_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     if request.method == "POST":
         if not access.can_write:
             raise PermissionDenied
-        key = _posted_idempotency_key(request)
+        key = posted_idempotency_key(request)
         already = operation_by_idempotency_key(access, key)
         if already is not None:
             return redirect("provisioning:operation_detail", pk=already.id)
@@ -180,7 +164,7 @@ def restore_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
                     idempotency_key=key,
                 )
             except OperationConflict as exc:
-                messages.error(request, _conflict_message(exc.running))
+                messages.error(request, operation_conflict_message(exc.running))
             except ValidationError as exc:
                 if hasattr(exc, "error_dict") and "confirm" in exc.error_dict:
                     exc = ValidationError({"confirm_name": exc.error_dict["confirm"]})
@@ -206,7 +190,7 @@ def restore_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
             "instance": instance,
             "form": form,
             "has_points": points.exists(),
-            "idempotency_key": _posted_idempotency_key(request) or _new_key(),
+            "idempotency_key": posted_idempotency_key(request) or new_idempotency_key(),
         },
     )
 
@@ -269,7 +253,7 @@ def dr_dashboard_view(request: HttpRequest) -> HttpResponse:
             "open_requests": selectors.restore_request_list(access)
             .filter(status=RestoreRequest.Status.OPEN)
             .count(),
-            "idempotency_key": _new_key(),
+            "idempotency_key": new_idempotency_key(),
         },
     )
 
@@ -280,7 +264,7 @@ def drill_start_view(request: HttpRequest) -> HttpResponse:
     """Staff start a drill now (of the least recently drilled instance)."""
     access = access_for(request)
     _require_staff(access)
-    key = _posted_idempotency_key(request)
+    key = posted_idempotency_key(request)
     already = operation_by_idempotency_key(access, key)
     if already is not None:
         return redirect("provisioning:operation_detail", pk=already.id)

@@ -63,3 +63,34 @@ def login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
         return django_login_required(view)(request, *args, **kwargs)
 
     return wrapper
+
+
+# --- forms that start operations (shared by the provisioning and backups views) --------------
+
+
+def new_idempotency_key() -> str:
+    """A key rendered into each action form, so a double submit starts one operation."""
+    import uuid
+
+    return f"ui-{uuid.uuid4().hex}"
+
+
+def posted_idempotency_key(request: HttpRequest) -> str:
+    """The key the form posted back (trimmed to what the Operation stores)."""
+    return (request.POST.get("idempotency_key") or "").strip()[:100]
+
+
+def operation_conflict_message(running: Any) -> str:
+    """A message naming the operation that holds the target, with a link to it."""
+    from django.urls import reverse
+    from django.utils.html import format_html
+
+    from panel.templatetags.panel_tags import kind_label
+
+    return format_html(
+        'An operation is already running on this instance: <a href="{}">{} ({})</a>. '
+        "Wait for it to finish or cancel it, then try again.",
+        reverse("provisioning:operation_detail", args=[running.id]),
+        kind_label(running.kind),
+        running.get_status_display(),
+    )

@@ -14,12 +14,18 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
-from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
 from panel.access import Access, access_for
-from panel.htmx import HTMX_STOP_POLLING, htmx_targets, login_required, render_page_or_partial
+from panel.htmx import (
+    HTMX_STOP_POLLING,
+    htmx_targets,
+    login_required,
+    new_idempotency_key,
+    operation_conflict_message,
+    posted_idempotency_key,
+    render_page_or_partial,
+)
 from panel.operations import OperationConflict, operation_cancel, registered_kinds
 from provisioning.forms import (
     ACTION_FORMS,
@@ -66,15 +72,6 @@ def _action_available(action: str) -> bool:
     return kind in registered_kinds()
 
 
-def _new_idempotency_key() -> str:
-    """A key rendered into each action form, so a double submit starts one operation."""
-    return f"ui-{uuid.uuid4().hex}"
-
-
-def _posted_idempotency_key(request: HttpRequest) -> str:
-    return (request.POST.get("idempotency_key") or "").strip()[:100]
-
-
 def _can_change_operation(access: Access, operation: Operation) -> bool:
     """Tenant admins and staff may cancel a tenant's operations; host ones are admins' only."""
     if operation.tenant_id is not None:
@@ -85,16 +82,6 @@ def _can_change_operation(access: Access, operation: Operation) -> bool:
 def _shows_tenant(access: Access) -> bool:
     """Lists name each row's tenant when the caller sees more than one."""
     return access.tenant_ids is None or len(access.tenant_ids) > 1
-
-
-def _conflict_message(running: Operation) -> str:
-    return format_html(
-        'An operation is already running on this instance: <a href="{}">{} ({})</a>. '
-        "Wait for it to finish or cancel it, then try again.",
-        reverse("provisioning:operation_detail", args=[running.id]),
-        OperationKind(running.kind).label if running.kind in OperationKind.values else running.kind,
-        running.get_status_display(),
-    )
 
 
 def _error_text(exc: ValidationError) -> str:
@@ -198,7 +185,7 @@ def _instance_context(access: Access, instance: AtlassianInstance, **forms: Any)
         "objectives": objectives_for(instance.tier),
         "can_manage": can_manage,
         "allowed_actions": allowed if can_manage else set(),
-        "idempotency_key": _new_idempotency_key(),
+        "idempotency_key": new_idempotency_key(),
     }
     if can_manage:
         for action in ("upgrade", "resize", "delete"):
@@ -230,7 +217,7 @@ def instance_create_view(request: HttpRequest) -> HttpResponse:
         form = InstanceCreateForm(initial={"product": request.GET.get("product")}, tenants=tenants)
         return render(request, "provisioning/_version_select.html", {"form": form})
     if request.method == "POST":
-        key = _posted_idempotency_key(request)
+        key = posted_idempotency_key(request)
         already = operation_by_idempotency_key(access, key)
         if already is not None:
             return redirect("provisioning:operation_detail", pk=already.id)
@@ -270,7 +257,7 @@ def instance_create_view(request: HttpRequest) -> HttpResponse:
         "provisioning/instance_form.html",
         {
             "form": form,
-            "idempotency_key": _posted_idempotency_key(request) or _new_idempotency_key(),
+            "idempotency_key": posted_idempotency_key(request) or new_idempotency_key(),
         },
     )
 
@@ -289,7 +276,7 @@ def instance_action_view(request: HttpRequest, pk: uuid.UUID, action: str) -> Ht
     if not _action_available(action):
         messages.error(request, f"This panel cannot {action} instances yet.")
         return back
-    key = _posted_idempotency_key(request)
+    key = posted_idempotency_key(request)
     already = operation_by_idempotency_key(access, key)
     if already is not None:
         return redirect("provisioning:operation_detail", pk=already.id)
@@ -308,7 +295,7 @@ def instance_action_view(request: HttpRequest, pk: uuid.UUID, action: str) -> Ht
             idempotency_key=key,
         )
     except OperationConflict as exc:
-        messages.error(request, _conflict_message(exc.running))
+        messages.error(request, operation_conflict_message(exc.running))
         return back
     except ValidationError as exc:
         messages.error(request, _error_text(exc))
