@@ -14,6 +14,7 @@ from django.utils import timezone
 from panel.access import PLATFORM_ADMIN_GROUP, SUPPORT_GROUP
 from provisioning.licenses import license_encode_for_tests
 from provisioning.models import AtlassianInstance, License, Operation, OperationStep
+from provisioning.services import instance_lock_key
 from tenants.models import Membership, Tenant
 
 DEMO_PASSWORD = "demo-panel-2026"  # noqa: S105 - the demo's published login
@@ -138,7 +139,7 @@ class Command(BaseCommand):
                 finished_at=start + timedelta(minutes=4),
                 progress_current=5,
                 progress_total=5,
-                lock_key=f"instance:{inst.pk}",
+                lock_key=instance_lock_key(inst),
             )
             for i, message in enumerate(
                 [
