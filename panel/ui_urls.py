@@ -18,4 +18,11 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("login/verify/", twofactor.otp_verify, name="otp-verify"),
     path("account/two-factor/", twofactor.otp_setup, name="otp-setup"),
+    path(
+        "account/two-factor/recovery-codes/",
+        twofactor.otp_recovery_codes,
+        name="otp-recovery-codes",
+    ),
+    path("account/two-factor/disable/", twofactor.otp_disable, name="otp-disable"),
+    path("account/two-factor/reset/", twofactor.otp_reset, name="otp-reset"),
 ]

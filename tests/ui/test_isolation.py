@@ -72,6 +72,10 @@ COVERED_ELSEWHERE = {
     "hosts": "tests/provisioning/test_host_ui.py",
     "audit": "tests/hardening/test_audit.py",
     "certificates": "tests/certificates/test_ui_api.py",
+    # The user's own second-factor actions (POST only, verified session + password).
+    "otp-recovery-codes": "tests/hardening/test_two_factor_bypass.py",
+    "otp-disable": "tests/hardening/test_two_factor_bypass.py",
+    "otp-reset": "tests/hardening/test_two_factor_bypass.py",
 }
 BODY = {"confirm_name": "acme-jira", "license-key": "AAAB-isolation-key", "token-name": "x"}
 
