@@ -333,6 +333,10 @@ class Operation(models.Model):
     progress_current = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
     worker = models.CharField(max_length=200, blank=True)
+    # The lease of the worker that claimed it (new at every claim, cleared when the reaper ends
+    # it). Every remote command, progress write and target transition of the handler checks it,
+    # so a handler whose operation was reaped stops at its next step (fencing).
+    fence_token = models.CharField(max_length=64, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
