@@ -80,7 +80,12 @@ class DnsZone(models.Model):
 
 class DnsRecord(models.Model):
     """One DNS record an instance needs: managed in a zone, or shown to the customer to create
-    (``customer_managed``), in which case the panel only checks it."""
+    (``customer_managed``), in which case the panel only checks it.
+
+    ``owned`` marks a record the panel created at the provider for this instance: only owned
+    records are ever replaced or deleted there, so a name that existed before (the zone apex,
+    www, the panel's own name, anything made outside the panel) is never taken over.
+    """
 
     class Type(models.TextChoices):
         A = "A"
@@ -104,6 +109,10 @@ class DnsRecord(models.Model):
         DnsZone, on_delete=models.PROTECT, null=True, blank=True, related_name="records"
     )
     customer_managed = models.BooleanField(default=False)
+    owned = models.BooleanField(
+        default=False,
+        help_text="The panel created this record at the provider (and may change or delete it).",
+    )
     name = models.CharField(max_length=253)
     rtype = models.CharField("type", max_length=8, choices=Type.choices, default=Type.A)
     value = models.CharField(max_length=500)
@@ -120,7 +129,13 @@ class DnsRecord(models.Model):
     class Meta:
         ordering = ["name", "rtype"]
         constraints = [
-            models.UniqueConstraint(fields=["instance", "name", "rtype"], name="dns_record_once")
+            models.UniqueConstraint(fields=["instance", "name", "rtype"], name="dns_record_once"),
+            # A record at the provider belongs to one instance at most.
+            models.UniqueConstraint(
+                fields=["zone", "name", "rtype"],
+                condition=Q(owned=True),
+                name="dns_record_one_owner",
+            ),
         ]
 
     def __str__(self) -> str:

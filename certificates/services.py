@@ -26,7 +26,14 @@ from certificates.acme_client import (
     private_key_generate,
     self_signed_generate,
 )
-from certificates.dns import DnsError, RecordChange, ZoneRef, provider_for, records_resolve
+from certificates.dns import (
+    DnsConflict,
+    DnsError,
+    RecordChange,
+    ZoneRef,
+    provider_for,
+    records_resolve,
+)
 from certificates.models import (
     AcmeAccount,
     Certificate,
@@ -39,6 +46,7 @@ from certificates.models import (
 from panel.access import Access
 from panel.audit import audit_record
 from panel.operations import OperationConflict, OperationContext, OperationFailed, operation_start
+from provisioning import validators
 from provisioning.models import AtlassianInstance, InstanceStatus, OperationKind
 from provisioning.remote import HostConnection, RemoteError, SSHTarget
 
@@ -156,18 +164,79 @@ def _zone_ref(zone: DnsZone) -> ZoneRef:
     return ZoneRef(zone.name, zone.provider_zone_id)
 
 
-def hostname_dns_check(hostname: str, *, customer_managed: bool = False) -> DnsZone | None:
-    """Request-time check of a new instance's hostname: inside a managed zone, or accepted as
-    customer-managed DNS (refused when ``PANEL_DNS_UNMANAGED`` is ``refuse`` unless marked)."""
+def hostname_dns_check(
+    hostname: str,
+    *,
+    customer_managed: bool = False,
+    instance: AtlassianInstance | None = None,
+    probe: bool = True,
+) -> DnsZone | None:
+    """Request-time check of an instance's hostname: inside a managed zone, or accepted as
+    customer-managed DNS (refused when ``PANEL_DNS_UNMANAGED`` is ``refuse`` unless marked).
+    In a managed zone the name must not be reserved (:func:`hostname_reserved_reason`) and, with
+    ``probe``, must hold no record at the provider that the panel did not make for ``instance``
+    (a DNS takeover otherwise)."""
     zone = zone_for_hostname(hostname)
-    if zone is None and not customer_managed and _unmanaged_policy() == "refuse":
-        raise ValidationError(
-            {
-                "hostname": f"{hostname} is outside every DNS zone the panel manages. Use a "
-                "hostname in a managed zone, or mark its DNS as customer-managed."
-            }
+    if zone is None:
+        if not customer_managed and _unmanaged_policy() == "refuse":
+            raise ValidationError(
+                {
+                    "hostname": f"{hostname} is outside every DNS zone the panel manages. Use "
+                    "a hostname in a managed zone, or mark its DNS as customer-managed."
+                }
+            )
+        return None
+    reason = hostname_reserved_reason(hostname, zone)
+    if reason:
+        raise ValidationError({"hostname": reason})
+    if probe:
+        try:
+            types = provider_for(zone.account).name_types(_zone_ref(zone), hostname)
+        except DnsError as exc:
+            log.warning("could not look up %s in zone %s: %s", hostname, zone.name, exc)
+            raise ValidationError(
+                {
+                    "hostname": f"The DNS zone {zone.name} could not be checked for "
+                    f"{hostname} just now; try again in a few minutes."
+                }
+            ) from exc
+        owned = set(
+            DnsRecord.objects.filter(
+                zone=zone, name=hostname, owned=True, instance=instance
+            ).values_list("rtype", flat=True)
+            if instance is not None
+            else ()
         )
+        if set(types) - owned:
+            raise ValidationError(
+                {
+                    "hostname": f"{hostname} already exists in the DNS zone {zone.name} and was "
+                    "not made by the panel for this instance; choose another hostname."
+                }
+            )
     return zone
+
+
+def hostname_reserved_reason(hostname: str, zone: DnsZone) -> str:
+    """Why ``hostname`` in managed ``zone`` is reserved for the platform (empty if it is not):
+    the zone apex and names whose leftmost label is in ``PANEL_DNS_RESERVED_LABELS``."""
+    hostname = hostname.lower().rstrip(".")
+    labels = set(settings.PANEL_DNS_RESERVED_LABELS)
+    if hostname == zone.name and "@" in labels:
+        return f"{hostname} is the apex of the DNS zone {zone.name}; it is reserved."
+    first = hostname.split(".", 1)[0]
+    if first in labels:
+        return (
+            f"{hostname} is reserved in the DNS zone {zone.name}: names starting with "
+            f"{first}. are kept for the platform."
+        )
+    return ""
+
+
+def instance_hostname_check(hostname: str) -> None:
+    """INSTANCE_HOSTNAME_CHECKS hook (provisioning forms and API): the managed-zone checks of
+    :func:`hostname_dns_check` for a new instance."""
+    hostname_dns_check(hostname, customer_managed=True)
 
 
 def _unmanaged_policy() -> str:
@@ -212,8 +281,10 @@ def dns_customer_managed_mark(*, actor: Access, instance: AtlassianInstance) -> 
 
 
 def dns_publish(ctx: OperationContext, instance: AtlassianInstance) -> list[DnsRecord]:
-    """Create or update the records of ``instance``'s hostname (one batch per zone), or, outside
-    managed zones, record what the customer must create."""
+    """Create the record of ``instance``'s hostname in its managed zone, or replace it when the
+    panel already owns it (one batch per zone); outside managed zones, record what the customer
+    must create. A name that exists at the provider and is not the instance's is refused by
+    the provider itself (Route53 CREATE, an RFC 2136 prerequisite) and left alone."""
     if instance.host is None:
         raise OperationFailed(f"{instance.name} has no host; its DNS record cannot be made.")
     rtype, value = dns_target(instance)
@@ -228,7 +299,7 @@ def dns_publish(ctx: OperationContext, instance: AtlassianInstance) -> list[DnsR
                 "A platform admin must add its zone, or mark the instance's DNS as "
                 "customer-managed; then retry."
             )
-        stale.delete()
+        _records_remove(ctx, instance, list(stale.select_related("zone__account")))
         record, _ = DnsRecord.objects.update_or_create(
             instance=instance,
             name=instance.hostname,
@@ -236,6 +307,7 @@ def dns_publish(ctx: OperationContext, instance: AtlassianInstance) -> list[DnsR
             defaults={
                 "zone": None,
                 "customer_managed": True,
+                "owned": False,
                 "value": value,
                 "status": DnsRecord.Status.WAITING,
                 "ttl": 300,
@@ -248,21 +320,49 @@ def dns_publish(ctx: OperationContext, instance: AtlassianInstance) -> list[DnsR
             level="warning",
         )
         return [record]
+    reason = hostname_reserved_reason(instance.hostname, zone)
+    if reason:
+        raise OperationFailed(f"The DNS record of {instance.hostname} was not made: {reason}")
     if rtype == DnsRecord.Type.CNAME and instance.hostname == zone.name:
         raise OperationFailed(f"{zone.name} is a zone apex; it cannot be a CNAME to {value}.")
-    changes = [RecordChange("upsert", instance.hostname, rtype, (value,), zone.default_ttl)]
-    old = list(stale.filter(zone__isnull=False).select_related("zone"))
-    changes += [RecordChange("delete", r.name, r.rtype) for r in old if r.zone_id == zone.pk]
+    owned = list(
+        DnsRecord.objects.filter(instance=instance, zone=zone, owned=True, name=instance.hostname)
+    )
+    if any(r.rtype == rtype for r in owned):
+        change = RecordChange("upsert", instance.hostname, rtype, (value,), zone.default_ttl)
+    else:
+        # A first record: only if the name is free, or holds only this instance's own records.
+        change = RecordChange(
+            "create", instance.hostname, rtype, (value,), zone.default_ttl, name_unused=not owned
+        )
+    old = [r for r in stale.select_related("zone") if r.owned and r.zone_id == zone.pk]
+    changes = [change] + [RecordChange("delete", r.name, r.rtype, (r.value,)) for r in old]
     provider = provider_for(zone.account, log=ctx.step)
     ctx.add_secrets(str(v) for v in zone.account.credentials.values())
     try:
         result = provider.apply(_zone_ref(zone), changes)
     except DnsError as exc:
-        DnsRecord.objects.filter(instance=instance, name=instance.hostname).update(
+        record, _ = DnsRecord.objects.get_or_create(
+            instance=instance,
+            name=instance.hostname,
+            rtype=rtype,
+            defaults={"zone": zone, "value": value, "ttl": zone.default_ttl},
+        )
+        DnsRecord.objects.filter(pk=record.pk).update(
             status=DnsRecord.Status.FAILED, detail=str(exc)
         )
+        if isinstance(exc, DnsConflict):
+            raise OperationFailed(
+                f"The DNS record of {instance.hostname} was not made: the name already exists "
+                f"in the zone {zone.name} and is not this instance's, so the panel leaves it "
+                "alone. Choose another hostname (or a platform admin removes the existing "
+                "record), then retry."
+            ) from exc
         raise OperationFailed(f"The DNS record of {instance.hostname} was not made: {exc}") from exc
-    stale.delete()
+    for note in result.skipped:
+        ctx.step(f"DNS: {note}", level="warning")
+    DnsRecord.objects.filter(pk__in=[r.pk for r in old]).delete()
+    _records_remove(ctx, instance, list(stale.select_related("zone__account")))
     record, _ = DnsRecord.objects.update_or_create(
         instance=instance,
         name=instance.hostname,
@@ -270,6 +370,7 @@ def dns_publish(ctx: OperationContext, instance: AtlassianInstance) -> list[DnsR
         defaults={
             "zone": zone,
             "customer_managed": False,
+            "owned": True,
             "value": value,
             "ttl": zone.default_ttl,
             "status": DnsRecord.Status.PUBLISHED,
@@ -278,28 +379,51 @@ def dns_publish(ctx: OperationContext, instance: AtlassianInstance) -> list[DnsR
             "published_at": timezone.now(),
         },
     )
-    ctx.step(f"DNS: {instance.hostname} {rtype} {value} in zone {zone.name} ({result.change_id})")
+    verb = "replaced" if change.action == "upsert" else "created"
+    ctx.step(
+        f"DNS: {verb} {instance.hostname} {rtype} {value} in zone {zone.name} ({result.change_id})"
+    )
     return [record]
 
 
-def dns_unpublish(ctx: OperationContext, instance: AtlassianInstance) -> None:
-    """Remove the instance's managed records from their zones (one batch per zone)."""
+def _records_remove(
+    ctx: OperationContext, instance: AtlassianInstance, records: list[DnsRecord]
+) -> None:
+    """Delete ``records`` of ``instance``: the owned ones at their provider (only the values
+    the panel wrote; one batch per zone), the others only here. Never touches a record the
+    panel did not make."""
     by_zone: dict[DnsZone, list[DnsRecord]] = defaultdict(list)
-    for record in DnsRecord.objects.filter(instance=instance, zone__isnull=False).select_related(
-        "zone__account"
-    ):
-        by_zone[record.zone].append(record)
-    for zone, records in by_zone.items():
-        changes = [RecordChange("delete", r.name, r.rtype) for r in records]
+    for record in records:
+        if record.owned and record.zone is not None:
+            by_zone[record.zone].append(record)
+    for zone, owned in by_zone.items():
+        changes = [RecordChange("delete", r.name, r.rtype, (r.value,)) for r in owned]
+        ctx.add_secrets(str(v) for v in zone.account.credentials.values())
         try:
-            provider_for(zone.account, log=ctx.step).apply(_zone_ref(zone), changes)
+            result = provider_for(zone.account, log=ctx.step).apply(_zone_ref(zone), changes)
         except DnsError as exc:
             raise OperationFailed(
                 f"The DNS records of {instance.name} were not removed: {exc}"
             ) from exc
+        for note in result.skipped:
+            ctx.step(f"DNS: {note}", level="warning")
+        ctx.step(f"DNS: removed {', '.join(r.name + ' ' + r.rtype for r in owned)} from {zone}")
+    kept = [r for r in records if r.zone is not None and not r.owned]
+    if kept:
         ctx.step(
-            f"DNS: removed {', '.join(r.name + ' ' + r.rtype for r in records)} from {zone.name}"
+            "DNS: left "
+            + ", ".join(f"{r.name} {r.rtype}" for r in kept)
+            + " in place: the panel did not create them."
         )
+    DnsRecord.objects.filter(pk__in=[r.pk for r in records]).delete()
+
+
+def dns_unpublish(ctx: OperationContext, instance: AtlassianInstance) -> None:
+    """Remove the records the panel created for the instance (one batch per zone); records
+    it did not create are left at the provider."""
+    _records_remove(
+        ctx, instance, list(DnsRecord.objects.filter(instance=instance).select_related("zone"))
+    )
     DnsRecord.objects.filter(instance=instance).delete()
 
 
@@ -904,3 +1028,8 @@ def _enqueue_quietly(task: Any, *args: Any) -> None:
         task.delay(*args)
     except Exception as exc:  # noqa: BLE001 - the periodic check runs anyway
         log.warning("could not enqueue %s: %s", task.name, exc)
+
+
+# The provisioning forms and API run this on every new instance's hostname.
+if instance_hostname_check not in validators.INSTANCE_HOSTNAME_CHECKS:
+    validators.INSTANCE_HOSTNAME_CHECKS.append(instance_hostname_check)

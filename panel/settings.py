@@ -343,6 +343,16 @@ PANEL_OPERATION_LOG_SEPARATE = env_bool("PANEL_OPERATION_LOG_SEPARATE", default=
 PANEL_ROLLOUT_TIMEOUT = float(env("PANEL_ROLLOUT_TIMEOUT", "600"))
 PANEL_ROLLOUT_POLL_INTERVAL = float(env("PANEL_ROLLOUT_POLL_INTERVAL", "3"))
 PANEL_DELETED_RETENTION_DAYS = int(env("PANEL_DELETED_RETENTION_DAYS", "30"))
+# Instance names Docker resolves on the shared proxy network (service names and the platform's
+# containers); names starting with panel- and ending in -app-<n>/-db-<n> are refused as well.
+PANEL_RESERVED_INSTANCE_NAMES = [
+    n.strip()
+    for n in (
+        env("PANEL_RESERVED_INSTANCE_NAMES")
+        or "app,db,proxy,nginx,postgres,panel,host,gateway,localhost,docker,synchrony"
+    ).split(",")
+    if n.strip()
+]
 
 # --- DNS, ACME and the proxy (certificates app) ----------------------------------------------
 PANEL_ACME_DIRECTORY = env("PANEL_ACME_DIRECTORY", "")
@@ -353,6 +363,21 @@ PANEL_CERTIFICATE_KEY_TYPE = env("PANEL_CERTIFICATE_KEY_TYPE", "ec256")
 PANEL_DNS_UNMANAGED = env("PANEL_DNS_UNMANAGED", "customer")
 PANEL_DNS_CHECK_NAMESERVERS = [
     n for n in (env("PANEL_DNS_CHECK_NAMESERVERS") or "").split(",") if n
+]
+# Names no instance may take (DNS takeover): in a managed zone, the apex ("@") and these
+# leftmost labels; everywhere, the panel's own names (PANEL_BASE_URL, ALLOWED_HOSTS) and these
+# full hostnames.
+PANEL_DNS_RESERVED_LABELS = [
+    n.strip().lower()
+    for n in (
+        env("PANEL_DNS_RESERVED_LABELS")
+        or "@,www,mail,smtp,imap,pop,mx,ns,ns1,ns2,autodiscover,autoconfig,_acme-challenge,"
+        "_dmarc,_domainkey,panel"
+    ).split(",")
+    if n.strip()
+]
+PANEL_DNS_RESERVED_HOSTNAMES = [
+    n.strip().lower() for n in (env("PANEL_DNS_RESERVED_HOSTNAMES") or "").split(",") if n.strip()
 ]
 PANEL_PROXY_IMAGE = env("PANEL_PROXY_IMAGE", "nginx:1.27-bookworm")
 PANEL_PROXY_MAX_BODY_SIZE = env("PANEL_PROXY_MAX_BODY_SIZE", "1024m")

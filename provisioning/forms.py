@@ -46,7 +46,7 @@ class InstanceCreateForm(forms.Form):
     tenant = forms.ModelChoiceField(queryset=None, empty_label=None)  # type: ignore[arg-type]
     name = forms.CharField(
         max_length=40,
-        validators=[v.validate_slug],
+        validators=[v.validate_instance_name],
         help_text="Short name for directories and containers, e.g. sales-jira.",
     )
     product = forms.ChoiceField(choices=PRODUCT_BLANK + list(Product.choices))
@@ -96,6 +96,8 @@ class InstanceCreateForm(forms.Form):
         value = self.cleaned_data["hostname"].strip().lower()
         if AtlassianInstance.objects.filter(hostname=value).exists():
             raise ValidationError("Another instance already answers at this hostname.")
+        # The panel's own names, reserved names and records already in a managed zone.
+        v.validate_instance_hostname(value)
         return value
 
     def clean_name(self) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from certificates.dns.base import (
     ChangeResult,
+    DnsConflict,
     DnsError,
     DnsProvider,
     RecordChange,
@@ -34,6 +35,7 @@ def provider_for(account: Any, *, log: Any = None) -> DnsProvider:
 
 __all__ = [
     "ChangeResult",
+    "DnsConflict",
     "DnsError",
     "DnsProvider",
     "RecordChange",

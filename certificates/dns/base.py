@@ -18,6 +18,11 @@ class DnsError(Exception):
     """A DNS provider refused or failed a change or a lookup (message readable by a person)."""
 
 
+class DnsConflict(DnsError):
+    """A record the panel meant to create already exists at the provider (it is not the
+    panel's, so the panel leaves it alone)."""
+
+
 @dataclass(frozen=True)
 class ZoneRef:
     """A zone as the provider knows it: its name and the provider's id for it."""
@@ -28,21 +33,32 @@ class ZoneRef:
 
 @dataclass(frozen=True)
 class RecordChange:
-    """Make ``name``/``rtype`` hold exactly ``values`` (``upsert``), or remove it (``delete``)."""
+    """One change of a record set.
 
-    action: str  # "upsert" | "delete"
+    - ``create``: make ``name``/``rtype`` hold ``values``, only if that record set does not
+      exist; with ``name_unused`` (the default) only if the name holds no record of any type.
+      The provider refuses it atomically (Route53 CREATE, an RFC 2136 prerequisite) and raises
+      :class:`DnsConflict`, so the panel never overwrites a record it did not make.
+    - ``upsert``: make ``name``/``rtype`` hold exactly ``values``, replacing what is there. Only
+      for records the panel owns (and the ACME challenge names, which are reserved for it).
+    - ``delete``: remove ``values`` from the record set (other values stay), or the whole set
+      when ``values`` is empty; an absent record is no error.
+    """
+
+    action: str  # "create" | "upsert" | "delete"
     name: str
     rtype: str
     values: tuple[str, ...] = ()
     ttl: int = 300
+    name_unused: bool = True
 
     def __post_init__(self) -> None:
-        if self.action not in ("upsert", "delete"):
+        if self.action not in ("create", "upsert", "delete"):
             raise ValueError(f"unknown DNS change action {self.action!r}")
         if self.rtype not in ("A", "AAAA", "CNAME", "TXT"):
             raise ValueError(f"unsupported record type {self.rtype!r}")
-        if self.action == "upsert" and not self.values:
-            raise ValueError("an upsert needs at least one value")
+        if self.action in ("create", "upsert") and not self.values:
+            raise ValueError(f"a {self.action} needs at least one value")
 
 
 @dataclass
@@ -53,6 +69,8 @@ class ChangeResult:
     in_sync: bool = True
     api_calls: int = 0
     applied: list[RecordChange] = field(default_factory=list)
+    # Deletes left undone because the record no longer holds the panel's values.
+    skipped: list[str] = field(default_factory=list)
 
 
 StepLog = Callable[..., None]
@@ -67,6 +85,10 @@ class DnsProvider(Protocol):
 
     def lookup(self, zone: ZoneRef, name: str, rtype: str) -> list[str]:
         """The values the provider holds for ``name``/``rtype`` (empty if none)."""
+        ...
+
+    def name_types(self, zone: ZoneRef, name: str) -> list[str]:
+        """The record types the provider holds at ``name`` (empty: the name is not in use)."""
         ...
 
     def zone_check(self, zone: ZoneRef) -> str:

@@ -3,7 +3,9 @@ self-hosted DNS servers.
 
 All changes for a zone go into one UPDATE message, which the server applies atomically; the
 result is then read back from the same server (bounded wait) so a following ACME validation
-sees it.
+sees it. A ``create`` carries a prerequisite (RFC 2136 section 2.4: "name is not in use", or
+"RRset does not exist"), so the server refuses the whole update with YXDOMAIN/YXRRSET rather
+than overwrite a record the panel did not make.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ import dns.tsigkeyring
 import dns.update
 from django.conf import settings
 
-from certificates.dns.base import ChangeResult, DnsError, RecordChange, ZoneRef, fqdn
+from certificates.dns.base import (
+    ChangeResult,
+    DnsConflict,
+    DnsError,
+    RecordChange,
+    ZoneRef,
+    fqdn,
+)
 
 ALGORITHMS = {
     "hmac-sha256": dns.tsig.HMAC_SHA256,
@@ -97,6 +106,11 @@ class Rfc2136Provider:
             exit_code=rcode,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
+        if rcode in (dns.rcode.YXDOMAIN, dns.rcode.YXRRSET):
+            raise DnsConflict(
+                f"{self.server} refused the {what}: a record the panel would create already "
+                "exists (it was not made by the panel, so it is left as it is)."
+            )
         if rcode != dns.rcode.NOERROR:
             hint = {
                 dns.rcode.REFUSED: " (the key may not be allowed to update this zone)",
@@ -115,10 +129,18 @@ class Rfc2136Provider:
         )
         for ch in changes:
             name = dns.name.from_text(fqdn(ch.name))
-            if ch.action == "upsert":
-                update.replace(
-                    name, ch.ttl, ch.rtype, *(_rdata_text(ch.rtype, v) for v in ch.values)
-                )
+            rdatas = [_rdata_text(ch.rtype, v) for v in ch.values]
+            if ch.action == "create":
+                # Prerequisites are checked before any update in the message is applied.
+                if ch.name_unused:
+                    update.absent(name)
+                else:
+                    update.absent(name, ch.rtype)
+                update.add(name, ch.ttl, ch.rtype, *rdatas)
+            elif ch.action == "upsert":
+                update.replace(name, ch.ttl, ch.rtype, *rdatas)
+            elif rdatas:
+                update.delete(name, ch.rtype, *rdatas)  # only these values
             else:
                 update.delete(name, ch.rtype)
         result = ChangeResult(applied=list(changes), api_calls=1)
@@ -130,12 +152,19 @@ class Rfc2136Provider:
         # validation through this server) sees it.
         deadline = time.monotonic() + self.sync_timeout
         for ch in changes:
-            want = sorted(ch.values) if ch.action == "upsert" else []
-            while sorted(self.lookup(zone, ch.name, ch.rtype)) != want:
+            while not self._shows(zone, ch):
                 if time.monotonic() > deadline:
                     raise DnsError(f"{ch.name} {ch.rtype} does not show the change on the server.")
                 time.sleep(0.5)
         return result
+
+    def _shows(self, zone: ZoneRef, ch: RecordChange) -> bool:
+        have = self.lookup(zone, ch.name, ch.rtype)
+        if ch.action != "delete":
+            return sorted(have) == sorted(ch.values)
+        if ch.values:
+            return not set(have) & set(ch.values)
+        return not have
 
     def lookup(self, zone: ZoneRef, name: str, rtype: str) -> list[str]:
         query = dns.message.make_query(fqdn(name), rtype)
@@ -151,6 +180,15 @@ class Rfc2136Provider:
                 else:
                     values.append(rdata.to_text().rstrip("."))
         return values
+
+    def name_types(self, zone: ZoneRef, name: str) -> list[str]:
+        # ANY over TCP to the authoritative server answers every record set at the name (the
+        # RFC 8482 minimal answer some servers give is still non-empty, so still "in use").
+        query = dns.message.make_query(fqdn(name), dns.rdatatype.ANY)
+        query.flags &= ~dns.flags.RD
+        response = self._send_quiet(query)
+        owner = dns.name.from_text(fqdn(name))
+        return sorted({dns.rdatatype.to_text(r.rdtype) for r in response.answer if r.name == owner})
 
     def _send_quiet(self, query: dns.message.Message) -> dns.message.Message:
         try:

@@ -4,6 +4,11 @@ All changes for a zone go into one ``ChangeResourceRecordSets`` request (one Cha
 then ``GetChange`` is polled with a growing interval until ``INSYNC`` or a bounded wait runs
 out. boto3's adaptive retry mode backs off on throttling (Route53 allows five requests per
 second per account).
+
+A ``create`` is a Route53 ``CREATE``, which fails the whole batch if the record set exists;
+with ``name_unused`` the name is first checked for record sets of any type, since CREATE only
+guards its own type. A ``delete`` with values removes only those values (a DELETE of the
+exact set, or an UPSERT of what remains), so records changed outside the panel are kept.
 """
 
 from __future__ import annotations
@@ -17,7 +22,14 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
-from certificates.dns.base import ChangeResult, DnsError, RecordChange, ZoneRef, fqdn
+from certificates.dns.base import (
+    ChangeResult,
+    DnsConflict,
+    DnsError,
+    RecordChange,
+    ZoneRef,
+    fqdn,
+)
 
 
 def _quote_txt(value: str) -> str:
@@ -64,6 +76,13 @@ class Route53Provider:
             response = getattr(self.client, op)(**kwargs)
         except ClientError as exc:
             err = exc.response.get("Error", {})
+            if err.get("Code") == "InvalidChangeBatch" and "already exists" in str(
+                err.get("Message", "")
+            ):
+                raise DnsConflict(
+                    "Route53 refused to create a record that already exists (it was not made "
+                    f"by the panel, so it is left as it is): {err.get('Message', '')}"
+                ) from exc
             raise DnsError(
                 f"Route53 refused {op}: {err.get('Code', '?')}: {err.get('Message', exc)}"
             ) from exc
@@ -86,6 +105,16 @@ class Route53Provider:
                 return hz["Id"].split("/")[-1]
         raise DnsError(f"Route53 has no hosted zone {zone.name} for these credentials.")
 
+    def _at_name(self, zone_id: str, name: str) -> list[dict]:
+        """Every record set at ``name`` (Route53 lists by name, then type)."""
+        found = self._call(
+            "list_resource_record_sets",
+            HostedZoneId=zone_id,
+            StartRecordName=fqdn(name),
+            MaxItems="20",
+        )
+        return [r for r in found.get("ResourceRecordSets", []) if r["Name"] == fqdn(name)]
+
     def _current(self, zone_id: str, name: str, rtype: str) -> dict | None:
         found = self._call(
             "list_resource_record_sets",
@@ -99,29 +128,61 @@ class Route53Provider:
                 return rrset
         return None
 
+    @staticmethod
+    def _rrset(ch: RecordChange, values: Sequence[str]) -> dict:
+        return {
+            "Name": fqdn(ch.name),
+            "Type": ch.rtype,
+            "TTL": ch.ttl,
+            "ResourceRecords": [
+                {"Value": _quote_txt(v) if ch.rtype == "TXT" else v} for v in values
+            ],
+        }
+
     def apply(self, zone: ZoneRef, changes: Sequence[RecordChange]) -> ChangeResult:
         zone_id = self._zone_id(zone)
         batch = []
+        skipped = []
         for ch in changes:
-            if ch.action == "upsert":
-                values = [_quote_txt(v) if ch.rtype == "TXT" else v for v in ch.values]
-                batch.append(
-                    {
-                        "Action": "UPSERT",
-                        "ResourceRecordSet": {
-                            "Name": fqdn(ch.name),
-                            "Type": ch.rtype,
-                            "TTL": ch.ttl,
-                            "ResourceRecords": [{"Value": v} for v in values],
-                        },
-                    }
-                )
+            if ch.action == "create":
+                if ch.name_unused:
+                    taken = [r["Type"] for r in self._at_name(zone_id, ch.name)]
+                    if taken:
+                        raise DnsConflict(
+                            f"{ch.name} already has {', '.join(sorted(taken))} record(s) in "
+                            f"{zone.name} that the panel did not make; they are left as they are."
+                        )
+                batch.append({"Action": "CREATE", "ResourceRecordSet": self._rrset(ch, ch.values)})
+            elif ch.action == "upsert":
+                batch.append({"Action": "UPSERT", "ResourceRecordSet": self._rrset(ch, ch.values)})
             else:
                 # A DELETE must name the record set exactly as it is; absent ones are skipped.
                 current = self._current(zone_id, ch.name, ch.rtype)
-                if current is not None:
+                if current is None:
+                    continue
+                if not ch.values:
                     batch.append({"Action": "DELETE", "ResourceRecordSet": current})
-        result = ChangeResult(applied=list(changes))
+                    continue
+                have = self._values(current, ch.rtype)
+                keep = [v for v in have if v not in ch.values]
+                if len(keep) == len(have):
+                    skipped.append(
+                        f"{ch.name} {ch.rtype} holds {', '.join(have)}, not the panel's "
+                        f"{', '.join(ch.values)}; left in place"
+                    )
+                elif keep:
+                    batch.append(
+                        {
+                            "Action": "UPSERT",
+                            "ResourceRecordSet": {
+                                **self._rrset(ch, keep),
+                                "TTL": current.get("TTL", ch.ttl),
+                            },
+                        }
+                    )
+                else:
+                    batch.append({"Action": "DELETE", "ResourceRecordSet": current})
+        result = ChangeResult(applied=list(changes), skipped=skipped)
         if not batch:
             return result
         response = self._call(
@@ -153,10 +214,17 @@ class Route53Provider:
         current = self._current(self._zone_id(zone), name, rtype)
         if current is None:
             return []
-        values = [r["Value"] for r in current.get("ResourceRecords", [])]
+        return self._values(current, rtype)
+
+    @staticmethod
+    def _values(rrset: dict, rtype: str) -> list[str]:
+        values = [r["Value"] for r in rrset.get("ResourceRecords", [])]
         if rtype == "TXT":
             return [_unquote_txt(v) for v in values]
         return [v.rstrip(".") for v in values]
+
+    def name_types(self, zone: ZoneRef, name: str) -> list[str]:
+        return sorted({r["Type"] for r in self._at_name(self._zone_id(zone), name)})
 
     def zone_check(self, zone: ZoneRef) -> str:
         zone_id = self._zone_id(zone)

@@ -16,7 +16,7 @@ from rest_framework import serializers
 
 from panel.access import access_for
 from panel.sanitize import sanitize_data
-from provisioning import selectors
+from provisioning import selectors, validators
 from provisioning.models import AtlassianInstance, License, Operation, OperationKind, OperationStep
 from provisioning.services import instance_validate_heap, instance_validate_product_version
 from tenants.models import Tenant
@@ -182,6 +182,21 @@ class InstanceCreateSerializer(serializers.ModelSerializer):
         super().__init__(*args, **kwargs)
         if "request" in self.context:
             self.fields["tenant"].queryset = tenants_administered(_access(self.context))
+
+    def validate_name(self, value: str) -> str:
+        try:
+            validators.validate_instance_name(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+        return value
+
+    def validate_hostname(self, value: str) -> str:
+        # The panel's own names, reserved names and records already in a managed zone.
+        try:
+            validators.validate_instance_hostname(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+        return value
 
     def validate_host(self, value: Any) -> Any:
         if value is None:
