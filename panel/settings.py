@@ -96,6 +96,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every later layer (rate limits, django-axes, the audit log) sees the client.
+    "panel.clientaddr.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "panel.api.throttles.ApiRateLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -123,6 +125,15 @@ AXES_COOLOFF_TIME = timedelta(minutes=int(env("PANEL_LOGIN_LOCKOUT_MINUTES", "15
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
+# REMOTE_ADDR is already the client's address (panel.clientaddr); axes must not read the
+# forwarding headers itself, which any caller can write.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+# Reverse proxies in front of the panel (addresses or networks, comma-separated), as the
+# panel sees them. Only a request from one of these has its X-Forwarded-For read; with none
+# (the default) the header is ignored. The production stack sets its proxy's network.
+PANEL_TRUSTED_PROXIES = [
+    n.strip() for n in env("PANEL_TRUSTED_PROXIES", "").split(",") if n.strip()
+]
 OTP_TOTP_ISSUER = "Atlassian hosting panel"
 PANEL_STAFF_REQUIRE_2FA = env_bool("PANEL_STAFF_REQUIRE_2FA", default=True)
 
@@ -247,8 +258,9 @@ REST_FRAMEWORK = {
         "token": env("PANEL_API_RATE_PER_TOKEN", "600/min"),
         "ip": env("PANEL_API_RATE_PER_IP", "1200/min"),
     },
-    # Behind a reverse proxy, count the client's address, not the proxy's.
-    "NUM_PROXIES": int(env("PANEL_NUM_PROXIES", "0")) or None,
+    # REMOTE_ADDR is the client's address already (panel.clientaddr, PANEL_TRUSTED_PROXIES):
+    # 0 makes DRF use it and never the raw X-Forwarded-For (None would trust the header).
+    "NUM_PROXIES": 0,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Atlassian hosting panel API",
