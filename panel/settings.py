@@ -317,6 +317,16 @@ CELERY_TASK_SOFT_TIME_LIMIT = 3 * 3600
 CELERY_TASK_TIME_LIMIT = 3 * 3600 + 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
+# Two queues, each with its own worker pool (docker-compose.yml, README "Workers"): operations
+# can run for hours and would otherwise fill every slot while the reaper, the requeue sweeper,
+# the backup dispatcher, health checks and notifications wait behind them.
+PANEL_CELERY_QUEUE_OPERATIONS = env("PANEL_CELERY_QUEUE_OPERATIONS", "operations")
+PANEL_CELERY_QUEUE_HOUSEKEEPING = env("PANEL_CELERY_QUEUE_HOUSEKEEPING", "housekeeping")
+# Everything not routed below (periodic and short tasks) goes to the housekeeping queue.
+CELERY_TASK_DEFAULT_QUEUE = PANEL_CELERY_QUEUE_HOUSEKEEPING
+CELERY_TASK_ROUTES = {
+    "provisioning.tasks.operation_run": {"queue": PANEL_CELERY_QUEUE_OPERATIONS},
+}
 CELERY_BEAT_SCHEDULE: dict = {}
 # Each app declares its periodic tasks in <app>/schedule.py (plain data: SCHEDULE = {...}).
 for _app in ("provisioning", "backups", "certificates", "tenants"):

@@ -48,7 +48,19 @@ LOGGING = {**LOGGING, "loggers": {**LOGGING["loggers"], "axes": {"level": "WARNI
 # Each test session (and the worker it starts, which inherits the environment) uses its own
 # queue, so concurrent test runs on one machine never take each other's tasks.
 os.environ.setdefault("PANEL_TEST_QUEUE", f"panel-test-{os.getpid()}")
-CELERY_TASK_DEFAULT_QUEUE = os.environ["PANEL_TEST_QUEUE"]
+# Both queues are derived from the run's prefix (never taken from the environment), so two
+# runs on one Redis never share either of them; the routes keep pointing at the same roles.
+_test_queue_of = {
+    PANEL_CELERY_QUEUE_OPERATIONS: f"{os.environ['PANEL_TEST_QUEUE']}-operations",  # noqa: F405
+    PANEL_CELERY_QUEUE_HOUSEKEEPING: f"{os.environ['PANEL_TEST_QUEUE']}-housekeeping",  # noqa: F405
+}
+PANEL_CELERY_QUEUE_OPERATIONS = _test_queue_of[PANEL_CELERY_QUEUE_OPERATIONS]  # noqa: F405
+PANEL_CELERY_QUEUE_HOUSEKEEPING = _test_queue_of[PANEL_CELERY_QUEUE_HOUSEKEEPING]  # noqa: F405
+CELERY_TASK_DEFAULT_QUEUE = PANEL_CELERY_QUEUE_HOUSEKEEPING
+CELERY_TASK_ROUTES = {
+    name: {**route, "queue": _test_queue_of[route["queue"]]}
+    for name, route in CELERY_TASK_ROUTES.items()  # noqa: F405
+}
 
 # The lab's nginx proxy image; no ACME CA unless a test points at the lab's pebble.
 PANEL_PROXY_IMAGE = "panel-lab/proxy:bookworm"

@@ -163,23 +163,27 @@ def access_of() -> Callable:
 
 @pytest.fixture(scope="session")
 def celery_worker_proc(django_db_setup, django_db_blocker):
-    """One real Celery worker for the session, on the test database (restarted if killed)."""
+    """The session's real Celery workers on the test database, one on the operations queue and
+    one on the housekeeping queue, as in production (restarted if killed)."""
     from pathlib import Path
 
     import redis
     from django.conf import settings
     from django.db import connection
 
-    from tests.support.worker import Worker
+    from tests.support.worker import WorkerPools, run_queue_keys
 
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
-    worker = Worker(
-        connection.settings_dict["NAME"],
-        Path(settings.BASE_DIR) / "test-artifacts" / "celery-worker.log",
+    # Other test runs share this Redis database: drop only this run's queues (left over from
+    # an earlier run with the same pid), never theirs.
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.delete(*run_queue_keys())
+    worker = WorkerPools(
+        connection.settings_dict["NAME"], Path(settings.BASE_DIR) / "test-artifacts"
     )
     worker.start()
     yield worker
     worker.stop()
+    broker.delete(*run_queue_keys())
 
 
 @pytest.fixture

@@ -41,3 +41,14 @@ def diagnostic_run(ctx: OperationContext) -> dict:
     if params.get("crash"):
         raise RuntimeError("boom")
     return {"steps": total}
+
+
+@operation_handler("diagnostic.block")
+def diagnostic_block(ctx: OperationContext) -> dict:
+    """Hold a worker slot, as a long backup or upgrade does, until cancelled (or ``seconds``)."""
+    deadline = time.monotonic() + float(ctx.operation.params.get("seconds", 60))
+    ctx.step("holding this worker slot")
+    while time.monotonic() < deadline:
+        ctx.check_cancelled()
+        time.sleep(0.2)
+    return {"held": True}

@@ -12,15 +12,49 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class Worker:
-    """A ``celery worker`` subprocess (prefork, 2 processes) on the test database."""
+def run_queues() -> list[str]:
+    """This run's two queues (panel.test_settings derives both from PANEL_TEST_QUEUE)."""
+    from django.conf import settings
 
-    def __init__(self, db_name: str, log_path: Path, heartbeat_timeout: int = 6,
-                 broker_url: str | None = None) -> None:
+    return [settings.PANEL_CELERY_QUEUE_OPERATIONS, settings.PANEL_CELERY_QUEUE_HOUSEKEEPING]
+
+
+def run_queue_keys() -> list[str]:
+    """The Redis keys holding this run's queues: kombu keeps one list per queue and priority
+    step (``name`` and ``name\x06\x16<step>``); the shared ``unacked`` hashes are not ours."""
+    from kombu.transport.redis import PRIORITY_STEPS, Channel
+
+    return [
+        name if step == 0 else f"{name}{Channel.sep}{step}"
+        for name in run_queues()
+        for step in PRIORITY_STEPS
+    ]
+
+
+class Worker:
+    """A ``celery worker`` subprocess (prefork) on the test database.
+
+    By default it consumes both of this run's queues (operations and housekeeping) with two
+    processes; ``queues``/``concurrency``/``name`` make a pool like one of production's.
+    """
+
+    def __init__(
+        self,
+        db_name: str,
+        log_path: Path,
+        heartbeat_timeout: int = 6,
+        broker_url: str | None = None,
+        queues: list[str] | None = None,
+        concurrency: int = 2,
+        name: str = "test",
+    ) -> None:
         self.db_name = db_name
         self.log_path = log_path
         self.heartbeat_timeout = heartbeat_timeout
         self.broker_url = broker_url
+        self.queues = queues
+        self.concurrency = concurrency
+        self.name = name
         self.proc: subprocess.Popen | None = None
 
     def env(self) -> dict[str, str]:
@@ -41,7 +75,14 @@ class Worker:
         return env
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (see :meth:`wait_ready`)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Only what this run's worker writes from now on counts as "ready".
+        self._start_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -54,11 +95,13 @@ class Worker:
                 "-l",
                 "INFO",
                 "-c",
-                "2",
+                str(self.concurrency),
+                "-Q",
+                ",".join(self.queues or run_queues()),
                 "--without-gossip",
                 "--without-mingle",
                 "-n",
-                f"test-{os.getpid()}@%h",
+                f"{self.name}-{os.getpid()}@%h",
             ],
             cwd=ROOT,
             env=self.env(),
@@ -66,11 +109,15 @@ class Worker:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        log.close()  # the child has its own copy
+
+    def wait_ready(self) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"celery worker exited at start; see {self.log_path}")
-            if b"ready." in self.log_path.read_bytes():
+            if b"ready." in self.log_path.read_bytes()[self._start_offset :]:
                 return
             time.sleep(0.3)
         raise RuntimeError(f"celery worker did not become ready in 60 s; see {self.log_path}")
@@ -95,3 +142,58 @@ class Worker:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class WorkerPools:
+    """Production's layout in small: one worker on the operations queue and one on the
+    housekeeping queue (the reaper, sweepers, dispatchers, notifications), so a test can fill
+    every operation slot and still see housekeeping run. Same interface as :class:`Worker`;
+    ``kill``/``stop``/``start`` act on both, as a crash or a restart of the node would."""
+
+    def __init__(
+        self, db_name: str, log_dir: Path, heartbeat_timeout: int = 6, operation_slots: int = 2
+    ) -> None:
+        from django.conf import settings
+
+        self.heartbeat_timeout = heartbeat_timeout
+        self.operation_slots = operation_slots
+        self.operations = Worker(
+            db_name,
+            log_dir / "celery-worker-operations.log",
+            heartbeat_timeout,
+            queues=[settings.PANEL_CELERY_QUEUE_OPERATIONS],
+            concurrency=operation_slots,
+            name="test-operations",
+        )
+        self.housekeeping = Worker(
+            db_name,
+            log_dir / "celery-worker-housekeeping.log",
+            heartbeat_timeout,
+            queues=[settings.PANEL_CELERY_QUEUE_HOUSEKEEPING],
+            concurrency=1,
+            name="test-housekeeping",
+        )
+        self.workers = [self.operations, self.housekeeping]
+
+    @property
+    def log_path(self) -> Path:
+        return self.operations.log_path
+
+    @property
+    def alive(self) -> bool:
+        return all(w.alive for w in self.workers)
+
+    def start(self) -> None:
+        starting = [w for w in self.workers if not w.alive]
+        for w in starting:
+            w.launch()
+        for w in starting:
+            w.wait_ready()
+
+    def kill(self) -> None:
+        for w in self.workers:
+            w.kill()
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
