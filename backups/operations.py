@@ -11,6 +11,7 @@ from django.utils import timezone
 from backups.engine import backup_take
 from backups.models import Backup, BackupKind, BackupMode, BackupStatus, Restore, RestoreDrill
 from backups.restore import (
+    RestoreCancelled,
     RestoreRefused,
     RestoreRolledBack,
     restore_in_place,
@@ -18,7 +19,13 @@ from backups.restore import (
     scratch_instance,
     scratch_remove,
 )
-from panel.operations import OperationContext, OperationFailed, operation_handler
+from panel.operations import (
+    OperationCancelled,
+    OperationContext,
+    OperationFailed,
+    OperationFenced,
+    operation_handler,
+)
 from provisioning.models import AtlassianInstance, Host, InstanceHealth, OperationKind
 from provisioning.operations import PRE_UPGRADE_HOOKS, instance_abort, instance_published
 from provisioning.remote import RemoteError
@@ -130,7 +137,15 @@ def restore_abort(operation: Any, reason: str) -> None:
     instance_abort(operation, reason)
 
 
-@operation_handler(OperationKind.BACKUP_RESTORE, on_abort=restore_abort)
+def _transition(ctx: OperationContext, instance: AtlassianInstance, to: str, reason: str) -> None:
+    # Fenced: a handler whose operation was reaped must not overwrite the reaper's state.
+    with ctx.owned():
+        instance_transition(instance, to, reason)
+
+
+# Only staff may cancel restores and drills: a cancel stops them at the next step and rolls
+# back, which a tenant admin must not impose on a support person's restore half-way.
+@operation_handler(OperationKind.BACKUP_RESTORE, on_abort=restore_abort, staff_cancel=True)
 def backup_restore_run(ctx: OperationContext) -> dict:
     """Restore a point in place, or into the new instance this operation targets."""
     started = time.monotonic()
@@ -159,7 +174,7 @@ def backup_restore_run(ctx: OperationContext) -> dict:
     try:
         if mode == "in_place":
             previous = target.status
-            instance_transition(target, "restoring", f"Restoring point {backup.point_name}")
+            _transition(ctx, target, "restoring", f"Restoring point {backup.point_name}")
             try:
                 outcome = restore_in_place(
                     ctx,
@@ -171,26 +186,27 @@ def backup_restore_run(ctx: OperationContext) -> dict:
                     safety_backup=not ctx.operation.params.get("skip_safety"),
                 )
             except RestoreRefused as exc:
-                instance_transition(target, previous, "")
+                _transition(ctx, target, previous, "")
                 Restore.objects.filter(pk=restore.pk).update(
                     status=Restore.Status.FAILED, error=str(exc)[:4000], finished_at=timezone.now()
                 )
                 raise
-            except RestoreRolledBack as exc:
+            except (RestoreRolledBack, RestoreCancelled) as exc:
+                unchanged = isinstance(exc, RestoreCancelled) and not exc.changed
                 Restore.objects.filter(pk=restore.pk).update(
-                    status=Restore.Status.ROLLED_BACK,
+                    status=Restore.Status.FAILED if unchanged else Restore.Status.ROLLED_BACK,
                     error=str(exc)[:4000],
                     finished_at=timezone.now(),
                 )
-                instance_transition(target, "running", "")
+                _transition(ctx, target, previous if unchanged else "running", "")
                 raise
         else:
-            instance_transition(target, "provisioning", f"Restoring point {backup.point_name}")
+            _transition(ctx, target, "provisioning", f"Restoring point {backup.point_name}")
             outcome = restore_new(ctx, target, backup)
             instance_published(ctx, target)
     except RemoteError as exc:
         raise OperationFailed(str(exc)) from exc
-    instance_transition(target, "running", "")
+    _transition(ctx, target, "running", "")
     AtlassianInstance.objects.filter(pk=target.pk).update(
         health=InstanceHealth.HEALTHY, health_changed_at=timezone.now()
     )
@@ -231,7 +247,7 @@ def drill_abort(operation: Any, reason: str) -> None:
     ).update(status=RestoreDrill.Status.FAILED, error=reason[:4000], finished_at=timezone.now())
 
 
-@operation_handler(OperationKind.BACKUP_DRILL, on_abort=drill_abort)
+@operation_handler(OperationKind.BACKUP_DRILL, on_abort=drill_abort, staff_cancel=True)
 def backup_drill_run(ctx: OperationContext) -> dict:
     """Restore the chosen point into a scratch instance, check it answers RUNNING, time it,
     remove it. The source instance is not touched."""
@@ -272,13 +288,19 @@ def backup_drill_run(ctx: OperationContext) -> dict:
     started = time.monotonic()
     error = ""
     outcome = None
+    interrupted: BaseException | None = None
     try:
         outcome = restore_new(ctx, scratch, backup)
+    except OperationFenced:
+        raise  # reaped: the drill record keeps the scratch name for whoever cleans up
     except (OperationFailed, RemoteError) as exc:
         error = str(exc)
-    finally:
-        seconds = time.monotonic() - started
-        cleaned = scratch_remove(ctx, scratch)
+    except BaseException as exc:  # a cancel or a time limit: clean up, then let it through
+        interrupted = exc
+        error = "Cancelled on request." if isinstance(exc, OperationCancelled) else str(exc)
+    seconds = time.monotonic() - started
+    # Uncancellable: the scratch copy holds the customer's data and must not stay behind.
+    cleaned = scratch_remove(ctx, scratch)
     passed = outcome is not None and outcome.health == "RUNNING"
     RestoreDrill.objects.filter(pk=drill.pk).update(
         status=RestoreDrill.Status.PASSED if passed else RestoreDrill.Status.FAILED,
@@ -288,6 +310,8 @@ def backup_drill_run(ctx: OperationContext) -> dict:
         cleaned_up=cleaned,
         error=error[:4000],
     )
+    if interrupted is not None:
+        raise interrupted
     if not passed:
         raise OperationFailed(f"Drill of {source.name} failed: {error or 'not healthy'}")
     ctx.step(

@@ -6,6 +6,13 @@ database next to the live one, pull home back with ``rsync --delete`` and numeri
 swap the databases by renaming, start, wait for RUNNING. If anything fails after the app was
 stopped, the previous database is renamed back, home is pulled from the safety point and the
 instance is started again; the operation says what happened.
+
+Cancelling: a cancel takes effect at the next command. Before the app is stopped nothing was
+changed and the restore just stops; after that, the cancel is treated like a failure: the
+roll-back runs inside ``ctx.uncancellable()`` (a cancel, a soft time limit or any other error
+never interrupts it) and the instance ends running on its previous state. Clean-up of staged
+copies and of drills' scratch instances is uncancellable as well. Only a lost lease (the
+reaper ended the operation) stops a roll-back, since the target may be another operation's.
 """
 
 from __future__ import annotations
@@ -32,11 +39,16 @@ from backups.engine import (
     store_of,
 )
 from backups.models import Backup, BackupKind, BackupMode
-from panel.operations import OperationCancelled, OperationContext, OperationFailed
+from panel.operations import (
+    OperationCancelled,
+    OperationContext,
+    OperationFailed,
+    OperationFenced,
+)
 from provisioning.compose import compose_render, instance_dir
 from provisioning.hosts import host_connection
 from provisioning.models import AtlassianInstance, Host, InstanceHealth
-from provisioning.remote import CommandFailed, HostConnection, RemoteError
+from provisioning.remote import HostConnection, RemoteError
 from provisioning.rollout import instance_probe, wait_running
 
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -169,12 +181,18 @@ def source_prepare(ctx: OperationContext, backup: Backup, target: AtlassianInsta
 
 
 def source_release(ctx: OperationContext, backup: Backup, source: Source) -> None:
+    """Remove a staged copy (uncancellable clean-up; its failure is reported, not raised)."""
     if not source.staging:
         return
     try:
-        with host_connection(store_of(backup).backup_host, ctx=ctx) as bconn:
-            bconn.run(["rm", "-rf", "--one-file-system", source.staging], record=False)
-    except RemoteError as exc:
+        with ctx.uncancellable(), host_connection(store_of(backup).backup_host, ctx=ctx) as bconn:
+            bconn.run(
+                ["rm", "-rf", "--one-file-system", source.staging],
+                message=f"Removed the staged copy of point {backup.point_name}",
+            )
+    except OperationFenced:
+        raise
+    except Exception as exc:  # noqa: BLE001 - clean-up must not hide the restore's outcome
         ctx.step(f"Could not remove the staged copy {source.staging}: {exc}", level="warning")
 
 
@@ -373,11 +391,30 @@ def restore_in_place(
                 level="warning",
             )
         source = source_prepare(ctx, backup, instance)
+    except OperationFenced:
+        raise
+    except OperationCancelled as exc:
+        raise RestoreCancelled(
+            f"Restore cancelled on request before it started; nothing was changed on "
+            f"{instance.name}.",
+            changed=False,
+        ) from exc
     except (OperationFailed, RemoteError) as exc:
         raise RestoreRefused(f"{exc} Nothing was changed on {instance.name}.") from exc
     ctx.progress(2)
     swapped = False
+    home_touched = False
     with host_connection(instance.host, ctx=ctx) as conn:
+        try:
+            # The last point where a cancel leaves everything as it was.
+            ctx.check_cancelled()
+        except OperationCancelled as exc:
+            source_release(ctx, backup, source)
+            raise RestoreCancelled(
+                f"Restore cancelled on request before the app was stopped; nothing was changed "
+                f"on {instance.name}.",
+                changed=False,
+            ) from exc
         try:
             conn.run(
                 compose_argv(instance, "stop", "--timeout", "120", "app"),
@@ -405,6 +442,7 @@ def restore_in_place(
             dump_restore(conn, instance, dump, staged)
             ctx.progress(4)
             ctx.check_cancelled()
+            home_touched = True
             home_pull(ctx, conn, instance, backup, source)
             ctx.progress(5)
             psql(
@@ -422,20 +460,36 @@ def restore_in_place(
             )
             ctx.progress(6)
             wait_running(ctx, conn, instance, first=False)
-        except (RemoteError, OperationFailed, OperationCancelled) as exc:
-            raise _rollback(
-                ctx, conn, instance, safety=safety, swapped=swapped, failure=exc
-            ) from exc
-        finally:
+        except OperationFenced:
+            # The reaper ended the operation: another one may own the instance now.
+            raise
+        except BaseException as exc:
+            # Any failure, a cancel, a soft time limit: bring the instance back.
             source_release(ctx, backup, source)
-        psql(
-            conn,
-            instance,
-            f"DROP DATABASE IF EXISTS {_ident(previous)};\n",
-            database="postgres",
-            message=f"Dropped the replaced database {previous}",
-        )
-        conn.run(["rm", "-f", f"{instance_dir(instance)}/{RESTORE_DUMP_FILE}"], record=False)
+            error = _rollback(
+                ctx,
+                conn,
+                instance,
+                safety=safety,
+                swapped=swapped,
+                home_touched=home_touched,
+                failure=exc,
+            )
+            if not isinstance(exc, Exception):
+                raise  # e.g. SystemExit: rolled back, now let the worker go
+            raise error from exc
+        source_release(ctx, backup, source)
+        # Past the point of no return: the restored instance runs; tidy up without a cancel
+        # cutting the clean-up short.
+        with ctx.uncancellable():
+            psql(
+                conn,
+                instance,
+                f"DROP DATABASE IF EXISTS {_ident(previous)};\n",
+                database="postgres",
+                message=f"Dropped the replaced database {previous}",
+            )
+            conn.run(["rm", "-f", f"{instance_dir(instance)}/{RESTORE_DUMP_FILE}"], record=False)
         ctx.progress(7)
         _healthy, state, _ = instance_probe(conn, instance)
     return Outcome(seconds=time.monotonic() - started, health=state or "unknown")
@@ -467,6 +521,15 @@ class RestoreRolledBack(OperationFailed):
     """The restore failed and the instance was brought back to its state before it."""
 
 
+class RestoreCancelled(OperationCancelled):
+    """The restore was cancelled; the instance is as before it (``changed``: it was stopped
+    and brought back, so it now runs)."""
+
+    def __init__(self, message: str, *, changed: bool = True) -> None:
+        super().__init__(message)
+        self.changed = changed
+
+
 def _rollback(
     ctx: OperationContext,
     conn: HostConnection,
@@ -474,14 +537,50 @@ def _rollback(
     *,
     safety: Backup | None,
     swapped: bool,
+    home_touched: bool = True,
     failure: BaseException,
 ) -> Exception:
     """Bring the instance back to the state before the restore; returns the error to raise.
-    Without a safety backup only the database can be put back."""
+    Without a safety backup only the database can be put back. Runs uncancellable; only a lost
+    lease (:class:`OperationFenced`) stops it."""
+    with ctx.uncancellable():
+        return _rollback_steps(
+            ctx,
+            conn,
+            instance,
+            safety=safety,
+            swapped=swapped,
+            home_touched=home_touched,
+            failure=failure,
+        )
+
+
+def _failure_words(failure: BaseException) -> str:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    if isinstance(failure, SoftTimeLimitExceeded):
+        return "the operation ran past its time limit."
+    if isinstance(failure, OperationCancelled):
+        return "it was cancelled on request."
+    return str(failure) or type(failure).__name__
+
+
+def _rollback_steps(
+    ctx: OperationContext,
+    conn: HostConnection,
+    instance: AtlassianInstance,
+    *,
+    safety: Backup | None,
+    swapped: bool,
+    home_touched: bool,
+    failure: BaseException,
+) -> Exception:
+    cancelled = isinstance(failure, OperationCancelled)
+    why = _failure_words(failure)
     where = f"safety backup {safety.point_name}" if safety else "no safety backup"
     ctx.step(
-        f"Restore failed ({failure}); bringing {instance.name} back to its state before "
-        f"the restore ({where})",
+        f"Restore {'cancelled' if cancelled else 'failed'} ({why}); bringing {instance.name} "
+        f"back to its state before the restore ({where})",
         level="warning",
     )
     db = instance.db_name
@@ -518,7 +617,7 @@ def _rollback(
                 database="postgres",
                 message="Dropped the half-restored database",
             )
-        if safety is not None:
+        if safety is not None and home_touched:
             source = source_prepare(ctx, safety, instance)
             try:
                 home_pull(
@@ -531,6 +630,8 @@ def _rollback(
                 )
             finally:
                 source_release(ctx, safety, source)
+        elif not home_touched:
+            ctx.step("Home was not touched yet; it stays as it was")
         conn.run(["rm", "-f", f"{instance_dir(instance)}/{RESTORE_DUMP_FILE}"], record=False)
         conn.run(
             compose_argv(instance, "up", "--detach"),
@@ -538,9 +639,12 @@ def _rollback(
             message=f"Started {instance.name} again",
         )
         wait_running(ctx, conn, instance, first=False)
-    except (RemoteError, OperationFailed) as second:
+    except OperationFenced:
+        raise
+    except Exception as second:  # noqa: BLE001 - whatever broke the roll-back is reported
         return OperationFailed(
-            f"Restore failed: {failure} Bringing the instance back also failed: {second} "
+            f"Restore {'cancelled' if cancelled else 'failed'}: {why} Bringing the instance "
+            f"back also failed: {second} "
             + (
                 f"Its state before the restore is in safety backup {safety.point_name}"
                 if safety
@@ -549,16 +653,19 @@ def _rollback(
             + (f" and its previous database in {previous}" if swapped else "")
             + "."
         )
-    if isinstance(failure, OperationCancelled):
-        return failure
-    if safety is None:
+    if cancelled:
+        return RestoreCancelled(
+            f"Restore cancelled on request; {instance.name} was brought back to its state "
+            "before the restore and is running again."
+        )
+    if safety is None and home_touched:
         return RestoreRolledBack(
-            f"Restore failed: {failure} {instance.name} runs again on its previous database; "
+            f"Restore failed: {why} {instance.name} runs again on its previous database; "
             "its home holds the point's files (no safety backup was taken)."
         )
     return RestoreRolledBack(
-        f"Restore failed: {failure} {instance.name} was brought back to its state before the "
-        f"restore (safety backup {safety.point_name}) and is running again."
+        f"Restore failed: {why} {instance.name} was brought back to its state before the "
+        f"restore{f' (safety backup {safety.point_name})' if safety else ''} and is running again."
     )
 
 
@@ -616,9 +723,11 @@ def restore_new(ctx: OperationContext, target: AtlassianInstance, backup: Backup
 
 
 def scratch_remove(ctx: OperationContext, scratch: AtlassianInstance) -> bool:
-    """Remove a drill's scratch instance: containers, networks, volumes and its directory."""
+    """Remove a drill's scratch instance: containers, networks, volumes and its directory.
+
+    Uncancellable (the scratch copy holds customer data); a failure is reported, not raised."""
     try:
-        with host_connection(scratch.host, ctx=ctx) as conn:
+        with ctx.uncancellable(), host_connection(scratch.host, ctx=ctx) as conn:
             directory = instance_dir(scratch)
             if conn.exists(f"{directory}/compose.yml"):
                 conn.run(
@@ -630,7 +739,9 @@ def scratch_remove(ctx: OperationContext, scratch: AtlassianInstance) -> bool:
                 )
             conn.run(["rm", "-rf", "--one-file-system", directory], message=f"Removed {directory}")
         return True
-    except (RemoteError, CommandFailed) as exc:
+    except OperationFenced:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported; the drill record says not cleaned up
         ctx.step(f"Could not remove the scratch instance {scratch.name}: {exc}", level="warning")
         return False
 

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import importlib
 import logging
+import secrets
 import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connections, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -41,6 +43,12 @@ class OperationFailed(Exception):
 
 class OperationCancelled(Exception):
     """Raised when a user asked to cancel a running operation."""
+
+
+class OperationFenced(Exception):
+    """This handler no longer owns its operation (the reaper ended it, or another worker claimed
+    it again): it must stop at once, without compensating, since the target may be another
+    operation's by now."""
 
 
 class OperationConflict(Exception):
@@ -64,18 +72,26 @@ class OperationKindSpec:
     # Called with (operation, reason) after a failure, cancellation or reaping, to leave the
     # target in a clear state (e.g. instance -> failed). Must be idempotent.
     on_abort: Callable[[Any, str], None] | None = None
+    # Cancelling it takes a staff role (restores and drills: a tenant admin must not stop a
+    # support person's restore half-way).
+    staff_cancel: bool = False
 
 
 _REGISTRY: dict[str, OperationKindSpec] = {}
 
 
 def operation_handler(
-    kind: str, *, on_abort: Callable[[Any, str], None] | None = None
+    kind: str,
+    *,
+    on_abort: Callable[[Any, str], None] | None = None,
+    staff_cancel: bool = False,
 ) -> Callable[[Callable], Callable]:
     """Register the handler that carries out operations of ``kind``."""
 
     def decorator(func: Callable) -> Callable:
-        _REGISTRY[kind] = OperationKindSpec(kind=kind, handler=func, on_abort=on_abort)
+        _REGISTRY[kind] = OperationKindSpec(
+            kind=kind, handler=func, on_abort=on_abort, staff_cancel=staff_cancel
+        )
         return func
 
     return decorator
@@ -184,8 +200,33 @@ def operation_enqueue(operation_id: Any) -> None:
         log.warning("could not enqueue operation %s (sweeper will retry): %s", operation_id, exc)
 
 
+def operation_cancel_allowed(access: Access, operation: Any) -> bool:
+    """Whether ``access`` may cancel ``operation`` (the caller already sees it).
+
+    A tenant's operations: its admins and staff, except kinds registered with
+    ``staff_cancel`` (restores, drills), which only staff may stop. Operations of no tenant
+    (hosts): platform admins.
+    """
+    if not access.can_write:
+        return False
+    if operation.tenant_id is None:
+        return access.is_platform_admin
+    spec = _REGISTRY.get(operation.kind)
+    if spec is not None and spec.staff_cancel:
+        return access.is_staff_role
+    return access.administers_tenant(operation.tenant_id)
+
+
 def operation_cancel(operation: Any, *, actor: Access | None) -> Any:
-    """Cancel a pending operation at once, or ask a running one to stop at its next step."""
+    """Cancel a pending operation at once, or ask a running one to stop at its next safe step.
+
+    Raises :class:`~django.core.exceptions.PermissionDenied` (a 403 in the UI and the API) when
+    ``actor`` may not cancel it; views check :func:`operation_cancel_allowed` first.
+    """
+    from django.core.exceptions import PermissionDenied
+
+    if actor is not None and not operation_cancel_allowed(actor, operation):
+        raise PermissionDenied("You may not cancel this operation.")
     Operation = _model()
     now = timezone.now()
     if Operation.objects.filter(id=operation.id, status="pending").update(
@@ -210,6 +251,12 @@ class OperationContext:
 
     def __init__(self, operation: Any) -> None:
         self.operation = operation
+        # The lease this handler holds (empty for a context made outside a claim, e.g. by the
+        # reaper, which then checks nothing).
+        self.fence_token: str = getattr(operation, "fence_token", "") or ""
+        # Set by the heartbeat when its conditional update finds the lease gone.
+        self.lost = threading.Event()
+        self._uncancellable = 0
         self._secrets: list[str] = []
         # The target's own secrets are always redacted, whatever the handler remembers to add.
         instance = getattr(operation, "instance", None) if operation.instance_id else None
@@ -254,16 +301,75 @@ class OperationContext:
         fields: dict[str, Any] = {"progress_current": current}
         if total is not None:
             fields["progress_total"] = total
-        _model().objects.using(_log_alias()).filter(id=self.operation.id).update(**fields)
+        if not self._owned_rows().using(_log_alias()).update(**fields) and self.fence_token:
+            self._fenced()
+
+    # --- cancelling and fencing -------------------------------------------------------------
+
+    def _owned_rows(self) -> Any:
+        rows = _model().objects.filter(id=self.operation.id)
+        if self.fence_token:
+            rows = rows.filter(status="running", fence_token=self.fence_token)
+        return rows
+
+    def _fenced(self) -> None:
+        self.lost.set()
+        raise OperationFenced(
+            "This worker no longer owns the operation (it was ended by the reaper or claimed "
+            "again); it stopped without running further commands."
+        )
+
+    def check_owner(self) -> None:
+        """Raise :class:`OperationFenced` if this handler's lease is gone."""
+        if not self.fence_token:
+            return
+        if self.lost.is_set() or not self._owned_rows().using(_log_alias()).exists():
+            self._fenced()
 
     def check_cancelled(self) -> None:
-        if (
-            _model()
-            .objects.using(_log_alias())
-            .filter(id=self.operation.id, cancel_requested=True)
-            .exists()
-        ):
+        """A safe point: stop here if the lease is gone, or if a cancel was asked for (unless
+        inside :meth:`uncancellable`). Every remote command calls it first."""
+        if self.lost.is_set():
+            self._fenced()
+        flags = list(
+            self._owned_rows().using(_log_alias()).values_list("cancel_requested", flat=True)[:1]
+        )
+        if not flags:
+            if self.fence_token:
+                self._fenced()
+            return
+        if flags[0] and not self._uncancellable:
             raise OperationCancelled("Cancelled on request.")
+
+    @property
+    def cancellable(self) -> bool:
+        return not self._uncancellable
+
+    @contextmanager
+    def uncancellable(self) -> Iterator[None]:
+        """Compensation (rollbacks, restarts, clean-up) and steps that must not be split: a
+        cancel asked for meanwhile waits for the next safe point outside. Fencing still
+        applies: a reaped handler stops even here."""
+        self._uncancellable += 1
+        try:
+            yield
+        finally:
+            self._uncancellable -= 1
+
+    @contextmanager
+    def owned(self) -> Iterator[None]:
+        """Write the target's state while holding this operation's row: if the lease is gone
+        raise :class:`OperationFenced`; while the block runs the reaper waits, so a handler's
+        final transition never lands after (and over) the reaper's."""
+        if not self.fence_token:
+            yield
+            return
+        if self.lost.is_set():
+            self._fenced()
+        with transaction.atomic():
+            if not list(self._owned_rows().select_for_update().values_list("id", flat=True)):
+                self._fenced()
+            yield
 
 
 def _log_alias() -> str:
@@ -276,22 +382,46 @@ def _log_alias() -> str:
 
 
 class _Heartbeat(threading.Thread):
-    """Touches ``heartbeat_at`` while the handler runs; a dead worker stops touching it."""
+    """Touches ``heartbeat_at`` while the handler runs; a dead worker stops touching it.
 
-    def __init__(self, operation_id: Any, interval: float) -> None:
-        super().__init__(daemon=True, name=f"heartbeat-{operation_id}")
-        self.operation_id = operation_id
+    A database error does not end it: it reconnects and retries with backoff (within the
+    heartbeat timeout the reaper waits). When its conditional update finds the lease gone (the
+    reaper ended the operation), it marks the context lost and stops.
+    """
+
+    def __init__(self, ctx: OperationContext, interval: float) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{ctx.operation.id}")
+        self.ctx = ctx
         self.interval = interval
         self.stopped = threading.Event()
 
+    def beat(self) -> bool:
+        """One heartbeat; False once this worker no longer holds the operation."""
+        return bool(self.ctx._owned_rows().update(heartbeat_at=timezone.now()))
+
     def run(self) -> None:
+        failures = 0
+        wait = self.interval
         try:
-            while not self.stopped.wait(self.interval):
-                _model().objects.filter(id=self.operation_id, status="running").update(
-                    heartbeat_at=timezone.now()
-                )
-        except Exception:  # noqa: BLE001 - a missed heartbeat is handled by the reaper
-            log.exception("heartbeat failed for operation %s", self.operation_id)
+            while not self.stopped.wait(wait):
+                try:
+                    if not self.beat():
+                        if not self.stopped.is_set():
+                            self.ctx.lost.set()
+                        return
+                    failures, wait = 0, self.interval
+                except DatabaseError as exc:
+                    failures += 1
+                    # Short retries first, never longer apart than the normal interval.
+                    wait = min(self.interval, 0.25 * 2 ** min(failures, 8))
+                    log.warning(
+                        "heartbeat of operation %s failed (%s in a row), retrying in %.2f s: %s",
+                        self.ctx.operation.id,
+                        failures,
+                        wait,
+                        exc,
+                    )
+                    connections["default"].close()
         finally:
             connections.close_all()
 
@@ -300,6 +430,7 @@ def operation_execute(operation_id: Any) -> str:
     """Claim and run one operation; returns its terminal status (or 'skipped')."""
     Operation = _model()
     now = timezone.now()
+    fence_token = secrets.token_hex(16)
     claimed = Operation.objects.filter(
         id=operation_id, status="pending", cancel_requested=False
     ).update(
@@ -307,6 +438,7 @@ def operation_execute(operation_id: Any) -> str:
         started_at=now,
         heartbeat_at=now,
         worker=f"{socket.gethostname()}:{threading.get_native_id()}",
+        fence_token=fence_token,
         attempts=F("attempts") + 1,
     )
     if not claimed:
@@ -316,7 +448,7 @@ def operation_execute(operation_id: Any) -> str:
     spec = _REGISTRY.get(op.kind)
     ctx = OperationContext(op)
     interval = max(1.0, settings.PANEL_OPERATION_HEARTBEAT_TIMEOUT.total_seconds() / 4)
-    heartbeat = _Heartbeat(op.id, interval)
+    heartbeat = _Heartbeat(ctx, interval)
     heartbeat.start()
     token = secrets_push(())
     status, error, result = "failed", "", {}
@@ -325,6 +457,8 @@ def operation_execute(operation_id: Any) -> str:
             raise OperationFailed(f"This panel has no handler for operations of kind {op.kind!r}.")
         result = spec.handler(ctx) or {}
         status = "succeeded"
+    except OperationFenced as exc:
+        status, error = "fenced", str(exc)
     except OperationCancelled as exc:
         status, error = "cancelled", str(exc)
     except OperationFailed as exc:
@@ -345,9 +479,14 @@ def operation_execute(operation_id: Any) -> str:
         heartbeat.stopped.set()
         secrets_pop(token)
     error = ctx.clean(error)
+    if status == "fenced":
+        # The reaper (or a new claim) owns the row now: log what happened, change nothing.
+        ctx.step(error, level="warning")
+        heartbeat.join(timeout=5)
+        return "reaped"
     if status != "succeeded":
         ctx.step(error or status, level="error" if status == "failed" else "warning")
-    ended = Operation.objects.filter(id=op.id, status="running").update(
+    ended = Operation.objects.filter(id=op.id, status="running", fence_token=fence_token).update(
         status=status,
         error=error,
         result=sanitize_data(result),
@@ -398,8 +537,10 @@ def operations_reap(now: Any = None) -> list[str]:
             f"{op.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); it was ended so the target is free again."
             " Check the target's state, then run the operation again."
         )
+        # Clearing the lease fences the old handler: its next command, progress or transition
+        # finds the lease gone and stops.
         if Operation.objects.filter(id=op.id, status="running", heartbeat_at__lt=deadline).update(
-            status="failed", error=reason, finished_at=now
+            status="failed", error=reason, finished_at=now, fence_token=""
         ):
             OperationContext(op).step(reason, level="error")
             op.refresh_from_db()
@@ -443,7 +584,9 @@ __all__ = [
     "OperationConflict",
     "OperationContext",
     "OperationFailed",
+    "OperationFenced",
     "operation_cancel",
+    "operation_cancel_allowed",
     "operation_enqueue",
     "operation_execute",
     "operation_handler",

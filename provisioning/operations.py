@@ -28,10 +28,18 @@ from provisioning.remote import RemoteError
 _IN_FLIGHT = {InstanceStatus.PROVISIONING, InstanceStatus.RESTORING, InstanceStatus.DELETING}
 
 
-def _transition(instance: AtlassianInstance, to: str, reason: str = "") -> None:
+def _transition(
+    instance: AtlassianInstance, to: str, reason: str = "", *, ctx: OperationContext | None = None
+) -> None:
     from provisioning.services import instance_transition
 
-    instance_transition(instance, to, reason)
+    if ctx is None:  # the abort hook: the runner or the reaper already owns the outcome
+        instance_transition(instance, to, reason)
+        return
+    # Fenced: a handler whose operation was reaped stops here instead of overwriting the
+    # state the reaper's abort hook set (the reaper waits while this holds the row).
+    with ctx.owned():
+        instance_transition(instance, to, reason)
 
 
 def instance_abort(operation: Any, reason: str) -> None:
@@ -83,7 +91,7 @@ def instance_create_run(ctx: OperationContext) -> dict:
 
     instance = _instance(ctx)
     ctx.progress(0, 5)
-    _transition(instance, InstanceStatus.PROVISIONING)
+    _transition(instance, InstanceStatus.PROVISIONING, ctx=ctx)
     if instance.host is None:
         ctx.step(f"Choosing an app host with {instance.heap_max_mb + 512} MB free memory")
         host = host_select_for_instance(instance)
@@ -100,7 +108,7 @@ def instance_create_run(ctx: OperationContext) -> dict:
     ctx.step(f"Placing {instance.name} on host {instance.host.name}")
     result = rollout.instance_rollout(ctx, instance, first=True)
     instance_published(ctx, instance)
-    _transition(instance, InstanceStatus.RUNNING)
+    _transition(instance, InstanceStatus.RUNNING, ctx=ctx)
     return result
 
 
@@ -119,7 +127,7 @@ def instance_start_run(ctx: OperationContext) -> dict:
             message=f"Started {instance.name}",
         )
         seconds = rollout.wait_running(ctx, conn, instance, first=False)
-    _transition(instance, InstanceStatus.RUNNING)
+    _transition(instance, InstanceStatus.RUNNING, ctx=ctx)
     _healthy(instance)
     return {"seconds_to_running": round(seconds, 1)}
 
@@ -141,7 +149,7 @@ def instance_stop_run(ctx: OperationContext) -> dict:
                 timeout=300,
                 message=f"Stopped {service} of {instance.name}",
             )
-    _transition(instance, InstanceStatus.STOPPED)
+    _transition(instance, InstanceStatus.STOPPED, ctx=ctx)
     AtlassianInstance.objects.filter(pk=instance.pk).update(health=InstanceHealth.UNKNOWN)
     return {}
 
@@ -163,7 +171,7 @@ def instance_restart_run(ctx: OperationContext) -> dict:
             message=f"Restarted {instance.name}",
         )
         seconds = rollout.wait_running(ctx, conn, instance, first=False)
-    _transition(instance, InstanceStatus.RUNNING)
+    _transition(instance, InstanceStatus.RUNNING, ctx=ctx)
     _healthy(instance)
     return {"seconds_to_running": round(seconds, 1)}
 
@@ -177,9 +185,9 @@ def instance_upgrade_run(ctx: OperationContext) -> dict:
     ctx.step(f"Upgrading {instance.name} from {instance.version} to {version}")
     for hook in PRE_UPGRADE_HOOKS:  # the backups app takes a backup first
         hook(ctx, instance)
+    # The rollout writes the new version together with the deployed compose hash.
     result = rollout.instance_rollout(ctx, instance, first=False, version=version)
-    AtlassianInstance.objects.filter(pk=instance.pk).update(version=version)
-    _transition(instance, InstanceStatus.RUNNING)
+    _transition(instance, InstanceStatus.RUNNING, ctx=ctx)
     return {**result, "previous_version": instance.version}
 
 
@@ -189,11 +197,8 @@ def instance_resize_run(ctx: OperationContext) -> dict:
     """Change the JVM heap: a rollout with the new settings (rolled back if it fails)."""
     instance = _instance(ctx)
     heap = (int(ctx.operation.params["heap_min_mb"]), int(ctx.operation.params["heap_max_mb"]))
-    result = rollout.instance_rollout(ctx, instance, first=False, heap=heap)
-    AtlassianInstance.objects.filter(pk=instance.pk).update(
-        heap_min_mb=heap[0], heap_max_mb=heap[1]
-    )
-    _transition(instance, InstanceStatus.RUNNING)
+    result = rollout.instance_rollout(ctx, instance, first=False, heap=heap)  # writes the heap
+    _transition(instance, InstanceStatus.RUNNING, ctx=ctx)
     return {**result, "heap_mb": list(heap)}
 
 
@@ -202,7 +207,7 @@ def instance_resize_run(ctx: OperationContext) -> dict:
 def instance_delete_run(ctx: OperationContext) -> dict:
     """Stop and remove containers and networks; keep data and backups for the retention time."""
     instance = _instance(ctx)
-    _transition(instance, InstanceStatus.DELETING)
+    _transition(instance, InstanceStatus.DELETING, ctx=ctx)
     for hook in UNPUBLISH_HOOKS:
         hook(ctx, instance)
     if instance.host is not None:
@@ -223,7 +228,7 @@ def instance_delete_run(ctx: OperationContext) -> dict:
     AtlassianInstance.objects.filter(pk=instance.pk).update(
         deleted_at=deleted_at, purge_after=purge_after, health=InstanceHealth.UNKNOWN
     )
-    _transition(instance, InstanceStatus.DELETED)
+    _transition(instance, InstanceStatus.DELETED, ctx=ctx)
     ctx.step(
         f"Data kept on {instance.host.name if instance.host else 'no host'} until "
         f"{purge_after:%Y-%m-%d}; then it is purged."
@@ -258,7 +263,7 @@ def license_apply_run(ctx: OperationContext) -> dict:
     ctx.step(f"Applying the newest license to {instance.name}")
     result = rollout.instance_rollout(ctx, instance, first=False)
     if instance.status != InstanceStatus.RUNNING:
-        _transition(instance, InstanceStatus.RUNNING)
+        _transition(instance, InstanceStatus.RUNNING, ctx=ctx)
     return result
 
 

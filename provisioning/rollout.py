@@ -4,6 +4,13 @@ A rollout renders the project, uploads it next to the deployed one, validates it
 ``docker compose config`` on the host, swaps it in (keeping the previous file for rollback),
 runs ``up -d`` and waits for ``<context>/status`` to say RUNNING in the body. If the new
 version does not come up, the previous files are restored and started again.
+
+A cancel takes effect before the files are swapped (nothing changed) or while the new version
+starts (it is rolled back, uncancellably, like a failure). The version and heap in the
+database are written together with the deployed compose hash, right after the new files
+answer RUNNING, so the database never names a version other than the one deployed (a later
+rollout would otherwise render the old one and downgrade the app against a migrated
+database).
 """
 
 from __future__ import annotations
@@ -15,7 +22,12 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from panel.operations import OperationContext, OperationFailed
+from panel.operations import (
+    OperationCancelled,
+    OperationContext,
+    OperationFailed,
+    OperationFenced,
+)
 from provisioning.compose import RenderedProject, compose_render, instance_dir
 from provisioning.models import AtlassianInstance, InstanceHealth
 from provisioning.products import spec_for
@@ -159,6 +171,39 @@ def _up(conn: HostConnection, rendered: RenderedProject) -> None:
     )
 
 
+def _words(failure: BaseException) -> str:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    if isinstance(failure, SoftTimeLimitExceeded):
+        return "The rollout ran past the operation's time limit."
+    if isinstance(failure, OperationCancelled):
+        return "Cancelled on request."
+    return str(failure) or type(failure).__name__
+
+
+def _rollback(
+    ctx: OperationContext,
+    conn: HostConnection,
+    instance: AtlassianInstance,
+    rendered: RenderedProject,
+    f: dict[str, str],
+    failure: BaseException,
+) -> None:
+    """Put the previous compose files back and start them (the caller makes it uncancellable)."""
+    ctx.step(f"Rolling back: {_words(failure)}", level="warning")
+    try:
+        conn.run(["cp", "-p", f["compose_prev"], f["compose"]])
+        conn.run(["cp", "-p", f["env_prev"], f["env"]])
+        _up(conn, rendered)
+        wait_running(ctx, conn, instance, first=False)
+    except OperationFenced:
+        raise
+    except Exception as second:  # noqa: BLE001 - reported with the first failure
+        raise OperationFailed(
+            f"{_words(failure)} Rolling back to the previous version also failed: {second}"
+        ) from second
+
+
 def instance_rollout(
     ctx: OperationContext,
     instance: AtlassianInstance,
@@ -203,41 +248,57 @@ def instance_rollout(
                 f"one was left in place. {exc}"
             ) from exc
         ctx.progress(2)
+        ctx.check_cancelled()  # the last point where nothing was changed
         had_previous = conn.exists(f["compose"])
-        if had_previous:
-            conn.run(["cp", "-p", f["compose"], f["compose_prev"]])
-            conn.run(["cp", "-p", f["env"], f["env_prev"]])
-        conn.run(["mv", "-f", f["compose_new"], f["compose"]])
-        conn.run(["mv", "-f", f["env_new"], f["env"]])
+        with ctx.uncancellable():  # never half-swapped (new compose file with the old .env)
+            if had_previous:
+                conn.run(["cp", "-p", f["compose"], f["compose_prev"]])
+                conn.run(["cp", "-p", f["env"], f["env_prev"]])
+            conn.run(["mv", "-f", f["compose_new"], f["compose"]])
+            conn.run(["mv", "-f", f["env_new"], f["env"]])
         try:
             _up(conn, rendered)
             ctx.progress(3)
             wait_running(ctx, conn, instance, first=first)
-        except (OperationFailed, RemoteError) as failure:
+        except OperationFenced:
+            raise  # reaped: another operation may own the instance now
+        except BaseException as failure:  # a failure, a cancel or a time limit
             if not had_previous:
-                raise OperationFailed(
-                    f"{failure} The new instance was left stopped for inspection."
+                if isinstance(failure, OperationCancelled):
+                    raise OperationCancelled(
+                        "Cancelled on request; the new instance was left for inspection."
+                    ) from failure
+                if isinstance(failure, OperationFailed | RemoteError):
+                    raise OperationFailed(
+                        f"{_words(failure)} The new instance was left stopped for inspection."
+                    ) from failure
+                raise
+            with ctx.uncancellable():
+                _rollback(ctx, conn, instance, rendered, f, failure)
+            if isinstance(failure, OperationCancelled):
+                raise OperationCancelled(
+                    f"Cancelled on request; rolled back to the previous compose file "
+                    f"({instance.product} {instance.version}); the instance is running again."
                 ) from failure
-            ctx.step(f"Rolling back: {failure}", level="warning")
-            conn.run(["cp", "-p", f["compose_prev"], f["compose"]])
-            conn.run(["cp", "-p", f["env_prev"], f["env"]])
-            _up(conn, rendered)
-            try:
-                wait_running(ctx, conn, instance, first=False)
-            except (OperationFailed, RemoteError) as second:
-                raise OperationFailed(
-                    f"{failure} Rolling back to the previous version also failed: {second}"
-                ) from second
+            if not isinstance(failure, Exception):
+                raise
             raise OperationFailed(
-                f"{failure} Rolled back to the previous compose file "
+                f"{_words(failure)} Rolled back to the previous compose file "
                 f"({instance.product} {instance.version}); the instance is running again."
             ) from failure
+        # No remote command between the healthy answer and this write: the database names
+        # exactly what is deployed.
+        fields: dict[str, Any] = {
+            "deployed_compose_hash": rendered.compose_hash,
+            "health": InstanceHealth.HEALTHY,
+            "health_changed_at": timezone.now(),
+        }
+        if version:
+            fields["version"] = version
+        if heap:
+            fields["heap_min_mb"], fields["heap_max_mb"] = heap
+        AtlassianInstance.objects.filter(pk=instance.pk).update(**fields)
         ctx.progress(4)
-    AtlassianInstance.objects.filter(pk=instance.pk).update(
-        deployed_compose_hash=rendered.compose_hash,
-        health=InstanceHealth.HEALTHY,
-        health_changed_at=timezone.now(),
-    )
     return {
         "compose_hash": rendered.compose_hash,
         "version": version or instance.version,

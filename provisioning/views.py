@@ -26,7 +26,12 @@ from panel.htmx import (
     posted_idempotency_key,
     render_page_or_partial,
 )
-from panel.operations import OperationConflict, operation_cancel, registered_kinds
+from panel.operations import (
+    OperationConflict,
+    operation_cancel,
+    operation_cancel_allowed,
+    registered_kinds,
+)
 from provisioning.forms import (
     ACTION_FORMS,
     InstanceCreateForm,
@@ -73,10 +78,9 @@ def _action_available(action: str) -> bool:
 
 
 def _can_change_operation(access: Access, operation: Operation) -> bool:
-    """Tenant admins and staff may cancel a tenant's operations; host ones are admins' only."""
-    if operation.tenant_id is not None:
-        return access.administers_tenant(operation.tenant_id)
-    return access.is_platform_admin and access.can_write
+    """Tenant admins and staff may cancel a tenant's operations, but restores and drills only
+    staff; host ones are platform admins' only (one rule: ``operation_cancel_allowed``)."""
+    return operation_cancel_allowed(access, operation)
 
 
 def _shows_tenant(access: Access) -> bool:
@@ -422,7 +426,11 @@ def operation_cancel_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     access = access_for(request)
     operation = operation_get(access, pk)
     if not _can_change_operation(access, operation):
-        raise PermissionDenied("Only the tenant's administrators can cancel this operation.")
+        raise PermissionDenied(
+            "Only support staff can cancel restores and drills."
+            if operation.tenant_id is not None and access.administers_tenant(operation.tenant_id)
+            else "Only the tenant's administrators can cancel this operation."
+        )
     if operation.is_terminal:
         messages.info(request, f"This operation already ended ({operation.get_status_display()}).")
     else:

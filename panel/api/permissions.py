@@ -12,6 +12,7 @@ from typing import Any
 from rest_framework import permissions
 
 from panel.access import access_for
+from panel.operations import operation_cancel_allowed
 
 
 class PanelPermission(permissions.BasePermission):
@@ -64,6 +65,16 @@ class TenantAdminForChanges(permissions.BasePermission):
         if request.method in permissions.SAFE_METHODS:
             return True
         access = access_for(request)
+        if getattr(view, "action", None) == "cancel":
+            # One rule for the UI and the API: restores and drills only staff may cancel.
+            if not operation_cancel_allowed(access, obj):
+                self.message = (
+                    "Only support staff can cancel restores and drills."
+                    if obj.tenant_id is not None and access.administers_tenant(obj.tenant_id)
+                    else self.message
+                )
+                return False
+            return True
         tenant_id = _tenant_id_of(obj)
         if tenant_id is None:
             return access.can_write and access.is_platform_admin

@@ -54,6 +54,8 @@ class StepLog(Protocol):
         ...
 
     def check_cancelled(self) -> None:
+        """Raise if the operation lost its lease (always) or a cancel waits (outside an
+        uncancellable block); called before every command and upload."""
         ...
 
     def add_secrets(self, values: Iterable[str]) -> None:
@@ -342,6 +344,8 @@ class HostConnection:
         timeout = timeout or self.command_timeout
         command = shlex.join(argv)
         if self.ctx is not None:
+            # A safe point: a reaped (fenced) handler stops here even during compensation; a
+            # cancel stops here only outside the operation's uncancellable blocks.
             self.ctx.check_cancelled()
         started = time.monotonic()
         try:
@@ -479,6 +483,8 @@ class HostConnection:
             data = data.encode()
         directory, base = posixpath.split(path)
         tmp = posixpath.join(directory, f".{base}.panel-{secrets.token_hex(6)}.tmp")
+        if self.ctx is not None:
+            self.ctx.check_cancelled()
         sftp = self.sftp()
         started = time.monotonic()
         try:
