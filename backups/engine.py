@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from backups.models import Backup, BackupKind, BackupMode, BackupPolicy, BackupStatus
 from backups.retention import Point, point_name, point_parse, retention_plan
-from panel.operations import OperationCancelled, OperationContext, OperationFailed
+from panel.operations import OperationContext, OperationFailed, OperationFenced
 from provisioning.compose import instance_dir
 from provisioning.hosts import host_backup_ssh_argv, host_connection
 from provisioning.models import AtlassianInstance, Host, Operation, OperationKind
@@ -867,21 +867,24 @@ def backup_take(
                     dump_bytes=dump_bytes,
                 )
             finally:
-                if stopped_at is not None:
-                    app.run(
-                        compose_argv(instance, "up", "--detach"),
-                        timeout=900,
-                        message=f"Started {instance.name} again",
-                    )
-                    wait_running(ctx, app, instance, first=False)
-                    downtime = time.monotonic() - stopped_at
-                elif started_db and "db" in running_services(app, instance):
-                    app.run(
-                        compose_argv(instance, "stop", "--timeout", "60", "db"),
-                        timeout=300,
-                        message="Stopped the database again",
-                    )
-                app.run(["rm", "-f", f"{instance_dir(instance)}/{DUMP_FILE}"], record=False)
+                # Compensation: a cancel (or a soft time limit) that stopped the copy must not
+                # also stop the restart, or a cold backup leaves the app down.
+                with ctx.uncancellable():
+                    if stopped_at is not None:
+                        app.run(
+                            compose_argv(instance, "up", "--detach"),
+                            timeout=900,
+                            message=f"Started {instance.name} again",
+                        )
+                        wait_running(ctx, app, instance, first=False)
+                        downtime = time.monotonic() - stopped_at
+                    elif started_db and "db" in running_services(app, instance):
+                        app.run(
+                            compose_argv(instance, "stop", "--timeout", "60", "db"),
+                            timeout=300,
+                            message="Stopped the database again",
+                        )
+                    app.run(["rm", "-f", f"{instance_dir(instance)}/{DUMP_FILE}"], record=False)
             if mode == BackupMode.HOT and was_running:
                 healthy, state, _ = instance_probe(app, instance)
                 if not healthy:
@@ -889,10 +892,8 @@ def backup_take(
                         f"{instance.name} answers {state or 'nothing'} after the backup",
                         level="warning",
                     )
-    except OperationCancelled as exc:
-        _backup_failed(backup, str(exc), started)
-        _incoming_cleanup(ctx, backup)
-        raise
+    except OperationFenced:
+        raise  # reaped: the reaper's abort hook ends the point; the next run removes incoming/
     except (RemoteError, OperationFailed) as exc:
         reason = str(exc)
         _backup_failed(backup, reason, started)
@@ -902,6 +903,10 @@ def backup_take(
             f"Backup of {instance.name} failed: {reason} No retained point was touched "
             f"({kept} still on {backup.backup_host.name})."
         ) from exc
+    except BaseException as exc:  # a cancel, a soft time limit: no half-written point stays
+        _backup_failed(backup, str(exc) or type(exc).__name__, started)
+        _incoming_cleanup(ctx, backup)
+        raise
     Backup.objects.filter(pk=backup.pk).update(
         finished_at=timezone.now(),
         duration_seconds=round(time.monotonic() - started, 2),
@@ -935,12 +940,14 @@ def _incoming_cleanup(ctx: OperationContext, backup: Backup) -> None:
     the copy used may be what broke."""
     store = store_of(backup)
     try:
-        with host_connection(store.backup_host, ctx=ctx) as bconn:
+        with ctx.uncancellable(), host_connection(store.backup_host, ctx=ctx) as bconn:
             bconn.run(
                 ["rm", "-rf", "--one-file-system", store.incoming(backup.point_name)],
                 message="Removed the unfinished copy",
             )
-    except RemoteError as exc:
+    except OperationFenced:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported; the next backup removes it
         ctx.step(
             f"Could not remove the unfinished copy yet ({exc}); the next backup removes it",
             level="warning",
