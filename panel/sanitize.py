@@ -72,7 +72,10 @@ def sanitize_data(data: object) -> object:
 
 
 class SanitizeFilter(logging.Filter):
-    """Logging filter: every record's message passes through :func:`sanitize`."""
+    """Logging filter: every record's message, traceback and stack passes through
+    :func:`sanitize` (an exception's text often carries the command or URL that failed)."""
+
+    _formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -81,4 +84,15 @@ class SanitizeFilter(logging.Filter):
             return True
         record.msg = sanitize(message)
         record.args = ()
+        if record.exc_info:
+            # Formatters print exc_text when it is set; handlers that read exc_info itself
+            # would see the raw exception, so it goes once its sanitized text is kept.
+            record.exc_text = sanitize(
+                record.exc_text or self._formatter.formatException(record.exc_info)
+            )
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = sanitize(record.exc_text)
+        if record.stack_info:
+            record.stack_info = sanitize(record.stack_info)
         return True

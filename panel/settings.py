@@ -48,6 +48,9 @@ def _generated_secret(file_name: str, make: callable) -> str:
 
 DEBUG = env_bool("PANEL_DEBUG", default=False)
 TESTING = env_bool("PANEL_TESTING", default=False)
+# True when the panel runs on the embedded defaults (the demo, a developer's tree): no secret
+# key was configured. Production always sets one; `demo_seed` refuses to run there.
+PANEL_EMBEDDED_DEFAULTS = not env("PANEL_SECRET_KEY")
 SECRET_KEY = env("PANEL_SECRET_KEY") or _generated_secret(
     "secret_key", lambda: secrets.token_urlsafe(50)
 )
@@ -99,6 +102,7 @@ MIDDLEWARE = [
     # First: every later layer (rate limits, django-axes, the audit log) sees the client.
     "panel.clientaddr.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "panel.csp.ContentSecurityPolicyMiddleware",
     "panel.api.throttles.ApiRateLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -228,6 +232,13 @@ SECURE_SSL_REDIRECT = env_bool("PANEL_SSL_REDIRECT", default=False)
 if env_bool("PANEL_BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REFERRER_POLICY = "same-origin"
+# panel/csp.py: scripts only from the panel's own files, no inline code; no framing.
+PANEL_CONTENT_SECURITY_POLICY = env(
+    "PANEL_CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
 X_FRAME_OPTIONS = "DENY"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024  # 1 MiB: no form or API body of ours is bigger
 

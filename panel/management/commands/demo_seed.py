@@ -6,8 +6,9 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import Group, User
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
@@ -32,8 +33,18 @@ USERS = [
 class Command(BaseCommand):
     help = "Create demo tenants, users, instances, licenses and operations (idempotent)."
 
-    @transaction.atomic
     def handle(self, *args: object, **options: object) -> None:
+        # The demo's users have a published password and one is a superuser: never on a panel
+        # configured for production (a secret key of its own), whatever DEBUG says.
+        if not (settings.PANEL_EMBEDDED_DEFAULTS or settings.TESTING):
+            raise CommandError(
+                "demo_seed only runs on the embedded defaults (no PANEL_SECRET_KEY): it "
+                "creates users with a published password."
+            )
+        self._seed()
+
+    @transaction.atomic
+    def _seed(self) -> None:
         acme, _ = Tenant.objects.get_or_create(
             slug="acme",
             defaults={
