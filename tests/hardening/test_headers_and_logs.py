@@ -48,7 +48,8 @@ def _log_exception(secret: str) -> str:
     logger.propagate = False
     try:
         try:
-            raise RuntimeError(f"rsync failed: postgres://panel:{secret}@db/panel password={secret}")
+            url = f"postgres://panel:{secret}@db/panel"
+            raise RuntimeError(f"rsync failed: {url} password={secret}")
         except RuntimeError:
             logger.exception("the step failed")
     finally:
