@@ -1,23 +1,31 @@
 """Taking a backup point: database dump, home copy, verification, retention, catalogue.
 
-Layout on the backup host (under the app host's restricted rsync root, see
-:func:`provisioning.hosts.host_backup_dir`)::
+Layout on the backup host::
 
-    <backup data_root>/hosts/<app host>/<instance>/
-        incoming/<point>/      being written; never restored from, removed when a run fails
-        points/<point>/        committed points (an atomic rename of incoming/<point>)
+    <backup data_root>/incoming/<app host>/          the app host's write-only rsync root
+        <instance>/incoming/<point>/   being pushed by the app host
+        <instance>/base/home/          hard links of the newest point, for --link-dest
+    <backup data_root>/hosts/<app host>/             the app host's read-only rsync root
+        <instance>/commit/<point>/     moved out of the write root, being verified (panel only)
+        <instance>/points/<point>/     committed points
             home/              the product's home directory (numeric owners, modes, hard links)
             db.dump            pg_dump --format=custom of the instance's database
             manifest.sha256    sha256 of every file, computed on the app host
             manifest.stat      type, mode, owner, size and mtime of every entry
             point.json         what the catalogue needs to know about the point
 
-The app host pushes with its own key (``rrsync``-restricted to its directory) and
-``--link-dest`` at the newest committed point, so unchanged files are hard links to it (rsync
-links a file only when content, owner, mode and mtime all match). A point is renamed into
-``points/`` only after the copy was verified against the manifest; only then does retention
-(:mod:`backups.retention`) prune older points. A failed or partial run therefore never ages
-out a good point.
+The app host's key may only *write* into its incoming area and only *read* its own points (the
+forced command of :func:`provisioning.hosts.backup_access_line`: rrsync ``-wo -munge`` with
+``--ignore-existing`` forced, or ``-ro -munge``). It pushes with ``--link-dest`` at ``base``, a
+hard-link copy of the newest point the panel makes, so unchanged files are hard links to it
+(rsync links a file only when content, owner, mode and mtime all match); ``--ignore-existing``
+means no rsync session can change a file that already exists there, so the shared inodes of
+committed points stay as they are. The panel's own connection then moves the copy out of the
+write root while it holds rrsync's lock (no session of the app host runs meanwhile), verifies it
+against the manifest, and renames it into ``points/``; only then does retention
+(:mod:`backups.retention`) prune, from the catalogue in the database, never from directory
+names. A failed or partial run therefore never ages out a good point, and nothing the app host
+sends can delete, rewrite or forge a committed point.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from backups.models import Backup, BackupKind, BackupMode, BackupPolicy, BackupStatus
-from backups.retention import Point, point_name, point_parse, retention_plan
+from backups.retention import EXTRA_SUFFIX, Point, point_name, point_parse, retention_plan
 from panel.operations import OperationContext, OperationFailed, OperationFenced
 from provisioning.compose import instance_dir
 from provisioning.hosts import host_backup_ssh_argv, host_connection
@@ -96,17 +104,38 @@ class PointStore:
 
     @property
     def area(self) -> str:
-        """Absolute path on the backup host (the panel's own connection)."""
+        """Absolute path on the backup host (the panel's own connection): the instance's
+        directory in the app host's read-only root, where committed points live."""
         return f"{self.backup_host.data_root}/hosts/{self.app_host_name}/{self.instance_name}"
+
+    @property
+    def push_root(self) -> str:
+        """The app host's write-only rsync root (its incoming area); rrsync locks it."""
+        return f"{self.backup_host.data_root}/incoming/{self.app_host_name}"
+
+    @property
+    def push_area(self) -> str:
+        return f"{self.push_root}/{self.instance_name}"
+
+    @property
+    def base(self) -> str:
+        """Hard links of the newest point inside the write root, for ``--link-dest``."""
+        return f"{self.push_area}/base"
 
     def point(self, name: str) -> str:
         return f"{self.area}/points/{name}"
 
     def incoming(self, name: str) -> str:
-        return f"{self.area}/incoming/{name}"
+        """Where the app host pushes a new point (inside its write-only root)."""
+        return f"{self.push_area}/incoming/{name}"
+
+    def commit(self, name: str) -> str:
+        """Where the panel verifies a point after moving it out of the write root."""
+        return f"{self.area}/commit/{name}"
 
     def rsync_path(self, sub: str) -> str:
-        """A path as the app host's restricted rsync sees it (anchored at its root)."""
+        """A path as the app host's restricted rsync sees it (anchored at its root: the read
+        root for pulls, the write root for pushes; both hold one directory per instance)."""
         return f"/{self.instance_name}/{sub}"
 
 
@@ -261,7 +290,13 @@ class Entry:
         return (self.kind, self.mode, self.uid, self.gid, self.size, self.mtime)
 
 
+# rrsync -munge makes the backup host store a pushed symlink's target behind this prefix (so it
+# leads nowhere there); pulling through rrsync -munge takes it off again.
+MUNGE_PREFIX = "/rsyncd-munged/"
+
+
 def stat_parse(text: str) -> dict[str, Entry]:
+    """``manifest.stat`` text as {path: Entry}; symlink targets as the instance sees them."""
     fields = text.split("\0")
     entries: dict[str, Entry] = {}
     for i in range(0, len(fields) - 1, 2):
@@ -269,9 +304,10 @@ def stat_parse(text: str) -> dict[str, Entry]:
         if len(parts) < 7:
             continue
         kind, mode, uid, gid, size, mtime, path = parts
-        entries[path] = Entry(
-            kind, mode, int(uid), int(gid), int(size), int(float(mtime)), fields[i + 1]
-        )
+        target = fields[i + 1]
+        if kind == "l":
+            target = target.removeprefix(MUNGE_PREFIX)
+        entries[path] = Entry(kind, mode, int(uid), int(gid), int(size), int(float(mtime)), target)
     return entries
 
 
@@ -455,23 +491,30 @@ def point_store(
     name = backup.point_name
     idir = instance_dir(instance)
     incoming = store.incoming(name)
+    previous = newest_point(bconn, instance=instance, store=store)
+    disk_check(ctx, bconn, app, store=store, idir=idir, dump_bytes=dump_bytes, previous=previous)
     bconn.run(
         [
             "sh",
             "-c",
-            'set -e; mkdir -p -m 0750 "$1/points" "$1/incoming"; '
-            'rm -rf --one-file-system "$1/incoming/"*; mkdir -m 0750 "$1/incoming/$2"',
+            'set -e; mkdir -p -m 0750 "$1/points" "$1/commit" "$2/incoming"; '
+            # "$1/incoming": where points were pushed before the write root was split off.
+            'rm -rf --one-file-system "$1/commit/"* "$1/incoming" "$2/incoming/"* "$2/base"; '
+            'mkdir -m 0750 "$2/incoming/$3"; '
+            'if [ -n "$4" ]; then mkdir -m 0750 "$2/base"; '
+            'cp -al "$1/points/$4/home" "$2/base/home"; fi',
             "sh",
             store.area,
+            store.push_area,
             name,
+            previous.point_name if previous else "",
         ],
-        message=f"Prepared {store.area} on {store.backup_host.name}",
+        message="Prepared the incoming area on the backup host"
+        + (f" (hard links of {previous.point_name} to compare with)" if previous else ""),
     )
-    present = points_present(bconn, store)
-    previous = max(present, key=lambda p: p.taken_at, default=None)
     argv = rsync_base(app_host) + ["--delete"]
     if previous is not None:
-        argv.append(f"--link-dest={store.rsync_path('points/' + previous.name)}")
+        argv.append(f"--link-dest={store.rsync_path('base')}")
     argv += [
         f"{idir}/home",
         f"{idir}/{DUMP_FILE}",
@@ -486,49 +529,185 @@ def point_store(
         allow_vanished=hot,
         backup_host_name=store.backup_host.name,
         message=f"Pushed home and dump to {store.backup_host.name}"
-        + (f" (unchanged files hard-linked to {previous.name})" if previous else ""),
+        + (f" (unchanged files hard-linked to {previous.point_name})" if previous else ""),
     )
     bytes_sent = pushed.bytes_sent
     ctx.check_cancelled()
 
-    changed: list[str] = []
-    for attempt in (1, 2):
+    sha, source_stat = _manifest(app, idir, ["home", DUMP_FILE])
+    bconn.upload(
+        f"{incoming}/manifest.sha256",
+        sha,
+        mode=0o600,
+        message="Wrote the checksum manifest computed on the app host",
+    )
+    differing = _point_differences(bconn, incoming, source_stat)
+    if differing:
+        # rsync's quick check compares sizes and whole-second mtimes, so a file rewritten
+        # with the same size within the second the previous point read it looks unchanged
+        # and --link-dest links the stale copy; in hot mode files may also just have
+        # changed while they were copied. A second pass comparing contents fixes both. The
+        # write root forces --ignore-existing, so the panel removes those entries first.
+        ctx.step(
+            f"{len(differing)} entries differ from the instance; copying them again, "
+            "comparing contents",
+            level="warning",
+            output="\n".join(differing[:50]),
+        )
+        _paths_remove(bconn, incoming, differing)
+        bytes_sent += rsync_run(
+            ctx,
+            app,
+            [argv[0], "--checksum", *argv[1:]],
+            allow_vanished=hot,
+            backup_host_name=store.backup_host.name,
+            message="Copied the differing files again (--checksum)",
+        ).bytes_sent
         sha, source_stat = _manifest(app, idir, ["home", DUMP_FILE])
-        bconn.upload(
-            f"{incoming}/manifest.sha256",
-            sha,
-            mode=0o600,
-            message="Wrote the checksum manifest computed on the app host",
+
+    commit = store.commit(name)
+    _commit_move(bconn, store, incoming, commit)
+    try:
+        result = _point_commit(
+            ctx,
+            bconn,
+            instance=instance,
+            backup=backup,
+            store=store,
+            commit=commit,
+            sha=sha,
+            source_stat=source_stat,
+            hot=hot,
+            dump_sha256=dump_sha256,
+            dump_bytes=dump_bytes,
+            previous=previous,
         )
-        bad = manifest_check(bconn, incoming)
-        copy_stat = bconn.run(
-            ["sh", "-c", _STAT_SCRIPT, "sh", incoming, "home", DUMP_FILE], record=False
+    except Exception:
+        try:
+            bconn.run(["rm", "-rf", "--one-file-system", commit], record=False)
+        except RemoteError:
+            log.warning("could not remove %s on %s", commit, store.backup_host.name)
+        raise
+    duration = time.monotonic() - started
+    Backup.objects.filter(pk=backup.pk).update(bytes_transferred=bytes_sent)
+    kept = retention_apply(ctx, bconn, instance=instance, store=store)
+    return {
+        **result,
+        "bytes_transferred": bytes_sent,
+        "copy_seconds": round(duration, 2),
+        "label": kept.get(name, ""),
+        "retained_points": len(kept),
+    }
+
+
+def _point_differences(bconn: HostConnection, directory: str, source_stat: str) -> list[str]:
+    """Entries of the copy in ``directory`` whose content (against its manifest.sha256) or
+    type, owner, mode, size or mtime differ from the instance's."""
+    bad = manifest_check(bconn, directory)
+    copy_stat = bconn.run(
+        ["sh", "-c", _STAT_SCRIPT, "sh", directory, "home", DUMP_FILE], record=False
+    ).stdout
+    return sorted(set(bad) | set(stat_differences(stat_parse(source_stat), stat_parse(copy_stat))))
+
+
+def _safe_entry(path: str) -> bool:
+    """A path of the point's own tree (``home/...`` or the dump) with no way out of it."""
+    parts = path.split("/")
+    return (
+        parts[0] in ("home", DUMP_FILE)
+        and ".." not in parts
+        and "" not in parts
+        and not any(ch in path for ch in "\0\n")
+    )
+
+
+def _paths_remove(bconn: HostConnection, directory: str, paths: list[str]) -> None:
+    """Remove entries of a point being built (never anything outside ``directory``)."""
+    safe = [p for p in paths if _safe_entry(p)]
+    for i in range(0, len(safe), 500):
+        bconn.run(
+            [
+                "sh",
+                "-c",
+                'd="$1"; shift; for p in "$@"; do rm -rf --one-file-system -- "$d/$p"; done',
+                "sh",
+                directory,
+                *safe[i : i + 500],
+            ],
+            record=False,
+        )
+
+
+def _commit_move(bconn: HostConnection, store: PointStore, incoming: str, commit: str) -> None:
+    """Move the pushed copy out of the app host's write root while holding rrsync's own lock
+    on that root: no rsync session of the app host runs meanwhile (rrsync allows one at a
+    time), so none can keep writing into the copy through a directory it has open."""
+    wait = int(_setting("PANEL_BACKUP_RRSYNC_BUSY_WAIT", 300))
+    bconn.run(
+        [
+            "flock",
+            "--exclusive",
+            "--timeout",
+            str(wait),
+            store.push_root,
+            "mv",
+            "-T",
+            incoming,
+            commit,
+        ],
+        timeout=wait + 60,
+        message="Moved the copy out of the app host's incoming area (under rrsync's lock)",
+    )
+
+
+def _point_commit(
+    ctx: OperationContext,
+    bconn: HostConnection,
+    *,
+    instance: AtlassianInstance,
+    backup: Backup,
+    store: PointStore,
+    commit: str,
+    sha: str,
+    source_stat: str,
+    hot: bool,
+    dump_sha256: str,
+    dump_bytes: int,
+    previous: Backup | None,
+) -> dict[str, Any]:
+    """Verify the copy in ``commit`` (out of the app host's reach) and rename it into
+    ``points/``; the catalogue row becomes SUCCEEDED."""
+    name = backup.point_name
+    source = stat_parse(source_stat)
+
+    def copy_entries() -> tuple[str, dict[str, Entry]]:
+        text = bconn.run(
+            ["sh", "-c", _STAT_SCRIPT, "sh", commit, "home", DUMP_FILE], record=False
         ).stdout
-        differing = sorted(
-            set(bad) | set(stat_differences(stat_parse(source_stat), stat_parse(copy_stat)))
+        return text, stat_parse(text)
+
+    copy_stat, entries = copy_entries()
+    # Entries the instance does not have (deleted during a hot copy, or sent by something
+    # else than the panel's push) are not part of the point.
+    stray = sorted(set(entries) - set(source))
+    if stray:
+        ctx.step(
+            f"Removed {len(stray)} entries the instance does not have from the copy",
+            level="warning",
+            output="\n".join(stray[:50]),
         )
-        if not differing:
-            break
-        if attempt == 1:
-            # rsync's quick check compares sizes and whole-second mtimes, so a file rewritten
-            # with the same size within the second the previous point read it looks unchanged
-            # and --link-dest links the stale copy; in hot mode files may also just have
-            # changed while they were copied. A second pass comparing contents fixes both.
-            ctx.step(
-                f"{len(differing)} entries differ from the instance; copying them again, "
-                "comparing contents",
-                level="warning",
-                output="\n".join(differing[:50]),
-            )
-            bytes_sent += rsync_run(
-                ctx,
-                app,
-                [argv[0], "--checksum", *argv[1:]],
-                allow_vanished=hot,
-                backup_host_name=store.backup_host.name,
-                message="Copied the differing files again (--checksum)",
-            ).bytes_sent
-            continue
+        _paths_remove(bconn, commit, stray)
+        copy_stat, entries = copy_entries()
+    bconn.upload(
+        f"{commit}/manifest.sha256",
+        sha,
+        mode=0o600,
+        message="Wrote the checksum manifest computed on the app host",
+    )
+    bad = manifest_check(bconn, commit)
+    differing = sorted(set(bad) | set(stat_differences(source, entries)))
+    changed: list[str] = []
+    if differing:
         if not hot:
             raise OperationFailed(
                 f"The copy on {store.backup_host.name} does not match the instance: "
@@ -541,16 +720,15 @@ def point_store(
             level="warning",
             output="\n".join(changed[:50]),
         )
-        sha, _ = _manifest(bconn, incoming, ["home", DUMP_FILE])
+        sha, _ = _manifest(bconn, commit, ["home", DUMP_FILE])
         bconn.upload(
-            f"{incoming}/manifest.sha256",
+            f"{commit}/manifest.sha256",
             sha,
             mode=0o600,
             message="Rewrote the manifest from the stored copy",
         )
-        if manifest_check(bconn, incoming):
+        if manifest_check(bconn, commit):
             raise OperationFailed(f"The copy on {store.backup_host.name} cannot be verified.")
-    entries = stat_parse(copy_stat)
     dump_entry = entries.get(DUMP_FILE)
     if (
         dump_entry is None
@@ -580,26 +758,25 @@ def point_store(
         "logical_bytes": logical,
         "manifest_sha256": manifest_sha,
         "changed_during_backup": len(changed),
-        "app_host": app_host.name,
+        "app_host": backup.app_host.name,
     }
     bconn.upload(
-        f"{incoming}/manifest.stat", copy_stat, mode=0o600, message="Wrote the owner/mode manifest"
+        f"{commit}/manifest.stat", copy_stat, mode=0o600, message="Wrote the owner/mode manifest"
     )
     bconn.upload(
-        f"{incoming}/point.json",
+        f"{commit}/point.json",
         json.dumps(info, indent=2) + "\n",
         mode=0o600,
         message="Wrote point.json",
     )
     bconn.run(
-        ["mv", "-T", incoming, store.point(name)],
+        ["mv", "-T", commit, store.point(name)],
         message=f"Committed point {name} (verified: {file_count} files, dump {dump_bytes} bytes)",
     )
     verified_at = timezone.now()
-    disk = _disk_usage(bconn, [store.point(previous.name)] if previous else [], store.point(name))
-    duration = time.monotonic() - started
+    earlier = [store.point(previous.point_name)] if previous else []
+    disk = _disk_usage(bconn, earlier, store.point(name))
     Backup.objects.filter(pk=backup.pk).update(
-        bytes_transferred=bytes_sent,
         logical_bytes=logical,
         disk_bytes=disk,
         file_count=file_count,
@@ -610,19 +787,80 @@ def point_store(
         changed_during_backup=len(changed),
         status=BackupStatus.SUCCEEDED,
     )
-    kept = retention_apply(ctx, bconn, instance=instance, store=store)
     return {
         "point": name,
-        "bytes_transferred": bytes_sent,
         "logical_bytes": logical,
         "disk_bytes": disk,
         "file_count": file_count,
         "dump_bytes": dump_bytes,
-        "copy_seconds": round(duration, 2),
-        "label": kept.get(name, ""),
-        "retained_points": len(kept),
         "changed_during_backup": len(changed),
     }
+
+
+def disk_check(
+    ctx: OperationContext,
+    bconn: HostConnection,
+    app: HostConnection,
+    *,
+    store: PointStore,
+    idir: str,
+    dump_bytes: int,
+    previous: Backup | None,
+) -> None:
+    """Refuse a new point when the backup host's disk would pass
+    ``PANEL_BACKUP_DISK_MAX_PERCENT`` with it: a full disk fails every tenant's backups on that
+    host. The estimate is the dump plus what the newest point added (the whole home for a
+    first point)."""
+    limit = float(_setting("PANEL_BACKUP_DISK_MAX_PERCENT", 90))
+    if limit <= 0 or limit >= 100:
+        return
+    if previous is not None:
+        home = max(0, (previous.disk_bytes or 0) - (previous.dump_bytes or 0))
+    else:
+        out = app.run(["du", "-s", "-B1", f"{idir}/home"], record=False, ok_codes=range(256))
+        home = int((out.stdout.split() or ["0"])[0] or 0) if out.exit_code == 0 else 0
+    estimate = dump_bytes + home
+    out = bconn.run(
+        ["df", "-P", "-B1", store.backup_host.data_root], record=False
+    ).stdout.splitlines()
+    fields = out[-1].split() if len(out) > 1 else []
+    if len(fields) < 4 or not fields[1].isdigit():
+        raise OperationFailed("Could not read the free space of the backup host's disk.")
+    total, used = int(fields[1]), int(fields[2])
+    after = 100.0 * (used + estimate) / total if total else 100.0
+    if after > limit:
+        log.error(
+            "backup host %s: disk would be %.1f%% full (limit %.0f%%)",
+            store.backup_host.name,
+            after,
+            limit,
+        )
+        raise OperationFailed(
+            f"Not enough space for a new point: the backup host's disk would be {after:.0f} % "
+            f"full with it (limit {limit:g} %, about {estimate} bytes needed). Nothing was "
+            "written; a platform admin must free space or move instances to another backup "
+            "host."
+        )
+    ctx.step(
+        f"The backup host's disk will be about {after:.0f} % full with this point "
+        f"(limit {limit:g} %)",
+        level="debug",
+    )
+
+
+def newest_point(
+    bconn: HostConnection, *, instance: AtlassianInstance, store: PointStore
+) -> Backup | None:
+    """The newest committed point of the catalogue that is still on the backup host."""
+    on_disk = {p.name for p in points_present(bconn, store)}
+    rows = _catalogued(instance, store).filter(status=BackupStatus.SUCCEEDED)
+    return next((r for r in rows.order_by("-taken_at") if r.point_name in on_disk), None)
+
+
+def _catalogued(instance: AtlassianInstance, store: PointStore) -> Any:
+    return Backup.objects.filter(
+        instance=instance, backup_host=store.backup_host, app_host__name=store.app_host_name
+    ).exclude(point_name="")
 
 
 def _disk_usage(bconn: HostConnection, earlier: list[str], path: str) -> int:
@@ -671,7 +909,18 @@ def retention_apply(
     from backups.services import policy_for
 
     policy = policy_for(instance)
-    present = points_present(bconn, store)
+    listed_at = timezone.now()
+    on_disk = {p.name for p in points_present(bconn, store)}
+    # What retention weighs comes from the catalogue (the panel's own records of what it
+    # committed), not from directory names on the backup host; a directory without a
+    # catalogue row is never counted and never pruned here.
+    present = [
+        Point(name=row.point_name, taken_at=row.taken_at, extra=EXTRA_SUFFIX.get(row.kind, ""))
+        for row in _catalogued(instance, store).filter(
+            status__in=[BackupStatus.SUCCEEDED, BackupStatus.MISSING]
+        )
+        if row.point_name in on_disk
+    ]
     now = now or timezone.now()
     plan = retention_plan(
         present,
@@ -693,9 +942,10 @@ def retention_apply(
         bconn,
         instance=instance,
         store=store,
-        present=[p.name for p in remaining],
+        present=sorted(on_disk - set(plan.prune if prune else [])),
         labels=plan.keep,
         pruned=plan.prune if prune else [],
+        listed_at=listed_at,
     )
     total = bconn.run(
         ["sh", "-c", 'du -s -B1 "$1/points" | cut -f1', "sh", store.area], record=False
@@ -723,10 +973,15 @@ def catalogue_sync(
     present: list[str],
     labels: dict[str, str],
     pruned: list[str],
+    listed_at: datetime | None = None,
 ) -> None:
     """Make the catalogue say what is really on the backup host: labels of kept points, aged
-    out or missing ones, and points the panel had no row for (read from their point.json)."""
+    out or missing ones, and points the panel had no row for (read from their point.json).
+
+    ``listed_at`` is when ``present`` was read: a point committed after that (a backup that
+    ran meanwhile) is not marked missing."""
     now = timezone.now()
+    listed_at = listed_at or now
     # A run whose operation ended without finishing it (its worker died) is not in progress.
     Backup.objects.filter(
         instance=instance, status=BackupStatus.RUNNING, operation__isnull=False
@@ -745,6 +1000,8 @@ def catalogue_sync(
                     status=BackupStatus.EXPIRED, pruned_at=now, label=""
                 )
             elif row.point_name not in present:
+                if row.verified_at is None or row.verified_at >= listed_at:
+                    continue  # committed after the listing was taken
                 Backup.objects.filter(pk=row.pk).update(
                     status=BackupStatus.MISSING,
                     label="",

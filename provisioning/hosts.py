@@ -47,8 +47,10 @@ from provisioning.validators import FINGERPRINT_RE
 
 log = logging.getLogger(__name__)
 
-# The shared Docker network every instance's web container and the reverse proxy join.
+# The Docker network of the host's reverse proxy. Instances do not join it (each has its own
+# edge network shared only with the proxy), and it has inter-container traffic off.
 PROXY_NETWORK = "panel-proxy"
+PROXY_NETWORK_OPTIONS = {"com.docker.network.bridge.enable_icc": "false"}
 # Directories under a host's data root, created by provisioning (parents first).
 HOST_LAYOUT: dict[str, tuple[str, ...]] = {
     Host.Role.APP: ("instances", "proxy", "proxy/conf.d", "proxy/certs", ".ssh"),
@@ -59,6 +61,29 @@ DEBIAN_FAMILY = {"debian", "ubuntu"}
 # The app host's own key for pushing backups (under its data root, so it survives rebuilds).
 BACKUP_KEY = ".ssh/backup_ed25519"
 BACKUP_KNOWN_HOSTS = ".ssh/known_hosts_backup"
+# The forced command of every app host's backup key on a backup host (see
+# backup_access_line): pulls (rsync --sender) go to a read-only rrsync on the host's points,
+# everything else to a write-only rrsync on its incoming area, with --ignore-existing forced so
+# no session can change a file that already exists there (the base copy shares its inodes with
+# committed points). Each rrsync checks the command itself; this only picks which one.
+BACKUP_FORCED_COMMAND = "/usr/local/sbin/panel-backup-rsync"
+BACKUP_FORCED_SCRIPT = """#!/bin/sh
+# Installed by the panel: forced command of app hosts' backup keys (authorized_keys).
+# Usage: panel-backup-rsync RRSYNC READ_ROOT WRITE_ROOT
+set -eu
+rrsync="$1"; read_root="$2"; write_root="$3"
+case "${SSH_ORIGINAL_COMMAND:-}" in
+  "rsync --server --sender "*)
+    exec "$rrsync" -ro -munge "$read_root" ;;
+  "rsync --server "*)
+    SSH_ORIGINAL_COMMAND="rsync --server --ignore-existing ${SSH_ORIGINAL_COMMAND#rsync --server }"
+    export SSH_ORIGINAL_COMMAND
+    exec "$rrsync" -wo -munge "$write_root" ;;
+  *)
+    echo "panel-backup-rsync: only rsync to or from the backup area is allowed" >&2
+    exit 1 ;;
+esac
+"""
 # What rrsync says when another transfer into the same directory holds its lock.
 RRSYNC_BUSY = "Another instance of rrsync is already accessing this directory"
 PASSWORD_PARAM = "root_password"  # noqa: S105 - the name of a params key, not a secret
@@ -92,6 +117,47 @@ def host_backup_dir(app_host: Host) -> str:
     if app_host.backup_host is None:
         raise ValueError(f"{app_host.name} has no backup host")
     return f"{app_host.backup_host.data_root}/hosts/{app_host.name}"
+
+
+def host_backup_push_dir(app_host: Host) -> str:
+    """The app host's incoming area on its backup host: its write-only rsync root. Committed
+    points live outside it (in :func:`host_backup_dir`), where only the panel writes."""
+    if app_host.backup_host is None:
+        raise ValueError(f"{app_host.name} has no backup host")
+    return f"{app_host.backup_host.data_root}/incoming/{app_host.name}"
+
+
+def backup_access_line(app_host: Host, *, rrsync: str, sources: list[str],
+                       public_key: str) -> str:
+    """The ``authorized_keys`` line of ``app_host``'s backup key on its backup host.
+
+    ``restrict`` (no pty, forwarding or agent), ``from=`` the app host's own addresses, and a
+    forced command that runs rrsync read-only on the host's points or write-only (with
+    ``--ignore-existing``) into its incoming area, both with ``-munge`` so a pushed symlink
+    leads nowhere on the backup host.
+    """
+    read_root, write_root = host_backup_dir(app_host), host_backup_push_dir(app_host)
+    for value in (rrsync, read_root, write_root, *sources):
+        if not re.fullmatch(r"[A-Za-z0-9._:/@%-]+", value):
+            raise OperationFailed(f"Refusing an unusual path or address in authorized_keys: "
+                                  f"{value!r}")
+    command = " ".join([BACKUP_FORCED_COMMAND, rrsync, read_root, write_root])
+    return (f'restrict,from="{",".join(sources)}",command="{command}" {public_key} '
+            f"panel-backup@{app_host.name}")
+
+
+def _peer_addresses(bconn: HostConnection, app_host: Host) -> list[str]:
+    """The addresses ``app_host`` connects from, as its backup host resolves its peer name."""
+    name = app_host.peer_address
+    out = bconn.run(["getent", "ahosts", name], ok_codes=range(256),
+                    message=f"Resolve {name} on the backup host").stdout
+    found = sorted({line.split()[0] for line in out.splitlines() if line.split()})
+    if not found:
+        raise OperationFailed(
+            f"The backup host cannot resolve {name}, the address {app_host.name} connects "
+            "from; its backup key is only accepted from there."
+        )
+    return found
 
 
 def host_backup_ssh_argv(app_host: Host) -> list[str]:
@@ -566,8 +632,8 @@ class _Provisioner:
             self.ctx.step(f"Docker network {PROXY_NETWORK} exists")
             return
         client.networks.create(PROXY_NETWORK, driver="bridge", labels={"panel.managed": "1"},
-                               check_duplicate=True)
-        self.changes.append(f"created Docker network {PROXY_NETWORK}")
+                               options=PROXY_NETWORK_OPTIONS, check_duplicate=True)
+        self.changes.append(f"created Docker network {PROXY_NETWORK} (no inter-container traffic)")
 
     # capacity
 
@@ -629,24 +695,42 @@ class _Provisioner:
                     f"rrsync is missing on {backup.name}; it ships with rsync 3.2.3 or newer "
                     "(Debian 12: /usr/bin/rrsync). Provision the backup host again."
                 )
-            if not bconn.exists(target_dir):
-                bconn.run(["mkdir", "-p", "-m", "0750", target_dir],
-                          message=f"Create {target_dir} on {backup.name}")
-                self.changes.append(f"created {target_dir} on {backup.name}")
+            push_dir = host_backup_push_dir(self.host)
+            for directory in (target_dir, push_dir):
+                if not bconn.exists(directory):
+                    bconn.run(["mkdir", "-p", "-m", "0750", directory],
+                              message=f"Create {directory} on {backup.name}")
+                    self.changes.append(f"created {directory} on {backup.name}")
+            if bconn.upload_if_changed(BACKUP_FORCED_COMMAND, BACKUP_FORCED_SCRIPT, mode=0o755,
+                                       message="Install the forced command of backup keys"):
+                self.changes.append(f"installed {BACKUP_FORCED_COMMAND} on {backup.name}")
+            sources = _peer_addresses(bconn, self.host)
             home = bconn.run(["sh", "-c", 'printf %s "$HOME"'], message="Find the home").stdout
             auth_path = f"{home.rstrip('/')}/.ssh/authorized_keys"
-            line = (f'command="{rrsync} {target_dir}",restrict {key_type} {key_b64} {marker}')
+            line = backup_access_line(self.host, rrsync=rrsync, sources=sources,
+                                      public_key=f"{key_type} {key_b64}")
             current = (bconn.read(auth_path, missing_ok=True) or b"").decode()
-            # One line per app host and per key: an older line for this host, or this key with
-            # another forced command (sshd would use the first), is replaced.
+            # A key another app host already uses is refused: replacing that host's line
+            # because this host reports the same public key would lock the other one out.
+            for raw in current.splitlines():
+                if f" {key_b64} " in f" {raw} " and "panel-backup@" in raw \
+                        and not raw.rstrip().endswith(" " + marker):
+                    raise OperationFailed(
+                        f"{self.host.name}'s backup key is already authorised on {backup.name} "
+                        "for another app host; give this host its own key "
+                        f"({self.path(BACKUP_KEY)}) and provision it again."
+                    )
+            # One line per app host: its older line (another key, or older options) is
+            # replaced; a line of this key without the marker (sshd would use the first) too.
             lines = [raw for raw in current.splitlines()
                      if raw.strip() and not raw.rstrip().endswith(" " + marker)
-                     and f" {key_b64}" not in raw]
+                     and f" {key_b64} " not in f" {raw} "]
             wanted = "\n".join([*lines, line]) + "\n"
             if line not in current.splitlines():
                 bconn.upload(auth_path, wanted, mode=0o600,
                              message=f"Authorise {self.host.name}'s backup key on {backup.name} "
-                                     f"(rsync into {target_dir} only)")
+                                     f"(from {', '.join(sources)} only; write into {push_dir}, "
+                                     f"read from {target_dir})")
                 self.changes.append(f"authorised {self.host.name}'s backup key on {backup.name}")
             else:
                 self.ctx.step(f"{self.host.name}'s backup key is authorised on {backup.name}")
