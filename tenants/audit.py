@@ -55,6 +55,17 @@ class AuditFilter(django_filters.FilterSet):
         fields = ["action", "actor", "tenant", "target", "since", "until", "source"]
 
 
+# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
+# (OWASP "CSV injection"): a token named "=HYPERLINK(...)" would run in an admin's spreadsheet.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str:
+    """``value`` as a CSV cell that a spreadsheet shows as text, never runs as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
 def _rows(queryset: Any) -> Any:
     class Echo:
         def write(self, value: str) -> str:
@@ -63,20 +74,19 @@ def _rows(queryset: Any) -> Any:
     writer = csv.writer(Echo())
     yield writer.writerow(CSV_COLUMNS)
     for e in queryset.iterator(chunk_size=2000):
-        yield writer.writerow(
-            [
-                e.created_at.isoformat(),
-                e.actor_label,
-                e.source,
-                e.source_ip or "",
-                e.tenant.slug if e.tenant else "",
-                e.action,
-                e.target_type,
-                e.target_id,
-                e.target_label,
-                e.changes,
-            ]
-        )
+        row = [
+            e.created_at.isoformat(),
+            e.actor_label,
+            e.source,
+            e.source_ip or "",
+            e.tenant.slug if e.tenant else "",
+            e.action,
+            e.target_type,
+            e.target_id,
+            e.target_label,
+            e.changes,
+        ]
+        yield writer.writerow([csv_cell(cell) for cell in row])
 
 
 def audit_csv_response(queryset: Any) -> StreamingHttpResponse:

@@ -12,12 +12,17 @@ from django.utils import timezone
 
 from panel.access import Access
 from tenants.models import ApiToken
+from tenants.validators import validate_single_line
 
 
 class TokenCreateForm(forms.Form):
     """A new API token: a name, read or write, one tenant (or all, for staff), an expiry."""
 
-    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. 'CI deploys'.")
+    name = forms.CharField(
+        max_length=100,
+        validators=[validate_single_line],
+        help_text="What the token is for, e.g. 'CI deploys'.",
+    )
     scope = forms.ChoiceField(choices=ApiToken.Scope.choices, initial=ApiToken.Scope.READ)
     tenant = forms.ModelChoiceField(queryset=None, required=True)  # type: ignore[arg-type]
     expires_on = forms.DateField(

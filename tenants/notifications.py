@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
-import socket
-import urllib.error
-import urllib.parse
-import urllib.request
+import math
 import uuid
 from datetime import date, timedelta
 from typing import Any
@@ -45,6 +41,7 @@ from tenants.models import (
     NotificationPreference,
     Tenant,
 )
+from tenants.webhooks import WebhookError, webhook_post, webhook_target
 
 log = logging.getLogger(__name__)
 
@@ -130,27 +127,10 @@ def _platform_recipients(pref: NotificationPreference) -> list[str]:
 
 
 def webhook_url_check(url: str) -> None:
-    """Refuse webhook URLs the panel must not call: other schemes, and (unless
-    ``PANEL_WEBHOOK_ALLOW_PRIVATE``) names that resolve to loopback, private or link-local
-    addresses, so a tenant cannot make the panel probe its own network."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError("Use an http:// or https:// URL.")
-    if parts.username or parts.password:
-        raise ValidationError("Put credentials in the shared secret, not in the URL.")
-    if _setting("PANEL_WEBHOOK_ALLOW_PRIVATE", False):
-        return
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise ValidationError(f"{parts.hostname} cannot be resolved.") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if not address.is_global:
-            raise ValidationError(
-                f"{parts.hostname} points to a private or local address ({address}); "
-                "webhooks go to public addresses only."
-            )
+    """Refuse webhook URLs the panel must not call: other schemes, ports other than
+    ``PANEL_WEBHOOK_PORTS``, and names that resolve to an address that is not public (see
+    :mod:`tenants.webhooks`), so a tenant cannot make the panel probe its own network."""
+    webhook_target(url)
 
 
 @transaction.atomic
@@ -432,8 +412,49 @@ def notify_operation_failed(operation: Any) -> NotificationEvent | None:
     )
 
 
+class NotificationThrottled(Exception):
+    """Too many test notifications for one audience lately; ``wait`` seconds until the next."""
+
+    def __init__(self, message: str, *, wait: int) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+TEST_WINDOW = timedelta(hours=1)
+
+
+def _test_throttle(tenant: Tenant | None, now: Any) -> None:
+    """At most ``PANEL_NOTIFICATION_TESTS_PER_HOUR`` tests per audience: each one mails up to
+    20 addresses and calls a webhook, so without a limit the panel is a spam relay."""
+    limit = int(_setting("PANEL_NOTIFICATION_TESTS_PER_HOUR", 5))
+    if tenant is not None:
+        # Serialise concurrent tests of one tenant so that the count below cannot be raced.
+        Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
+    recent = list(
+        NotificationEvent.objects.filter(
+            event=Event.TEST, scope=_scope(tenant), first_notified_at__gte=now - TEST_WINDOW
+        )
+        .order_by("-first_notified_at")
+        .values_list("first_notified_at", flat=True)[: max(limit, 1)]
+    )
+    if len(recent) >= limit:
+        # The next test is allowed once the oldest of the last ``limit`` leaves the window.
+        oldest = recent[-1] if recent else now
+        wait = max(1, math.ceil((oldest + TEST_WINDOW - now).total_seconds()))
+        raise NotificationThrottled(
+            f"At most {limit} test notifications per hour; try again in "
+            f"{math.ceil(wait / 60)} minutes.",
+            wait=wait,
+        )
+
+
+@transaction.atomic
 def notification_send_test(*, actor: Access, tenant: Tenant | None) -> NotificationEvent:
-    """Send a test notification through every channel the tenant (or platform) set up."""
+    """Send a test notification through every channel the tenant (or platform) set up.
+
+    Raises :class:`NotificationThrottled` past the hourly limit (nothing is sent then).
+    """
+    _test_throttle(tenant, timezone.now())
     url = reverse("tenants:notification_settings")
     if tenant is not None:
         url += f"?tenant={tenant.pk}"
@@ -507,56 +528,34 @@ def _send_email(delivery: NotificationDelivery) -> int | None:
     return None
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect could point anywhere (inside our network): treat it as a failure."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 def webhook_signature(secret: str, body: bytes) -> str:
     """The value of ``X-Panel-Signature`` for ``body``: ``sha256=<hex HMAC-SHA256>``."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def _send_webhook(delivery: NotificationDelivery) -> int | None:
-    try:
-        webhook_url_check(delivery.destination)
-    except ValidationError as exc:
-        raise DeliveryError(" ".join(exc.messages), retry=False) from exc
     audience = delivery.tenant
     pref = preference_for(audience)
     if not pref.webhook_secret:
         raise DeliveryError("The webhook has no secret any more; nothing was sent.", retry=False)
     body = delivery.payload.encode()
-    request = urllib.request.Request(  # noqa: S310 - scheme checked by webhook_url_check
-        delivery.destination,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "X-Panel-Event": delivery.notification.event,
-            "X-Panel-Delivery": str(delivery.id),
-            SIGNATURE_HEADER: webhook_signature(pref.webhook_secret, body),
-        },
-    )
-    opener = urllib.request.build_opener(_NoRedirect)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Panel-Event": delivery.notification.event,
+        "X-Panel-Delivery": str(delivery.id),
+        SIGNATURE_HEADER: webhook_signature(pref.webhook_secret, body),
+    }
     timeout = float(_setting("PANEL_WEBHOOK_TIMEOUT", 10.0))
     try:
-        with opener.open(request, timeout=timeout) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        text = exc.read(300).decode(errors="replace").strip()
-        retry = exc.code >= 500 or exc.code in (408, 429)
-        raise DeliveryError(
-            f"The receiver answered HTTP {exc.code}{': ' + text if text else ''}",
-            code=exc.code,
-            retry=retry,
-        ) from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise DeliveryError(f"Could not reach the receiver: {reason}") from exc
+        # Resolved and vetted once more now (the name may point elsewhere since it was saved),
+        # and sent to exactly the address that was vetted.
+        return webhook_post(delivery.destination, body=body, headers=headers, timeout=timeout)
+    except ValidationError as exc:
+        raise DeliveryError(" ".join(exc.messages), retry=False) from exc
+    except WebhookError as exc:
+        # Only a status code or a generic reason: never the receiver's response body.
+        raise DeliveryError(str(exc), code=exc.code, retry=exc.retry) from exc
 
 
 def notification_deliver(delivery_id: Any) -> str:

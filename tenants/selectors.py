@@ -45,6 +45,28 @@ def tenants_administered(access: Access) -> QuerySet:
     return qs.filter(id__in=access.admin_tenant_ids)
 
 
+def tenants_managed(access: Access) -> QuerySet:
+    """Tenants whose members and notification settings the caller may change: a tenant
+    admin's own tenants, and every tenant for platform admins.
+
+    Support staff act on any tenant's *instances* (``tenants_administered``), but do not
+    decide who belongs to a tenant or where its notifications (webhooks) go.
+    """
+    qs = tenant_list(access)
+    if not access.can_write:
+        return qs.none()
+    if access.is_platform_admin:
+        return qs
+    return qs.filter(id__in=access.admin_tenant_ids)
+
+
+def manages_tenant(access: Access, tenant_id: Any) -> bool:
+    """Whether the caller may change ``tenant_id``'s members and notification settings."""
+    if not access.can_write:
+        return False
+    return access.is_platform_admin or tenant_id in access.admin_tenant_ids
+
+
 def tenant_list_with_counts(access: Access) -> QuerySet:
     """Tenants with how many (not deleted) instances and members each has, for staff lists."""
     from django.db.models import Count, Q

@@ -5,13 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from panel.access import Access
+from panel.access import PLATFORM_ADMIN_GROUP, SUPPORT_GROUP, Access
 from panel.audit import audit_record
 from tenants.models import ApiToken, Membership, Tenant
+from tenants.selectors import manages_tenant
+from tenants.validators import validate_single_line
 
 
 @transaction.atomic
@@ -39,8 +42,34 @@ def tenant_update(*, actor: Access, tenant: Tenant, **fields: Any) -> Tenant:
     return tenant
 
 
+# One answer for a username that does not exist and for one that may not be added, so that
+# adding members cannot be used to find out which usernames exist on the panel.
+NOT_ADDABLE = "No user with this username can be added. Check the spelling, or ask them to sign up."
+
+
+def _addable_user(actor: Access, username: str) -> Any:
+    """The active user called ``username`` whom ``actor`` may add to a tenant, else None.
+
+    Staff accounts (support, platform admins) are not tenant members a customer chooses;
+    only platform admins may add them.
+    """
+    users = get_user_model().objects.filter(username=username, is_active=True)
+    if not actor.is_platform_admin:
+        users = users.filter(is_superuser=False).exclude(
+            groups__name__in=[SUPPORT_GROUP, PLATFORM_ADMIN_GROUP]
+        )
+    return users.first()
+
+
 @transaction.atomic
-def membership_create(*, actor: Access, tenant: Tenant, user: Any, role: str) -> Membership:
+def membership_create(*, actor: Access, tenant: Tenant, username: str, role: str) -> Membership:
+    """Add the user called ``username`` to ``tenant`` with ``role`` (tenant admins of that
+    tenant and platform admins; support does not decide who belongs to a tenant)."""
+    if not manages_tenant(actor, tenant.pk):
+        raise PermissionDenied("Only the tenant's administrators add its members.")
+    user = _addable_user(actor, username)
+    if user is None:
+        raise ValidationError({"user": NOT_ADDABLE})
     if Membership.objects.filter(tenant=tenant, user=user).exists():
         raise ValidationError({"user": f"{user} is already a member of {tenant}."})
     membership = Membership(tenant=tenant, user=user, role=role)
@@ -58,6 +87,9 @@ def membership_create(*, actor: Access, tenant: Tenant, user: Any, role: str) ->
 
 @transaction.atomic
 def membership_delete(*, actor: Access, membership: Membership) -> None:
+    """Remove a member (tenant admins of that tenant and platform admins)."""
+    if not manages_tenant(actor, membership.tenant_id):
+        raise PermissionDenied("Only the tenant's administrators remove its members.")
     audit_record(
         actor=actor,
         action="membership.delete",
@@ -84,6 +116,10 @@ def token_create(
     """
     if not name.strip():
         raise ValidationError({"name": "Give the token a name."})
+    try:
+        validate_single_line(name)
+    except ValidationError as exc:
+        raise ValidationError({"name": exc.messages}) from exc
     if tenant is None and not actor.is_staff_role:
         raise ValidationError({"tenant": "Choose the tenant this token works for."})
     if tenant is not None and not actor.sees_tenant(tenant.id):

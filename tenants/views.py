@@ -87,14 +87,20 @@ def staff_tenant_list(request: HttpRequest) -> HttpResponse:
 PLATFORM = "platform"
 
 
-def _notification_audience(request: HttpRequest, raw: str) -> tuple[Any, list[tuple[str, str]]]:
-    """The tenant (None: platform staff) whose notifications the caller manages, and the
+def _notification_audience(
+    request: HttpRequest, raw: str, *, change: bool = False
+) -> tuple[Any, list[tuple[str, str]]]:
+    """The tenant (None: platform staff) whose notifications the caller opens, and the
     choices of the switcher. Another tenant's id is a 404; a tenant the caller only reads, 403.
+
+    Tenant admins read and change their tenants'; platform admins every tenant's and the
+    platform's; support staff read every tenant's but change none (``change``: a write).
     """
-    from tenants.selectors import tenants_administered
+    from tenants.selectors import manages_tenant, tenants_managed
 
     access = access_for(request)
-    tenants = list(tenants_administered(access))
+    readable = tenant_list(access) if access.is_staff_role else tenants_managed(access)
+    tenants = list(readable)
     choices = [(str(t.pk), t.name) for t in tenants]
     if access.is_platform_admin and access.can_write:
         choices.insert(0, (PLATFORM, "Platform staff (host events)"))
@@ -106,13 +112,20 @@ def _notification_audience(request: HttpRequest, raw: str) -> tuple[Any, list[tu
         except ValueError:
             raise Http404 from None
         tenant = get_object_or_404(tenant_list(access), pk=tenant_id)
-        if not access.administers_tenant(tenant.pk):
+        if not any(t.pk == tenant.pk for t in tenants):
             raise PermissionDenied("Only the tenant's administrators choose its notifications.")
-        return tenant, choices
-    if not choices:
+    elif not choices:
         raise PermissionDenied("Only tenant administrators choose notifications.")
-    first = choices[0][0]
-    return (None if first == PLATFORM else next(t for t in tenants if str(t.pk) == first)), choices
+    else:
+        first = choices[0][0]
+        if first == PLATFORM:
+            return None, choices
+        tenant = next(t for t in tenants if str(t.pk) == first)
+    if change and not manages_tenant(access, tenant.pk):
+        raise PermissionDenied(
+            "Only the tenant's administrators change its notifications; support reads them."
+        )
+    return tenant, choices
 
 
 def _audience_value(tenant: Any) -> str:
@@ -124,17 +137,13 @@ def _audience_value(tenant: Any) -> str:
 def notification_settings(request: HttpRequest) -> HttpResponse:
     """Tenant admins choose who is told about which events, by email and signed webhook."""
     from tenants.notification_forms import NotificationPreferenceForm
-    from tenants.notifications import (
-        delivery_list,
-        notification_preference_update,
-        preference_for,
-    )
+    from tenants.notifications import notification_preference_update, preference_for
 
     access = access_for(request)
     raw = (request.POST.get("tenant") if request.method == "POST" else None) or request.GET.get(
         "tenant", ""
     )
-    tenant, choices = _notification_audience(request, raw)
+    tenant, choices = _notification_audience(request, raw, change=request.method == "POST")
     preference = preference_for(tenant)
     is_platform = tenant is None
     status = 200
@@ -167,8 +176,28 @@ def notification_settings(request: HttpRequest) -> HttpResponse:
         status = 400
     else:
         form = NotificationPreferenceForm(preference=preference, platform=is_platform)
+    return _settings_page(request, tenant, choices, form=form, status=status)
+
+
+def _settings_page(
+    request: HttpRequest,
+    tenant: Any,
+    choices: list[tuple[str, str]],
+    *,
+    form: Any = None,
+    status: int = 200,
+) -> HttpResponse:
+    from tenants.notification_forms import NotificationPreferenceForm
+    from tenants.notifications import delivery_list, preference_for
+    from tenants.selectors import manages_tenant
+
+    access = access_for(request)
+    preference = preference_for(tenant)
+    if form is None:
+        form = NotificationPreferenceForm(preference=preference, platform=tenant is None)
     context = {
         "form": form,
+        "can_change": tenant is None or manages_tenant(access, tenant.pk),
         "tenant": tenant,
         "audience": _audience_value(tenant),
         "audience_name": tenant.name if tenant is not None else "platform staff",
@@ -182,12 +211,21 @@ def notification_settings(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def notification_test(request: HttpRequest) -> HttpResponse:
-    """Send a test notification through every channel the tenant set up."""
-    from tenants.notifications import notification_send_test
+    """Send a test notification through every channel the tenant set up (a few per hour)."""
+    from tenants.notifications import NotificationThrottled, notification_send_test
 
     access = access_for(request)
-    tenant, _ = _notification_audience(request, request.POST.get("tenant", ""))
-    notification = notification_send_test(actor=access, tenant=tenant)
+    tenant, choices = _notification_audience(request, request.POST.get("tenant", ""), change=True)
+    response = redirect("tenants:notification_settings")
+    response["Location"] += f"?tenant={_audience_value(tenant)}"
+    try:
+        notification = notification_send_test(actor=access, tenant=tenant)
+    except NotificationThrottled as exc:
+        # The settings page again, with the reason, as a 429 that says when to try again.
+        messages.error(request, str(exc))
+        refused = _settings_page(request, tenant, choices, status=429)
+        refused["Retry-After"] = str(exc.wait)
+        return refused
     sent = notification.deliveries.count()
     if sent:
         messages.success(
@@ -197,8 +235,6 @@ def notification_test(request: HttpRequest) -> HttpResponse:
         )
     else:
         messages.warning(request, "Nothing was sent: turn on email or a webhook first.")
-    response = redirect("tenants:notification_settings")
-    response["Location"] += f"?tenant={_audience_value(tenant)}"
     return response
 
 

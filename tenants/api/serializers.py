@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from panel.access import access_for
 from tenants.models import ApiToken, Membership, Tenant
-from tenants.selectors import tenant_list, tenants_administered
+from tenants.selectors import tenant_list, tenants_managed
 from tenants.tiers import ServiceTier
+from tenants.validators import validate_single_line
 
 
 def _access(context: dict[str, Any]) -> Any:
@@ -35,6 +35,13 @@ class TenantUpdateSerializer(TenantSerializer):
         extra_kwargs: dict = {}
 
 
+class _UsernameField(serializers.CharField):
+    """A user by username: written as the name, read as the user's username."""
+
+    def to_representation(self, value: Any) -> str:
+        return value.get_username() if hasattr(value, "get_username") else str(value)
+
+
 class MembershipSerializer(serializers.ModelSerializer):
     """A user's role in a tenant. ``tenant`` accepts only tenants the caller administers."""
 
@@ -43,11 +50,9 @@ class MembershipSerializer(serializers.ModelSerializer):
         error_messages={"does_not_exist": "Unknown tenant, or you are not an admin of it."},
     )
     tenant_name = serializers.CharField(source="tenant.name", read_only=True)
-    user = serializers.SlugRelatedField(
-        slug_field="username",
-        queryset=get_user_model().objects.filter(is_active=True),
-        error_messages={"does_not_exist": "No active user with this username."},
-    )
+    # A username, looked up by the service: an unknown one and one that may not be added get
+    # the same answer, so this cannot be used to find out which usernames exist.
+    user = _UsernameField(max_length=150)
 
     class Meta:
         model = Membership
@@ -60,14 +65,16 @@ class MembershipSerializer(serializers.ModelSerializer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if "request" in self.context:
-            self.fields["tenant"].queryset = tenants_administered(_access(self.context))
+            self.fields["tenant"].queryset = tenants_managed(_access(self.context))
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
     """One of the caller's API tokens (the secret itself is never shown again)."""
 
     tenant = serializers.PrimaryKeyRelatedField(
-        queryset=Tenant.objects.none(), allow_null=True, default=None,
+        queryset=Tenant.objects.none(),
+        allow_null=True,
+        default=None,
         help_text="The tenant this token works for; staff may leave it empty (cross-tenant).",
         error_messages={"does_not_exist": "Unknown tenant, or you are not a member of it."},
     )
@@ -77,13 +84,30 @@ class ApiTokenSerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiToken
         fields = [
-            "id", "name", "scope", "tenant", "tenant_name", "prefix", "created_at", "expires_at",
-            "last_used_at", "revoked_at", "is_active",
+            "id",
+            "name",
+            "scope",
+            "tenant",
+            "tenant_name",
+            "prefix",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+            "is_active",
         ]
         read_only_fields = [
-            "id", "prefix", "created_at", "last_used_at", "revoked_at", "is_active",
+            "id",
+            "prefix",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+            "is_active",
         ]
-        extra_kwargs = {"scope": {"default": ApiToken.Scope.READ}}
+        extra_kwargs = {
+            "scope": {"default": ApiToken.Scope.READ},
+            "name": {"validators": [validate_single_line]},
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

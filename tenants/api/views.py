@@ -50,8 +50,14 @@ class MeView(APIView):
     def get(self, request: Request) -> Response:
         access = access_for(request)
         memberships = selectors.membership_list(access).filter(user=request.user)
-        roles = [name for name, held in (("support", access.is_support),
-                                         ("platform-admin", access.is_platform_admin)) if held]
+        roles = [
+            name
+            for name, held in (
+                ("support", access.is_support),
+                ("platform-admin", access.is_platform_admin),
+            )
+            if held
+        ]
         user = request.user
         data = {
             "username": user.get_username(),
@@ -67,14 +73,15 @@ class MeView(APIView):
 
 
 @extend_schema_view(
-    create=extend_schema(responses={201: TenantSerializer, 400: VALIDATION_ERROR,
-                                    403: FORBIDDEN}),
-    update=extend_schema(request=TenantUpdateSerializer,
-                         responses={200: TenantSerializer, 400: VALIDATION_ERROR,
-                                    403: FORBIDDEN, 404: NOT_FOUND}),
-    partial_update=extend_schema(request=TenantUpdateSerializer,
-                                 responses={200: TenantSerializer, 400: VALIDATION_ERROR,
-                                            403: FORBIDDEN, 404: NOT_FOUND}),
+    create=extend_schema(responses={201: TenantSerializer, 400: VALIDATION_ERROR, 403: FORBIDDEN}),
+    update=extend_schema(
+        request=TenantUpdateSerializer,
+        responses={200: TenantSerializer, 400: VALIDATION_ERROR, 403: FORBIDDEN, 404: NOT_FOUND},
+    ),
+    partial_update=extend_schema(
+        request=TenantUpdateSerializer,
+        responses={200: TenantSerializer, 400: VALIDATION_ERROR, 403: FORBIDDEN, 404: NOT_FOUND},
+    ),
     retrieve=extend_schema(responses={200: TenantSerializer, 404: NOT_FOUND}),
 )
 class TenantViewSet(
@@ -110,8 +117,9 @@ class TenantViewSet(
 
 
 @extend_schema_view(
-    create=extend_schema(responses={201: MembershipSerializer, 400: VALIDATION_ERROR,
-                                    403: FORBIDDEN}),
+    create=extend_schema(
+        responses={201: MembershipSerializer, 400: VALIDATION_ERROR, 403: FORBIDDEN}
+    ),
     retrieve=extend_schema(responses={200: MembershipSerializer, 404: NOT_FOUND}),
     destroy=extend_schema(responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND}),
 )
@@ -123,7 +131,8 @@ class MembershipViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Who belongs to the caller's tenants. Tenant admins (and staff) add and remove members."""
+    """Who belongs to the caller's tenants. Tenant admins and platform admins add and remove
+    members; support staff read them (README, Roles)."""
 
     serializer_class = MembershipSerializer
     permission_classes = [PanelPermission, TenantAdminForChanges]
@@ -136,8 +145,9 @@ class MembershipViewSet(
         return selectors.membership_list(access)
 
     def perform_create(self, serializer: MembershipSerializer) -> None:
+        data = serializer.validated_data
         serializer.instance = services.membership_create(
-            actor=self.access, **serializer.validated_data
+            actor=self.access, tenant=data["tenant"], username=data["user"], role=data["role"]
         )
 
     def perform_destroy(self, instance: Membership) -> None:
@@ -151,8 +161,10 @@ class MembershipViewSet(
         description="Create a token. The response's `token` is the secret, shown only this once.",
     ),
     retrieve=extend_schema(responses={200: ApiTokenSerializer, 404: NOT_FOUND}),
-    destroy=extend_schema(responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND},
-                          description="Revoke the token (it stays listed as revoked)."),
+    destroy=extend_schema(
+        responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND},
+        description="Revoke the token (it stays listed as revoked).",
+    ),
 )
 class ApiTokenViewSet(
     mixins.ListModelMixin,
@@ -192,8 +204,9 @@ class ApiTokenViewSet(
     def perform_destroy(self, instance: Any) -> None:
         services.token_revoke(actor=access_for(self.request), token=instance)
 
-    @extend_schema(request=None,
-                   responses={200: ApiTokenSerializer, 403: FORBIDDEN, 404: NOT_FOUND})
+    @extend_schema(
+        request=None, responses={200: ApiTokenSerializer, 403: FORBIDDEN, 404: NOT_FOUND}
+    )
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: str | None = None) -> Response:
         """Revoke the token: it stops working at once and stays listed as revoked."""

@@ -78,7 +78,8 @@ def test_a_tenant_admin_saves_recipients_events_and_a_webhook_and_the_secret_sta
         ({"recipients": ""}, "recipients", "Add at least one address"),
         ({"webhook_secret": "short"}, "webhook_secret", "at least 16 characters"),
         ({"webhook_url": ""}, "webhook_url", "Give the URL to call"),
-        ({"webhook_url": "http://127.0.0.1:9/x"}, "webhook_url", "private or local address"),
+        ({"webhook_url": "http://127.0.0.1/x"}, "webhook_url", "private or local address"),
+        ({"webhook_url": "https://93.184.216.34:8443/x"}, "webhook_url", "port 80 or 443"),
         ({"events": ["host.disk_full"]}, "events", "not one of the available choices"),
     ],
 )
@@ -158,8 +159,10 @@ def test_a_test_notification_arrives_and_shows_in_the_delivery_log(alice, acme, 
     assert log.status_code == 200 and "Test notification for Acme" in log.content.decode()
 
 
-def test_the_delivery_log_pages_through_long_histories(alice, acme, smtp_server):
+def test_the_delivery_log_pages_through_long_histories(alice, acme, smtp_server, settings):
     from tenants.notifications import notification_send_test
+
+    settings.PANEL_NOTIFICATION_TESTS_PER_HOUR = 30
 
     client_for(alice).post(
         URL, form_data(acme, webhook_enabled=None, webhook_url="", webhook_secret="")

@@ -327,7 +327,7 @@ def test_notify_is_what_other_apps_call_and_dedupes_on_its_key(smtp_server, acme
 def test_webhook_urls_to_private_addresses_are_refused_unless_allowed(settings):
     settings.PANEL_WEBHOOK_ALLOW_PRIVATE = False
     for url in (
-        "http://127.0.0.1:8080/hook",
+        "http://127.0.0.1/hook",
         "http://10.1.2.3/hook",
         "http://169.254.169.254/latest/meta-data/",
         "http://[::1]/hook",
@@ -340,6 +340,8 @@ def test_webhook_urls_to_private_addresses_are_refused_unless_allowed(settings):
     with pytest.raises(ValidationError, match="credentials"):
         webhook_url_check("https://user:pw@93.184.216.34/hook")
     webhook_url_check("https://93.184.216.34/hook")  # a public address is fine
+    with pytest.raises(ValidationError, match="port 80 or 443 only, not 8443"):
+        webhook_url_check("https://93.184.216.34:8443/hook")
     settings.PANEL_WEBHOOK_ALLOW_PRIVATE = True
     webhook_url_check("http://127.0.0.1:8080/hook")
 
@@ -349,6 +351,7 @@ def test_a_webhook_to_a_private_address_fails_at_delivery_without_retry(
 ):
     with_webhook(acme, webhook_receiver.url, email_enabled=False)
     settings.PANEL_WEBHOOK_ALLOW_PRIVATE = False
+    settings.PANEL_WEBHOOK_PORTS = [80, 443, webhook_receiver.port]  # the address is refused
     failed_operation(acme_jira)
     notifications_scan()
     assert deliver_all() == ["failed"]
