@@ -418,6 +418,16 @@ PANEL_PROXY_MAX_BODY_SIZE = env("PANEL_PROXY_MAX_BODY_SIZE", "1024m")
 # --- Notifications (tenants app) -------------------------------------------------------------
 PANEL_WEBHOOK_ALLOW_PRIVATE = env_bool("PANEL_WEBHOOK_ALLOW_PRIVATE", default=False)
 PANEL_WEBHOOK_TIMEOUT = float(env("PANEL_WEBHOOK_TIMEOUT", "10"))
+# Webhooks are sent only to these ports (tenants/webhooks.py).
+PANEL_WEBHOOK_PORTS = [int(p) for p in (env("PANEL_WEBHOOK_PORTS") or "80,443").split(",") if p]
+# Networks (CIDR) allowed although not public, e.g. an internal receiver; empty by default.
+PANEL_WEBHOOK_ALLOWED_NETWORKS = [
+    n.strip() for n in (env("PANEL_WEBHOOK_ALLOWED_NETWORKS") or "").split(",") if n.strip()
+]
+# CA bundle for https webhooks (empty: the system's trust store).
+PANEL_WEBHOOK_CA_BUNDLE = env("PANEL_WEBHOOK_CA_BUNDLE") or None
+# Test notifications each audience may send per hour (each mails up to 20 addresses).
+PANEL_NOTIFICATION_TESTS_PER_HOUR = int(env("PANEL_NOTIFICATION_TESTS_PER_HOUR", "5"))
 PANEL_NOTIFICATION_RETRY_DELAYS = [
     int(s) for s in (env("PANEL_NOTIFICATION_RETRY_DELAYS") or "30,120,600,1800,7200").split(",")
 ]
@@ -430,16 +440,6 @@ PANEL_BACKUP_MAX_PER_BACKUP_HOST = int(env("PANEL_BACKUP_MAX_PER_BACKUP_HOST", "
 PANEL_BACKUP_MAX_PER_APP_HOST = int(env("PANEL_BACKUP_MAX_PER_APP_HOST", "1"))
 PANEL_BACKUP_MISSED_AFTER = int(env("PANEL_BACKUP_MISSED_AFTER", "900"))
 PANEL_BACKUP_DRILL_INTERVAL_HOURS = int(env("PANEL_BACKUP_DRILL_INTERVAL_HOURS", "24"))
-# Webhooks are sent only to these ports (tenants/webhooks.py).
-PANEL_WEBHOOK_PORTS = [int(p) for p in (env("PANEL_WEBHOOK_PORTS") or "80,443").split(",") if p]
-# Networks (CIDR) allowed although not public, e.g. an internal receiver; empty by default.
-PANEL_WEBHOOK_ALLOWED_NETWORKS = [
-    n.strip() for n in (env("PANEL_WEBHOOK_ALLOWED_NETWORKS") or "").split(",") if n.strip()
-]
-# CA bundle for https webhooks (empty: the system's trust store).
-PANEL_WEBHOOK_CA_BUNDLE = env("PANEL_WEBHOOK_CA_BUNDLE") or None
-# Test notifications each audience may send per hour (each mails up to 20 addresses).
-PANEL_NOTIFICATION_TESTS_PER_HOUR = int(env("PANEL_NOTIFICATION_TESTS_PER_HOUR", "5"))
 PANEL_BACKUP_RSYNC_BWLIMIT = int(env("PANEL_BACKUP_RSYNC_BWLIMIT", "0"))
 PANEL_BACKUP_ALERT_EMAILS = [e for e in (env("PANEL_BACKUP_ALERT_EMAILS") or "").split(",") if e]
 # Off-site copies (S3-compatible, SSE AES256); off without a bucket. Secrets may be *_FILE.
