@@ -19,7 +19,7 @@ import yaml
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from provisioning.compose import PROXY_NETWORK
+from provisioning.compose import EDGE_PREFIX, PROXY_NETWORK, instance_alias
 from provisioning.products import Product, spec_for
 from provisioning.remote import CommandFailed, HostConnection
 
@@ -28,6 +28,7 @@ CONTAINER_CONF_D = "/etc/nginx/conf.d"
 CONTAINER_CERTS = "/etc/nginx/panel-certs"
 CONTAINER_ACME = "/var/www/acme"
 BASE_CONF = "00-panel.conf"
+PROXY_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL")
 SYNCHRONY_PORT = 8091
 
 _SAFE = re.compile(r"^/?[a-z0-9][a-z0-9._/-]*$")
@@ -124,6 +125,13 @@ def compose_render(host: Any) -> str:
                 ],
                 "networks": ["proxy"],
                 "labels": {"panel.role": "proxy"},
+                # The proxy is on every instance's edge network: keep it to what nginx needs.
+                # The master starts as root, binds 80/443, reads the certificates and drops its
+                # workers to the nginx user (and signals them); everything else is dropped.
+                "cap_drop": ["ALL"],
+                "cap_add": list(PROXY_CAPABILITIES),
+                "security_opt": ["no-new-privileges:true"],
+                "pids_limit": 1024,
             }
         },
         "networks": {"proxy": {"external": True, "name": PROXY_NETWORK}},
@@ -145,7 +153,8 @@ def _site_context(instance: Any) -> dict[str, Any]:
         "hostname": _check(instance.hostname, "hostname"),
         "context_path": context_path,
         "location": context_path or "/",
-        "upstream_host": _check(instance.name, "instance name"),
+        # The app's own alias on its edge network (never a name another instance could hold).
+        "upstream_host": _check(instance_alias(instance), "upstream alias"),
         "upstream_port": spec.http_port,
         "synchrony_port": SYNCHRONY_PORT if instance.product == Product.CONFLUENCE else None,
         "max_body_size": _check(
@@ -178,8 +187,9 @@ def apache_vhost_render(
     with the context path, ProxyRequests Off, Synchrony rules in the documented order,
     RemoteIPHeader X-Forwarded-For)."""
     context = _site_context(instance)
-    if upstream_host:
-        context["upstream_host"] = _check(upstream_host, "upstream host")
+    # An export runs in front of the instance elsewhere: by default it names the instance,
+    # the edge network alias only resolves for the panel's own proxy.
+    context["upstream_host"] = _check(upstream_host or instance.name, "upstream host")
     ctx_path = context["context_path"]
     context.update(
         {
@@ -235,6 +245,53 @@ exit 0
 """
 
 
+# Runs on the host. Arguments: proxy container, its conf.d. The proxy is on the edge network of
+# exactly the instances it has a site for (``panel-edge-<instance>`` / ``<instance>.conf``):
+# joined when a site appears, left when it goes (so ``compose down`` can remove the network),
+# rejoined after the proxy container was recreated. Prints what it changed.
+_NETWORKS_SCRIPT = r"""
+set -u
+c="$1"; confd="$2"; prefix="$3"
+attached=" $(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}' "$c") "
+for net in $(docker network ls --filter "label=panel.role=edge" --format '{{.Name}}'); do
+  case "$net" in "$prefix"*) ;; *) continue ;; esac
+  inst="${net#"$prefix"}"
+  case "$attached" in *" $net "*) on=1 ;; *) on=0 ;; esac
+  if [ -e "$confd/$inst.conf" ]; then
+    if [ "$on" = 0 ]; then docker network connect "$net" "$c" && echo "joined $net"; fi
+  elif [ "$on" = 1 ]; then
+    docker network disconnect "$net" "$c" && echo "left $net"
+  fi
+done
+for net in $attached; do
+  case "$net" in "$prefix"*) ;; *) continue ;; esac
+  if [ ! -e "$confd/${net#"$prefix"}.conf" ] && docker network inspect "$net" >/dev/null 2>&1
+  then docker network disconnect "$net" "$c" && echo "left $net"; fi
+done
+exit 0
+"""
+
+
+def proxy_networks_reconcile(conn: HostConnection, layout: ProxyLayout) -> list[str]:
+    """Join the proxy to the edge network of every instance it serves and leave the others;
+    returns what changed (``joined <network>`` / ``left <network>``)."""
+    result = conn.run(
+        [
+            *_lock(layout),
+            "sh",
+            "-c",
+            _NETWORKS_SCRIPT,
+            "sh",
+            layout.container,
+            layout.conf_d,
+            EDGE_PREFIX,
+        ],
+        timeout=120,
+        message="Matched the proxy's instance networks to its sites",
+    )
+    return [line for line in result.stdout.splitlines() if line.strip()]
+
+
 def _lock(layout: ProxyLayout) -> list[str]:
     return ["flock", "--timeout", "120", f"{layout.directory}/.deploy.lock"]
 
@@ -280,6 +337,8 @@ def proxy_ensure(conn: HostConnection, host: Any) -> ProxyLayout:
             ["docker", "exec", layout.container, "nginx", "-s", "reload"],
             message="Reloaded the proxy with the new shared settings",
         )
+    # A recreated proxy container has lost the instance networks it had joined.
+    proxy_networks_reconcile(conn, layout)
     return layout
 
 
@@ -313,6 +372,7 @@ def proxy_files_deploy(
                 output,
             ) from exc
         raise
+    proxy_networks_reconcile(conn, layout)
     return result.stdout
 
 
@@ -328,3 +388,5 @@ def proxy_files_remove(conn: HostConnection, layout: ProxyLayout, paths: list[st
         timeout=180,
         message=f"Removed {', '.join(p.rsplit('/', 1)[-1] for p in paths)} and reloaded the proxy",
     )
+    # Leave the edge network of a removed site, so its instance's network can be removed.
+    proxy_networks_reconcile(conn, layout)

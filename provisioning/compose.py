@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from dataclasses import dataclass
 
 import yaml
 from django.conf import settings
 
 from provisioning.models import AtlassianInstance
-from provisioning.products import ProductSpec, spec_for
+from provisioning.products import (
+    APP_CAPABILITIES,
+    DB_CAPABILITIES,
+    ProductSpec,
+    ResourceLimits,
+    resource_limits,
+    spec_for,
+)
 
+# The network the host's proxy container itself is on. No instance joins it: each instance has
+# its own edge network that only its app and the proxy share (see ``edge_network``).
 PROXY_NETWORK = "panel-proxy"
+EDGE_PREFIX = "panel-edge-"
 STOP_GRACE = "120s"  # longer than the products' own shutdown timeouts (60 s and more)
 ENV_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
@@ -44,6 +55,41 @@ class RenderedProject:
 
 def instance_dir(instance: AtlassianInstance) -> str:
     return f"{instance.host.data_root}/instances/{instance.name}"
+
+
+def instance_alias(instance: AtlassianInstance) -> str:
+    """The app's DNS name on its edge network, the proxy's upstream. Unique per instance (from
+    its id), so no instance name can shadow another's, ``app``, ``db`` or the platform's."""
+    return f"inst-{uuid.UUID(str(instance.pk)).hex[:12]}"
+
+
+def edge_network(instance: AtlassianInstance) -> str:
+    """The Docker network between this instance's app and its host's proxy, and nothing else:
+    a tenant's container has no route to another tenant's app or database."""
+    return f"{EDGE_PREFIX}{instance.name}"
+
+
+def instance_limits(instance: AtlassianInstance) -> ResourceLimits:
+    """Memory, CPU and pid limits of ``instance`` from its heap, tier and host."""
+    return resource_limits(
+        instance.product,
+        heap_max_mb=instance.heap_max_mb,
+        tier=instance.tier,
+        host_cpus=instance.host.cpu_count if instance.host is not None else None,
+    )
+
+
+def _confinement(memory_mb: int, cpus: float, pids: int, caps: tuple[str, ...]) -> dict:
+    # memswap_limit = mem_limit: no swap on top, so the limit is what the host commits.
+    return {
+        "mem_limit": f"{memory_mb}m",
+        "memswap_limit": f"{memory_mb}m",
+        "cpus": cpus,
+        "pids_limit": pids,
+        "cap_drop": ["ALL"],
+        "cap_add": list(caps),
+        "security_opt": ["no-new-privileges:true"],
+    }
 
 
 def _app_environment(instance: AtlassianInstance, spec: ProductSpec) -> dict[str, str]:
@@ -130,6 +176,7 @@ def compose_render(
         "panel.instance-id": str(instance.pk),
         "panel.product": instance.product,
     }
+    limits = instance_limits(instance)
     ports = {"http": spec.http_port, **{f"extra{i}": p for i, p in enumerate(spec.extra_ports)}}
     document = {
         "name": instance.name,
@@ -140,10 +187,13 @@ def compose_render(
                 "stop_grace_period": STOP_GRACE,
                 "environment": _app_environment(instance, spec),
                 "volumes": [f"{home_dir}:{spec.home}"],
-                "networks": {"private": {}, "proxy": {"aliases": [instance.name]}},
+                "networks": {"private": {}, "edge": {"aliases": [instance_alias(instance)]}},
                 "depends_on": {"db": {"condition": "service_healthy"}},
                 "expose": [str(p) for p in ports.values()],
                 "labels": {**labels, "panel.role": "app"},
+                **_confinement(
+                    limits.app_memory_mb, limits.app_cpus, limits.app_pids, APP_CAPABILITIES
+                ),
             },
             "db": {
                 "image": settings.PANEL_POSTGRES_IMAGE,
@@ -164,12 +214,24 @@ def compose_render(
                     "retries": 30,
                 },
                 "labels": {**labels, "panel.role": "db"},
+                **_confinement(
+                    limits.db_memory_mb, limits.db_cpus, limits.db_pids, DB_CAPABILITIES
+                ),
             },
         },
         "networks": {
             # The database is reachable only on this instance's own network.
             "private": {"internal": True},
-            "proxy": {"external": True, "name": PROXY_NETWORK},
+            # The app's way out and the proxy's way in; the proxy joins it when the instance's
+            # site is deployed (certificates.proxy) and leaves it when the site is removed.
+            "edge": {
+                "name": edge_network(instance),
+                "labels": {
+                    "panel.role": "edge",
+                    "panel.instance": instance.name,
+                    "panel.instance-id": str(instance.pk),
+                },
+            },
         },
     }
     return RenderedProject(

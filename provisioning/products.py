@@ -32,6 +32,11 @@ class ProductSpec:
     min_heap_mb: int = 512
     takes_license_env: bool = False
     extra_dirs: tuple[str, ...] = field(default=())
+    # Memory the app container needs beyond the JVM heap (metaspace, code cache, thread stacks,
+    # direct buffers; Confluence's Synchrony is a second JVM, Bitbucket forks git).
+    non_heap_mb: int = 768
+    # Threads count against the pid limit; Bitbucket forks a git process per hosting request.
+    pids_limit: int = 2048
 
 
 CATALOGUE: dict[str, ProductSpec] = {
@@ -69,6 +74,7 @@ CATALOGUE: dict[str, ProductSpec] = {
         1024,
         takes_license_env=True,
         extra_dirs=("keys",),
+        non_heap_mb=1536,
     ),
     Product.BITBUCKET: ProductSpec(
         Product.BITBUCKET,
@@ -80,6 +86,8 @@ CATALOGUE: dict[str, ProductSpec] = {
         "bitbucket",
         ("8.19.0", "9.4.0"),
         512,
+        non_heap_mb=1536,
+        pids_limit=8192,
     ),
     Product.BAMBOO: ProductSpec(
         Product.BAMBOO,
@@ -104,6 +112,60 @@ CATALOGUE: dict[str, ProductSpec] = {
         512,
     ),
 }
+
+
+# Capabilities the official images need at start-up, everything else is dropped. They start
+# as root, chown/chmod the home (CHOWN, FOWNER, DAC_OVERRIDE: entrypoint_helpers.set_perms),
+# then drop to the run user with /bin/su (SETUID, SETGID; su goes through PAM, which writes to
+# the audit log: AUDIT_WRITE; su stays as parent and forwards SIGTERM to the app running as
+# another uid: KILL). See the images' README, "Running as non-root", and
+# docker-shared-components/image/entrypoint_helpers.py (start_app). The official postgres
+# image does the same with gosu (docker-entrypoint.sh: chown of PGDATA, then gosu postgres).
+APP_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "AUDIT_WRITE", "KILL")
+DB_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID")
+DB_PIDS_LIMIT = 512  # one backend process per connection, max_connections defaults to 100
+
+# CPUs of the app container and memory of the database container by service tier: critical
+# and production instances get more; the limit never exceeds what the host has.
+TIER_CPUS: dict[str, float] = {"tier0": 4.0, "tier1": 4.0, "tier2": 2.0, "tier3": 1.0}
+TIER_DB_MEMORY_MB: dict[str, int] = {"tier0": 2048, "tier1": 2048, "tier2": 1024, "tier3": 512}
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    """Memory, CPU and process limits of one instance's two containers."""
+
+    app_memory_mb: int
+    app_cpus: float
+    app_pids: int
+    db_memory_mb: int
+    db_cpus: float
+    db_pids: int
+
+    @property
+    def memory_mb(self) -> int:
+        """What the instance may use on its host at most: what placement reserves for it."""
+        return self.app_memory_mb + self.db_memory_mb
+
+
+def resource_limits(
+    product: str, *, heap_max_mb: int, tier: str, host_cpus: int | None = None
+) -> ResourceLimits:
+    """The limits of an instance of ``product`` with that heap and tier (on a host with
+    ``host_cpus`` CPUs when known: Docker refuses a CPU limit above the host's)."""
+    spec = spec_for(product)
+    non_heap = max(spec.non_heap_mb, heap_max_mb // 4)
+    cpus = TIER_CPUS.get(tier, 2.0)
+    if host_cpus:
+        cpus = min(cpus, float(host_cpus))
+    return ResourceLimits(
+        app_memory_mb=heap_max_mb + non_heap,
+        app_cpus=cpus,
+        app_pids=spec.pids_limit,
+        db_memory_mb=TIER_DB_MEMORY_MB.get(tier, 1024),
+        db_cpus=min(cpus, 2.0),
+        db_pids=DB_PIDS_LIMIT,
+    )
 
 
 def spec_for(product: str) -> ProductSpec:

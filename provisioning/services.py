@@ -235,6 +235,7 @@ def instance_action(
             raise ValidationError({"version": f"{instance.name} already runs {instance.version}."})
     if action == "resize":
         instance_validate_heap(instance.product, params["heap_min_mb"], params["heap_max_mb"])
+        instance_check_resize_capacity(instance, int(params["heap_max_mb"]))
     kind = {"retry": OperationKind.INSTANCE_CREATE}.get(action, f"instance.{action}")
     return operation_start(
         kind=kind,
@@ -246,36 +247,64 @@ def instance_action(
     )
 
 
+def host_free_memory_mb(host: Host, *, exclude: AtlassianInstance | None = None) -> int:
+    """Memory of ``host`` not promised to its instances (each counts with its containers'
+    memory limits), leaving out ``exclude`` (the instance being placed or resized)."""
+    from provisioning.compose import instance_limits
+
+    others = host.instances.exclude(status=InstanceStatus.DELETED)
+    if exclude is not None:
+        others = others.exclude(pk=exclude.pk)
+    committed = sum(instance_limits(inst).memory_mb for inst in others.select_related("host"))
+    return (host.memory_mb or 0) - committed
+
+
+def _memory_needed_mb(instance: AtlassianInstance, host: Host, heap_max_mb: int) -> int:
+    from provisioning.products import resource_limits
+
+    return resource_limits(
+        instance.product, heap_max_mb=heap_max_mb, tier=instance.tier, host_cpus=host.cpu_count
+    ).memory_mb
+
+
+INSTANCE_DISK_NEEDED = 5 * 1024**3
+
+
 def host_select_for_instance(instance: AtlassianInstance) -> Host | None:
-    """The ready app host with the most free memory that fits the instance's heap and data.
+    """The ready app host with the most free memory that fits the instance and its data.
 
-    Memory is what the host has minus the heaps (plus overhead) of the instances already on it.
+    An instance needs the memory limits of its containers (heap plus the JVM's other memory,
+    and its database); free memory is what the host has minus what its instances may use.
     """
-    from django.db.models import Q, Sum
-
-    needed_mb = instance.heap_max_mb + 512  # JVM overhead and the database container
-    needed_disk = 5 * 1024**3
-    candidates = Host.objects.filter(role=Host.Role.APP, status=Host.Status.READY).annotate(
-        committed_mb=Sum(
-            "instances__heap_max_mb",
-            filter=~Q(instances__status=InstanceStatus.DELETED) & ~Q(instances__pk=instance.pk),
-        )
-    )
+    candidates = Host.objects.filter(role=Host.Role.APP, status=Host.Status.READY)
     best, best_free = None, -1
     for host in candidates:
-        free_mb = (
-            (host.memory_mb or 0)
-            - (host.committed_mb or 0)
-            - 512
-            * host.instances.exclude(status=InstanceStatus.DELETED).exclude(pk=instance.pk).count()
-        )
+        free_mb = host_free_memory_mb(host, exclude=instance)
         if (
-            free_mb >= needed_mb
-            and (host.disk_free_bytes or 0) >= needed_disk
+            free_mb >= _memory_needed_mb(instance, host, instance.heap_max_mb)
+            and (host.disk_free_bytes or 0) >= INSTANCE_DISK_NEEDED
             and free_mb > best_free
         ):
             best, best_free = host, free_mb
     return best
+
+
+def instance_check_resize_capacity(instance: AtlassianInstance, heap_max_mb: int) -> None:
+    """Refuse a resize that would promise the instance's host more memory than it has (the
+    same reckoning as placement), so one tenant cannot starve the others on its host."""
+    host = instance.host
+    if host is None:
+        return  # not placed yet: placement checks the new heap when it runs
+    needed = _memory_needed_mb(instance, host, heap_max_mb)
+    free = host_free_memory_mb(host, exclude=instance)
+    if needed > free:
+        raise ValidationError(
+            {
+                "heap_max_mb": f"A maximum heap of {heap_max_mb} MB needs {needed} MB of memory "
+                f"for {instance.name}; its host has {max(free, 0)} MB that other instances do not "
+                "use. Choose a smaller heap or ask an administrator to move the instance."
+            }
+        )
 
 
 def license_add(

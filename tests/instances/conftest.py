@@ -51,6 +51,7 @@ def cleanup_projects() -> Iterator[list[AtlassianInstance]]:
             capture_output=True,
             timeout=120,
         )
+        network_remove(f"panel-edge-{inst.name}")
         if inst.host is not None:
             subprocess.run(
                 ["rm", "-rf", f"{inst.host.data_root}/instances/{inst.name}"],
@@ -59,7 +60,28 @@ def cleanup_projects() -> Iterator[list[AtlassianInstance]]:
             )
 
 
+def network_remove(network: str) -> None:
+    """Remove ``network`` even if a proxy is still attached (a test that skipped deletion)."""
+    found = subprocess.run(
+        ["docker", "network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", network],
+        capture_output=True,
+        text=True,
+    )
+    if found.returncode != 0:
+        return
+    for container in found.stdout.split():
+        subprocess.run(
+            ["docker", "network", "disconnect", "-f", network, container], capture_output=True
+        )
+    subprocess.run(["docker", "network", "rm", network], capture_output=True)
+
+
 def container_ip(project: str, service: str, network: str) -> str:
+    """The address of ``service`` of compose project ``project`` on ``network``. The app's
+    network towards the proxy is its own ``panel-edge-<project>`` (``"panel-proxy"``, where
+    older tests name the proxy side, means that network)."""
+    if network == "panel-proxy":
+        network = f"panel-edge-{project}"
     out = subprocess.run(
         [
             "docker",

@@ -62,10 +62,12 @@ def test_jira_gets_the_atl_environment_a_private_db_and_its_home_bind_mount(
     assert (
         app["labels"]["panel.tenant"] == "acme" and app["labels"]["panel.instance"] == "acme-jira"
     )
-    assert set(app["networks"]) == {"private", "proxy"}
+    assert set(app["networks"]) == {"private", "edge"}
     assert list(db["networks"]) == ["private"] and "ports" not in db
     assert config["networks"]["private"]["internal"] is True
-    assert config["networks"]["proxy"]["name"] == "panel-proxy"
+    # its own network to the proxy, not the shared panel-proxy bridge
+    assert config["networks"]["edge"]["name"] == "panel-edge-acme-jira"
+    assert "panel-proxy" not in rendered.compose_yaml
     assert "C" in db["environment"]["POSTGRES_INITDB_ARGS"]
 
 
@@ -109,3 +111,80 @@ def test_rendering_another_version_leaves_the_instance_untouched(acme, app_host)
     assert "jira-software:9.17.0" in candidate.compose_yaml
     assert inst.version == "9.12.0"
     assert candidate.compose_hash != compose_render(inst).compose_hash
+
+
+@pytest.mark.django_db
+def test_the_app_answers_to_a_unique_alias_not_a_name_another_instance_could_hold(
+    acme, globex, app_host, tmp_path
+):
+    first = make_instance(acme, "acme-jira", host=app_host)
+    second = make_instance(globex, "globex-jira", host=app_host)
+    aliases = []
+    for inst in (first, second):
+        app = _compose_config(tmp_path, compose_render(inst))["services"]["app"]
+        assert app["networks"]["edge"]["aliases"] == [f"inst-{inst.pk.hex[:12]}"]
+        aliases.append(app["networks"]["edge"]["aliases"][0])
+    assert aliases[0] != aliases[1]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("tier", "heap", "cpus", "app_mb", "db_mb"),
+    [
+        ("tier0", 8192, 4.0, 8192 + 2048, 2048),  # non-heap: a quarter of a large heap
+        ("tier2", 2048, 2.0, 2048 + 768, 1024),  # non-heap: Jira's floor
+        ("tier3", 1024, 1.0, 1024 + 768, 512),
+    ],
+)
+def test_memory_cpu_and_pid_limits_follow_the_heap_and_the_tier(
+    acme, app_host, tmp_path, tier, heap, cpus, app_mb, db_mb
+):
+    app_host.cpu_count = 16
+    app_host.save()
+    inst = make_instance(
+        acme, "acme-jira", host=app_host, heap_min_mb=1024, heap_max_mb=heap, tier=tier
+    )
+    config = _compose_config(tmp_path, compose_render(inst))
+    app, db = config["services"]["app"], config["services"]["db"]
+    # compose normalises the limits to bytes and floats
+    assert app["mem_limit"] == str(app_mb * 1024**2) and app["memswap_limit"] == app["mem_limit"]
+    assert app["cpus"] == cpus and app["pids_limit"] == 2048
+    assert db["mem_limit"] == str(db_mb * 1024**2) and db["pids_limit"] == 512
+    assert db["cpus"] == min(cpus, 2.0)
+
+
+@pytest.mark.django_db
+def test_limits_never_ask_for_more_cpus_than_the_host_has(acme, app_host, tmp_path):
+    app_host.cpu_count = 2
+    app_host.save()
+    inst = make_instance(acme, "acme-jira", host=app_host, tier="tier0")
+    app = _compose_config(tmp_path, compose_render(inst))["services"]["app"]
+    assert app["cpus"] == 2.0
+
+
+@pytest.mark.django_db
+def test_bitbucket_and_confluence_get_room_for_git_and_synchrony(acme, app_host, tmp_path):
+    code = make_instance(
+        acme, "acme-code", host=app_host, product="bitbucket", version="8.19.0", heap_max_mb=2048
+    )
+    app = _compose_config(tmp_path, compose_render(code))["services"]["app"]
+    assert app["pids_limit"] == 8192 and app["mem_limit"] == str((2048 + 1536) * 1024**2)
+    wiki = make_instance(
+        acme, "acme-wiki", host=app_host, product="confluence", version="8.5.0", heap_max_mb=2048
+    )
+    app = _compose_config(tmp_path, compose_render(wiki))["services"]["app"]
+    assert app["mem_limit"] == str((2048 + 1536) * 1024**2)
+
+
+@pytest.mark.django_db
+def test_containers_keep_only_the_capabilities_the_official_entrypoints_need(
+    acme, app_host, tmp_path
+):
+    inst = make_instance(acme, "acme-jira", host=app_host)
+    config = _compose_config(tmp_path, compose_render(inst))
+    for name, service in config["services"].items():
+        assert service["cap_drop"] == ["ALL"], name
+        assert service["security_opt"] == ["no-new-privileges:true"], name
+        # chown the home, then su/gosu to the run user
+        assert {"CHOWN", "SETUID", "SETGID"} <= set(service["cap_add"]), name
+        assert not {"NET_RAW", "NET_ADMIN", "SYS_ADMIN", "MKNOD"} & set(service["cap_add"]), name

@@ -41,7 +41,7 @@ def test_a_host_without_enough_free_memory_is_not_chosen(acme):
     # memory already promised to instances on the big host counts against it
     make_instance(acme, "acme-other", host=big, heap_max_mb=12288, heap_min_mb=1024)
     assert host_select_for_instance(inst) is None
-    assert small.memory_mb < 4096 + 512
+    assert small.memory_mb < 4096
 
 
 def test_only_ready_app_hosts_with_disk_space_are_candidates(acme):
@@ -81,3 +81,42 @@ def test_deleted_instances_are_purged_only_after_their_retention(acme, app_host)
     expired.refresh_from_db()
     assert Operation.objects.get(id=ops[0].id).status == "succeeded"
     assert expired.purge_after is None
+
+
+def test_a_resize_beyond_what_the_host_has_free_is_refused_with_a_400(api, alice, acme):
+    host = _host("h-16g", memory_mb=16384)
+    inst = make_instance(acme, "acme-grow", host=host, heap_min_mb=1024, heap_max_mb=2048)
+    # another tenant's instance already holds most of the host: 8192 + 2048 + 1024 MB
+    make_instance(acme, "acme-neighbour", host=host, heap_min_mb=1024, heap_max_mb=8192)
+    response = api(alice).post(
+        f"/api/instances/{inst.pk}/resize/",
+        {"heap_min_mb": 2048, "heap_max_mb": 8192},
+        format="json",
+    )
+    assert response.status_code == 400, response.content
+    message = response.json()["heap_max_mb"][0]
+    assert "8192 MB" in message and "11264 MB of memory" in message
+    assert "h-16g" not in message and host.address not in message  # no host details to tenants
+    assert not Operation.objects.filter(kind="instance.resize").exists()
+    inst.refresh_from_db()
+    assert inst.heap_max_mb == 2048
+
+
+def test_a_resize_counts_the_instance_own_memory_as_free(api, alice, acme):
+    host = _host("h-8g", memory_mb=8192)
+    inst = make_instance(acme, "acme-fits", host=host, heap_min_mb=1024, heap_max_mb=4096)
+    # 4096 + 1024 + 1024 of 8192 are its own; growing to 6144 needs 6144 + 1536 + 1024 > 8192
+    assert host_select_for_instance(inst) == host
+    refused = api(alice).post(
+        f"/api/instances/{inst.pk}/resize/",
+        {"heap_min_mb": 1024, "heap_max_mb": 6144},
+        format="json",
+    )
+    assert refused.status_code == 400
+    accepted = api(alice).post(
+        f"/api/instances/{inst.pk}/resize/",
+        {"heap_min_mb": 1024, "heap_max_mb": 5376},  # 5376 + 1344 + 1024 = 7744 MB
+        format="json",
+    )
+    assert accepted.status_code == 202, accepted.content
+    assert Operation.objects.get(kind="instance.resize").params["heap_max_mb"] == 5376
