@@ -145,13 +145,18 @@ class Route53Provider:
         skipped = []
         for ch in changes:
             if ch.action == "create":
-                if ch.name_unused:
-                    taken = [r["Type"] for r in self._at_name(zone_id, ch.name)]
-                    if taken:
-                        raise DnsConflict(
-                            f"{ch.name} already has {', '.join(sorted(taken))} record(s) in "
-                            f"{zone.name} that the panel did not make; they are left as they are."
-                        )
+                # CREATE itself fails on an existing set of its type (atomically, at Route53);
+                # this check also covers other types at the name and gives a clearer message.
+                taken = [
+                    r["Type"]
+                    for r in self._at_name(zone_id, ch.name)
+                    if ch.name_unused or r["Type"] == ch.rtype
+                ]
+                if taken:
+                    raise DnsConflict(
+                        f"{ch.name} already has {', '.join(sorted(taken))} record(s) in "
+                        f"{zone.name} that the panel did not make; they are left as they are."
+                    )
                 batch.append({"Action": "CREATE", "ResourceRecordSet": self._rrset(ch, ch.values)})
             elif ch.action == "upsert":
                 batch.append({"Action": "UPSERT", "ResourceRecordSet": self._rrset(ch, ch.values)})
