@@ -60,17 +60,14 @@ def webhook_address_refusal(address: IPAddress) -> str | None:
     """Why the panel must not call ``address`` (None: it may)."""
     if any(address in net for net in _allowed_networks() if net.version == address.version):
         return None
-    if (
-        not address.is_global
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    ):
+    if address.is_loopback or address.is_unspecified:
         return "a private or local address"
     if address.version == 6:
         for net, name in DENIED_NETWORKS:
             if address in net:
                 return f"an IPv6 address that embeds IPv4 ({name})"
+    if not address.is_global or address.is_multicast or address.is_reserved:
+        return "a private or local address"
     return None
 
 
