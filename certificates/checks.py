@@ -17,6 +17,7 @@ from django.utils import timezone
 from certificates import proxy
 from certificates.dns import DnsError, provider_for, records_resolve
 from certificates.models import Certificate, DnsRecord, ProxySite
+from provisioning.compose import instance_alias
 from provisioning.models import AtlassianInstance
 from provisioning.products import spec_for
 from provisioning.remote import HostConnection, RemoteError, SSHTarget
@@ -177,12 +178,13 @@ def _proxy_problems(
                 "Run “Deploy proxy config”.",
             )
         )
-    if (facts["upstream_host"], facts["upstream_port"]) != (instance.name, spec.http_port):
+    upstream = instance_alias(instance)  # the app's name on its own edge network
+    if (facts["upstream_host"], facts["upstream_port"]) != (upstream, spec.http_port):
         problems.append(
             _problem(
                 "proxy",
                 f"The proxy forwards to {facts['upstream_host']}:{facts['upstream_port']}, "
-                f"not {instance.name}:{spec.http_port}.",
+                f"not {upstream}:{spec.http_port}.",
                 "Run “Deploy proxy config”.",
             )
         )
