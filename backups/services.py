@@ -30,6 +30,7 @@ from backups.models import (
 from backups.policies import next_run_after, policy_defaults
 from panel.access import Access
 from panel.audit import audit_record
+from panel.idempotency import operation_replayed
 from panel.operations import OperationConflict, operation_start
 from provisioning.models import (
     ACTIVE_STATUSES,
@@ -65,10 +66,11 @@ def _setting(name: str, default: Any) -> Any:
     return getattr(settings, name, default)
 
 
-def _existing(actor: Access | None, key: str) -> Operation | None:
-    if key and actor is not None and actor.user is not None:
-        return Operation.objects.filter(requested_by=actor.user, idempotency_key=key).first()
-    return None
+def _existing(
+    actor: Access | None, key: str, kind: str, instance: AtlassianInstance | None = None
+) -> Operation | None:
+    """The operation an identical earlier request started (a different one: 409)."""
+    return operation_replayed(actor=actor, key=key, kind=kind, instance=instance)
 
 
 # --- policies -------------------------------------------------------------------------------
@@ -160,7 +162,7 @@ def backup_start(
 ) -> Operation:
     """Start a backup of ``instance`` now (tenant admins: an extra backup; the dispatcher:
     scheduled ones). Refused with 409 while another operation holds the instance."""
-    existing = _existing(actor, idempotency_key)
+    existing = _existing(actor, idempotency_key, OperationKind.BACKUP_CREATE, instance)
     if existing is not None:
         return existing
     if actor is not None and not actor.administers_tenant(instance.tenant_id):
@@ -208,7 +210,7 @@ def restore_start(
     """Restore a retained point, in place (the instance's name typed to confirm) or into a new
     instance with its own name and hostname. Staff only. ``skip_safety`` restores in place
     without a safety backup first (for an instance whose current state cannot be backed up)."""
-    existing = _existing(actor, idempotency_key)
+    existing = _existing(actor, idempotency_key, OperationKind.BACKUP_RESTORE)
     if existing is not None:
         return existing
     _require_staff(actor)
@@ -347,7 +349,7 @@ def drill_start(
     *, actor: Access | None, instance: AtlassianInstance | None = None, idempotency_key: str = ""
 ) -> Operation:
     """Start a restore drill of ``instance`` (or of the least recently drilled one)."""
-    existing = _existing(actor, idempotency_key)
+    existing = _existing(actor, idempotency_key, OperationKind.BACKUP_DRILL, instance)
     if existing is not None:
         return existing
     if actor is not None:

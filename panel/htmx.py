@@ -14,6 +14,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render, resolve_url
 from django_htmx.http import HTMX_STOP_POLLING, HttpResponseClientRedirect
 
+from panel.idempotency import idempotency_key_from
+
 __all__ = ["HTMX_STOP_POLLING", "htmx_targets", "login_required", "render_page_or_partial"]
 
 
@@ -76,8 +78,11 @@ def new_idempotency_key() -> str:
 
 
 def posted_idempotency_key(request: HttpRequest) -> str:
-    """The key the form posted back (trimmed to what the Operation stores)."""
-    return (request.POST.get("idempotency_key") or "").strip()[:100]
+    """The key the form posted back (trimmed to what the Operation stores), carrying the
+    fingerprint of the submitted form (see :mod:`panel.idempotency`)."""
+    if request.method != "POST":
+        return ""
+    return idempotency_key_from(request, request.POST.get("idempotency_key"))
 
 
 def operation_conflict_message(running: Any) -> str:

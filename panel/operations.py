@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from panel.access import Access
 from panel.audit import audit_record
+from panel.idempotency import idempotency_fingerprint, idempotency_scope, operation_replayed
 from panel.sanitize import sanitize, sanitize_data, secrets_pop, secrets_push
 
 log = logging.getLogger(__name__)
@@ -135,19 +136,23 @@ def operation_start(
 ) -> Any:
     """Create an operation and enqueue it once the surrounding transaction commits.
 
-    With an ``idempotency_key`` a repeated request by the same user returns the operation the
-    first one created. Raises :class:`OperationConflict` if ``lock_key`` is held.
+    With an ``idempotency_key`` a repeated identical request by the same token (or user)
+    returns the operation the first one created, and a different one raises
+    :class:`~panel.idempotency.IdempotencyConflict` (see :mod:`panel.idempotency`). Raises
+    :class:`OperationConflict` if ``lock_key`` is held.
     """
     Operation = _model()
     if kind not in _REGISTRY:
         raise ValueError(f"no handler registered for operation kind {kind!r}")
     user = actor.user if actor is not None and actor.is_authenticated else None
-    if idempotency_key and user is not None:
-        existing = Operation.objects.filter(
-            requested_by=user, idempotency_key=idempotency_key
-        ).first()
-        if existing is not None:
-            return existing
+    scope = idempotency_scope(actor)
+    # A fingerprinted key (from a request) already names the target in its path and body.
+    targets = {"instance": instance, "host": host}
+    if idempotency_fingerprint(idempotency_key):
+        targets = {}
+    existing = operation_replayed(actor=actor, key=idempotency_key, kind=kind, **targets)
+    if existing is not None:
+        return existing
     if tenant is None and instance is not None:
         tenant = instance.tenant
     try:
@@ -161,15 +166,15 @@ def operation_start(
                 requested_by_token=actor.token if actor is not None else None,
                 params=params or {},
                 lock_key=lock_key,
-                idempotency_key=idempotency_key if user is not None else "",
+                idempotency_key=idempotency_key if scope else "",
+                idempotency_scope=scope if idempotency_key else "",
+                idempotency_fingerprint=idempotency_fingerprint(idempotency_key),
             )
     except IntegrityError:
-        if idempotency_key and user is not None:
-            existing = Operation.objects.filter(
-                requested_by=user, idempotency_key=idempotency_key
-            ).first()
-            if existing is not None:
-                return existing
+        # A concurrent request with the same key may have won: answer with its operation.
+        existing = operation_replayed(actor=actor, key=idempotency_key, kind=kind, **targets)
+        if existing is not None:
+            return existing
         running = (
             Operation.objects.filter(lock_key=lock_key, status__in=["pending", "running"]).first()
             if lock_key

@@ -326,6 +326,10 @@ class Operation(models.Model):
     )
     lock_key = models.CharField(max_length=80, blank=True, null=True)
     idempotency_key = models.CharField(max_length=100, blank=True)
+    # Whose key it is ("token:<id>" or "user:<id>", panel.idempotency) and a digest of the
+    # request that used it: the same key with another request is refused.
+    idempotency_scope = models.CharField(max_length=60, blank=True)
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True)
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
@@ -355,9 +359,9 @@ class Operation(models.Model):
                 name="operation_one_active_per_target",
             ),
             models.UniqueConstraint(
-                fields=["requested_by", "idempotency_key"],
+                fields=["idempotency_scope", "idempotency_key"],
                 condition=~Q(idempotency_key=""),
-                name="operation_unique_idempotency_key",
+                name="operation_unique_scoped_idempotency_key",
             ),
         ]
         indexes = [

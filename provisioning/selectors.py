@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from panel.access import Access
+from panel.idempotency import IdempotencyConflict, operation_replayed
 from provisioning.models import (
     AtlassianInstance,
     Host,
@@ -135,10 +136,15 @@ def operations_active(access: Access) -> QuerySet:
 
 
 def operation_by_idempotency_key(access: Access, key: str) -> Operation | None:
-    """The operation this caller already started with ``key`` (a form submitted twice)."""
-    if not key or not access.is_authenticated:
+    """The operation this caller already started with ``key`` (a form submitted twice).
+
+    A key used for a different request gives None here: the service then refuses it with
+    :class:`~panel.idempotency.IdempotencyConflict`, which the form shows.
+    """
+    try:
+        return operation_replayed(actor=access, key=key)
+    except IdempotencyConflict:
         return None
-    return operation_list(access).filter(requested_by=access.user, idempotency_key=key).first()
 
 
 def instances_administered(access: Access) -> QuerySet:

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from panel.access import Access
 from panel.audit import audit_record
+from panel.idempotency import operation_replayed
 from panel.operations import operation_start
 from provisioning.models import (
     AtlassianInstance,
@@ -159,12 +160,11 @@ def instance_create(
     idempotency_key: str = "",
 ) -> Operation:
     """Record a new instance and start the operation that rolls it out on an app host."""
-    if idempotency_key and actor.user is not None:
-        existing = Operation.objects.filter(
-            requested_by=actor.user, idempotency_key=idempotency_key
-        ).first()
-        if existing is not None:
-            return existing
+    existing = operation_replayed(
+        actor=actor, key=idempotency_key, kind=OperationKind.INSTANCE_CREATE
+    )
+    if existing is not None:
+        return existing
     instance_validate_product_version(product, version)
     instance_validate_heap(product, heap_min_mb, heap_max_mb)
     instance = AtlassianInstance(
@@ -221,12 +221,10 @@ def instance_action(
     idempotency_key: str = "",
 ) -> Operation:
     """Start a lifecycle operation (start, stop, restart, upgrade, resize, delete)."""
-    if idempotency_key and actor.user is not None:
-        existing = Operation.objects.filter(
-            requested_by=actor.user, idempotency_key=idempotency_key
-        ).first()
-        if existing is not None:
-            return existing
+    kind = {"retry": OperationKind.INSTANCE_CREATE}.get(action, f"instance.{action}")
+    existing = operation_replayed(actor=actor, key=idempotency_key, kind=kind, instance=instance)
+    if existing is not None:
+        return existing
     instance_check_action(instance, action)
     params = dict(params or {})
     if action == "upgrade":
@@ -236,7 +234,6 @@ def instance_action(
     if action == "resize":
         instance_validate_heap(instance.product, params["heap_min_mb"], params["heap_max_mb"])
         instance_check_resize_capacity(instance, int(params["heap_max_mb"]))
-    kind = {"retry": OperationKind.INSTANCE_CREATE}.get(action, f"instance.{action}")
     return operation_start(
         kind=kind,
         actor=actor,

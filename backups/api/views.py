@@ -37,15 +37,18 @@ from panel.access import Access
 from panel.api.mixins import ScopedQuerysetMixin, idempotency_key, operation_accepted
 from panel.api.permissions import IsStaffRole, PanelPermission
 from panel.api.schema import CONFLICT, FORBIDDEN, IDEMPOTENCY_KEY, NOT_FOUND, VALIDATION_ERROR
+from panel.idempotency import operation_replayed
 from provisioning.api.serializers import OperationSerializer
-from provisioning.selectors import operation_by_idempotency_key
+from provisioning.models import OperationKind
 
 ACCEPTED = OpenApiResponse(OperationSerializer, description="Operation started; poll Location.")
 STARTED = {202: ACCEPTED, 400: VALIDATION_ERROR, 403: FORBIDDEN, 404: NOT_FOUND, 409: CONFLICT}
 
 
-def _replayed(access: Access, request: Request) -> Response | None:
-    existing = operation_by_idempotency_key(access, idempotency_key(request))
+def _replayed(access: Access, request: Request, *, kind: str) -> Response | None:
+    """The 202 of an earlier identical request with the same Idempotency-Key, if there was
+    one (409 if that key was used for a different request)."""
+    existing = operation_replayed(actor=access, key=idempotency_key(request), kind=kind)
     return operation_accepted(existing, request) if existing is not None else None
 
 
@@ -95,7 +98,7 @@ class BackupViewSet(
         description="Start an extra backup of an instance now (tenant admins).",
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        replay = _replayed(self.access, request)
+        replay = _replayed(self.access, request, kind=OperationKind.BACKUP_CREATE)
         if replay is not None:
             return replay
         serializer = self.get_serializer(data=request.data)
@@ -124,7 +127,7 @@ class BackupViewSet(
         backup = self.get_object()  # 404 for what the caller does not see
         if not self.access.is_staff_role:
             raise exceptions.PermissionDenied("Only support staff restore backups.")
-        replay = _replayed(self.access, request)
+        replay = _replayed(self.access, request, kind=OperationKind.BACKUP_RESTORE)
         if replay is not None:
             return replay
         serializer = self.get_serializer(data=request.data)
@@ -227,7 +230,7 @@ class RestoreDrillViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         if not self.access.is_staff_role:
             raise exceptions.PermissionDenied("Only support staff start drills.")
-        replay = _replayed(self.access, request)
+        replay = _replayed(self.access, request, kind=OperationKind.BACKUP_DRILL)
         if replay is not None:
             return replay
         serializer = self.get_serializer(data=request.data)

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from panel.idempotency import IdempotencyConflict
 from panel.operations import OperationConflict
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,10 @@ def exception_handler(exc, context):  # noqa: ANN001, ANN201 - DRF's signature
             }
         else:
             data = {"detail": " ".join(exc.messages)}
-        code = status.HTTP_409_CONFLICT if type(exc).__name__ == "InvalidTransition" else 400
+        conflict = type(exc).__name__ == "InvalidTransition" or isinstance(
+            exc, IdempotencyConflict
+        )
+        code = status.HTTP_409_CONFLICT if conflict else 400
         return Response(data, status=code)
     if isinstance(exc, RequestDataTooBig):
         return Response(

@@ -8,6 +8,7 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from panel.access import Access, access_for
+from panel.idempotency import idempotency_key_from
 
 
 class ScopedQuerysetMixin:
@@ -29,8 +30,9 @@ class ScopedQuerysetMixin:
 
 
 def idempotency_key(request: Any) -> str:
-    """The client's ``Idempotency-Key`` header (trimmed to 100 characters)."""
-    return (request.headers.get("Idempotency-Key") or "").strip()[:100]
+    """The client's ``Idempotency-Key`` header (trimmed to 100 characters), carrying the
+    request's fingerprint (see :mod:`panel.idempotency`)."""
+    return idempotency_key_from(request, request.headers.get("Idempotency-Key"))
 
 
 def operation_accepted(operation: Any, request: Any) -> Response:

@@ -18,10 +18,10 @@ from rest_framework.response import Response
 from rest_framework.validators import UniqueValidator
 
 from panel.access import Access
-from panel.api.exceptions import Conflict
 from panel.api.mixins import ScopedQuerysetMixin, idempotency_key, operation_accepted
 from panel.api.permissions import IsPlatformAdmin, PanelPermission
 from panel.api.schema import CONFLICT, FORBIDDEN, IDEMPOTENCY_KEY, NOT_FOUND, VALIDATION_ERROR
+from panel.idempotency import operation_replayed
 from provisioning import hosts, selectors
 from provisioning import validators as v
 from provisioning.api.serializers import OperationSerializer
@@ -134,16 +134,10 @@ def _action_schema(request: Any = None, **extra: Any) -> Any:
 
 
 def _replay(access: Access, request: Request, *, kind: str, host: Host | None) -> Response | None:
-    """The 202 of an earlier request with the same Idempotency-Key, if there was one."""
-    existing = selectors.operation_by_idempotency_key(access, idempotency_key(request))
-    if existing is None:
-        return None
-    if existing.kind != kind or (host is not None and existing.host_id != host.pk):
-        raise Conflict(
-            f"This Idempotency-Key was already used for another request (operation "
-            f"{existing.id}); use a new key for a new request."
-        )
-    return operation_accepted(existing, request)
+    """The 202 of an earlier identical request with the same Idempotency-Key, if there was
+    one (409 if that key was used for a different request)."""
+    existing = operation_replayed(actor=access, key=idempotency_key(request), kind=kind, host=host)
+    return operation_accepted(existing, request) if existing is not None else None
 
 
 @extend_schema_view(

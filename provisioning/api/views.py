@@ -23,6 +23,7 @@ from panel.api.exceptions import Conflict
 from panel.api.mixins import ScopedQuerysetMixin, idempotency_key, operation_accepted
 from panel.api.permissions import PanelPermission, TenantAdminForChanges
 from panel.api.schema import CONFLICT, FORBIDDEN, IDEMPOTENCY_KEY, NOT_FOUND, VALIDATION_ERROR
+from panel.idempotency import operation_replayed
 from panel.operations import operation_cancel
 from provisioning import selectors, services
 from provisioning.api.serializers import (
@@ -82,16 +83,12 @@ def _action_schema(request: Any = None, **extra: Any) -> Any:
 
 def _replay(access: Access, request: Request, *, kind: str,
             instance: AtlassianInstance | None) -> Response | None:
-    """The 202 of an earlier request with the same Idempotency-Key, if there was one."""
-    existing = selectors.operation_by_idempotency_key(access, idempotency_key(request))
-    if existing is None:
-        return None
-    if existing.kind != kind or (instance is not None and existing.instance_id != instance.pk):
-        raise Conflict(
-            f"This Idempotency-Key was already used for another request (operation "
-            f"{existing.id}); use a new key for a new request."
-        )
-    return operation_accepted(existing, request)
+    """The 202 of an earlier identical request with the same Idempotency-Key, if there was
+    one (409 if that key was used for a different request)."""
+    existing = operation_replayed(
+        actor=access, key=idempotency_key(request), kind=kind, instance=instance
+    )
+    return operation_accepted(existing, request) if existing is not None else None
 
 
 @extend_schema_view(

@@ -55,9 +55,14 @@ def test_a_tenant_admin_starts_a_backup_and_gets_202_with_the_operation(api, ali
     assert response["Location"] == f"/api/operations/{op.pk}/"
     assert op.kind == "backup.create" and op.params["mode"] == "cold"
     again = api(alice).post(
-        "/api/backups/", {"instance": str(jira.pk)}, HTTP_IDEMPOTENCY_KEY="backup-1"
+        "/api/backups/", {"instance": str(jira.pk), "mode": "cold"}, HTTP_IDEMPOTENCY_KEY="backup-1"
     )
     assert again.status_code == 202 and again.json()["id"] == str(op.pk)
+    # the same key with another body is another request (tests/api/test_idempotency.py)
+    other = api(alice).post(
+        "/api/backups/", {"instance": str(jira.pk)}, HTTP_IDEMPOTENCY_KEY="backup-1"
+    )
+    assert other.status_code == 409
 
 
 def test_viewers_and_other_tenants_cannot_start_a_backup(api, bob, charlie, jira):
