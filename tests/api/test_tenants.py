@@ -88,8 +88,13 @@ def test_a_tenant_admin_adds_and_removes_members(api, alice, acme, dave):
     assert AuditEvent.objects.filter(action="membership.delete").exists()
 
 
-def test_support_may_add_members_to_any_tenant(api, sam, globex, dave):
+def test_support_cannot_add_members_but_a_platform_admin_can(api, sam, pat, globex, dave):
+    """Support acts on instances, not on who belongs to a tenant (security review L10)."""
     response = api(sam).post("/api/memberships/", {"tenant": str(globex.pk), "user": "dave"},
+                             format="json")
+    assert response.status_code == 400 and "tenant" in response.json()
+    assert not Membership.objects.filter(user=dave).exists()
+    response = api(pat).post("/api/memberships/", {"tenant": str(globex.pk), "user": "dave"},
                              format="json")
     assert response.status_code == 201
 
