@@ -85,8 +85,23 @@ class RestoreRequestForm(forms.Form):
         self.fields["backup"].queryset = points
 
 
+class _BackupHostSelect(forms.Select):
+    """The backup host choice. Read-only (a customer's view of the policy), it offers no host
+    names at all: customers never learn which backup hosts the platform has."""
+
+    READ_ONLY_LABEL = "Chosen by support"
+
+    def get_context(self, name: str, value: Any, attrs: dict | None) -> dict[str, Any]:
+        if attrs and attrs.get("disabled"):
+            # BoundField marks a disabled field's widget at render time; only then is the list
+            # replaced by one neutral option.
+            neutral = forms.Select(attrs=self.attrs, choices=[("", self.READ_ONLY_LABEL)])
+            return neutral.get_context(name, "", attrs)
+        return super().get_context(name, value, attrs)
+
+
 class PolicyForm(forms.ModelForm):
-    """Staff change an instance's backup policy."""
+    """Staff change an instance's backup policy (others see it read-only, without hosts)."""
 
     class Meta:
         model = BackupPolicy
@@ -103,7 +118,10 @@ class PolicyForm(forms.ModelForm):
             "backup_host",
             "offsite_enabled",
         ]
-        widgets = {"window_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M")}
+        widgets = {
+            "window_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+            "backup_host": _BackupHostSelect,
+        }
 
 
 class RequestHandleForm(forms.Form):

@@ -296,9 +296,15 @@ def endpoint_check(instance: AtlassianInstance) -> list[dict]:
                 problems += _proxy_problems(instance, site, deployed)
                 problems += _app_problems(instance, _app_env(conn, instance))
         except RemoteError as exc:
-            problems.append(
-                _problem("proxy", f"The host could not be reached: {exc}", "Check the host.")
+            # The problem is shown to the tenant; the error names the host's address and SSH
+            # user, so it goes into a staff-only detail (see certificates.api.serializers).
+            problem = _problem(
+                "proxy",
+                "The panel could not reach the instance's host to check its proxy and app.",
+                "Check again in a few minutes; if it persists, contact support.",
             )
+            problem["detail"] = str(exc)
+            problems.append(problem)
     if site is None:
         site, _ = ProxySite.objects.get_or_create(instance=instance)
     ProxySite.objects.filter(pk=site.pk).update(problems=problems, checked_at=timezone.now())

@@ -13,7 +13,11 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.urls import reverse
 
+from panel.access import Access
+from panel.plain_text import refuse_control_characters
+from provisioning import selectors
 from provisioning import validators as v
+from provisioning.licenses import MAX_KEY_CHARS, license_key_check
 from provisioning.models import AtlassianInstance
 from provisioning.products import Product, versions_for
 from provisioning.services import instance_validate_heap
@@ -71,8 +75,12 @@ class InstanceCreateForm(forms.Form):
         choices=[("", "The tenant's default tier")] + list(ServiceTier.choices),
     )
 
-    def __init__(self, *args: Any, tenants: QuerySet, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, tenants: QuerySet, access: Access | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        # Without ``access`` the form applies a customer's tier limits (the safe default).
+        self.access = access
         self.fields["tenant"].queryset = tenants
         product = self.data.get("product") if self.is_bound else self.initial.get("product")
         self.fields["version"].widget.choices = version_choices(product)
@@ -108,6 +116,11 @@ class InstanceCreateForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        tenant, tier = data.get("tenant"), data.get("tier")
+        if tenant is not None and tier:
+            allowed = selectors.tiers_choosable(self.access, tenant)
+            if tier not in allowed:
+                self.add_error("tier", selectors.tier_refusal(tier, allowed))
         product, version = data.get("product"), data.get("version")
         if product and version:
             offered = versions_for(product)
@@ -222,15 +235,28 @@ class LicenseAddForm(forms.Form):
 
     key = forms.CharField(
         label="License key",
+        max_length=MAX_KEY_CHARS,
         widget=SecretTextarea(attrs={"rows": 4, "spellcheck": "false", "autocomplete": "off"}),
         help_text=(
             "Paste the key from my.atlassian.com. It is stored encrypted and never shown again."
         ),
     )
-    sen = forms.CharField(label="SEN", max_length=40, required=False)
-    organisation = forms.CharField(max_length=200, required=False)
-    license_type = forms.CharField(label="License type", max_length=60, required=False)
-    user_tier = forms.CharField(label="User tier", max_length=40, required=False)
+    # The facts end up in the instance's files and environment: one line each.
+    sen = forms.CharField(
+        label="SEN", max_length=40, required=False, validators=[refuse_control_characters]
+    )
+    organisation = forms.CharField(
+        max_length=200, required=False, validators=[refuse_control_characters]
+    )
+    license_type = forms.CharField(
+        label="License type",
+        max_length=60,
+        required=False,
+        validators=[refuse_control_characters],
+    )
+    user_tier = forms.CharField(
+        label="User tier", max_length=40, required=False, validators=[refuse_control_characters]
+    )
     expiry_date = forms.DateField(
         label="Expiry date", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
@@ -254,6 +280,9 @@ class LicenseAddForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("prefix", "license")
         super().__init__(*args, **kwargs)
+
+    def clean_key(self) -> str:
+        return license_key_check(self.cleaned_data["key"])
 
     def facts(self) -> dict[str, Any]:
         """The facts typed by hand (empty ones left out, so decoded values win)."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import BooleanField, Prefetch, QuerySet, Value
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from panel.access import Access
+from panel.customer_view import HostMask
 from panel.idempotency import IdempotencyConflict, operation_replayed
 from provisioning.models import (
     AtlassianInstance,
@@ -19,6 +20,7 @@ from provisioning.models import (
     Operation,
     OperationStep,
 )
+from tenants.tiers import ServiceTier
 
 EXPIRY_WARNING_DAYS = (60, 30, 7)
 
@@ -61,8 +63,13 @@ def licenses_expiring(access: Access, within_days: int = 60) -> QuerySet:
 
 
 def operation_list(access: Access) -> QuerySet:
-    return Operation.objects.for_user(access).select_related(
-        "tenant", "instance", "host", "requested_by", "requested_by_token"
+    """Operations the caller sees; each row says whether its viewer may see host internals
+    (``shows_host_internals``: staff only), which :func:`operation_steps` and the operation
+    serializer and pages follow."""
+    return (
+        Operation.objects.for_user(access)
+        .select_related("tenant", "instance", "host", "requested_by", "requested_by_token")
+        .annotate(shows_host_internals=Value(access.is_staff_role, output_field=BooleanField()))
     )
 
 
@@ -70,8 +77,55 @@ def operation_get(access: Access, operation_id: Any) -> Operation:
     return get_object_or_404(operation_list(access), pk=operation_id)
 
 
-def operation_steps(operation: Operation, *, after_id: int = 0) -> QuerySet:
-    return OperationStep.objects.filter(operation=operation, id__gt=after_id).order_by("id")
+def shows_host_internals(operation: Operation) -> bool:
+    """Whether whoever read ``operation`` (through :func:`operation_list`) is staff. An
+    operation read any other way counts as a customer's: masking is the safe default."""
+    return bool(getattr(operation, "shows_host_internals", False))
+
+
+def host_mask() -> HostMask:
+    """What a customer must not see of the platform's hosts (one query): every host's
+    addresses (with SSH users and ports next to them) and the names of backup hosts."""
+    addresses: list[str] = []
+    backup_names: list[str] = []
+    for role, name, address, private_address in Host.objects.values_list(
+        "role", "name", "address", "private_address"
+    ):
+        addresses += [address, private_address]
+        if role == Host.Role.BACKUP:
+            backup_names.append(name)
+    return HostMask.of(addresses=addresses, backup_names=backup_names)
+
+
+class MaskedSteps:
+    """A customer's view of an operation's steps: a lazy, sliceable wrapper of the step
+    queryset whose rows come out with host internals masked (never saved back)."""
+
+    def __init__(self, queryset: QuerySet, mask: HostMask) -> None:
+        self.queryset = queryset
+        self.mask = mask
+
+    def __getitem__(self, index: slice) -> MaskedSteps:
+        return MaskedSteps(self.queryset[index], self.mask)
+
+    def __iter__(self) -> Any:
+        for step in self.queryset:
+            step.message = self.mask.text(step.message)
+            step.command = self.mask.text(step.command)
+            step.output = self.mask.text(step.output)
+            yield step
+
+    def __len__(self) -> int:
+        return self.queryset.count()
+
+
+def operation_steps(operation: Operation, *, after_id: int = 0) -> QuerySet | MaskedSteps:
+    """The steps of ``operation`` after ``after_id``, as its viewer may see them: in full for
+    staff, with host internals masked for customers (see :func:`operation_list`)."""
+    steps = OperationStep.objects.filter(operation=operation, id__gt=after_id).order_by("id")
+    if shows_host_internals(operation):
+        return steps
+    return MaskedSteps(steps, host_mask())
 
 
 def operation_with_steps(access: Access) -> QuerySet:
@@ -84,9 +138,7 @@ def dashboard_summary(access: Access) -> dict[str, Any]:
     """Counts the dashboard shows: instances by status, expiring licenses and certificates."""
     from django.db.models import Count
 
-    by_status = dict(
-        instance_list(access).order_by().values_list("status").annotate(n=Count("pk"))
-    )
+    by_status = dict(instance_list(access).order_by().values_list("status").annotate(n=Count("pk")))
     return {
         "instance_count": sum(by_status.values()),
         "by_status": by_status,
@@ -145,6 +197,28 @@ def operation_by_idempotency_key(access: Access, key: str) -> Operation | None:
         return operation_replayed(actor=access, key=key)
     except IdempotencyConflict:
         return None
+
+
+def tiers_choosable(access: Access | None, tenant: Any) -> list[str]:
+    """Service tiers a new instance of ``tenant`` may get from this caller: staff choose any;
+    customers their tenant's default tier or a less demanding one (a higher number), never a
+    tier with tighter recovery objectives (more frequent backups) than the tenant has."""
+    tiers = [t.value for t in ServiceTier]
+    if access is not None and access.is_staff_role:
+        return tiers
+    default = getattr(tenant, "default_tier", None)
+    if default not in tiers:
+        return []
+    return tiers[tiers.index(default) :]
+
+
+def tier_refusal(tier: str, allowed: list[str]) -> str:
+    """Why ``tier`` is refused, naming the tiers the caller may choose."""
+    labels = ", ".join(ServiceTier(t).label for t in allowed) or "none"
+    return (
+        f"{ServiceTier(tier).label} is above the tenant's service tier; choose {labels}, or "
+        "leave it empty for the tenant's default. Support staff can set a higher tier."
+    )
 
 
 def instances_administered(access: Access) -> QuerySet:

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 
 from certificates import proxy, selectors, services
 from certificates.api.serializers import (
+    CertificateListQuerySerializer,
     CertificateSerializer,
     DnsProviderAccountSerializer,
     DnsZoneSerializer,
@@ -46,10 +47,19 @@ class CertificateViewSet(
     permission_classes = [PanelPermission]
     lookup_value_converter = "uuid"
 
+    @extend_schema(parameters=[CertificateListQuerySerializer])
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
     def scoped_queryset(self, access: Access) -> QuerySet:
-        days = self.request.query_params.get("expiring")
-        if days and days.isdigit():
-            return selectors.certificates_expiring(access, int(days))
+        if self.action != "list":
+            return Certificate.objects.for_user(access).select_related("zone")
+        # A bad number is a 400 with the field's message (it used to be a 500 past ~10^13).
+        query = CertificateListQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        days = query.validated_data.get("expiring")
+        if days is not None:
+            return selectors.certificates_expiring(access, days)
         return Certificate.objects.for_user(access).select_related("zone")
 
 
@@ -111,7 +121,8 @@ def instance_endpoint(request: Request, pk: Any) -> Response:
                 "proxy": data["site"],
                 "problems": data["problems"],
                 "checked_at": data["checked_at"],
-            }
+            },
+            context={"request": request},
         ).data
     )
 

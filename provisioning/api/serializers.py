@@ -15,8 +15,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from panel.access import access_for
+from panel.plain_text import refuse_control_characters
 from panel.sanitize import sanitize_data
 from provisioning import selectors, validators
+from provisioning.licenses import MAX_KEY_CHARS, license_key_check
 from provisioning.models import AtlassianInstance, License, Operation, OperationKind, OperationStep
 from provisioning.services import instance_validate_heap, instance_validate_product_version
 from tenants.models import Tenant
@@ -111,7 +113,7 @@ class LicenseCreateSerializer(serializers.ModelSerializer):
         queryset=AtlassianInstance.objects.none(),
         error_messages={"does_not_exist": "Unknown instance, or you are not an admin of it."},
     )
-    key = serializers.CharField(write_only=True, max_length=20000,
+    key = serializers.CharField(write_only=True, max_length=MAX_KEY_CHARS,
                                 help_text="The license key as Atlassian issued it.")
 
     class Meta:
@@ -120,6 +122,11 @@ class LicenseCreateSerializer(serializers.ModelSerializer):
             "instance", "key", "sen", "organisation", "license_type", "user_tier",
             "expiry_date", "maintenance_expiry_date", "evaluation",
         ]
+        # The facts end up in the instance's files and environment: one line each.
+        extra_kwargs = {
+            name: {"validators": [refuse_control_characters]}
+            for name in ("sen", "organisation", "license_type", "user_tier")
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -127,6 +134,12 @@ class LicenseCreateSerializer(serializers.ModelSerializer):
             self.fields["instance"].queryset = selectors.instances_administered(
                 _access(self.context)
             )
+
+    def validate_key(self, value: str) -> str:
+        try:
+            return license_key_check(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
 
 
 # --- instances ------------------------------------------------------------------------------
@@ -154,6 +167,13 @@ class InstanceSerializer(serializers.ModelSerializer):
             "heap_min_mb", "heap_max_mb", "licenses", "created_at", "updated_at", "deleted_at",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance: AtlassianInstance) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        # The reason is often an operation's error, which may name a host's address or user.
+        if data.get("status_reason") and not _viewer_sees_host_internals(self.context, None):
+            data["status_reason"] = _host_mask(self.context).text(data["status_reason"])
+        return data
 
 
 class InstanceCreateSerializer(serializers.ModelSerializer):
@@ -212,6 +232,11 @@ class InstanceCreateSerializer(serializers.ModelSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("tenant") is None:
             attrs["tenant"] = self._only_tenant()
+        tier = attrs.get("tier")
+        if tier:
+            allowed = selectors.tiers_choosable(_access(self.context), attrs["tenant"])
+            if tier not in allowed:
+                raise serializers.ValidationError({"tier": selectors.tier_refusal(tier, allowed)})
         try:
             instance_validate_product_version(attrs["product"], attrs["version"])
             instance_validate_heap(
@@ -256,6 +281,20 @@ class InstanceDeleteSerializer(serializers.Serializer):
 
 
 # --- operations -----------------------------------------------------------------------------
+
+
+def _viewer_sees_host_internals(context: dict[str, Any], obj: Any) -> bool:
+    """Staff see host addresses, SSH users and backup hosts in operations; customers don't."""
+    if "request" in context:
+        return bool(_access(context).is_staff_role)
+    return selectors.shows_host_internals(obj)
+
+
+def _host_mask(context: dict[str, Any]) -> Any:
+    """One :func:`provisioning.selectors.host_mask` per response (lists share the context)."""
+    if "_host_mask" not in context:
+        context["_host_mask"] = selectors.host_mask()
+    return context["_host_mask"]
 
 
 class SanitizedJSONField(serializers.JSONField):
@@ -329,6 +368,18 @@ class OperationSerializer(serializers.ModelSerializer):
 
     def get_kind_label(self, obj: Operation) -> str:
         return self._KIND_LABELS.get(obj.kind, obj.kind)
+
+    def to_representation(self, instance: Operation) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        texts = (data["params"], data["result"], data["error"])
+        if any(texts) and not _viewer_sees_host_internals(self.context, instance):
+            # A customer's copy: no host addresses, SSH users or backup hosts (the steps come
+            # masked from the selector already).
+            mask = _host_mask(self.context)
+            data["params"] = mask.data(data["params"])
+            data["result"] = mask.data(data["result"])
+            data["error"] = mask.text(data["error"])
+        return data
 
     @extend_schema_field(OperationStepSerializer(many=True, allow_null=True))
     def get_steps(self, obj: Operation) -> list | None:

@@ -1,0 +1,19 @@
+"""Template filters for operation pages: what the viewer may see of an operation's text."""
+
+from __future__ import annotations
+
+from django import template
+
+from provisioning import selectors
+from provisioning.models import Operation
+
+register = template.Library()
+
+
+@register.filter
+def as_seen_by_viewer(text: str | None, operation: Operation) -> str:
+    """``text`` of ``operation`` (its error, say) with host internals masked unless the
+    viewer is staff; the steps come masked from :func:`provisioning.selectors.operation_steps`."""
+    if selectors.shows_host_internals(operation):
+        return text or ""
+    return selectors.host_mask().text(text)
