@@ -249,3 +249,20 @@ def test_a_tenant_admin_reads_a_real_lab_operation_without_the_hosts_address_or_
         content = page.content.decode()
         assert "Connected to [host address]" in content and spec["address"] not in content
         assert f"{spec['ssh_user']}@" not in content
+
+
+# --- the mask itself ----------------------------------------------------------------------------
+
+
+def test_the_mask_matches_whole_addresses_and_names_only():
+    from panel.customer_view import HostMask
+
+    mask = HostMask.of(addresses=["10.0.0.1", "db.int"], backup_names=["bk"])
+    assert mask.text("10.0.0.12 and 10.0.0.1.") == "10.0.0.12 and [host address]."
+    assert mask.text("bkp bk-2 bk") == "bkp bk-2 [backup host]"
+    assert mask.text("ssh -p 22 root@db.int:22 ok") == "ssh -p 22 [host address] ok"
+    assert mask.text("Connected to app (ops@10.0.0.1:2222)") == "Connected to app"
+    assert mask.data({"host": "app", "n": ["bk", 3], "hostname": "jira.example"}) == {
+        "n": ["[backup host]", 3],
+        "hostname": "jira.example",
+    }
