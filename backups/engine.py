@@ -36,7 +36,7 @@ import logging
 import shlex
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -1022,7 +1022,15 @@ def catalogue_sync(
             info = json.loads(data or b"{}")
         except ValueError:
             info = {}
-        if parsed is None or info.get("instance_id") not in (None, str(instance.pk)):
+        # Only points the panel wrote for this instance (point.json names it) are imported,
+        # and never one dated in the future: it would count as the newest and push real
+        # points out of retention.
+        if (
+            parsed is None
+            or info.get("instance_id") != str(instance.pk)
+            or info.get("point") != name
+            or parsed.taken_at > now + timedelta(minutes=5)
+        ):
             continue
         Backup.objects.create(
             instance=instance,
