@@ -304,6 +304,20 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ---------------------------------------------------------------------------------
+# Time limits of an operation's task. The soft limit lies above the longest single remote step
+# (a home rsync, a pg_dump or pg_restore: PANEL_BACKUP_*_TIMEOUT, 4 h by default), so no step
+# is cut short by it; when it fires, handlers roll back (uncancellably), and the hard limit
+# leaves that roll-back (which may pull a whole home again) the time of one more long step.
+PANEL_OPERATION_LONGEST_STEP = int(env("PANEL_OPERATION_LONGEST_STEP", str(4 * 3600)))
+CELERY_TASK_SOFT_TIME_LIMIT = int(
+    env("CELERY_TASK_SOFT_TIME_LIMIT", str(PANEL_OPERATION_LONGEST_STEP + 3600))
+)
+CELERY_TASK_TIME_LIMIT = int(
+    env(
+        "CELERY_TASK_TIME_LIMIT",
+        str(CELERY_TASK_SOFT_TIME_LIMIT + PANEL_OPERATION_LONGEST_STEP + 1800),
+    )
+)
 _broker_dir = VAR_DIR / "broker"
 CELERY_BROKER_URL = env("CELERY_BROKER_URL") or "filesystem://"
 if CELERY_BROKER_URL == "filesystem://":
@@ -319,13 +333,11 @@ if CELERY_BROKER_URL == "filesystem://":
 else:
     # Longer than the longest task's hard limit, so Redis never re-delivers a task that is
     # still running on a slow worker.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 1800}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_SOFT_TIME_LIMIT = 3 * 3600
-CELERY_TASK_TIME_LIMIT = 3 * 3600 + 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 # Two queues, each with its own worker pool (docker-compose.yml, README "Workers"): operations
