@@ -152,6 +152,41 @@ def backup_check_possible(instance: AtlassianInstance) -> None:
         )
 
 
+def manual_backups_check_quota(instance: AtlassianInstance) -> None:
+    """Refuse another extra backup once the instance or its tenant started its daily share
+    (``PANEL_BACKUP_MANUAL_PER_*_PER_DAY``): each extra point holds a full dump on the shared
+    backup host for days, so a loop of them would fill it for every tenant. Failed or
+    cancelled runs hold no point and do not count."""
+    since = timezone.now() - timedelta(days=1)
+    started = Operation.objects.filter(
+        kind=OperationKind.BACKUP_CREATE,
+        params__kind=BackupKind.MANUAL,
+        created_at__gte=since,
+        requested_by__isnull=False,
+    ).exclude(status__in=["failed", "cancelled"])
+    limits = (
+        (
+            int(_setting("PANEL_BACKUP_MANUAL_PER_INSTANCE_PER_DAY", 4)),
+            started.filter(instance=instance),
+            f"{instance.name} already had",
+        ),
+        (
+            int(_setting("PANEL_BACKUP_MANUAL_PER_TENANT_PER_DAY", 20)),
+            started.filter(instance__tenant_id=instance.tenant_id),
+            "this organisation's instances already had",
+        ),
+    )
+    for limit, rows, who in limits:
+        if limit and rows.count() >= limit:
+            oldest = rows.order_by("created_at").values_list("created_at", flat=True)[0]
+            again = oldest + timedelta(days=1)
+            raise ValidationError(
+                f"Limit of extra backups reached: {who} {limit} in the last 24 hours. "
+                f"The next one can start after {again:%Y-%m-%d %H:%M} UTC; scheduled "
+                "backups continue as usual."
+            )
+
+
 def backup_start(
     *,
     actor: Access | None,
@@ -168,6 +203,8 @@ def backup_start(
     if actor is not None and not actor.administers_tenant(instance.tenant_id):
         raise PermissionDenied("Only the tenant's administrators can start a backup.")
     backup_check_possible(instance)
+    if kind == BackupKind.MANUAL and actor is not None and not actor.is_staff_role:
+        manual_backups_check_quota(instance)
     policy = policy_for(instance)
     mode = mode or policy.mode
     if mode not in BackupMode.values:

@@ -451,6 +451,14 @@ PANEL_STAFF_NOTIFICATION_EMAILS = [
 PANEL_BACKUP_MAX_PER_BACKUP_HOST = int(env("PANEL_BACKUP_MAX_PER_BACKUP_HOST", "2"))
 PANEL_BACKUP_MAX_PER_APP_HOST = int(env("PANEL_BACKUP_MAX_PER_APP_HOST", "1"))
 PANEL_BACKUP_MISSED_AFTER = int(env("PANEL_BACKUP_MISSED_AFTER", "900"))
+# Extra (manual) backups tenant admins may start in 24 hours, per instance and per tenant
+# (staff and scheduled/pre-upgrade backups are not counted); 0 = no limit.
+PANEL_BACKUP_MANUAL_PER_INSTANCE_PER_DAY = int(
+    env("PANEL_BACKUP_MANUAL_PER_INSTANCE_PER_DAY", "4")
+)
+PANEL_BACKUP_MANUAL_PER_TENANT_PER_DAY = int(env("PANEL_BACKUP_MANUAL_PER_TENANT_PER_DAY", "20"))
+# A new point is refused when the backup host's disk would be fuller than this (percent).
+PANEL_BACKUP_DISK_MAX_PERCENT = float(env("PANEL_BACKUP_DISK_MAX_PERCENT", "90"))
 PANEL_BACKUP_DRILL_INTERVAL_HOURS = int(env("PANEL_BACKUP_DRILL_INTERVAL_HOURS", "24"))
 PANEL_BACKUP_RSYNC_BWLIMIT = int(env("PANEL_BACKUP_RSYNC_BWLIMIT", "0"))
 PANEL_BACKUP_ALERT_EMAILS = [e for e in (env("PANEL_BACKUP_ALERT_EMAILS") or "").split(",") if e]
