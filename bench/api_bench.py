@@ -94,10 +94,10 @@ def callers() -> dict[str, dict[str, str]]:
     from django.contrib.auth.models import User
     from django.test import Client
     from django_otp.oath import TOTP
-    from django_otp.plugins.otp_totp.models import TOTPDevice
 
     from bench.fleet_seed import PASSWORD
     from tenants.models import ApiToken
+    from tenants.models import SealedTOTPDevice as TOTPDevice
 
     found: dict[str, dict[str, str]] = {}
     for who, username in (("customer", "c000-admin0"), ("staff", "bench-admin")):

@@ -8,9 +8,6 @@ class PanelConfig(AppConfig):
     verbose_name = "Panel"
 
     def ready(self) -> None:
-        from django.contrib.auth.signals import user_logged_in
-
-        from panel import operations, twofactor
+        from panel import operations
 
         operations.load_operation_modules()
-        user_logged_in.connect(twofactor.two_factor_on_login, dispatch_uid="panel-two-factor")

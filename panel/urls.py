@@ -23,6 +23,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("", include("panel.ui_urls")),
+    path("", include("tenants.account_urls")),
     path("", include("tenants.urls")),
     path("", include("tenants.audit_urls")),
     path("", include("provisioning.urls")),

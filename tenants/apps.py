@@ -20,5 +20,10 @@ class TenantsConfig(AppConfig):
     name = "tenants"
 
     def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_in
+
+        from tenants import twofactor
+
+        user_logged_in.connect(twofactor.two_factor_on_login, dispatch_uid="panel-two-factor")
         # Not limited to this app: the other apps' permissions are created by their own signal.
         post_migrate.connect(_support_can_view_everything, dispatch_uid="support-view-perms")

@@ -338,3 +338,33 @@ class NotificationDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.status} ({self.attempts} attempts)"
+
+
+from django_otp.models import Device, ThrottlingMixin, TimestampMixin  # noqa: E402
+from django_otp.plugins.otp_totp.models import TOTPDevice, default_key  # noqa: E402
+
+
+class SealedTOTPDevice(TimestampMixin, ThrottlingMixin, Device):
+    """A TOTP authenticator whose shared secret is encrypted at rest.
+
+    django-otp's own ``TOTPDevice`` keeps the secret in clear text, so a database dump would
+    let anyone mint codes. This device has the same fields and borrows django-otp's code for
+    verification (drift, replay and throttling rules) and the set-up URL unchanged; only the
+    key column differs (Fernet, like every other secret of the panel)."""
+
+    key = EncryptedTextField(default=default_key)
+    step = models.PositiveSmallIntegerField(default=30)
+    t0 = models.BigIntegerField(default=0)
+    digits = models.PositiveSmallIntegerField(choices=[(6, 6), (8, 8)], default=6)
+    tolerance = models.PositiveSmallIntegerField(default=1)
+    drift = models.SmallIntegerField(default=0)
+    last_t = models.BigIntegerField(default=-1)
+
+    class Meta(Device.Meta):
+        verbose_name = "TOTP device"
+
+    bin_key = TOTPDevice.bin_key
+    config_url = TOTPDevice.config_url
+    _read_str_from_settings = TOTPDevice._read_str_from_settings
+    verify_token = TOTPDevice.verify_token
+    get_throttle_factor = TOTPDevice.get_throttle_factor

@@ -86,6 +86,12 @@ def _fill_secrets(alice, acme) -> dict[str, str]:
         tenant=acme, webhook_url="http://127.0.0.1:9/hook", webhook_secret=f"{MARKER}webhook"
     )
     secrets["webhook secret"] = f"{MARKER}webhook"
+    # a user's authenticator secret (hex, as django-otp keeps it)
+    from tenants.models import SealedTOTPDevice
+
+    totp_key = f"{MARKER}totp".encode().hex()
+    SealedTOTPDevice.objects.create(user=alice, name="phone", key=totp_key)
+    secrets["totp secret"] = totp_key
     return secrets
 
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 from django.test import Client
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from tenants.models import SealedTOTPDevice
 from tests.conftest import PASSWORD
 from tests.support.otp import staff_otp_device, totp_now
 
@@ -44,7 +44,7 @@ def test_support_staff_without_a_device_must_set_one_up_before_seeing_anything(s
     time.sleep(1.1)  # django-otp refuses any code for a second after a wrong one
     done = client.post("/account/two-factor/", {"token": totp_now(secret), "next": "/instances/"})
     assert done.status_code == 302 and done["Location"] == "/instances/"
-    assert TOTPDevice.objects.filter(user=sam, confirmed=True).count() == 1
+    assert SealedTOTPDevice.objects.filter(user=sam, confirmed=True).count() == 1
     assert b"acme-jira" in client.get("/instances/").content
 
 
@@ -74,9 +74,17 @@ def test_a_customer_may_log_in_with_a_password_alone_or_turn_two_factor_on(alice
     assert fresh.get("/instances/").status_code == 302  # now the code is required
 
 
-def test_the_otp_secret_is_kept_in_the_database_only_for_verification(pat):
+def test_the_otp_secret_is_encrypted_at_rest(pat):
+    from django.db import connection
+
     secret = staff_otp_device(pat)
-    assert base64.b32decode(secret).hex() == TOTPDevice.objects.get(user=pat).key
+    device = SealedTOTPDevice.objects.get(user=pat)
+    assert base64.b32decode(secret).hex() == device.key  # the code sees the clear key
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT key FROM tenants_sealedtotpdevice WHERE id = %s", [device.pk])
+        stored = cursor.fetchone()[0]
+    assert stored.startswith("fernet:") and device.key not in stored
+    assert base64.b32decode(secret).hex() not in stored
 
 
 def test_repeated_wrong_passwords_lock_the_account_out_for_that_address(alice, settings):

@@ -21,9 +21,8 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from tenants.models import AuditEvent
+from tenants.models import AuditEvent, SealedTOTPDevice
 from tests.conftest import PASSWORD
 from tests.support.otp import staff_otp_device, totp_now
 
@@ -81,7 +80,7 @@ def _verify(client: Client, secret: str) -> None:
 def test_the_enrolment_attack_over_http_fails_and_the_owners_device_still_works(live_server, pat):
     """Password only -> /account/two-factor/ -> enrol -> post the code: refused at each step."""
     owner_secret = staff_otp_device(pat)
-    owner_device = TOTPDevice.objects.get(user=pat)
+    owner_device = SealedTOTPDevice.objects.get(user=pat)
     base = live_server.url
     attacker = _http_login(base, "pat")
 
@@ -90,7 +89,7 @@ def test_the_enrolment_attack_over_http_fails_and_the_owners_device_still_works(
     assert page.status_code == 302 and page.headers["Location"].startswith("/login/verify/")
     # Posting a code for a device of the attacker's own choosing does nothing either: make
     # an unconfirmed device the way the old page did and post its current code.
-    planted = TOTPDevice.objects.create(user=pat, name="attacker", confirmed=False)
+    planted = SealedTOTPDevice.objects.create(user=pat, name="attacker", confirmed=False)
     planted_secret = base64.b32encode(planted.bin_key).decode()
     token = attacker.cookies.get("csrftoken")
     posted = attacker.post(
@@ -123,7 +122,7 @@ def test_the_enrolment_attack_over_http_fails_and_the_owners_device_still_works(
         assert answer.headers["Location"].startswith("/login/verify/"), path
 
     # The owner's device is untouched and still logs the owner in.
-    assert TOTPDevice.objects.filter(user=pat, confirmed=True).get().pk == owner_device.pk
+    assert SealedTOTPDevice.objects.filter(user=pat, confirmed=True).get().pk == owner_device.pk
     owner = _http_login(base, "pat")
     verify_token = _csrf(owner, f"{base}/login/verify/?next=/hosts/")
     done = owner.post(
@@ -147,13 +146,13 @@ def test_a_first_device_may_be_set_up_from_a_password_only_session(sam, db):
     secret = SECRET_RE.search(page.content).group(1).decode()
     done = client.post("/account/two-factor/", {"token": totp_now(secret), "next": "/hosts/"})
     assert done.status_code == 302
-    assert TOTPDevice.objects.filter(user=sam, confirmed=True).count() == 1
+    assert SealedTOTPDevice.objects.filter(user=sam, confirmed=True).count() == 1
     assert AuditEvent.objects.filter(action="user.two_factor_enabled", actor=sam).exists()
 
 
 def test_replacing_a_device_needs_a_verified_session_and_the_password(pat, db):
     old_secret = staff_otp_device(pat)
-    old = TOTPDevice.objects.get(user=pat)
+    old = SealedTOTPDevice.objects.get(user=pat)
     client = _client_login("pat")
     _verify(client, old_secret)
     page = client.get("/account/two-factor/")
@@ -166,7 +165,7 @@ def test_replacing_a_device_needs_a_verified_session_and_the_password(pat, db):
     assert wrong.status_code == 200 and b"That is not your password" in wrong.content
     missing = client.post("/account/two-factor/", {"token": totp_now(new_secret)})
     assert missing.status_code == 200 and b"That is not your password" in missing.content
-    assert TOTPDevice.objects.get(user=pat, confirmed=True).pk == old.pk
+    assert SealedTOTPDevice.objects.get(user=pat, confirmed=True).pk == old.pk
 
     time.sleep(1.1)  # django-otp's throttle after a refused code
     done = client.post(
@@ -174,7 +173,7 @@ def test_replacing_a_device_needs_a_verified_session_and_the_password(pat, db):
         {"token": totp_now(new_secret), "password": PASSWORD, "next": "/hosts/"},
     )
     assert done.status_code == 302 and done["Location"] == "/hosts/"
-    device = TOTPDevice.objects.get(user=pat, confirmed=True)
+    device = SealedTOTPDevice.objects.get(user=pat, confirmed=True)
     assert device.pk != old.pk
     assert AuditEvent.objects.filter(action="user.two_factor_replaced", actor=pat).exists()
     # The new device logs in; the old one no longer does.
@@ -228,7 +227,7 @@ def test_recovery_codes_log_in_once_and_let_the_owner_replace_a_lost_device(pat,
     new_secret = SECRET_RE.search(lost.get("/account/two-factor/").content).group(1).decode()
     done = lost.post("/account/two-factor/", {"token": totp_now(new_secret), "password": PASSWORD})
     assert done.status_code == 302
-    assert TOTPDevice.objects.filter(user=pat, confirmed=True).count() == 1
+    assert SealedTOTPDevice.objects.filter(user=pat, confirmed=True).count() == 1
 
 
 def test_a_platform_admin_resets_a_lost_device_audited(pat, sam, db):
@@ -240,7 +239,7 @@ def test_a_platform_admin_resets_a_lost_device_audited(pat, sam, db):
     assert admin.post("/account/two-factor/reset/", {"username": "sam", "reason": "lost phone"})[
         "Location"
     ].startswith("/login/verify/")
-    assert TOTPDevice.objects.filter(user=sam).exists()
+    assert SealedTOTPDevice.objects.filter(user=sam).exists()
     _verify(admin, pat_secret)
     unknown = admin.post(
         "/account/two-factor/reset/", {"username": "nobody", "reason": "x"}, follow=True
@@ -252,7 +251,7 @@ def test_a_platform_admin_resets_a_lost_device_audited(pat, sam, db):
         follow=True,
     )
     assert b"was reset" in done.content
-    assert not TOTPDevice.objects.filter(user=sam).exists()
+    assert not SealedTOTPDevice.objects.filter(user=sam).exists()
     event = AuditEvent.objects.get(action="user.two_factor_reset")
     assert event.actor == pat and "video call" in str(event.changes)
     # Sam's old session is gone; the next login must set a device up again.
@@ -268,7 +267,7 @@ def test_support_staff_cannot_reset_anyone(sam, alice, db):
     _verify(client, secret)
     answer = client.post("/account/two-factor/reset/", {"username": "alice", "reason": "x"})
     assert answer.status_code == 403
-    assert TOTPDevice.objects.filter(user=alice).exists()
+    assert SealedTOTPDevice.objects.filter(user=alice).exists()
 
 
 def test_a_customer_turns_two_factor_off_only_with_a_verified_session_and_password(alice, db):
@@ -279,9 +278,9 @@ def test_a_customer_turns_two_factor_off_only_with_a_verified_session_and_passwo
     ].startswith("/login/verify/")
     client.post("/login/verify/", {"token": totp_now(secret)})
     client.post("/account/two-factor/disable/", {"password": "wrong"})
-    assert TOTPDevice.objects.filter(user=alice).exists()
+    assert SealedTOTPDevice.objects.filter(user=alice).exists()
     client.post("/account/two-factor/disable/", {"password": PASSWORD})
-    assert not TOTPDevice.objects.filter(user=alice).exists()
+    assert not SealedTOTPDevice.objects.filter(user=alice).exists()
     assert AuditEvent.objects.filter(action="user.two_factor_disabled").exists()
 
 
@@ -290,7 +289,7 @@ def test_staff_cannot_turn_two_factor_off(pat, db):
     client = _client_login("pat")
     _verify(client, secret)
     client.post("/account/two-factor/disable/", {"password": PASSWORD})
-    assert TOTPDevice.objects.filter(user=pat, confirmed=True).exists()
+    assert SealedTOTPDevice.objects.filter(user=pat, confirmed=True).exists()
 
 
 @pytest.mark.parametrize("name", ["otp-recovery-codes", "otp-disable", "otp-reset"])

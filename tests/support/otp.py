@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 
 from django_otp.oath import TOTP
-from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from tenants.models import SealedTOTPDevice
 
 
 def staff_otp_device(user) -> str:  # noqa: ANN001
     """Give ``user`` a confirmed TOTP device; returns its base32 secret."""
-    device = TOTPDevice.objects.create(user=user, name="test", confirmed=True)
+    device = SealedTOTPDevice.objects.create(user=user, name="test", confirmed=True)
     return base64.b32encode(device.bin_key).decode()
 
 

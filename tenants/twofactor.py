@@ -1,5 +1,7 @@
 """Two-factor login (TOTP, django-otp): required for staff, optional for customers.
 
+The authenticator's secret is kept encrypted (:class:`tenants.models.SealedTOTPDevice`).
+
 After the password step, a user with a confirmed TOTP device must enter a code (or one of
 their recovery codes) before any page or session API call works; a staff user without a
 device is sent to set one up first. API tokens are not affected (they are created from a
@@ -40,10 +42,10 @@ from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp import match_token
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from panel.access import access_for_user
 from panel.audit import audit_record
+from tenants.models import SealedTOTPDevice
 
 # Paths any logged-in session reaches, verified or not. The set-up page is *not* here: the
 # middleware lets it through only for a session whose step is "setup" (no device yet).
@@ -61,7 +63,7 @@ def user_needs_setup(user: Any) -> bool:
 
 
 def _confirmed(user: Any) -> Any:
-    return TOTPDevice.objects.filter(user=user, confirmed=True)
+    return SealedTOTPDevice.objects.filter(user=user, confirmed=True)
 
 
 SESSION_KEY = "panel_two_factor"  # "verify", "setup" or "" for this session's login
@@ -247,9 +249,9 @@ def otp_setup(request: HttpRequest) -> HttpResponse:
         # A password-only session never touches a confirmed device: it must first prove the
         # second factor (which is what this page would otherwise let it skip).
         return redirect(f"{reverse('otp-verify')}?next={quote(request.get_full_path())}")
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    device = SealedTOTPDevice.objects.filter(user=user, confirmed=False).first()
     if device is None:
-        device = TOTPDevice.objects.create(user=user, name="Authenticator", confirmed=False)
+        device = SealedTOTPDevice.objects.create(user=user, name="Authenticator", confirmed=False)
     form = SetupForm(request.POST or None, user=user, replacing=replacing)
     if request.method == "POST" and form.is_valid():
         if device.verify_token(form.cleaned_data["token"].strip()):
@@ -341,7 +343,7 @@ def otp_disable(request: HttpRequest) -> HttpResponse:
 
 def _remove_devices(user: Any) -> None:
     with transaction.atomic():
-        TOTPDevice.objects.filter(user=user).delete()
+        SealedTOTPDevice.objects.filter(user=user).delete()
         StaticDevice.objects.filter(user=user).delete()
 
 
@@ -386,7 +388,7 @@ def otp_reset(request: HttpRequest) -> HttpResponse:
     return redirect("otp-setup")
 
 
-def _base32(device: TOTPDevice) -> str:
+def _base32(device: SealedTOTPDevice) -> str:
     import base64
 
     return base64.b32encode(device.bin_key).decode().rstrip("=")
