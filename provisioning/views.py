@@ -218,14 +218,16 @@ def instance_create_view(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("Only tenant administrators can create instances.")
     if request.method == "GET" and htmx_targets(request, "id_version"):
         # The product select asks for the versions of the product just chosen.
-        form = InstanceCreateForm(initial={"product": request.GET.get("product")}, tenants=tenants)
+        form = InstanceCreateForm(
+            initial={"product": request.GET.get("product")}, tenants=tenants, access=access
+        )
         return render(request, "provisioning/_version_select.html", {"form": form})
     if request.method == "POST":
         key = posted_idempotency_key(request)
         already = operation_by_idempotency_key(access, key)
         if already is not None:
             return redirect("provisioning:operation_detail", pk=already.id)
-        form = InstanceCreateForm(request.POST, tenants=tenants)
+        form = InstanceCreateForm(request.POST, tenants=tenants, access=access)
         if form.is_valid():
             data = form.cleaned_data
             try:
@@ -255,7 +257,7 @@ def instance_create_view(request: HttpRequest) -> HttpResponse:
             initial["product"] = request.GET["product"]
         if tenants.count() == 1:
             initial["tenant"] = tenants.first()
-        form = InstanceCreateForm(initial=initial, tenants=tenants)
+        form = InstanceCreateForm(initial=initial, tenants=tenants, access=access)
     return render(
         request,
         "provisioning/instance_form.html",

@@ -205,3 +205,10 @@ def test_the_create_page_refuses_a_tier_above_the_tenants(alice, acme):
     response = _client(alice).post(url, {**form, "tier": "tier3"})
     assert response.status_code == 302
     assert AtlassianInstance.objects.get().tier == "tier3"
+
+
+def test_support_staff_choose_any_tier_on_the_create_page(sam, acme):
+    form = {**NEW, "tenant": str(acme.pk), "context_path": "", "tier": "tier0"}
+    response = _client(sam).post(reverse("provisioning:instance_create"), form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert AtlassianInstance.objects.get().tier == "tier0"
