@@ -105,15 +105,19 @@ def offsite_copy(ctx: OperationContext, backup: Backup) -> None:
         client = offsite_client()
         _ensure_lifecycle(client, bucket)
         with host_connection(store.backup_host, ctx=ctx) as bconn:
+            # bash for pipefail: a tar that fails half-way must fail the copy, not leave a
+            # truncated archive that compresses fine; the archive is tested before upload.
             packed = bconn.run(
                 [
-                    "sh",
+                    "bash",
                     "-c",
-                    'set -e; umask 077; cd "$1"; '
+                    'set -euo pipefail; umask 077; cd "$1"; '
                     'if command -v zstd >/dev/null; then z="zstd -q -T0"; ext=zst; '
                     'else z="gzip -c"; ext=gz; fi; '
                     "tar --numeric-owner -cf - home manifest.sha256 manifest.stat point.json "
-                    '| $z > "$2.$ext"; echo "$ext"',
+                    '| $z > "$2.$ext"; '
+                    'if [ "$ext" = zst ]; then zstd -q -t "$2.$ext"; else gzip -t "$2.$ext"; fi; '
+                    'echo "$ext"',
                     "sh",
                     point_dir,
                     archive,
@@ -129,10 +133,20 @@ def offsite_copy(ctx: OperationContext, backup: Backup) -> None:
             ]
             try:
                 for path, key in uploads:
+                    size = bconn.sftp().stat(path).st_size
                     with bconn.sftp().open(path, "rb") as fh:
                         fh.prefetch()
                         client.upload_fileobj(fh, bucket, key, ExtraArgs=dict(SSE))
-                    ctx.step(f"Uploaded {key} to s3://{bucket} (server-side encrypted, AES256)")
+                    stored = client.head_object(Bucket=bucket, Key=key)
+                    if stored.get("ContentLength") != size:
+                        raise OSError(
+                            f"{key} holds {stored.get('ContentLength')} bytes in the bucket, "
+                            f"{size} were sent"
+                        )
+                    ctx.step(
+                        f"Uploaded {key} to s3://{bucket} (server-side encrypted, AES256; "
+                        f"{size} bytes, size verified)"
+                    )
             finally:
                 bconn.run(["rm", "-f", f"{archive}.{ext}"], record=False)
     except (RemoteError, OSError, Exception) as exc:  # noqa: BLE001 - boto and SSH errors alike

@@ -144,3 +144,58 @@ def test_off_site_copies_are_encrypted_and_follow_retention(lab, s3):
     assert sorted(n for n, s in statuses.items() if s == "copied") == kept
     rules = s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
     assert any(r["ID"] == offsite.LIFECYCLE_RULE_ID and r["Expiration"]["Days"] > 0 for r in rules)
+
+
+def test_an_off_site_copy_whose_archive_step_fails_is_marked_failed_not_copied(lab, s3):
+    from tests.backups.lab.conftest import backup1
+
+    inst = AtlassianInstance.objects.create(
+        tenant=lab.tenant,
+        name=f"b{lab.suffix}-pf",
+        product="jira-software",
+        version="9.12.0",
+        hostname=f"b{lab.suffix}-pf.lab.example",
+        host=lab.app_host,
+        status="stopped",
+        tier="tier3",
+        db_name="pf",
+        db_user="pf",
+        db_password="pf-password",
+    )
+    lab.extra_projects.append(inst.name)
+    lab.fresh_area(inst)
+    idir = f"{lab.app_host.data_root}/instances/{inst.name}"
+    sh("rm", "-rf", idir)
+    os.makedirs(f"{idir}/home/data")
+    Path(f"{idir}/home/data/a.txt").write_text("a\n")
+    dump = b"PGDMP pipefail dump\n"
+    Path(f"{idir}/db.dump").write_bytes(dump)
+    op = Operation.objects.create(
+        kind=OperationKind.BACKUP_CREATE, tenant=lab.tenant, instance=inst, status="running"
+    )
+    ctx = OperationContext(op)
+    with host_connection(lab.app_host) as app, host_connection(lab.backup_host) as bconn:
+        backup = backup_record_start(inst, kind=BackupKind.SCHEDULED, mode="hot")
+        point_store(
+            ctx,
+            instance=inst,
+            backup=backup,
+            app=app,
+            bconn=bconn,
+            dump_sha256=hashlib.sha256(dump).hexdigest(),
+            dump_bytes=len(dump),
+        )
+    # tar fails (a member is gone) while the compressor after it succeeds
+    backup1("rm", "-f", f"{lab.area(inst)}/points/{backup.point_name}/point.json")
+    offsite.offsite_copy(ctx, backup)
+    backup.refresh_from_db()
+    assert backup.offsite_status == "failed"
+    prefix = f"{offsite.instance_prefix(inst)}{backup.point_name}/"
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    assert not any("home.tar" in o["Key"] for o in listed)
+    # with the member back, the copy succeeds and every object's size was checked
+    backup1("sh", "-c", f"echo '{{}}' > {lab.area(inst)}/points/{backup.point_name}/point.json")
+    offsite.offsite_copy(ctx, backup)
+    backup.refresh_from_db()
+    assert backup.offsite_status == "copied"
+    assert "size verified" in "\n".join(s.message for s in op.steps.all())
