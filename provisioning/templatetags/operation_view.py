@@ -17,3 +17,14 @@ def as_seen_by_viewer(text: str | None, operation: Operation) -> str:
     if selectors.shows_host_internals(operation):
         return text or ""
     return selectors.host_mask().text(text)
+
+
+@register.filter
+def masked_for(text: str | None, request: object) -> str:
+    """``text`` (an instance's status reason, a backup's error) as the signed-in viewer may
+    see it: whole for staff, host internals masked for customers."""
+    from panel.access import access_for
+
+    if access_for(request).is_staff_role:
+        return text or ""
+    return selectors.host_mask().text(text)

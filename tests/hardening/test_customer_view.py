@@ -266,3 +266,26 @@ def test_the_mask_matches_whole_addresses_and_names_only():
         "n": ["[backup host]", 3],
         "hostname": "jira.example",
     }
+
+
+def test_an_instance_page_and_its_backup_points_show_no_host_address_to_customers(
+    alice, bob, sam, backup_op
+):
+    from tests.backups.factories import make_point
+
+    instance = AtlassianInstance.objects.get(pk=backup_op.instance_id)
+    AtlassianInstance.objects.filter(pk=instance.pk).update(
+        status="failed", status_reason=backup_op.error
+    )
+    make_point(instance, status="failed", error=backup_op.error)
+    pages = [
+        reverse("provisioning:instance_detail", args=[instance.pk]),
+        reverse("backups:instance_backups", args=[instance.pk]),
+    ]
+    for user in (alice, bob):
+        for url in pages:
+            page = _client(user).get(url)
+            assert page.status_code == 200
+            assert _leaks(page.content.decode()) == [], (user, url)
+    for url in pages:  # staff read the whole reason
+        assert BACKUP_USER in _client(sam).get(url).content.decode(), url
