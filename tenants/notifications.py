@@ -400,6 +400,12 @@ def notify_operation_failed(operation: Any) -> NotificationEvent | None:
     target = operation.target_label
     subject = f"{label} of {target} failed" if target else f"{label} failed"
     reason = operation.error or "No reason was recorded."
+    if operation.tenant_id is not None:
+        # The tenant's people and webhook get the reason as a customer sees it on the page:
+        # no host addresses, SSH users or backup-host names (panel/customer_view.py).
+        from provisioning.selectors import host_mask  # notifications sit above provisioning
+
+        reason = host_mask().text(reason)
     return notify(
         event=Event.OPERATION_FAILED,
         tenant=operation.tenant,

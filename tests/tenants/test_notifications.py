@@ -399,3 +399,31 @@ def test_a_certificate_is_told_only_once_its_renewal_is_overdue(smtp_server, acm
     )
     assert "last error: DNS for acme-jira.example.com is wrong" in mail.text
     assert f"https://panel.test/instances/{acme_jira.pk}/#endpoint" in mail.text
+
+
+def test_a_failure_mailed_to_the_tenant_names_no_host_address_or_backup_host(
+    smtp_server, acme_jira
+):
+    from provisioning.models import Host
+
+    backup = Host.objects.create(
+        name="vault-backup-9", role=Host.Role.BACKUP, address="10.77.0.9", data_root="/b"
+    )
+    app = Host.objects.create(
+        name="app-nine",
+        role=Host.Role.APP,
+        address="10.77.0.5",
+        data_root="/a",
+        backup_host=backup,
+    )
+    acme_jira.host = app
+    acme_jira.save(update_fields=["host"])
+    failed_operation(
+        acme_jira, error="rsync to panel-backup@10.77.0.9 (vault-backup-9) failed: 10.77.0.5"
+    )
+    notifications_scan()
+    assert deliver_all() == ["delivered"]
+    [mail] = smtp_server.wait_for(1)
+    assert "Why it failed: rsync to" in mail.text
+    for internal in ("10.77.0.9", "10.77.0.5", "vault-backup-9", "panel-backup@"):
+        assert internal not in mail.text, internal
