@@ -683,3 +683,53 @@ def catalogue_refresh_all() -> int:
         except (RemoteError, OSError, ValueError) as exc:  # one host must not stop the rest
             log.warning("catalogue refresh of %s failed: %s", instance.name, exc)
     return count
+
+
+def backups_purge_deleted(now: datetime | None = None) -> list[str]:
+    """Remove the backup points of instances deleted more than
+    ``PANEL_DELETED_RETENTION_DAYS`` ago from their backup hosts (the instance purge removes
+    only the app host's data); their catalogue rows become EXPIRED. Audited per instance."""
+    from backups.engine import PointStore
+    from provisioning.hosts import host_connection
+    from provisioning.remote import RemoteError
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=int(settings.PANEL_DELETED_RETENTION_DAYS))
+    alive = [BackupStatus.SUCCEEDED, BackupStatus.MISSING, BackupStatus.RUNNING]
+    rows = Backup.objects.filter(
+        instance__status=InstanceStatus.DELETED,
+        instance__deleted_at__lte=cutoff,
+        status__in=alive,
+    ).select_related("instance", "backup_host", "app_host")
+    purged: list[str] = []
+    areas: dict[tuple, PointStore] = {}
+    for row in rows:
+        if row.app_host is None:
+            continue
+        store = PointStore(row.backup_host, row.app_host.name, row.instance.name)
+        areas[(row.instance_id, row.backup_host_id, row.app_host.name)] = store
+    for (instance_id, _, _), store in areas.items():
+        try:
+            with host_connection(store.backup_host) as bconn:
+                bconn.run(
+                    ["rm", "-rf", "--one-file-system", store.area, store.push_area],
+                    message=f"Purged the points of deleted instance {store.instance_name}",
+                )
+        except RemoteError as exc:  # one host must not stop the rest; the next run retries
+            log.warning("purging the points of %s failed: %s", store.instance_name, exc)
+            continue
+        done = Backup.objects.filter(
+            instance_id=instance_id,
+            backup_host=store.backup_host,
+            app_host__name=store.app_host_name,
+            status__in=alive,
+        ).update(status=BackupStatus.EXPIRED, pruned_at=now, label="")
+        instance = AtlassianInstance.objects.get(pk=instance_id)
+        audit_record(
+            actor=None,
+            action="backup.purge_deleted",
+            target=instance,
+            changes={"points": done, "deleted_at": str(instance.deleted_at)},
+        )
+        purged.append(store.instance_name)
+    return purged

@@ -35,3 +35,11 @@ def catalogue_refresh() -> int:
     from backups.services import catalogue_refresh_all
 
     return catalogue_refresh_all()
+
+
+@shared_task(name="backups.tasks.backups_purge_deleted", soft_time_limit=1800)
+def backups_purge_deleted() -> list[str]:
+    """Remove the backup points of deleted instances whose retention period is over."""
+    from backups.services import backups_purge_deleted as purge
+
+    return purge()
