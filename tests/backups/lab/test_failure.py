@@ -78,7 +78,10 @@ def test_a_copy_killed_half_way_fails_readably_and_every_earlier_point_stays_res
     assert failed.status == BackupStatus.FAILED and failed.error
     # nothing committed, nothing half-written left, every earlier point intact
     assert lab.points_on_disk() == before
-    assert backup1("sh", "-c", f"ls -A {lab.area()}/incoming").strip() == ""
+    # (the app host's incoming area, and the panel's own commit area)
+    incoming = f"{lab.backup_host.data_root}/incoming/{lab.app_host.name}/{lab.instance.name}"
+    assert backup1("sh", "-c", f"ls -A {incoming}/incoming").strip() == ""
+    assert backup1("sh", "-c", f"ls -A {lab.area()}/commit 2>/dev/null || true").strip() == ""
     for name in before:
         backup1(
             "sh",
