@@ -51,7 +51,7 @@ from provisioning.models import AtlassianInstance, Host, InstanceHealth
 from provisioning.remote import HostConnection, RemoteError
 from provisioning.rollout import instance_probe, wait_running
 
-_IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_IDENT_RE = re.compile(r"\A[a-z_][a-z0-9_]{0,62}\Z")
 
 # Where each product keeps its base URL (the stand-ins keep it the same way).
 BASE_URL_UPDATE: dict[str, str] = {

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-POINT_NAME_RE = re.compile(r"^(\d{8}T\d{6}Z)(?:-(manual|upgrade|safety))?$")
+POINT_NAME_RE = re.compile(r"\A(\d{8}T\d{6}Z)(?:-(manual|upgrade|safety))?\Z")
 # The directory-name suffix of each kind of point taken outside the schedule.
 EXTRA_SUFFIX = {"manual": "manual", "pre_upgrade": "upgrade", "safety": "safety"}
 EXTRA_LABEL = {"manual": "extra", "upgrade": "pre-upgrade", "safety": "safety"}

@@ -31,7 +31,7 @@ BASE_CONF = "00-panel.conf"
 PROXY_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL")
 SYNCHRONY_PORT = 8091
 
-_SAFE = re.compile(r"^/?[a-z0-9][a-z0-9._/-]*$")
+_SAFE = re.compile(r"\A/?[a-z0-9][a-z0-9._/-]*\Z")
 
 
 class ProxyConfigRefused(Exception):
@@ -76,7 +76,7 @@ class ProxyLayout:
         return f"{self.certs}/{certificate.pk}.pem"
 
     def challenge_path(self, token: str) -> str:
-        if not re.match(r"^[A-Za-z0-9_-]+$", token):
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", token):
             raise ValueError("an ACME token has only URL-safe base64 characters")
         return f"{self.acme}/.well-known/acme-challenge/{token}"
 

@@ -29,7 +29,7 @@ from provisioning.products import (
 PROXY_NETWORK = "panel-proxy"
 EDGE_PREFIX = "panel-edge-"
 STOP_GRACE = "120s"  # longer than the products' own shutdown timeouts (60 s and more)
-ENV_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+ENV_NAME_RE = re.compile(r"\A[A-Z][A-Z0-9_]{0,63}\Z")
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("paramiko").setLevel(logging.WARNING)
 
 # Paths handed to SFTP: absolute, no '..' segments, no control characters.
-_PATH_RE = re.compile(r"^/[^\x00-\x1f\x7f]*$")
+_PATH_RE = re.compile(r"\A/[^\x00-\x1f\x7f]*\Z")
 _OUTPUT_TAIL = 600
 
 
