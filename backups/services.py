@@ -32,6 +32,7 @@ from panel.access import Access
 from panel.audit import audit_record
 from panel.idempotency import operation_replayed
 from panel.operations import OperationConflict, operation_start
+from provisioning import validators
 from provisioning.models import (
     ACTIVE_STATUSES,
     AtlassianInstance,
@@ -304,10 +305,24 @@ def _restore_new_start(
     source = backup.instance
     host = host or source.host
     errors = {}
-    if not name:
-        errors["name"] = "Name the new instance."
-    if not hostname:
-        errors["hostname"] = "Give the new instance its own hostname."
+    # The same rules as a new instance's (reserved names, the platform's own hostnames, names
+    # that already exist in a managed zone): a copy must not take over a name either.
+    for field, value, check, missing in (
+        ("name", name, validators.validate_instance_name, "Name the new instance."),
+        (
+            "hostname",
+            hostname,
+            validators.validate_instance_hostname,
+            "Give the new instance its own hostname.",
+        ),
+    ):
+        if not value:
+            errors[field] = missing
+            continue
+        try:
+            check(value)
+        except ValidationError as exc:
+            errors[field] = " ".join(exc.messages)
     if host is None or host.role != Host.Role.APP or host.status != Host.Status.READY:
         errors["host"] = "Choose a ready app host."
     elif host.backup_host_id != backup.backup_host_id:

@@ -126,6 +126,28 @@ def test_a_restore_into_a_new_instance_creates_it_with_its_own_hostname(api, sam
     assert taken.status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("name", "hostname", "field"),
+    [
+        ("app", "copy.acme.example", "name"),
+        ("panel-proxy", "copy.acme.example", "name"),
+        ("acme-copy", "testserver", "hostname"),  # one of the panel's own names
+        ("acme-copy", "copy.acme.example\n", "hostname"),
+    ],
+)
+def test_a_copy_cannot_take_a_reserved_name_or_hostname(
+    api, sam, point, app_host, name, hostname, field
+):
+    type(app_host).objects.filter(pk=app_host.pk).update(status="ready")
+    response = api(sam).post(
+        f"/api/backups/{point.pk}/restore/",
+        {"mode": "new_instance", "name": name, "hostname": hostname},
+    )
+    assert response.status_code == 400 and field in response.json(), response.content
+    assert not AtlassianInstance.objects.filter(name=name).exclude(pk=point.instance_id).exists()
+    assert not Operation.objects.exists()
+
+
 def test_a_restore_and_a_backup_on_one_instance_at_once_are_refused(api, alice, sam, point):
     started = api(alice).post("/api/backups/", {"instance": str(point.instance_id)})
     assert started.status_code == 202
