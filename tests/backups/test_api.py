@@ -132,7 +132,7 @@ def test_a_restore_into_a_new_instance_creates_it_with_its_own_hostname(api, sam
         ("app", "copy.acme.example", "name"),
         ("panel-proxy", "copy.acme.example", "name"),
         ("acme-copy", "testserver", "hostname"),  # one of the panel's own names
-        ("acme-copy", "copy.acme.example\n", "hostname"),
+        ("acme-copy", "not a hostname", "hostname"),
     ],
 )
 def test_a_copy_cannot_take_a_reserved_name_or_hostname(
