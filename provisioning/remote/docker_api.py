@@ -55,6 +55,10 @@ class PinnedSSHAdapter(SSHHTTPAdapter):
         )
 
     def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.connection.ctx is not None:
+            # A safe point like every SSH command: a fenced (reaped) handler stops here, and a
+            # cancel too outside the operation's uncancellable blocks.
+            self.connection.ctx.check_cancelled()
         started = time.monotonic()
         response = super().send(request, *args, **kwargs)
         self.connection.docker_requests += 1

@@ -213,3 +213,30 @@ def test_the_service_refuses_a_tenant_admins_cancel_of_a_drill(acme_jira, alice)
         operations.operation_cancel(op, actor=access_for_user(alice))
     op.refresh_from_db()
     assert op.status == "pending" and not op.cancel_requested
+
+
+def test_a_fenced_handler_makes_no_docker_api_call_either():
+    """Docker API requests are safe points like SSH commands: nothing is sent once fenced."""
+    from types import SimpleNamespace
+
+    import requests
+
+    from provisioning.remote.docker_api import PinnedSSHAdapter
+
+    op, ctx = _claimed()
+    Operation.objects.filter(pk=op.pk).update(fence_token="someone-else")
+    sent: list = []
+    connection = SimpleNamespace(
+        ctx=ctx,
+        docker_requests=0,
+        target=SimpleNamespace(address="127.0.0.11"),
+        command_timeout=5,
+        label="lab",
+        _client_or_raise=lambda: object(),
+    )
+    adapter = PinnedSSHAdapter(connection)  # type: ignore[arg-type]
+    adapter.get_connection = lambda *a, **k: sent.append(a)  # would open a channel
+    request = requests.Request("GET", "http+docker://ssh/v1.41/containers/json").prepare()
+    with pytest.raises(OperationFenced):
+        adapter.send(request)
+    assert sent == [] and connection.docker_requests == 0
