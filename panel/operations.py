@@ -402,7 +402,17 @@ class _Heartbeat(threading.Thread):
 
     def beat(self) -> bool:
         """One heartbeat; False once this worker no longer holds the operation."""
-        return bool(self.ctx._owned_rows().update(heartbeat_at=timezone.now()))
+        if self.ctx._owned_rows().update(heartbeat_at=timezone.now()):
+            return True
+        # Nothing updated: the lease is gone only if the row says so. A row this thread cannot
+        # see at all (an operation claimed inside a transaction not yet committed, as the
+        # in-process test suite runs them) is no reason to stop its handler.
+        return not (
+            _model()
+            .objects.filter(id=self.ctx.operation.id)
+            .exclude(status="running", fence_token=self.ctx.fence_token)
+            .exists()
+        )
 
     def run(self) -> None:
         failures = 0

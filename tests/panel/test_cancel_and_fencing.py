@@ -5,6 +5,7 @@ may cancel restores and drills (UI and API)."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -240,3 +241,28 @@ def test_a_fenced_handler_makes_no_docker_api_call_either():
     with pytest.raises(OperationFenced):
         adapter.send(request)
     assert sent == [] and connection.docker_requests == 0
+
+
+def test_a_heartbeat_that_cannot_see_its_row_keeps_the_lease():
+    """An operation claimed inside an uncommitted transaction (as in-process runs are) is
+    invisible to the heartbeat's own connection: that is no lost lease."""
+    op, ctx = _claimed()
+    beat = operations._Heartbeat(ctx, interval=0.05)
+    beat.start()
+    time.sleep(0.5)
+    beat.stopped.set()
+    beat.join(timeout=5)
+    assert not ctx.lost.is_set()
+    ctx.check_cancelled()  # the handler goes on
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_heartbeat_marks_the_lease_lost_once_the_row_names_another_owner():
+    op, ctx = _claimed()
+    beat = operations._Heartbeat(ctx, interval=0.05)
+    beat.start()
+    time.sleep(0.3)
+    assert not ctx.lost.is_set() and beat.is_alive()
+    Operation.objects.filter(pk=op.pk).update(fence_token="another-worker")
+    beat.join(timeout=5)
+    assert not beat.is_alive() and ctx.lost.is_set()
