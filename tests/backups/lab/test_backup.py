@@ -103,10 +103,16 @@ def test_the_catalogue_follows_what_is_really_on_the_backup_host(lab):
     )
     points = f"{lab.area()}/points"
     backup1("rm", "-rf", f"{points}/{first.point_name}")  # lost behind the panel's back
+    # A copy under another name: its point.json names the point it was, so it is no point of
+    # the panel's and is never imported (retention must not count names it did not write).
     backup1("cp", "-al", f"{points}/{second.point_name}", f"{points}/20250101T000000Z")
+    # A point the panel wrote whose catalogue row was lost: imported again from its point.json.
+    second_sha = second.dump_sha256
+    Backup.objects.filter(pk=second.pk).delete()
     catalogue_refresh(lab.instance)
     first.refresh_from_db()
     assert first.status == BackupStatus.MISSING
-    stray = Backup.objects.get(instance=lab.instance, point_name="20250101T000000Z")
-    assert stray.status == BackupStatus.SUCCEEDED and "imported" in stray.error
-    assert stray.dump_sha256 == second.dump_sha256
+    assert not Backup.objects.filter(point_name="20250101T000000Z").exists()
+    found = Backup.objects.get(instance=lab.instance, point_name=second.point_name)
+    assert found.status == BackupStatus.SUCCEEDED and "imported" in found.error
+    assert found.dump_sha256 == second_sha
