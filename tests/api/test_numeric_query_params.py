@@ -63,10 +63,16 @@ def test_a_large_but_valid_after_just_finds_no_steps(api, alice, op, value):
     "url", ["/api/instances/", "/api/operations/", "/api/licenses/", "/api/certificates/"]
 )
 def test_a_bad_page_number_is_a_clear_client_error(api, alice, acme_license, url, value):
-    # DRF's page-number pagination answers an unknown page with 404 "Invalid page."
     response = api(alice).get(f"{url}?page={value}")
-    assert response.status_code == 404, response.content[:200]
-    assert "Invalid page" in response.json()["detail"]
+    assert response.status_code == 400, response.content[:200]
+    assert "page number" in response.json()["page"][0]
+
+
+@pytest.mark.parametrize("url", ["/api/instances/", "/api/operations/"])
+def test_a_well_formed_page_past_the_end_is_not_found_and_last_works(api, alice, acme_license, url):
+    assert api(alice).get(f"{url}?page=99").status_code == 404
+    assert api(alice).get(f"{url}?page=1").status_code == 200
+    assert api(alice).get(f"{url}?page=last").status_code == 200
 
 
 @pytest.mark.parametrize("value", ["99999999999999", "9" * 40, "9" * 5000, "-1", "abc"])
