@@ -567,6 +567,9 @@ def point_store(
 
     commit = store.commit(name)
     _commit_move(bconn, store, incoming, commit)
+    # The hard links to compare with are no longer needed: left there, they would keep the
+    # files of points that retention prunes alive on the backup host's disk.
+    bconn.run(["rm", "-rf", "--one-file-system", store.base], record=False)
     try:
         result = _point_commit(
             ctx,
