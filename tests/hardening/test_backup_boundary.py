@@ -15,9 +15,16 @@ from backups.models import Backup, BackupPolicy, BackupStatus
 from backups.services import backup_start, policy_for
 from panel.access import access_for_user
 from provisioning.hosts import host_backup_ssh_argv, host_connection
-from tests.backups.lab.conftest import backup1, lab, sh, wait_ok  # noqa: F401 - lab world
+from tests.backups.lab.conftest import backup1, lab_world, sh, wait_ok
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
+
+
+@pytest.fixture(scope="module")
+def lab(django_db_setup, django_db_blocker):
+    """This module's own lab world, gone (rows flushed, patches undone) when the module ends."""
+    with lab_world(django_db_blocker) as world:
+        yield world
 
 SECRET = "other tenant's secret\n"
 

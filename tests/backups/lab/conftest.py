@@ -11,6 +11,7 @@ back while what they did on the lab stays. Tests that need an empty backup area 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import subprocess
@@ -204,6 +205,17 @@ def create_instance(
 
 @pytest.fixture(scope="package")
 def lab(django_db_setup, django_db_blocker) -> Iterator[LabWorld]:
+    with lab_world(django_db_blocker) as world:
+        yield world
+
+
+@contextlib.contextmanager
+def lab_world(django_db_blocker: Any) -> Iterator[LabWorld]:
+    """A lab world whose rows are committed and removed (with a flush) when the block ends.
+
+    Modules outside this package build their own with a fixture of their own scope: an
+    imported package-scoped ``lab`` would outlive them, keeping its rows and patches alive
+    for every later test of the session."""
     if not LAB_STATE.exists():
         pytest.fail(
             f"The lab is not up ({LAB_STATE} missing): run `scripts/lab up`.", pytrace=False
