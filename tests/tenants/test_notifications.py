@@ -382,7 +382,9 @@ def test_a_certificate_is_told_only_once_its_renewal_is_overdue(smtp_server, acm
         names=["acme-jira.example.com"],
         status=Certificate.Status.VALID,
         not_before=now - timedelta(days=70),
-        not_after=now + timedelta(days=20, hours=1),
+        # Noon, 20 calendar days ahead: "expires in 20 days" counts dates, so a time within
+        # an hour of midnight would make it 21 days late in the UTC evening.
+        not_after=(now + timedelta(days=20)).replace(hour=12, minute=0, second=0, microsecond=0),
         renew_after=now + timedelta(days=1),
     )
     # a healthy certificate the panel will renew in time: nothing to tell
