@@ -44,6 +44,7 @@ from panel.operations import (
     OperationContext,
     OperationFailed,
     OperationFenced,
+    failure_words,
 )
 from provisioning.compose import compose_render, instance_dir
 from provisioning.hosts import host_connection
@@ -555,16 +556,6 @@ def _rollback(
         )
 
 
-def _failure_words(failure: BaseException) -> str:
-    from celery.exceptions import SoftTimeLimitExceeded
-
-    if isinstance(failure, SoftTimeLimitExceeded):
-        return "the operation ran past its time limit."
-    if isinstance(failure, OperationCancelled):
-        return "it was cancelled on request."
-    return str(failure) or type(failure).__name__
-
-
 def _rollback_steps(
     ctx: OperationContext,
     conn: HostConnection,
@@ -576,10 +567,10 @@ def _rollback_steps(
     failure: BaseException,
 ) -> Exception:
     cancelled = isinstance(failure, OperationCancelled)
-    why = _failure_words(failure)
+    why = failure_words(failure)
     where = f"safety backup {safety.point_name}" if safety else "no safety backup"
     ctx.step(
-        f"Restore {'cancelled' if cancelled else 'failed'} ({why}); bringing {instance.name} "
+        f"Restore {'cancelled' if cancelled else 'failed'}: {why} Now bringing {instance.name} "
         f"back to its state before the restore ({where})",
         level="warning",
     )

@@ -194,6 +194,18 @@ def operation_start(
     return op
 
 
+def failure_words(failure: BaseException) -> str:
+    """Why a handler stopped, as a sentence for its log, its error and its roll-back step: a
+    time limit, a cancel, or the failure's own message."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    if isinstance(failure, SoftTimeLimitExceeded):
+        return "It ran past the operation's time limit."
+    if isinstance(failure, OperationCancelled):
+        return "Cancelled on request."
+    return str(failure) or type(failure).__name__
+
+
 def operation_enqueue(operation_id: Any) -> None:
     """Send the operation's task to the broker (safe to call more than once)."""
     from provisioning.tasks import operation_run

@@ -27,6 +27,7 @@ from panel.operations import (
     OperationContext,
     OperationFailed,
     OperationFenced,
+    failure_words,
 )
 from provisioning.compose import RenderedProject, compose_render, instance_dir
 from provisioning.models import AtlassianInstance, InstanceHealth
@@ -171,16 +172,6 @@ def _up(conn: HostConnection, rendered: RenderedProject) -> None:
     )
 
 
-def _words(failure: BaseException) -> str:
-    from celery.exceptions import SoftTimeLimitExceeded
-
-    if isinstance(failure, SoftTimeLimitExceeded):
-        return "The rollout ran past the operation's time limit."
-    if isinstance(failure, OperationCancelled):
-        return "Cancelled on request."
-    return str(failure) or type(failure).__name__
-
-
 def _rollback(
     ctx: OperationContext,
     conn: HostConnection,
@@ -190,7 +181,7 @@ def _rollback(
     failure: BaseException,
 ) -> None:
     """Put the previous compose files back and start them (the caller makes it uncancellable)."""
-    ctx.step(f"Rolling back: {_words(failure)}", level="warning")
+    ctx.step(f"Rolling back: {failure_words(failure)}", level="warning")
     try:
         conn.run(["cp", "-p", f["compose_prev"], f["compose"]])
         conn.run(["cp", "-p", f["env_prev"], f["env"]])
@@ -200,7 +191,7 @@ def _rollback(
         raise
     except Exception as second:  # noqa: BLE001 - reported with the first failure
         raise OperationFailed(
-            f"{_words(failure)} Rolling back to the previous version also failed: {second}"
+            f"{failure_words(failure)} Rolling back to the previous version also failed: {second}"
         ) from second
 
 
@@ -270,7 +261,8 @@ def instance_rollout(
                     ) from failure
                 if isinstance(failure, OperationFailed | RemoteError):
                     raise OperationFailed(
-                        f"{_words(failure)} The new instance was left stopped for inspection."
+                        f"{failure_words(failure)} The new instance was left stopped for "
+                        "inspection."
                     ) from failure
                 raise
             with ctx.uncancellable():
@@ -283,7 +275,7 @@ def instance_rollout(
             if not isinstance(failure, Exception):
                 raise
             raise OperationFailed(
-                f"{_words(failure)} Rolled back to the previous compose file "
+                f"{failure_words(failure)} Rolled back to the previous compose file "
                 f"({instance.product} {instance.version}); the instance is running again."
             ) from failure
         # No remote command between the healthy answer and this write: the database names
