@@ -13,6 +13,7 @@ from provisioning.hosts import (
     PASSWORD_PARAM,
     PROXY_NETWORK,
     host_backup_dir,
+    host_backup_push_dir,
     host_backup_rsync_destination,
     host_backup_ssh_argv,
     host_connection,
@@ -228,8 +229,10 @@ def test_the_app_host_rsyncs_to_its_backup_host_and_cannot_run_anything_else_the
                            host_backup_rsync_destination(app, f"../../{name}-escaped")],
                           ok_codes=range(256))
         conn.run(["rm", "-f", f"/tmp/{name}"])
-    landed = Path(host_backup_dir(app), name)
+    # Pushes land in the app host's write-only incoming area, never among committed points.
+    landed = Path(host_backup_push_dir(app), name)
     assert landed.read_bytes() == b"backup bytes\n"
+    assert not Path(host_backup_dir(app), name).exists()
     landed.unlink()
     assert shell.exit_code != 0
     assert escape.exit_code != 0 or not Path(backup.data_root, f"{name}-escaped").exists()
