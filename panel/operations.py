@@ -123,6 +123,11 @@ def _model():
     return Operation
 
 
+def operation_model() -> Any:
+    """The Operation model the runner works on (bound at start-up; see the registry)."""
+    return _model()
+
+
 def operation_start(
     *,
     kind: str,

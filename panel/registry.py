@@ -1,0 +1,114 @@
+"""The one place where apps plug into the panel (after NetBox's ``netbox/registry.py``).
+
+``panel/`` is the bottom layer: it never imports a domain app. Each app adds its own entries
+from its ``AppConfig.ready()`` (operation kinds, hooks around an instance's life, periodic
+jobs, notification events and scanners, page panels); ``panel`` code and the apps above read
+them from here. Stores are fixed: a typo in a store name fails at import, not silently.
+
+Where a new thing goes (also in the README's "Layout" section):
+
+- an operation kind: ``@operation_handler(kind, label=...)`` in ``<app>/operations.py``,
+  imported by the app's ``ready()``;
+- a periodic job: ``periodic_job_register(name, task=..., seconds=...)`` in ``ready()``;
+- a notification event or scanner: ``notification_event_register`` / ``registry
+  ["notification_scans"]`` in ``ready()``; the notifications app does the fan-out;
+- a panel on the dashboard or the instance page: a template name appended to
+  ``registry["dashboard_panels"]`` / ``registry["instance_panels"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    """A Celery beat entry an app asks for (the beat schedule is built from these)."""
+
+    name: str
+    task: str
+    seconds: float
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NotificationEvent:
+    """A kind of notice an app can raise: its key, its label for preferences, and whether it
+    concerns the platform (staff) rather than a tenant."""
+
+    key: str
+    label: str
+    platform: bool = False
+
+
+class _Registry(dict):
+    """A dict whose set of stores is fixed at creation."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        raise TypeError("the registry's stores are fixed; add to a store instead")
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return super().__getitem__(key)
+        except KeyError:
+            raise KeyError(f"no registry store {key!r}") from None
+
+
+registry: dict[str, Any] = _Registry(
+    # kind -> panel.operations.OperationKindSpec (handler, label, on_abort, staff_cancel)
+    operation_kinds={},
+    # event ("failed", "succeeded") -> callables taking the ended operation
+    operation_listeners={"failed": [], "succeeded": []},
+    # moment ("publish", "unpublish", "pre_upgrade") -> callables (ctx, instance)
+    instance_hooks={"publish": [], "unpublish": [], "pre_upgrade": []},
+    # name -> PeriodicJob
+    periodic_jobs={},
+    # key -> NotificationEvent
+    notification_events={},
+    # callables (now) -> iterable of notices; run by the notifications app's periodic scan
+    notification_scans=[],
+    # callables receiving each notice raised with panel.notices.notify() (the notifications
+    # app registers the one that fans out to people)
+    notification_sinks=[],
+    # template names rendered on the dashboard / the instance page, in registration order
+    dashboard_panels=[],
+    instance_panels=[],
+    # the runner's bound models and enqueue function (see panel.operations.operation_bind)
+    operation_runtime={},
+)
+
+
+def periodic_job_register(
+    name: str, *, task: str, seconds: float, options: dict[str, Any] | None = None
+) -> None:
+    """Ask for a periodic Celery task (idempotent: ``ready()`` may run more than once)."""
+    registry["periodic_jobs"][name] = PeriodicJob(name, task, seconds, options or {})
+
+
+def notification_event_register(key: str, *, label: str, platform: bool = False) -> None:
+    """Declare a notification event an app can raise."""
+    registry["notification_events"][key] = NotificationEvent(key, label, platform)
+
+
+def hook_register(store: str, moment: str, func: Callable[..., Any]) -> None:
+    """Append ``func`` to a hook list once (``ready()`` may run more than once in tests)."""
+    hooks = registry[store][moment]
+    if func not in hooks:
+        hooks.append(func)
+
+
+def panel_register(store: str, template_name: str) -> None:
+    """Add a page panel (a template name) once."""
+    panels = registry[store]
+    if template_name not in panels:
+        panels.append(template_name)
+
+
+def beat_schedule() -> dict[str, dict[str, Any]]:
+    """The Celery beat schedule built from every registered periodic job."""
+    return {
+        job.name: {"task": job.task, "schedule": job.seconds, **job.options}
+        for job in registry["periodic_jobs"].values()
+    }
