@@ -4,12 +4,19 @@ Every API viewset, UI view and selector narrows its querysets with ``Model.objec
 (see :class:`panel.scoping.ScopedQuerySet`), which asks :func:`access_for` for the caller's
 :class:`Access`. Staff roles are Django groups: ``support`` (read everything, act on any
 instance) and ``platform-admin`` (everything, including hosts).
+
+The panel defines ``Access``; computing it from memberships and API tokens belongs to the
+tenants app (``tenants.access``, named by ``settings.PANEL_ACCESS_RESOLVER``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.utils.module_loading import import_string
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -53,37 +60,16 @@ ANONYMOUS = Access()
 
 
 def access_for_user(user: Any, token: Any = None) -> Access:
-    """Compute the :class:`Access` of ``user``, narrowed to ``token``'s tenant and scope."""
-    from tenants.models import Membership
+    """The :class:`Access` of ``user`` (narrowed to ``token``, the request's credential).
 
-    if user is None or not user.is_authenticated or not user.is_active:
-        return ANONYMOUS
-    groups = set(user.groups.values_list("name", flat=True))
-    is_admin = user.is_superuser or PLATFORM_ADMIN_GROUP in groups
-    is_support = is_admin or SUPPORT_GROUP in groups
-    memberships = list(Membership.objects.filter(user=user).values_list("tenant_id", "role"))
-    member_ids = frozenset(t for t, _ in memberships)
-    admin_ids = frozenset(t for t, r in memberships if r == Membership.Role.ADMIN)
-    tenant_ids: frozenset | None = None if is_support else member_ids
-    can_write = True
-    if token is not None:
-        can_write = token.scope == token.Scope.WRITE
-        if token.tenant_id is not None:
-            # A tenant-bound token never reaches beyond its tenant, even for a staff user, and
-            # loses that tenant too once the user's membership goes (unless the user is staff).
-            allowed = token.tenant_id in member_ids or is_support
-            tenant_ids = frozenset({token.tenant_id}) if allowed else frozenset()
-            admin_ids = tenant_ids if (is_support or token.tenant_id in admin_ids) else frozenset()
-            is_admin = is_support = False
-    return Access(
-        user=user,
-        token=token,
-        tenant_ids=tenant_ids,
-        admin_tenant_ids=admin_ids,
-        is_support=is_support,
-        is_platform_admin=is_admin,
-        can_write=can_write,
-    )
+    The panel does not know who belongs to which tenant: that is the tenants app's data. The
+    function that reads it is named by ``settings.PANEL_ACCESS_RESOLVER`` (a dotted path, as
+    Django's ``AUTHENTICATION_BACKENDS``) rather than registered from an app's ``ready()``:
+    there must be exactly one, and a missing or misspelt one fails loudly on first use
+    instead of leaving every caller anonymous.
+    """
+    resolver: Callable[[Any, Any], Access] = import_string(settings.PANEL_ACCESS_RESOLVER)
+    return resolver(user, token)
 
 
 def access_for(request: HttpRequest) -> Access:
@@ -91,11 +77,6 @@ def access_for(request: HttpRequest) -> Access:
     cached = getattr(request, "_panel_access", None)
     if cached is not None:
         return cached
-    token = getattr(request, "auth", None)
-    from tenants.models import ApiToken
-
-    if not isinstance(token, ApiToken):
-        token = None
-    access = access_for_user(getattr(request, "user", None), token)
+    access = access_for_user(getattr(request, "user", None), getattr(request, "auth", None))
     request._panel_access = access  # type: ignore[attr-defined]
     return access

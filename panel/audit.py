@@ -1,15 +1,21 @@
 """The audit trail: every service that changes something calls :func:`audit_record`.
 
+This module is the panel's facade: the events are stored by the tenants app
+(``tenants.audit.audit_event_record``, named by ``settings.PANEL_AUDIT_RECORDER``).
+
 The request's source (ui/api/admin) and client IP are carried in a context variable set by
 :class:`AuditContextMiddleware`, so services need not pass requests around.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
+from django.conf import settings
 from django.db import models
+from django.utils.module_loading import import_string
 
 from panel.access import Access
 from panel.sanitize import sanitize_data
@@ -40,6 +46,11 @@ def audit_source(source: str) -> object:
     return _request_context.set({"source": source, "ip": None})
 
 
+def audit_context() -> dict[str, Any]:
+    """Where the work being audited comes from: ``{"source": ..., "ip": ...}``, or ``{}``."""
+    return _request_context.get() or {}
+
+
 def audit_record(
     *,
     actor: Access | None,
@@ -48,30 +59,19 @@ def audit_record(
     tenant: Any = None,
     changes: dict[str, Any] | None = None,
 ) -> None:
-    """Append one audit event (who did ``action`` to ``target``, from where, what changed)."""
-    from tenants.models import AuditEvent, Tenant
+    """Append one audit event (who did ``action`` to ``target``, from where, what changed).
 
-    ctx = _request_context.get() or {}
-    user = actor.user if actor is not None and actor.is_authenticated else None
-    token = actor.token if actor is not None else None
-    if tenant is None and target is not None:
-        if isinstance(target, Tenant):
-            tenant = target
-        else:
-            tenant = getattr(target, "tenant", None)
-    label = user.get_username() if user is not None else "system"
-    if token is not None:
-        label = f"{label} (token {token.name})"
-    AuditEvent.objects.create(
-        actor=user,
-        actor_label=label,
-        token=token,
-        tenant=tenant,
-        source=ctx.get("source", "task"),
-        source_ip=ctx.get("ip"),
+    The event is a row of the tenants app (``AuditEvent``); the panel does not import it but
+    calls the writer named by ``settings.PANEL_AUDIT_RECORDER``. A setting rather than a
+    registration from ``ready()``: there is exactly one writer and auditing must never be
+    silently off because an app did not register (a bad path raises on the first change).
+    """
+    recorder: Callable[..., None] = import_string(settings.PANEL_AUDIT_RECORDER)
+    recorder(
+        actor=actor,
         action=action,
-        target_type=target._meta.label_lower if target is not None else "",
-        target_id=str(target.pk) if target is not None else "",
-        target_label=str(target)[:200] if target is not None else "",
+        target=target,
+        tenant=tenant,
         changes=sanitize_data(changes or {}),
+        context=audit_context(),
     )

@@ -20,7 +20,9 @@ class ScopedQuerySet(models.QuerySet):
     tenant_path: str = "tenant"
     staff_only: bool = False
 
-    def for_user(self, who: Any) -> ScopedQuerySet:
+    def for_user(self, who: Access | Any) -> ScopedQuerySet:
+        """Rows ``who`` may see: ``who`` is an :class:`Access`, or a user (whose access is
+        resolved through ``settings.PANEL_ACCESS_RESOLVER``)."""
         access = who if isinstance(who, Access) else access_for_user(who)
         if not access.is_authenticated:
             return self.none()
@@ -39,3 +41,15 @@ def scoped_manager(tenant_path: str = "tenant", staff_only: bool = False) -> mod
         {"tenant_path": tenant_path, "staff_only": staff_only},
     )
     return models.Manager.from_queryset(qs_class)()
+
+
+def tenant_id_of(obj: models.Model) -> Any:
+    """The id of the tenant that owns ``obj`` (None for platform-owned rows), found by walking
+    its manager's ``tenant_path``, so the panel needs no import of the Tenant model."""
+    queryset = type(obj)._default_manager.all()
+    path = queryset.tenant_path if isinstance(queryset, ScopedQuerySet) else "tenant"
+    *hops, last = path.split("__")
+    for hop in hops:
+        obj = getattr(obj, hop)
+    # "id" is the Tenant itself; otherwise read the foreign key's column, not the related row.
+    return obj.pk if last == "id" else getattr(obj, f"{last}_id")

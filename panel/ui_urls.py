@@ -1,12 +1,13 @@
-"""Routes of pages that belong to no single app: login, logout and the dashboard."""
+"""Routes of pages that belong to no single app: login and logout.
+
+The dashboard is drawn by the provisioning app (``provisioning.dashboard_urls``), which the
+root URLconf includes by name: ``panel`` imports no domain app.
+"""
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from provisioning import views as provisioning_views
-
 urlpatterns = [
-    path("", provisioning_views.dashboard, name="dashboard"),
     path(
         "login/",
         auth_views.LoginView.as_view(

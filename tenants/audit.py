@@ -1,4 +1,5 @@
-"""The audit log as people read it: filters, a page, a CSV export and an API.
+"""The audit log: the writer behind ``panel.audit.audit_record``, and the log as people read
+it (filters, a page, a CSV export and an API).
 
 Tenant admins see their tenants' events, staff see all, viewers none (``audit_list``).
 """
@@ -11,6 +12,7 @@ from typing import Any
 import django_filters
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db import models
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from drf_spectacular.types import OpenApiTypes
@@ -18,10 +20,44 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 
-from panel.access import access_for
+from panel.access import Access, access_for
 from panel.api.mixins import ScopedQuerysetMixin
-from tenants.models import AuditEvent
+from tenants.models import AuditEvent, Tenant
 from tenants.selectors import audit_list
+
+
+def audit_event_record(
+    *,
+    actor: Access | None,
+    action: str,
+    target: models.Model | None,
+    tenant: Tenant | None,
+    changes: dict[str, Any],
+    context: dict[str, Any],
+) -> AuditEvent:
+    """Store one audit event; called through ``panel.audit.audit_record`` (``changes`` arrive
+    sanitized, ``context`` is the request's source and client IP, or ``{}`` in a task)."""
+    user = actor.user if actor is not None and actor.is_authenticated else None
+    token = actor.token if actor is not None else None
+    if tenant is None and target is not None:
+        tenant = target if isinstance(target, Tenant) else getattr(target, "tenant", None)
+    label = user.get_username() if user is not None else "system"
+    if token is not None:
+        label = f"{label} (token {token.name})"
+    return AuditEvent.objects.create(
+        actor=user,
+        actor_label=label,
+        token=token,
+        tenant=tenant,
+        source=context.get("source", "task"),
+        source_ip=context.get("ip"),
+        action=action,
+        target_type=target._meta.label_lower if target is not None else "",
+        target_id=str(target.pk) if target is not None else "",
+        target_label=str(target)[:200] if target is not None else "",
+        changes=changes,
+    )
+
 
 CSV_COLUMNS = [
     "time",

@@ -7,12 +7,11 @@ that lookup, so a visible object the caller may not change answers 403, a foreig
 
 from __future__ import annotations
 
-from typing import Any
-
 from rest_framework import permissions
 
 from panel.access import access_for
 from panel.operations import operation_cancel_allowed
+from panel.scoping import tenant_id_of
 
 
 class PanelPermission(permissions.BasePermission):
@@ -45,16 +44,6 @@ class IsStaffRole(permissions.BasePermission):
         return access_for(request).is_staff_role
 
 
-def _tenant_id_of(obj: Any) -> Any:
-    from tenants.models import Tenant
-
-    if isinstance(obj, Tenant):
-        return obj.pk
-    if hasattr(obj, "tenant_id"):
-        return obj.tenant_id
-    return obj.instance.tenant_id
-
-
 class TenantAdminForChanges(permissions.BasePermission):
     """Everyone who sees an object may read it; changing it takes the admin role in its tenant
     (or a staff role). Objects of no tenant (host operations) take a platform admin."""
@@ -75,7 +64,7 @@ class TenantAdminForChanges(permissions.BasePermission):
                 )
                 return False
             return True
-        tenant_id = _tenant_id_of(obj)
+        tenant_id = tenant_id_of(obj)
         if tenant_id is None:
             return access.can_write and access.is_platform_admin
         return access.administers_tenant(tenant_id)

@@ -1,5 +1,9 @@
 """Fill an empty panel with demo data: two tenants, users for each role, instances, licenses
-and a few finished operations, and print the logins."""
+and a few finished operations, and print the logins.
+
+It lives in the highest app whose rows it creates (provisioning, over tenants), not in
+``panel``: the project package imports no domain app.
+"""
 
 from __future__ import annotations
 

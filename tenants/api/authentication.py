@@ -46,7 +46,9 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "panel.api.authentication.ApiTokenAuthentication"
+    """How the schema describes :class:`ApiTokenAuthentication` (a bearer token)."""
+
+    target_class = "tenants.api.authentication.ApiTokenAuthentication"
     name = "apiToken"
 
     def get_security_definition(self, auto_schema):  # noqa: ANN001, ANN201
