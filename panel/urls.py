@@ -23,6 +23,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("", include("panel.ui_urls")),
+    # Apps' URLconfs are included by dotted name: a string, not an import, so the project
+    # package stays below the apps it routes to.
+    path("", include("provisioning.dashboard_urls")),
     path("", include("tenants.account_urls")),
     path("", include("tenants.urls")),
     path("", include("tenants.audit_urls")),
