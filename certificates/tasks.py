@@ -24,16 +24,18 @@ def dns_customer_records_check() -> int:
 @shared_task(name="certificates.tasks.endpoints_check", soft_time_limit=1800)
 def endpoints_check() -> int:
     """Consistency check of every running instance's public address."""
-    from certificates.checks import endpoints_check_all
+    from certificates.services import endpoints_check_all
 
     return endpoints_check_all()
 
 
 @shared_task(name="certificates.tasks.endpoint_check", soft_time_limit=300)
-def endpoint_check(instance_id: str) -> int:
-    """Consistency check of one instance (asked for from its page or the API)."""
+def endpoint_check(instance_id: str) -> int | None:
+    """Consistency check of one instance (asked for from its page or the API): how many
+    problems it found, None when it could not run (or the instance is gone)."""
     from certificates.services import endpoint_check_safely
     from provisioning.models import AtlassianInstance
 
     instance = AtlassianInstance.objects.filter(pk=instance_id).first()
-    return len(endpoint_check_safely(instance)) if instance is not None else 0
+    problems = endpoint_check_safely(instance) if instance is not None else None
+    return len(problems) if problems is not None else None

@@ -1,4 +1,5 @@
-"""The consistency check of an instance's public address (read-only, so not an Operation).
+"""The consistency check of an instance's public address (read-only, so not an Operation; not
+Django's system checks either).
 
 The base URL ``https://<hostname>[:443]<context path>`` must agree across the DNS record, the
 certificate's names, the proxy site deployed on the host, and the application's connector
@@ -12,11 +13,13 @@ import json
 import re
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from certificates import proxy
 from certificates.dns import DnsError, provider_for, records_resolve
 from certificates.models import Certificate, DnsRecord, ProxySite
+from certificates.services.dns_records import dns_target, zone_ref
 from provisioning.compose import instance_alias
 from provisioning.models import AtlassianInstance
 from provisioning.products import spec_for
@@ -28,8 +31,6 @@ def _problem(component: str, problem: str, fix: str) -> dict[str, str]:
 
 
 def _dns_problems(instance: AtlassianInstance) -> list[dict]:
-    from certificates.services import _check_nameservers, _zone_ref, dns_target
-
     problems = []
     records = list(DnsRecord.objects.filter(instance=instance).select_related("zone__account"))
     if not records:
@@ -55,12 +56,12 @@ def _dns_problems(instance: AtlassianInstance) -> list[dict]:
         try:
             if record.zone is not None:
                 values = provider_for(record.zone.account).lookup(
-                    _zone_ref(record.zone), record.name, record.rtype
+                    zone_ref(record.zone), record.name, record.rtype
                 )
                 where = f"the {record.zone.name} zone at the provider"
             else:
                 values = records_resolve(
-                    record.name, record.rtype, nameservers=_check_nameservers()
+                    record.name, record.rtype, nameservers=settings.PANEL_DNS_CHECK_NAMESERVERS
                 )
                 where = "DNS"
         except DnsError as exc:
@@ -309,18 +310,3 @@ def endpoint_check(instance: AtlassianInstance) -> list[dict]:
         site, _ = ProxySite.objects.get_or_create(instance=instance)
     ProxySite.objects.filter(pk=site.pk).update(problems=problems, checked_at=timezone.now())
     return problems
-
-
-def endpoints_check_all() -> int:
-    """Periodic: check every running instance that has a proxy site; returns how many."""
-    from provisioning.models import InstanceStatus
-
-    count = 0
-    for instance in AtlassianInstance.objects.filter(
-        status=InstanceStatus.RUNNING, host__isnull=False, proxy_site__isnull=False
-    ):
-        from certificates.services import endpoint_check_safely
-
-        endpoint_check_safely(instance)
-        count += 1
-    return count
