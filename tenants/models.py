@@ -11,6 +11,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from panel.crypto import EncryptedTextField
 from panel.scoping import scoped_manager
 from tenants.tiers import ServiceTier
 
@@ -167,177 +168,10 @@ class AuditEvent(models.Model):
         )
 
 
-# --- notifications --------------------------------------------------------------------------
-
-from panel.crypto import EncryptedTextField  # noqa: E402 - kept with the models that use it
-
-
-class NotificationEventType(models.TextChoices):
-    """What a notification is about. ``HOST_DISK_FULL`` goes to platform staff only."""
-
-    OPERATION_FAILED = "operation.failed", "An operation failed"
-    BACKUP_FAILED = "backup.failed", "A backup was missed or failed"
-    RPO_BREACHED = "backup.rpo_breached", "The recovery point objective was breached"
-    CERTIFICATE_EXPIRING = "certificate.expiring", "A certificate expires soon"
-    LICENSE_EXPIRING = "license.expiring", "A license expires soon"
-    INSTANCE_DEGRADED = "instance.degraded", "An instance is degraded"
-    HOST_DISK_FULL = "host.disk_full", "A host's disk is nearly full (staff)"
-    TEST = "test", "Test notification"
-
-    @classmethod
-    def tenant_choices(cls) -> list[tuple[str, str]]:
-        """The events a tenant can choose to hear about."""
-        return [(v, label) for v, label in cls.choices if v not in (cls.HOST_DISK_FULL, cls.TEST)]
-
-    @classmethod
-    def platform_choices(cls) -> list[tuple[str, str]]:
-        """The events platform staff can choose to hear about (every tenant's, and hosts')."""
-        return [(v, label) for v, label in cls.choices if v != cls.TEST]
-
-
 def _all_tenant_events() -> list[str]:
-    return [value for value, _ in NotificationEventType.tenant_choices()]
-
-
-class NotificationPreference(models.Model):
-    """Who hears about what: one row per tenant (or one ``platform`` row for staff events).
-
-    Without a row a tenant's notifications go by email to its contact address, for every event.
-    """
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    tenant = models.OneToOneField(
-        Tenant,
-        on_delete=models.CASCADE,
-        null=True,
-        blank=True,
-        related_name="notification_preference",
-    )
-    # The platform row (tenant empty) holds the staff's recipients for host events.
-    platform = models.BooleanField(default=False)
-    email_enabled = models.BooleanField(default=True)
-    # Addresses, one per line.
-    recipients = models.TextField(blank=True)
-    events = models.JSONField(default=_all_tenant_events, blank=True)
-    webhook_enabled = models.BooleanField(default=False)
-    webhook_url = models.URLField(max_length=500, blank=True)
-    webhook_secret = EncryptedTextField(blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    objects = scoped_manager("tenant")
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["platform"],
-                condition=models.Q(platform=True),
-                name="notification_preference_one_platform_row",
-            ),
-            models.CheckConstraint(
-                condition=models.Q(platform=True, tenant__isnull=True)
-                | models.Q(platform=False, tenant__isnull=False),
-                name="notification_preference_tenant_xor_platform",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"Notifications of {self.tenant or 'platform staff'}"
-
-    @property
-    def recipient_list(self) -> list[str]:
-        return [line.strip() for line in self.recipients.splitlines() if line.strip()]
-
-    def wants(self, event: str) -> bool:
-        return event in (self.events or [])
-
-
-class NotificationEvent(models.Model):
-    """One thing worth telling people about, keyed so it is told once until it changes.
-
-    ``dedupe_key`` names the thing *and its state* (e.g. ``license:<id>:2026-05-01:30``); the
-    first :func:`tenants.notifications.notify` with a key sends, later ones with the same key
-    do nothing until :func:`~tenants.notifications.notify_resolved` closes it.
-    """
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    event = models.CharField(max_length=40, choices=NotificationEventType.choices)
-    tenant = models.ForeignKey(
-        Tenant, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
-    )
-    # "tenant:<id>" or "platform": one namespace of dedupe keys per audience.
-    scope = models.CharField(max_length=60)
-    dedupe_key = models.CharField(max_length=200)
-    object_type = models.CharField(max_length=80, blank=True)
-    object_id = models.CharField(max_length=64, blank=True)
-    subject = models.CharField(max_length=200)
-    body = models.TextField(blank=True)
-    url = models.URLField(max_length=500, blank=True)
-    times_notified = models.PositiveIntegerField(default=1)
-    first_notified_at = models.DateTimeField(default=timezone.now)
-    last_notified_at = models.DateTimeField(default=timezone.now, db_index=True)
-    resolved_at = models.DateTimeField(null=True, blank=True)
-
-    objects = scoped_manager("tenant")
-
-    class Meta:
-        ordering = ["-last_notified_at"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["event", "scope", "dedupe_key"], name="notification_event_unique_key"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.event} {self.dedupe_key}"
-
-
-class NotificationDelivery(models.Model):
-    """One attempt series to deliver a notification by email or webhook, with its outcome.
-
-    A failed attempt is retried with growing delays (``next_attempt_at``) until it is
-    delivered or the attempts run out; every attempt's result is kept for the delivery log.
-    """
-
-    class Channel(models.TextChoices):
-        EMAIL = "email", "Email"
-        WEBHOOK = "webhook", "Webhook"
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SENDING = "sending", "Sending"
-        RETRYING = "retrying", "Retrying"
-        DELIVERED = "delivered", "Delivered"
-        FAILED = "failed", "Failed"
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    notification = models.ForeignKey(
-        NotificationEvent, on_delete=models.CASCADE, related_name="deliveries"
-    )
-    tenant = models.ForeignKey(
-        Tenant, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
-    )
-    channel = models.CharField(max_length=10, choices=Channel.choices)
-    # Email: the addresses, one per line. Webhook: the URL.
-    destination = models.TextField()
-    # Webhook: the exact JSON body that is signed and sent (the same on every attempt).
-    payload = models.TextField(blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    last_attempt_at = models.DateTimeField(null=True, blank=True)
-    response_code = models.PositiveIntegerField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-
-    objects = scoped_manager("tenant")
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "next_attempt_at"])]
-
-    def __str__(self) -> str:
-        return f"{self.channel} {self.status} ({self.attempts} attempts)"
+    """Default of a field of migration 0003 (notification preferences, which now live in the
+    ``notifications`` app with their own default); kept so the old migration still imports."""
+    return []
 
 
 from django_otp.models import Device, ThrottlingMixin, TimestampMixin  # noqa: E402

@@ -9,11 +9,4 @@ urlpatterns = [
     path("tokens/", views.token_list_view, name="token_list"),
     path("tokens/<uuid:pk>/revoke/", views.token_revoke_view, name="token_revoke"),
     path("staff/tenants/", views.staff_tenant_list, name="staff_tenants"),
-    path("notifications/", views.notification_settings, name="notification_settings"),
-    path("notifications/test/", views.notification_test, name="notification_test"),
-    path(
-        "notifications/deliveries/",
-        views.notification_delivery_list,
-        name="notification_deliveries",
-    ),
 ]

@@ -9,7 +9,7 @@ import json
 
 from playwright.sync_api import expect
 
-from tenants.models import NotificationPreference
+from notifications.models import NotificationPreference
 
 SECRET = "browser-test-webhook-secret"
 

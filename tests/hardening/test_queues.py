@@ -31,7 +31,7 @@ def test_operations_go_to_their_own_queue_and_everything_else_to_housekeeping():
     periodic = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert "provisioning.tasks.operations_reap" in periodic
     assert {_queue_of(name) for name in periodic} == {settings.PANEL_CELERY_QUEUE_HOUSEKEEPING}
-    for name in ("tenants.tasks.notification_deliver", "provisioning.host_tasks.host_health"):
+    for name in ("notifications.tasks.notification_deliver", "provisioning.host_tasks.host_health"):
         assert _queue_of(name) == settings.PANEL_CELERY_QUEUE_HOUSEKEEPING
     # this run's queues are its own (derived from the per-run prefix), not production's
     prefix = os.environ["PANEL_TEST_QUEUE"]

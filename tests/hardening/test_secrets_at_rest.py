@@ -80,7 +80,7 @@ def _fill_secrets(alice, acme) -> dict[str, str]:
     )
     secrets["certificate key"] = f"{MARKER}certkey"
     # a tenant's webhook signing secret
-    from tenants.models import NotificationPreference
+    from notifications.models import NotificationPreference
 
     NotificationPreference.objects.create(
         tenant=acme, webhook_url="http://127.0.0.1:9/hook", webhook_secret=f"{MARKER}webhook"

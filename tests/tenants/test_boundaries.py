@@ -13,7 +13,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from tenants.models import ApiToken, AuditEvent, Membership, NotificationEvent
+from notifications.models import NotificationEvent, NotificationPreference
+from tenants.models import ApiToken, AuditEvent, Membership
 
 pytestmark = pytest.mark.django_db
 
@@ -121,7 +122,7 @@ def test_a_platform_admin_may_add_members(api, pat, globex, dave):
 
 def test_support_reads_but_cannot_change_a_tenants_webhook_or_send_tests(sam, acme):
     client = logged_in(sam)
-    url = reverse("tenants:notification_settings")
+    url = reverse("notifications:notification_settings")
     page = client.get(url, {"tenant": str(acme.pk)})
     assert page.status_code == 200 and b"notifications-read-only" in page.content
     assert b'id="notification-form"' not in page.content
@@ -135,10 +136,9 @@ def test_support_reads_but_cannot_change_a_tenants_webhook_or_send_tests(sam, ac
         },
     )
     assert response.status_code == 403
-    test = client.post(reverse("tenants:notification_test"), {"tenant": str(acme.pk)})
+    test = client.post(reverse("notifications:notification_test"), {"tenant": str(acme.pk)})
     assert test.status_code == 403
     assert not NotificationEvent.objects.exists()
-    from tenants.models import NotificationPreference
 
     assert not NotificationPreference.objects.filter(tenant=acme).exists()
 
@@ -147,10 +147,10 @@ def test_support_reads_but_cannot_change_a_tenants_webhook_or_send_tests(sam, ac
 
 
 def test_test_notifications_are_throttled_per_tenant(alice, acme, settings, monkeypatch):
-    monkeypatch.setattr("tenants.notifications.notification_enqueue", lambda *a, **k: None)
+    monkeypatch.setattr("notifications.services.notification_enqueue", lambda *a, **k: None)
     settings.PANEL_NOTIFICATION_TESTS_PER_HOUR = 3
     client = logged_in(alice)
-    url = reverse("tenants:notification_test")
+    url = reverse("notifications:notification_test")
     statuses = [client.post(url, {"tenant": str(acme.pk)}).status_code for _ in range(5)]
     assert statuses == [302, 302, 302, 429, 429]
     refused = client.post(url, {"tenant": str(acme.pk)})

@@ -48,7 +48,7 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float | None]]:
     """Deliveries are run by the tests themselves; nothing goes to a broker."""
     sent: list[tuple[str, float | None]] = []
     monkeypatch.setattr(
-        "tenants.notifications.notification_enqueue",
+        "notifications.services.notification_enqueue",
         lambda delivery_id, countdown=None: sent.append((str(delivery_id), countdown)),
     )
     return sent

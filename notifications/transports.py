@@ -1,10 +1,15 @@
-"""The one home of outgoing webhook HTTP: which URLs the panel may call, and the call itself.
+"""The one home of notifications' outbound traffic: email over SMTP and signed webhooks over HTTP.
 
-A tenant chooses the URL, so the panel must not become a way into its own network (SSRF). The
-host is resolved **once**; every address it resolves to is vetted; the request then goes to
-that exact vetted address (the name is never looked up again, so a DNS answer that changes
-between the check and the connect, "DNS rebinding", cannot redirect it). The ``Host`` header,
-TLS SNI and certificate verification still use the hostname.
+Email: one message per delivery through Django's mail backend. Only what SMTP and the network
+raise (``smtplib.SMTPException``, ``OSError``) is a retryable :class:`DeliveryError`; anything
+else is a bug, and the delivery fails at once (the caller logs it) instead of being retried.
+
+Webhooks: a tenant chooses the URL, so the panel must not become a way into its own network
+(SSRF). The host is resolved **once**; every address it resolves to is vetted; the request then
+goes to that exact vetted address (the name is never looked up again, so a DNS answer that
+changes between the check and the connect, "DNS rebinding", cannot redirect it). The ``Host``
+header, TLS SNI and certificate verification still use the hostname. Each body is signed:
+``X-Panel-Signature: sha256=<hex HMAC-SHA256 of the raw body with the audience's secret>``.
 
 Refused: addresses that are not globally routable (loopback, private, link-local, shared,
 reserved, multicast, unspecified), and the IPv6 forms that embed or reach an IPv4 address,
@@ -18,15 +23,19 @@ lifts the address and port checks altogether. Both are off by default.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
+import smtplib
 import socket
 import ssl
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any
 
 import urllib3
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.mail import EmailMessage, get_connection
 from urllib3 import exceptions as u3
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -43,17 +52,8 @@ DENIED_NETWORKS: tuple[tuple[ipaddress.IPv6Network, str], ...] = (
 )
 
 
-def _setting(name: str, default: Any) -> Any:
-    from tenants.notifications import _setting as notification_setting
-
-    return notification_setting(name, default)
-
-
 def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    return [
-        ipaddress.ip_network(n, strict=False)
-        for n in _setting("PANEL_WEBHOOK_ALLOWED_NETWORKS", [])
-    ]
+    return [ipaddress.ip_network(n, strict=False) for n in settings.PANEL_WEBHOOK_ALLOWED_NETWORKS]
 
 
 def webhook_address_refusal(address: IPAddress) -> str | None:
@@ -114,8 +114,8 @@ def webhook_target(url: str) -> WebhookTarget:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
         raise ValidationError("The port of this URL is not a number from 1 to 65535.") from exc
-    anything = bool(_setting("PANEL_WEBHOOK_ALLOW_PRIVATE", False))
-    ports = [int(p) for p in _setting("PANEL_WEBHOOK_PORTS", [80, 443])]
+    anything = bool(settings.PANEL_WEBHOOK_ALLOW_PRIVATE)
+    ports = [int(p) for p in settings.PANEL_WEBHOOK_PORTS]
     if not anything and port not in ports:
         raise ValidationError(
             f"Webhooks go to port {' or '.join(str(p) for p in ports)} only, not {port}."
@@ -161,7 +161,7 @@ def _pool(target: WebhookTarget, timeout: float) -> urllib3.HTTPConnectionPool:
         retries=False,
         maxsize=1,
         cert_reqs="CERT_REQUIRED",
-        ca_certs=_setting("PANEL_WEBHOOK_CA_BUNDLE", None) or None,
+        ca_certs=settings.PANEL_WEBHOOK_CA_BUNDLE or None,
         # SNI and the certificate check are for the name in the URL, not the address.
         server_hostname=target.host,
         assert_hostname=target.host,
@@ -227,3 +227,64 @@ def webhook_post(url: str, *, body: bytes, headers: dict[str, str], timeout: flo
         code=status,
         retry=status >= 500 or status in (408, 429),
     )
+
+
+SIGNATURE_HEADER = "X-Panel-Signature"
+USER_AGENT = "atlassian-panel-webhooks/1"
+# Seconds an SMTP conversation may stall before the attempt counts as failed.
+SMTP_TIMEOUT = 20
+
+
+class DeliveryError(Exception):
+    """A delivery attempt failed; ``retry`` says whether trying again may help."""
+
+    def __init__(self, message: str, *, code: int | None = None, retry: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry = retry
+
+
+def email_send(*, subject: str, body: str, to: list[str], headers: dict[str, str]) -> None:
+    """Send one email; raises a retryable :class:`DeliveryError` when SMTP or the network fail.
+
+    Other exceptions propagate: a programming error is not made better by trying again.
+    """
+    message = EmailMessage(
+        subject=subject,
+        body=body,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=to,
+        headers=headers,
+        connection=get_connection(fail_silently=False, timeout=SMTP_TIMEOUT),
+    )
+    try:
+        message.send()
+    except (smtplib.SMTPException, OSError) as exc:
+        # OSError covers refused and reset connections, timeouts and name resolution.
+        raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def webhook_signature(secret: str, body: bytes) -> str:
+    """The value of ``X-Panel-Signature`` for ``body``: ``sha256=<hex HMAC-SHA256>``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def webhook_send(*, url: str, body: bytes, secret: str, headers: dict[str, str]) -> int:
+    """POST a signed ``body`` to ``url``; returns the 2xx status or raises DeliveryError."""
+    signed = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        **headers,
+        SIGNATURE_HEADER: webhook_signature(secret, body),
+    }
+    try:
+        # Resolved and vetted once more now (the name may point elsewhere since it was saved),
+        # and sent to exactly the address that was vetted.
+        return webhook_post(
+            url, body=body, headers=signed, timeout=float(settings.PANEL_WEBHOOK_TIMEOUT)
+        )
+    except ValidationError as exc:
+        raise DeliveryError(" ".join(exc.messages), retry=False) from exc
+    except WebhookError as exc:
+        # Only a status code or a generic reason: never the receiver's response body.
+        raise DeliveryError(str(exc), code=exc.code, retry=exc.retry) from exc

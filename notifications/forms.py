@@ -1,5 +1,5 @@
 """Form of the notification settings page: recipients, events, webhook. The service
-(:func:`tenants.notifications.notification_preference_update`) re-checks everything."""
+(:func:`notifications.services.notification_preference_update`) re-checks everything."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-from tenants.models import NotificationEventType, NotificationPreference
+from notifications.models import (
+    NotificationPreference,
+    platform_event_choices,
+    tenant_event_choices,
+)
+from notifications.services import webhook_url_check
 
 MAX_RECIPIENTS = 20
 
@@ -66,9 +71,7 @@ class NotificationPreferenceForm(forms.Form):
             )
         super().__init__(*args, **kwargs)
         self.fields["events"].choices = (
-            NotificationEventType.platform_choices()
-            if platform
-            else NotificationEventType.tenant_choices()
+            platform_event_choices() if platform else tenant_event_choices()
         )
         if preference.webhook_secret:
             self.fields[
@@ -96,8 +99,6 @@ class NotificationPreferenceForm(forms.Form):
         return seen
 
     def clean_webhook_url(self) -> str:
-        from tenants.notifications import webhook_url_check
-
         url = self.cleaned_data["webhook_url"]
         if url:
             webhook_url_check(url)

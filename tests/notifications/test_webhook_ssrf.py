@@ -25,9 +25,10 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 
-from tenants.models import NotificationDelivery, NotificationPreference
-from tenants.notifications import notification_deliver, notify
-from tenants.webhooks import webhook_address_refusal, webhook_target
+from notifications.models import NotificationDelivery, NotificationPreference
+from notifications.services import notification_deliver
+from notifications.transports import webhook_address_refusal, webhook_target
+from panel.notices import notify
 from tests.support.receivers import free_port
 
 pytestmark = pytest.mark.django_db
@@ -126,7 +127,7 @@ def strict(settings) -> Any:
 
 @pytest.fixture(autouse=True)
 def _no_broker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tenants.notifications.notification_enqueue", lambda *a, **k: None)
+    monkeypatch.setattr("notifications.services.notification_enqueue", lambda *a, **k: None)
 
 
 def webhook_delivery(tenant, url: str) -> NotificationDelivery:
@@ -262,7 +263,7 @@ def test_a_failed_delivery_keeps_the_status_code_but_never_the_response_body(
     assert delivery.last_error == "The receiver answered HTTP 500."
     client = Client()
     client.force_login(alice)
-    page = client.get(reverse("tenants:notification_deliveries"), {"tenant": str(acme.pk)})
+    page = client.get(reverse("notifications:notification_deliveries"), {"tenant": str(acme.pk)})
     assert page.status_code == 200
     assert b"HTTP 500" in page.content and b"INTERNAL" not in page.content
 
@@ -347,7 +348,7 @@ def test_a_tenant_admin_cannot_save_an_internal_webhook_through_the_panel(strict
     client.force_login(alice)
     for url in ("http://[64:ff9b::7f00:1]/", "http://[::ffff:169.254.169.254]/", "http://[::1]/"):
         response = client.post(
-            reverse("tenants:notification_settings"),
+            reverse("notifications:notification_settings"),
             {
                 "tenant": str(acme.pk),
                 "email_enabled": "on",

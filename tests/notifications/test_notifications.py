@@ -12,22 +12,17 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from provisioning.models import Host, InstanceHealthCheck, License, Operation
-from tenants.models import (
+from backups.services import BACKUP_FAILED
+from notifications.models import (
     NotificationDelivery,
     NotificationEvent,
-    NotificationEventType,
     NotificationPreference,
 )
-from tenants.notifications import (
-    expiry_threshold,
-    notification_deliver,
-    notifications_scan,
-    notify,
-    notify_resolved,
-    webhook_signature,
-    webhook_url_check,
-)
+from notifications.scans import expiry_threshold, notifications_scan
+from notifications.services import notification_deliver, webhook_url_check
+from notifications.transports import webhook_signature
+from panel.notices import notify, notify_resolved
+from provisioning.models import Host, InstanceHealthCheck, License, Operation
 
 pytestmark = pytest.mark.django_db
 
@@ -281,7 +276,7 @@ def test_staff_also_hear_of_failed_operations_but_tenants_never_see_staff_delive
     deliver_all()
     mails = smtp_server.wait_for(2)
     assert sorted(m.rcpt_tos[0] for m in mails) == ["ops@acme.example", "pat@example.com"]
-    from tenants.notifications import delivery_list
+    from notifications.selectors import delivery_list
 
     assert [d.destination for d in delivery_list(access_of(alice), acme_jira.tenant)] == [
         "ops@acme.example"
@@ -303,7 +298,7 @@ def test_a_tenant_hears_only_of_the_events_it_chose(smtp_server, acme, acme_jira
 
 def test_notify_is_what_other_apps_call_and_dedupes_on_its_key(smtp_server, acme, acme_jira):
     kwargs = {
-        "event": NotificationEventType.BACKUP_FAILED,
+        "event": BACKUP_FAILED,
         "tenant": acme,
         "obj": acme_jira,
         "dedupe_key": "backup:acme-jira:2026-01-01",

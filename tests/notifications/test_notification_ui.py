@@ -7,12 +7,13 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from tenants.models import AuditEvent, NotificationDelivery, NotificationPreference
-from tests.tenants.test_notifications import deliver_all
+from notifications.models import NotificationDelivery, NotificationPreference
+from tenants.models import AuditEvent
+from tests.notifications.test_notifications import deliver_all
 
 pytestmark = pytest.mark.django_db
 
-URL = reverse("tenants:notification_settings")
+URL = reverse("notifications:notification_settings")
 SECRET = "a-long-enough-shared-secret"
 
 
@@ -101,7 +102,8 @@ def test_viewers_may_not_open_or_change_notifications(bob, acme):
     assert client.get(URL).status_code == 403
     assert client.get(URL, {"tenant": acme.pk}).status_code == 403
     assert client.post(URL, form_data(acme)).status_code == 403
-    assert client.post(reverse("tenants:notification_test"), {"tenant": acme.pk}).status_code == 403
+    test_url = reverse("notifications:notification_test")
+    assert client.post(test_url, {"tenant": acme.pk}).status_code == 403
     assert 'id="nav-notifications"' not in client.get("/tokens/").content.decode()
     assert not NotificationPreference.objects.exists()
 
@@ -110,8 +112,9 @@ def test_another_tenants_notifications_are_not_found(charlie, acme):
     client = client_for(charlie)
     assert client.get(URL, {"tenant": acme.pk}).status_code == 404
     assert client.post(URL, form_data(acme)).status_code == 404
-    assert client.post(reverse("tenants:notification_test"), {"tenant": acme.pk}).status_code == 404
-    deliveries = reverse("tenants:notification_deliveries")
+    test_url = reverse("notifications:notification_test")
+    assert client.post(test_url, {"tenant": acme.pk}).status_code == 404
+    deliveries = reverse("notifications:notification_deliveries")
     assert client.get(deliveries, {"tenant": acme.pk}).status_code == 404
     assert client.get(URL, {"tenant": "platform"}).status_code == 404
     assert not NotificationPreference.objects.exists()
@@ -145,7 +148,7 @@ def test_platform_admins_choose_who_of_the_staff_hears_of_host_events(pat, acme)
 def test_a_test_notification_arrives_and_shows_in_the_delivery_log(alice, acme, smtp_server):
     client = client_for(alice)
     client.post(URL, form_data(acme, webhook_enabled=None, webhook_url="", webhook_secret=""))
-    response = client.post(reverse("tenants:notification_test"), {"tenant": acme.pk})
+    response = client.post(reverse("notifications:notification_test"), {"tenant": acme.pk})
     assert response.status_code == 302
     assert deliver_all() == ["delivered"]
     [mail] = smtp_server.wait_for(1)
@@ -155,12 +158,12 @@ def test_a_test_notification_arrives_and_shows_in_the_delivery_log(alice, acme, 
     page = client.get(response["Location"]).content.decode()
     assert "Test notification queued on 1 channel" in page
     assert 'data-status="delivered"' in page
-    log = client.get(reverse("tenants:notification_deliveries"), {"tenant": acme.pk})
+    log = client.get(reverse("notifications:notification_deliveries"), {"tenant": acme.pk})
     assert log.status_code == 200 and "Test notification for Acme" in log.content.decode()
 
 
 def test_the_delivery_log_pages_through_long_histories(alice, acme, smtp_server, settings):
-    from tenants.notifications import notification_send_test
+    from notifications.services import notification_send_test
 
     settings.PANEL_NOTIFICATION_TESTS_PER_HOUR = 30
 
@@ -173,7 +176,7 @@ def test_the_delivery_log_pages_through_long_histories(alice, acme, smtp_server,
         notification_send_test(actor=access_for_user(alice), tenant=acme)
     assert NotificationDelivery.objects.count() == 30
     client = client_for(alice)
-    deliveries = reverse("tenants:notification_deliveries")
+    deliveries = reverse("notifications:notification_deliveries")
     first = client.get(deliveries, {"tenant": acme.pk}).content.decode()
     assert first.count('data-testid="delivery-row"') == 25 and "Page 1 of 2" in first
     second = client.get(deliveries, {"tenant": acme.pk, "page": 2}).content.decode()
