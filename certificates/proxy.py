@@ -90,9 +90,9 @@ def _check(value: str, what: str) -> str:
 def proxy_image() -> str:
     """``PANEL_PROXY_IMAGE``; by default the official nginx image, or the lab's when product
     images come from the lab (``PANEL_IMAGE_PREFIX=panel-lab/``)."""
-    if getattr(settings, "PANEL_PROXY_IMAGE", ""):
+    if settings.PANEL_PROXY_IMAGE:
         return settings.PANEL_PROXY_IMAGE
-    if getattr(settings, "PANEL_IMAGE_PREFIX", "") == "panel-lab/":
+    if settings.PANEL_IMAGE_PREFIX == "panel-lab/":
         return "panel-lab/proxy:bookworm"
     return "nginx:1.27-bookworm"
 
@@ -157,13 +157,11 @@ def _site_context(instance: Any) -> dict[str, Any]:
         "upstream_host": _check(instance_alias(instance), "upstream alias"),
         "upstream_port": spec.http_port,
         "synchrony_port": SYNCHRONY_PORT if instance.product == Product.CONFLUENCE else None,
-        "max_body_size": _check(
-            str(getattr(settings, "PANEL_PROXY_MAX_BODY_SIZE", "") or "1024m"), "body size"
-        )
+        "max_body_size": _check(str(settings.PANEL_PROXY_MAX_BODY_SIZE), "body size")
         if instance.product != Product.BITBUCKET
         else "0",  # git pushes over HTTPS have no sensible upper bound
-        "connect_timeout": int(getattr(settings, "PANEL_PROXY_CONNECT_TIMEOUT", 10)),
-        "read_timeout": int(getattr(settings, "PANEL_PROXY_READ_TIMEOUT", 300)),
+        "connect_timeout": settings.PANEL_PROXY_CONNECT_TIMEOUT,
+        "read_timeout": settings.PANEL_PROXY_READ_TIMEOUT,
         "acme_root": CONTAINER_ACME,
     }
 
@@ -172,8 +170,7 @@ def site_render(instance: Any, certificate: Any) -> str:
     """The nginx site of ``instance`` using ``certificate`` (key and chain in one file)."""
     context = _site_context(instance)
     context["certificate_path"] = f"{CONTAINER_CERTS}/{certificate.pk}.pem"
-    template = getattr(settings, "PANEL_PROXY_SITE_TEMPLATE", "") or "certificates/proxy/site.conf"
-    return render_to_string(template, context)
+    return render_to_string(settings.PANEL_PROXY_SITE_TEMPLATE, context)
 
 
 def apache_vhost_render(

@@ -178,7 +178,7 @@ def versions_for(product: str) -> tuple[str, ...]:
     ``PANEL_EXTRA_VERSIONS`` is ``product=v1|v2,product=v3`` (the lab adds its broken tag).
     """
     extra: list[str] = []
-    for item in getattr(settings, "PANEL_EXTRA_VERSIONS", []):
+    for item in settings.PANEL_EXTRA_VERSIONS:
         name, _, values = item.partition("=")
         if name == product:
             extra.extend(v for v in values.split("|") if v)

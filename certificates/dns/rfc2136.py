@@ -62,7 +62,7 @@ class Rfc2136Provider:
         self.server = config.get("server") or ""
         self.port = int(config.get("port") or 53)
         self.timeout = float(config.get("timeout") or 10)
-        self.sync_timeout = float(getattr(settings, "PANEL_DNS_INSYNC_TIMEOUT", 120))
+        self.sync_timeout = settings.PANEL_DNS_INSYNC_TIMEOUT
         key_name = config.get("tsig_key_name") or ""
         algorithm = (config.get("tsig_algorithm") or "hmac-sha256").lower()
         if not self.server:
@@ -77,7 +77,9 @@ class Rfc2136Provider:
                 self.keyring = dns.tsigkeyring.from_text(
                     {key_name: credentials.get("tsig_secret", "")}
                 )
-            except Exception as exc:  # noqa: BLE001 - a malformed secret, said plainly
+            except (ValueError, TypeError) as exc:
+                # binascii.Error (a ValueError) for bad base64; TypeError for a secret that is
+                # not a string at all (credentials are free-form JSON).
                 raise DnsError(f"The TSIG secret of key {key_name} is not valid base64.") from exc
             self.keyname = dns.name.from_text(key_name)
 

@@ -51,8 +51,8 @@ class Route53Provider:
 
     def __init__(self, config: dict, credentials: dict, *, log: Any = None) -> None:
         self.log = log
-        self.insync_timeout = float(getattr(settings, "PANEL_DNS_INSYNC_TIMEOUT", 120))
-        self.poll_first = float(getattr(settings, "PANEL_DNS_INSYNC_POLL", 2))
+        self.insync_timeout = settings.PANEL_DNS_INSYNC_TIMEOUT
+        self.poll_first = settings.PANEL_DNS_INSYNC_POLL
         self.client = boto3.client(
             "route53",
             region_name=config.get("region") or "us-east-1",

@@ -135,10 +135,6 @@ class PinnedHostKeyPolicy(paramiko.MissingHostKeyPolicy):
                                   openssh_line(key))
 
 
-def _settings_float(name: str, default: float) -> float:
-    return float(getattr(settings, name, default))
-
-
 def _describe_network_error(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, socket.timeout | TimeoutError):
         return f"no answer within {timeout:g} s"
@@ -167,8 +163,8 @@ def _host_key_algorithms(key_type: str) -> list[str]:
 
 def _retrying(label: str, address: str, port: int, timeout: float, attempt_fn: Any) -> Any:
     """Call ``attempt_fn`` up to PANEL_SSH_CONNECT_TRIES times on network errors only."""
-    tries = max(1, int(getattr(settings, "PANEL_SSH_CONNECT_TRIES", 3)))
-    backoff = _settings_float("PANEL_SSH_RETRY_BACKOFF", 1.0)
+    tries = max(1, settings.PANEL_SSH_CONNECT_TRIES)
+    backoff = settings.PANEL_SSH_RETRY_BACKOFF
     last: BaseException | None = None
     for attempt in range(1, tries + 1):
         try:
@@ -193,7 +189,7 @@ def _retrying(label: str, address: str, port: int, timeout: float, attempt_fn: A
 def host_key_scan(address: str, port: int, *, label: str = "", timeout: float | None = None
                   ) -> ScannedHostKey:
     """First contact: fetch the host's SSH key without authenticating or trusting it."""
-    timeout = timeout or _settings_float("PANEL_SSH_CONNECT_TIMEOUT", 10)
+    timeout = timeout or settings.PANEL_SSH_CONNECT_TIMEOUT
 
     def attempt() -> ScannedHostKey:
         sock = socket.create_connection((address, port), timeout=timeout)
@@ -222,8 +218,8 @@ class HostConnection:
                  command_timeout: float | None = None) -> None:
         self.target = target
         self.ctx = ctx
-        self.connect_timeout = connect_timeout or _settings_float("PANEL_SSH_CONNECT_TIMEOUT", 10)
-        self.command_timeout = command_timeout or _settings_float("PANEL_SSH_COMMAND_TIMEOUT", 600)
+        self.connect_timeout = connect_timeout or settings.PANEL_SSH_CONNECT_TIMEOUT
+        self.command_timeout = command_timeout or settings.PANEL_SSH_COMMAND_TIMEOUT
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._docker: Any = None
