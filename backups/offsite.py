@@ -19,10 +19,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import boto3
+from boto3.exceptions import Boto3Error
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
 from backups.models import Backup, BackupStatus
+from backups.store import DUMP_FILE, store_of
+from panel.notices import notify, notify_resolved
 from panel.operations import OperationContext
 from provisioning.hosts import host_connection
 from provisioning.models import AtlassianInstance
@@ -32,38 +39,43 @@ log = logging.getLogger(__name__)
 
 SSE = {"ServerSideEncryption": "AES256"}
 LIFECYCLE_RULE_ID = "panel-backups-backstop"
-
-
-def _setting(name: str, default: Any = None) -> Any:
-    return getattr(settings, name, default)
+# What object storage raises: the service's answers (ClientError), the client's own failures
+# (no endpoint, no credentials: BotoCoreError) and boto3's transfer errors (Boto3Error).
+STORAGE_ERRORS = (BotoCoreError, ClientError, Boto3Error)
+# The notice staff get when aged-out copies stay in the bucket (declared by the backups app,
+# as backups.services.BACKUP_FAILED).
+PRUNE_FAILED_EVENT = "backup.failed"
 
 
 def offsite_configured() -> bool:
-    return bool(_setting("PANEL_BACKUP_S3_BUCKET"))
+    """Whether off-site copies have somewhere to go (a bucket is configured)."""
+    return bool(settings.PANEL_BACKUP_S3_BUCKET)
 
 
 def offsite_client() -> Any:
-    import boto3
-    from botocore.config import Config
-
+    """An S3 client for the configured endpoint, with boto's standard retries."""
     return boto3.client(
         "s3",
-        endpoint_url=_setting("PANEL_BACKUP_S3_ENDPOINT_URL") or None,
-        region_name=_setting("PANEL_BACKUP_S3_REGION", "us-east-1"),
-        aws_access_key_id=_setting("PANEL_BACKUP_S3_ACCESS_KEY_ID") or None,
-        aws_secret_access_key=_setting("PANEL_BACKUP_S3_SECRET_ACCESS_KEY") or None,
+        endpoint_url=settings.PANEL_BACKUP_S3_ENDPOINT_URL or None,
+        region_name=settings.PANEL_BACKUP_S3_REGION,
+        aws_access_key_id=settings.PANEL_BACKUP_S3_ACCESS_KEY_ID or None,
+        aws_secret_access_key=settings.PANEL_BACKUP_S3_SECRET_ACCESS_KEY or None,
         config=Config(retries={"max_attempts": 5, "mode": "standard"}),
     )
 
 
+def _base_prefix() -> str:
+    return str(settings.PANEL_BACKUP_S3_PREFIX).strip("/")
+
+
 def instance_prefix(instance: AtlassianInstance) -> str:
-    base = str(_setting("PANEL_BACKUP_S3_PREFIX", "panel-backups")).strip("/")
-    return f"{base}/{instance.tenant.slug}/{instance.name}/"
+    """Where the copies of ``instance``'s points live in the bucket."""
+    return f"{_base_prefix()}/{instance.tenant.slug}/{instance.name}/"
 
 
 def _ensure_lifecycle(client: Any, bucket: str) -> None:
-    days = int(_setting("PANEL_BACKUP_S3_MAX_AGE_DAYS", 400))
-    base = str(_setting("PANEL_BACKUP_S3_PREFIX", "panel-backups")).strip("/")
+    days = int(settings.PANEL_BACKUP_S3_MAX_AGE_DAYS)
+    base = _base_prefix()
     client.put_bucket_lifecycle_configuration(
         Bucket=bucket,
         LifecycleConfiguration={
@@ -83,8 +95,6 @@ def _ensure_lifecycle(client: Any, bucket: str) -> None:
 def offsite_copy(ctx: OperationContext, backup: Backup) -> None:
     """Upload one committed point (archive + dump), encrypted at rest. A failure is recorded
     on the point and logged as a warning: the local point is good either way."""
-    from backups.engine import DUMP_FILE, store_of
-
     if not offsite_configured():
         ctx.step(
             "Off-site copy is enabled for this instance but no bucket is configured "
@@ -98,7 +108,7 @@ def offsite_copy(ctx: OperationContext, backup: Backup) -> None:
     )
     store = store_of(backup)
     point_dir = store.point(backup.point_name)
-    bucket = _setting("PANEL_BACKUP_S3_BUCKET")
+    bucket = settings.PANEL_BACKUP_S3_BUCKET
     prefix = f"{instance_prefix(backup.instance)}{backup.point_name}/"
     archive = f"{store.area}/offsite-{backup.point_name}.tar"
     try:
@@ -149,7 +159,15 @@ def offsite_copy(ctx: OperationContext, backup: Backup) -> None:
                     )
             finally:
                 bconn.run(["rm", "-f", f"{archive}.{ext}"], record=False)
-    except (RemoteError, OSError, Exception) as exc:  # noqa: BLE001 - boto and SSH errors alike
+    except (RemoteError, OSError, *STORAGE_ERRORS) as exc:
+        ctx.step(f"Off-site copy failed: {exc}", level="warning")
+        Backup.objects.filter(pk=backup.pk).update(offsite_status="failed")
+        return
+    except Exception as exc:  # noqa: BLE001 - the SFTP stream raises paramiko's own errors
+        # (SSHException when the channel drops), which the remote layer does not wrap. The
+        # point is committed and good either way, so the copy is marked failed, not the
+        # backup; the traceback is logged so that a bug in this code still shows.
+        log.exception("off-site copy of %s failed", backup.point_name)
         ctx.step(f"Off-site copy failed: {exc}", level="warning")
         Backup.objects.filter(pk=backup.pk).update(offsite_status="failed")
         return
@@ -160,7 +178,7 @@ def offsite_prune(
     ctx: OperationContext | None, *, instance: AtlassianInstance, keep: list[str]
 ) -> list[str]:
     """Delete the objects of points that retention no longer keeps; returns their names."""
-    bucket = _setting("PANEL_BACKUP_S3_BUCKET")
+    bucket = settings.PANEL_BACKUP_S3_BUCKET
     client = offsite_client()
     prefix = instance_prefix(instance)
     doomed: dict[str, list[str]] = {}
@@ -184,3 +202,36 @@ def offsite_prune(
             ctx.step(f"Off-site: deleted the copies of {len(doomed)} aged-out point(s)")
     log.info("off-site prune of %s at %s: %s", instance.name, timezone.now(), sorted(doomed))
     return sorted(doomed)
+
+
+def offsite_follow_retention(
+    ctx: OperationContext | None, *, instance: AtlassianInstance, keep: list[str]
+) -> None:
+    """Delete the off-site copies of the points retention just aged out (``keep``: the points
+    still kept). The local retention stands either way; when the bucket cannot be pruned, the
+    copies stay there past the retention the tenant was promised, so staff are told (once,
+    until a prune succeeds) and the next prune tries again. Errors that are not the storage's
+    propagate to the runner."""
+    dedupe_key = f"offsite-prune:{instance.pk}"
+    try:
+        offsite_prune(ctx, instance=instance, keep=keep)
+    except STORAGE_ERRORS as exc:
+        log.error("off-site prune of %s failed: %s", instance.name, exc)
+        if ctx is not None:
+            ctx.step(f"Off-site: could not delete aged-out copies yet: {exc}", level="warning")
+        notify(
+            event=PRUNE_FAILED_EVENT,
+            tenant=None,
+            obj=instance,
+            dedupe_key=dedupe_key,
+            subject=f"Aged-out off-site copies of {instance.name} could not be deleted",
+            body=(
+                f"Retention aged points of {instance.name} out on its backup host, but their "
+                f"copies in s3://{settings.PANEL_BACKUP_S3_BUCKET}/{instance_prefix(instance)} "
+                f"could not be deleted: {exc}\n\nThey stay in the bucket until a later backup "
+                "prunes it again (or its lifecycle rule expires them)."
+            ),
+            url=reverse("backups:instance_backups", args=[instance.pk]),
+        )
+        return
+    notify_resolved(event=PRUNE_FAILED_EVENT, tenant=None, dedupe_key=dedupe_key)

@@ -1,4 +1,5 @@
-"""Backup policy defaults from a service tier, and when the next scheduled backup is due."""
+"""Backup policies: an instance's policy (made from its service tier's defaults the first time
+it is needed), its retention rule, and when the next scheduled backup is due."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import zlib
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
 from backups.models import BackupMode, BackupPolicy
 from backups.retention import Retention
+from provisioning.models import AtlassianInstance
 from tenants.tiers import objectives_for
 
 DAY_MINUTES = 24 * 60
@@ -41,7 +46,23 @@ def policy_defaults(tier: str) -> dict[str, Any]:
     }
 
 
+def policy_for(instance: AtlassianInstance) -> BackupPolicy:
+    """The instance's policy, made from its tier's defaults the first time it is needed."""
+    policy = BackupPolicy.objects.filter(instance=instance).first()
+    if policy is not None:
+        return policy
+    policy = BackupPolicy(instance=instance, **policy_defaults(instance.tier))
+    policy.next_run_at = next_run_after(policy, timezone.now())
+    try:
+        with transaction.atomic():
+            policy.save()
+    except IntegrityError:  # made concurrently
+        return BackupPolicy.objects.get(instance=instance)
+    return policy
+
+
 def policy_retention(policy: BackupPolicy) -> Retention:
+    """The retention rule of ``policy`` (its ``keep_*`` fields)."""
     return Retention(
         hourly=policy.keep_hourly,
         daily=policy.keep_daily,

@@ -18,27 +18,20 @@ reaper ended the operation) stops a roll-back, since the target may be another o
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
+from django.conf import settings
 from django.utils import timezone
 
-from backups.engine import (
-    DUMP_FILE,
-    RESTORE_DUMP_FILE,
-    PointStore,
-    compose_argv,
-    db_wait_ready,
-    manifest_check,
-    rsync_base,
-    rsync_remote,
-    rsync_run,
-    running_services,
-    store_of,
-)
+from backups.dump import RESTORE_DUMP_FILE, compose_argv, db_wait_ready, running_services
 from backups.models import Backup, BackupKind, BackupMode
+from backups.store import DUMP_FILE, PointStore, store_of
+from backups.take import backup_take
+from backups.transfer import manifest_check, rsync_base, rsync_remote, rsync_run
 from panel.operations import (
     OperationCancelled,
     OperationContext,
@@ -368,8 +361,6 @@ def restore_in_place(
     safety_backup: bool = True,
 ) -> Outcome:
     """Restore ``backup`` over ``instance`` (the caller holds its lock and set RESTORING)."""
-    from backups.engine import backup_take
-
     started = time.monotonic()
     db = instance.db_name
     staged = f"{db}_restore"
@@ -741,11 +732,7 @@ def scratch_instance(
     source: AtlassianInstance, backup: Backup, host: Host, name: str
 ) -> AtlassianInstance:
     """An unsaved instance describing a drill's scratch copy (never listed anywhere)."""
-    import secrets
-
-    from django.conf import settings
-
-    domain = getattr(settings, "PANEL_BACKUP_DRILL_DOMAIN", "drills.panel.invalid")
+    domain = settings.PANEL_BACKUP_DRILL_DOMAIN
     return AtlassianInstance(
         tenant=source.tenant,
         name=name,
@@ -762,5 +749,5 @@ def scratch_instance(
         db_password=secrets.token_urlsafe(24),
         # Not the source's extra environment: a monitoring agent configured there would report
         # the scratch copy as the customer's production instance.
-        extra_env=dict(getattr(settings, "PANEL_BACKUP_DRILL_EXTRA_ENV", {}) or {}),
+        extra_env=dict(settings.PANEL_BACKUP_DRILL_EXTRA_ENV or {}),
     )
