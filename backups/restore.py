@@ -367,32 +367,9 @@ def restore_in_place(
     previous = f"{db}_pre_restore"
     for name in (db, staged, previous):
         _ident(name)
-    try:
-        point_verify(ctx, backup)
-        ctx.progress(1, 8)
-        safety = None
-        if safety_backup:
-            ctx.step("Taking a safety backup of the current state first")
-            safety = backup_take(ctx, instance, kind=BackupKind.SAFETY, mode=BackupMode.HOT)
-            if on_safety is not None:
-                on_safety(safety)
-        else:
-            ctx.step(
-                "No safety backup (skipped on request): if the restore fails, only the "
-                "previous database can be put back",
-                level="warning",
-            )
-        source = source_prepare(ctx, backup, instance)
-    except OperationFenced:
-        raise
-    except OperationCancelled as exc:
-        raise RestoreCancelled(
-            f"Restore cancelled on request before it started; nothing was changed on "
-            f"{instance.name}.",
-            changed=False,
-        ) from exc
-    except (OperationFailed, RemoteError) as exc:
-        raise RestoreRefused(f"{exc} Nothing was changed on {instance.name}.") from exc
+    safety, source = _in_place_prepare(
+        ctx, instance, backup, on_safety=on_safety, safety_backup=safety_backup
+    )
     ctx.progress(2)
     swapped = False
     home_touched = False
@@ -485,6 +462,46 @@ def restore_in_place(
         ctx.progress(7)
         _healthy, state, _ = instance_probe(conn, instance)
     return Outcome(seconds=time.monotonic() - started, health=state or "unknown")
+
+
+def _in_place_prepare(
+    ctx: OperationContext,
+    instance: AtlassianInstance,
+    backup: Backup,
+    *,
+    on_safety: Any,
+    safety_backup: bool,
+) -> tuple[Backup | None, Source]:
+    """Everything before an in-place restore touches the instance: check the point, take the
+    safety backup, make the point readable from the instance's host. Returns (safety backup,
+    source); a refusal or a cancel here says that nothing was changed."""
+    try:
+        point_verify(ctx, backup)
+        ctx.progress(1, 8)
+        safety = None
+        if safety_backup:
+            ctx.step("Taking a safety backup of the current state first")
+            safety = backup_take(ctx, instance, kind=BackupKind.SAFETY, mode=BackupMode.HOT)
+            if on_safety is not None:
+                on_safety(safety)
+        else:
+            ctx.step(
+                "No safety backup (skipped on request): if the restore fails, only the "
+                "previous database can be put back",
+                level="warning",
+            )
+        source = source_prepare(ctx, backup, instance)
+    except OperationFenced:
+        raise
+    except OperationCancelled as exc:
+        raise RestoreCancelled(
+            f"Restore cancelled on request before it started; nothing was changed on "
+            f"{instance.name}.",
+            changed=False,
+        ) from exc
+    except (OperationFailed, RemoteError) as exc:
+        raise RestoreRefused(f"{exc} Nothing was changed on {instance.name}.") from exc
+    return safety, source
 
 
 def _terminate_sql(*databases: str) -> str:
