@@ -53,7 +53,9 @@ def _deliver(notice: Notice) -> Any:
     sinks = registry["notification_sinks"]
     if not sinks:
         # Only when the notifications app is not installed (some test settings): say so.
-        log.warning("no notification sink registered; %s %s not told", notice.event, notice.dedupe_key)
+        log.warning(
+            "no notification sink registered; %s %s not told", notice.event, notice.dedupe_key
+        )
     answer = None
     for sink in sinks:
         result = sink(notice)
