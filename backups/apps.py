@@ -1,7 +1,37 @@
+"""The backups app: policies, backup points, restores and drills."""
+
 from django.apps import AppConfig
+
+# (name, task, seconds). A small, stable set: the dispatcher decides which instance is due, so
+# adding an instance or changing a policy never changes the beat schedule.
+PERIODIC_JOBS = (
+    ("backups-dispatch", "backups.tasks.backups_dispatch", 60.0),
+    ("backups-drills", "backups.tasks.drills_dispatch", 900.0),
+    ("backups-rpo-check", "backups.tasks.rpo_check", 300.0),
+    ("backups-purge-deleted", "backups.tasks.backups_purge_deleted", 3600.0),
+    ("backups-catalogue-refresh", "backups.tasks.catalogue_refresh", 6 * 3600.0),
+)
 
 
 class BackupsConfig(AppConfig):
     """Backup policies, retained backup points, restores and drills."""
 
     name = "backups"
+
+    def ready(self) -> None:
+        from backups import operations, services
+        from panel.registry import (
+            hook_register,
+            notification_event_register,
+            panel_register,
+            periodic_job_register,
+        )
+
+        # A backup before every upgrade (the upgrade fails if it cannot be taken).
+        hook_register("instance_hooks", "pre_upgrade", operations.backup_before_upgrade)
+        panel_register("dashboard_panels", "backups/_dashboard_backups.html")
+        panel_register("instance_panels", "backups/_instance_backups.html")
+        for name, task, seconds in PERIODIC_JOBS:
+            periodic_job_register(name, task=task, seconds=seconds)
+        for key, label, platform in services.NOTIFICATION_EVENTS:
+            notification_event_register(key, label=label, platform=platform)

@@ -15,6 +15,14 @@ from panel.scoping import scoped_manager
 from provisioning.models import AtlassianInstance, Host, Operation
 
 
+class BackupOperationKind(models.TextChoices):
+    """The backups app's operation kinds (registered with these labels by backups.operations)."""
+
+    BACKUP_CREATE = "backup.create", "Backup"
+    BACKUP_RESTORE = "backup.restore", "Restore"
+    BACKUP_DRILL = "backup.drill", "Restore drill"
+
+
 class BackupMode(models.TextChoices):
     HOT = "hot", "Hot (no downtime)"
     COLD = "cold", "Cold (stops the application)"

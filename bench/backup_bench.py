@@ -125,8 +125,8 @@ class Bench:
         import panel.operations
 
         panel.operations.operation_enqueue = lambda op_id: None
-        provisioning_operations.PUBLISH_HOOKS[:] = []
-        provisioning_operations.UNPUBLISH_HOOKS[:] = []
+        registry["instance_hooks"]["publish"][:] = []
+        registry["instance_hooks"]["unpublish"][:] = []
         state = json.loads((REPO / ".lab" / "state.json").read_text())
         self.state = state
         specs = {h["name"]: h for h in state["hosts"]}

@@ -20,6 +20,16 @@ from panel.scoping import scoped_manager
 from provisioning import validators as v
 
 
+class CertificateOperationKind(models.TextChoices):
+    """The certificates app's operation kinds: DNS, certificates, the reverse proxy
+    (registered with these labels by certificates.operations)."""
+
+    DNS_UPDATE = "dns.update", "DNS change"
+    CERTIFICATE_ISSUE = "certificate.issue", "Certificate issue"
+    CERTIFICATE_RENEW = "certificate.renew", "Certificate renew"
+    PROXY_DEPLOY = "proxy.deploy", "Proxy config deploy"
+
+
 class DnsProviderAccount(models.Model):
     """Credentials for one DNS provider (Route53 account or an RFC 2136 server with TSIG)."""
 

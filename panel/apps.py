@@ -1,3 +1,5 @@
+"""The panel app: shared infrastructure, the registry and the operation runner."""
+
 from django.apps import AppConfig
 
 
@@ -10,4 +12,6 @@ class PanelConfig(AppConfig):
     def ready(self) -> None:
         from panel import operations
 
-        operations.load_operation_modules()
+        # Each app imports its own operations module from its ready(); these are extra handler
+        # modules named in settings (tests' diagnostic kind). They need no models.
+        operations.operation_modules_load()

@@ -1,12 +1,17 @@
 """The operation runner: how long or remote work is requested, claimed, logged and ended.
 
-A service calls :func:`operation_start`; it creates the :class:`~provisioning.models.Operation`
-row (the database refuses a second active one on the same target) and enqueues the Celery task
-after commit. The task calls :func:`operation_execute`, which claims the row with a conditional
-UPDATE (a duplicate delivery finds nothing to claim), runs the registered handler with an
+A service calls :func:`operation_start`; it creates the Operation row (the database refuses a
+second active one on the same target) and enqueues the Celery task after commit. The task
+calls :func:`operation_execute`, which claims the row with a conditional UPDATE (a duplicate
+delivery finds nothing to claim), runs the registered handler with an
 :class:`OperationContext`, and always ends the row in a terminal state with a readable reason.
 :func:`operations_reap` ends operations whose worker died; :func:`operations_requeue_pending`
 re-enqueues pending ones whose message was lost.
+
+This module is part of ``panel`` (the bottom layer) and imports no domain app: the app that
+owns the Operation model binds it at start-up with :func:`operation_bind` (its model, its step
+model, its status constants and how to enqueue the task), and every app registers its kinds
+with :func:`operation_handler`. Both live in :data:`panel.registry.registry`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connections, transaction
@@ -31,6 +36,7 @@ from django.utils import timezone
 from panel.access import Access
 from panel.audit import audit_record
 from panel.idempotency import idempotency_fingerprint, idempotency_scope, operation_replayed
+from panel.registry import registry
 from panel.sanitize import sanitize, sanitize_data, secrets_pop, secrets_push
 
 log = logging.getLogger(__name__)
@@ -66,10 +72,12 @@ class OperationConflict(Exception):
 
 @dataclass(frozen=True)
 class OperationKindSpec:
-    """A registered operation kind: its handler and what to do when it ends badly."""
+    """A registered operation kind: its handler, its label and what to do when it ends badly."""
 
     kind: str
     handler: Callable[[OperationContext], dict | None]
+    # How a person reads the kind ("Instance create"), in lists, badges and the API.
+    label: str = ""
     # Called with (operation, reason) after a failure, cancellation or reaping, to leave the
     # target in a clear state (e.g. instance -> failed). Must be idempotent.
     on_abort: Callable[[Any, str], None] | None = None
@@ -78,54 +86,109 @@ class OperationKindSpec:
     staff_cancel: bool = False
 
 
-_REGISTRY: dict[str, OperationKindSpec] = {}
+def _kinds() -> dict[str, OperationKindSpec]:
+    return registry["operation_kinds"]
+
+
+def _kind_words(kind: str) -> str:
+    return kind.replace(".", " ").replace("_", " ").capitalize()
 
 
 def operation_handler(
     kind: str,
     *,
+    label: str = "",
     on_abort: Callable[[Any, str], None] | None = None,
     staff_cancel: bool = False,
 ) -> Callable[[Callable], Callable]:
-    """Register the handler that carries out operations of ``kind``."""
+    """Register the handler that carries out operations of ``kind``.
+
+    ``label`` defaults to the label of a ``TextChoices`` member passed as ``kind``, else to the
+    kind's words ("diagnostic" -> "Diagnostic").
+    """
+    key = str(kind)
+    words = label or getattr(kind, "label", "") or _kind_words(key)
 
     def decorator(func: Callable) -> Callable:
-        _REGISTRY[kind] = OperationKindSpec(
-            kind=kind, handler=func, on_abort=on_abort, staff_cancel=staff_cancel
+        _kinds()[key] = OperationKindSpec(
+            kind=key, handler=func, label=str(words), on_abort=on_abort, staff_cancel=staff_cancel
         )
         return func
 
     return decorator
 
 
-def load_operation_modules() -> None:
-    """Import every app's ``operations`` module (and extra ones from settings) to register."""
-    for name in ("provisioning", "backups", "certificates"):
-        try:
-            importlib.import_module(f"{name}.operations")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{name}.operations":
-                raise
+def operation_modules_load() -> None:
+    """Import the extra handler modules named in ``PANEL_OPERATION_MODULES`` (tests' diagnostic
+    kinds); each app imports its own ``operations`` module from its ``ready()``."""
     for module in settings.PANEL_OPERATION_MODULES:
         importlib.import_module(module)
 
 
 def registered_kinds() -> set[str]:
-    return set(_REGISTRY)
+    return set(_kinds())
 
 
-# --- requesting ---------------------------------------------------------------------------
+def operation_kind_label(kind: str) -> str:
+    """How a person reads an operation kind: its registered label, else its words."""
+    spec = _kinds().get(kind)
+    return spec.label if spec is not None else _kind_words(str(kind))
 
 
-def _model():
-    from provisioning.models import Operation
+# --- binding ------------------------------------------------------------------------------
 
-    return Operation
+
+class OperationStatuses(Protocol):
+    """The status constants the runner needs from the bound model's app."""
+
+    PENDING: str
+    RUNNING: str
+    SUCCEEDED: str
+    FAILED: str
+    CANCELLED: str
+    # The states that hold a target (pending and running).
+    ACTIVE: tuple[str, ...]
+
+
+def operation_bind(
+    *,
+    model: type[Any],
+    step_model: type[Any],
+    status: OperationStatuses,
+    enqueue: Callable[[str], None],
+) -> None:
+    """Give the runner its Operation model, its step model, their status constants and the
+    function that sends an operation's task to the broker (called by the owning app's
+    ``ready()``; ``panel`` never imports it)."""
+    registry["operation_runtime"].update(
+        model=model, step_model=step_model, status=status, enqueue=enqueue
+    )
+
+
+def _bound(name: str) -> Any:
+    try:
+        return registry["operation_runtime"][name]
+    except KeyError:
+        raise RuntimeError(
+            "the operation runner is not bound: the app owning the Operation model calls "
+            "panel.operations.operation_bind() from its ready()"
+        ) from None
 
 
 def operation_model() -> Any:
     """The Operation model the runner works on (bound at start-up; see the registry)."""
-    return _model()
+    return _bound("model")
+
+
+def _step_model() -> Any:
+    return _bound("step_model")
+
+
+def _status() -> OperationStatuses:
+    return _bound("status")
+
+
+# --- requesting ---------------------------------------------------------------------------
 
 
 def operation_start(
@@ -146,8 +209,8 @@ def operation_start(
     :class:`~panel.idempotency.IdempotencyConflict` (see :mod:`panel.idempotency`). Raises
     :class:`OperationConflict` if ``lock_key`` is held.
     """
-    Operation = _model()
-    if kind not in _REGISTRY:
+    Operation = operation_model()
+    if kind not in _kinds():
         raise ValueError(f"no handler registered for operation kind {kind!r}")
     user = actor.user if actor is not None and actor.is_authenticated else None
     scope = idempotency_scope(actor)
@@ -181,7 +244,7 @@ def operation_start(
         if existing is not None:
             return existing
         running = (
-            Operation.objects.filter(lock_key=lock_key, status__in=["pending", "running"]).first()
+            Operation.objects.filter(lock_key=lock_key, status__in=_status().ACTIVE).first()
             if lock_key
             else None
         )
@@ -213,11 +276,10 @@ def failure_words(failure: BaseException) -> str:
 
 def operation_enqueue(operation_id: Any) -> None:
     """Send the operation's task to the broker (safe to call more than once)."""
-    from provisioning.tasks import operation_run
-
-    _model().objects.filter(id=operation_id).update(enqueued_at=timezone.now())
+    enqueue = _bound("enqueue")
+    operation_model().objects.filter(id=operation_id).update(enqueued_at=timezone.now())
     try:
-        operation_run.delay(str(operation_id))
+        enqueue(str(operation_id))
     except Exception as exc:  # noqa: BLE001 - the sweeper re-enqueues; the request must not fail
         log.warning("could not enqueue operation %s (sweeper will retry): %s", operation_id, exc)
 
@@ -233,7 +295,7 @@ def operation_cancel_allowed(access: Access, operation: Any) -> bool:
         return False
     if operation.tenant_id is None:
         return access.is_platform_admin
-    spec = _REGISTRY.get(operation.kind)
+    spec = _kinds().get(operation.kind)
     if spec is not None and spec.staff_cancel:
         return access.is_staff_role
     return access.administers_tenant(operation.tenant_id)
@@ -249,17 +311,20 @@ def operation_cancel(operation: Any, *, actor: Access | None) -> Any:
 
     if actor is not None and not operation_cancel_allowed(actor, operation):
         raise PermissionDenied("You may not cancel this operation.")
-    Operation = _model()
+    Operation = operation_model()
+    status = _status()
     now = timezone.now()
-    if Operation.objects.filter(id=operation.id, status="pending").update(
-        status="cancelled",
+    if Operation.objects.filter(id=operation.id, status=status.PENDING).update(
+        status=status.CANCELLED,
         cancel_requested=True,
         finished_at=now,
         error="Cancelled before it started.",
     ):
         _abort_hooks(Operation.objects.get(id=operation.id), "Cancelled before it started.")
     else:
-        Operation.objects.filter(id=operation.id, status="running").update(cancel_requested=True)
+        Operation.objects.filter(id=operation.id, status=status.RUNNING).update(
+            cancel_requested=True
+        )
     operation.refresh_from_db()
     audit_record(actor=actor, action="operation.cancel", target=operation, tenant=operation.tenant)
     return operation
@@ -303,13 +368,11 @@ class OperationContext:
         output: str = "",
     ) -> None:
         """Save one log line now, on its own connection, so it survives a rollback."""
-        from provisioning.models import OperationStep
-
         limit = settings.PANEL_OPERATION_OUTPUT_LIMIT
         output = self.clean(output)
         if len(output) > limit:
             output = output[: limit // 2] + "\n… [truncated] …\n" + output[-limit // 2 :]
-        OperationStep.objects.using(_log_alias()).create(
+        _step_model().objects.using(_log_alias()).create(
             operation_id=self.operation.id,
             level=level,
             message=self.clean(message)[:4000],
@@ -329,9 +392,9 @@ class OperationContext:
     # --- cancelling and fencing -------------------------------------------------------------
 
     def _owned_rows(self) -> Any:
-        rows = _model().objects.filter(id=self.operation.id)
+        rows = operation_model().objects.filter(id=self.operation.id)
         if self.fence_token:
-            rows = rows.filter(status="running", fence_token=self.fence_token)
+            rows = rows.filter(status=_status().RUNNING, fence_token=self.fence_token)
         return rows
 
     def _fenced(self) -> None:
@@ -425,9 +488,9 @@ class _Heartbeat(threading.Thread):
         # see at all (an operation claimed inside a transaction not yet committed, as the
         # in-process test suite runs them) is no reason to stop its handler.
         return not (
-            _model()
+            operation_model()
             .objects.filter(id=self.ctx.operation.id)
-            .exclude(status="running", fence_token=self.ctx.fence_token)
+            .exclude(status=_status().RUNNING, fence_token=self.ctx.fence_token)
             .exists()
         )
 
@@ -460,13 +523,14 @@ class _Heartbeat(threading.Thread):
 
 def operation_execute(operation_id: Any) -> str:
     """Claim and run one operation; returns its terminal status (or 'skipped')."""
-    Operation = _model()
+    Operation = operation_model()
+    S = _status()  # noqa: N806 - the bound status constants, read like an enum
     now = timezone.now()
     fence_token = secrets.token_hex(16)
     claimed = Operation.objects.filter(
-        id=operation_id, status="pending", cancel_requested=False
+        id=operation_id, status=S.PENDING, cancel_requested=False
     ).update(
-        status="running",
+        status=S.RUNNING,
         started_at=now,
         heartbeat_at=now,
         worker=f"{socket.gethostname()}:{threading.get_native_id()}",
@@ -477,24 +541,26 @@ def operation_execute(operation_id: Any) -> str:
         log.info("operation %s not claimable (already taken, finished or cancelled)", operation_id)
         return "skipped"
     op = Operation.objects.select_related("instance", "host", "tenant").get(id=operation_id)
-    spec = _REGISTRY.get(op.kind)
+    spec = _kinds().get(op.kind)
     ctx = OperationContext(op)
     interval = max(1.0, settings.PANEL_OPERATION_HEARTBEAT_TIMEOUT.total_seconds() / 4)
     heartbeat = _Heartbeat(ctx, interval)
     heartbeat.start()
     token = secrets_push(())
-    status, error, result = "failed", "", {}
+    # "fenced" is no status of the row: the handler lost its lease and must change nothing.
+    fenced = False
+    status, error, result = S.FAILED, "", {}
     try:
         if spec is None:
             raise OperationFailed(f"This panel has no handler for operations of kind {op.kind!r}.")
         result = spec.handler(ctx) or {}
-        status = "succeeded"
+        status = S.SUCCEEDED
     except OperationFenced as exc:
-        status, error = "fenced", str(exc)
+        fenced, error = True, str(exc)
     except OperationCancelled as exc:
-        status, error = "cancelled", str(exc)
+        status, error = S.CANCELLED, str(exc)
     except OperationFailed as exc:
-        status, error = "failed", str(exc)
+        status, error = S.FAILED, str(exc)
     except Exception as exc:  # noqa: BLE001 - every failure must end the operation readably
         from celery.exceptions import SoftTimeLimitExceeded
 
@@ -511,41 +577,45 @@ def operation_execute(operation_id: Any) -> str:
         heartbeat.stopped.set()
         secrets_pop(token)
     error = ctx.clean(error)
-    if status == "fenced":
+    if fenced:
         # The reaper (or a new claim) owns the row now: log what happened, change nothing.
         ctx.step(error, level="warning")
         heartbeat.join(timeout=5)
         return "reaped"
-    if status != "succeeded":
-        ctx.step(error or status, level="error" if status == "failed" else "warning")
-    ended = Operation.objects.filter(id=op.id, status="running", fence_token=fence_token).update(
+    if status != S.SUCCEEDED:
+        ctx.step(error or status, level="error" if status == S.FAILED else "warning")
+    ended = Operation.objects.filter(id=op.id, status=S.RUNNING, fence_token=fence_token).update(
         status=status,
         error=error,
         result=sanitize_data(result),
         finished_at=timezone.now(),
-        **({"progress_current": F("progress_total")} if status == "succeeded" else {}),
+        **({"progress_current": F("progress_total")} if status == S.SUCCEEDED else {}),
     )
     heartbeat.join(timeout=5)
-    if ended and status != "succeeded":
+    if not ended:
+        return "reaped"
+    event = {S.FAILED: "failed", S.SUCCEEDED: "succeeded"}.get(status)
+    if status != S.SUCCEEDED or registry["operation_listeners"]["succeeded"]:
         op.refresh_from_db()
+    if status != S.SUCCEEDED:
         _abort_hooks(op, error)
-        if status == "failed":
-            _notify_failed(op)
-    return status if ended else "reaped"
+    if event is not None:
+        _listeners_call(event, op)
+    return status
 
 
-def _notify_failed(operation: Any) -> None:
-    """Tell the tenant (or staff) that an operation failed (deduplicated by the notifier)."""
-    try:
-        from tenants.notifications import notify_operation_failed
-
-        notify_operation_failed(operation)
-    except Exception:  # noqa: BLE001 - a notification problem must not change the outcome
-        log.exception("could not notify about failed operation %s", operation.id)
+def _listeners_call(event: str, operation: Any) -> None:
+    """Call every listener registered for ``event`` (e.g. the notifier for "failed"); one that
+    raises is logged and the others still run: the operation's outcome is already written."""
+    for listener in list(registry["operation_listeners"][event]):
+        try:
+            listener(operation)
+        except Exception:  # noqa: BLE001 - a listener's problem must not change the outcome
+            log.exception("%s listener %r of operation %s failed", event, listener, operation.id)
 
 
 def _abort_hooks(operation: Any, reason: str) -> None:
-    spec = _REGISTRY.get(operation.kind)
+    spec = _kinds().get(operation.kind)
     if spec is None or spec.on_abort is None:
         return
     try:
@@ -559,11 +629,12 @@ def _abort_hooks(operation: Any, reason: str) -> None:
 
 def operations_reap(now: Any = None) -> list[str]:
     """End running operations whose worker stopped sending heartbeats; release their targets."""
-    Operation = _model()
+    Operation = operation_model()
+    S = _status()  # noqa: N806 - the bound status constants, read like an enum
     now = now or timezone.now()
     deadline = now - settings.PANEL_OPERATION_HEARTBEAT_TIMEOUT
     reaped = []
-    for op in Operation.objects.filter(status="running", heartbeat_at__lt=deadline):
+    for op in Operation.objects.filter(status=S.RUNNING, heartbeat_at__lt=deadline):
         reason = (
             "The worker running this operation stopped responding (last heartbeat "
             f"{op.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); it was ended so the target is free again."
@@ -571,29 +642,30 @@ def operations_reap(now: Any = None) -> list[str]:
         )
         # Clearing the lease fences the old handler: its next command, progress or transition
         # finds the lease gone and stops.
-        if Operation.objects.filter(id=op.id, status="running", heartbeat_at__lt=deadline).update(
-            status="failed", error=reason, finished_at=now, fence_token=""
+        if Operation.objects.filter(id=op.id, status=S.RUNNING, heartbeat_at__lt=deadline).update(
+            status=S.FAILED, error=reason, finished_at=now, fence_token=""
         ):
             OperationContext(op).step(reason, level="error")
             op.refresh_from_db()
             _abort_hooks(op, reason)
-            _notify_failed(op)
+            _listeners_call("failed", op)
             reaped.append(str(op.id))
     return reaped
 
 
 def operations_requeue_pending(now: Any = None) -> list[str]:
     """Enqueue again pending operations whose message seems lost (the claim stays safe)."""
-    Operation = _model()
+    Operation = operation_model()
+    pending = _status().PENDING
     now = now or timezone.now()
     cutoff = now - settings.PANEL_OPERATION_REQUEUE_AFTER
     ids = list(
-        Operation.objects.filter(status="pending", cancel_requested=False, created_at__lt=cutoff)
+        Operation.objects.filter(status=pending, cancel_requested=False, created_at__lt=cutoff)
         .filter(enqueued_at__lt=cutoff)
         .values_list("id", flat=True)[:500]
     ) + list(
         Operation.objects.filter(
-            status="pending", enqueued_at__isnull=True, created_at__lt=cutoff
+            status=pending, enqueued_at__isnull=True, created_at__lt=cutoff
         ).values_list("id", flat=True)[:500]
     )
     for op_id in ids:
@@ -618,10 +690,13 @@ __all__ = [
     "OperationFailed",
     "OperationFenced",
     "operation_cancel",
+    "operation_bind",
     "operation_cancel_allowed",
     "operation_enqueue",
     "operation_execute",
     "operation_handler",
+    "operation_kind_label",
+    "operation_model",
     "operation_start",
     "operations_reap",
     "operations_requeue_pending",

@@ -12,8 +12,12 @@ Where a new thing goes (also in the README's "Layout" section):
 - a periodic job: ``periodic_job_register(name, task=..., seconds=...)`` in ``ready()``;
 - a notification event or scanner: ``notification_event_register`` / ``registry
   ["notification_scans"]`` in ``ready()``; the notifications app does the fan-out;
-- a panel on the dashboard or the instance page: a template name appended to
-  ``registry["dashboard_panels"]`` / ``registry["instance_panels"]``.
+- a panel on the dashboard or the instance page: ``panel_register("dashboard_panels" |
+  "instance_panels", template_name)`` in ``ready()``;
+- a hook around an instance's life (after publishing, before an upgrade, on delete):
+  ``hook_register("instance_hooks", moment, func)`` in ``ready()``;
+- something to hear about ended operations: ``hook_register("operation_listeners", "failed",
+  func)``.
 """
 
 from __future__ import annotations
@@ -75,6 +79,9 @@ registry: dict[str, Any] = _Registry(
     # template names rendered on the dashboard / the instance page, in registration order
     dashboard_panels=[],
     instance_panels=[],
+    # key -> callable (access) -> int: extra counts on the dashboard summary (the certificates
+    # app adds "certificates_expiring")
+    summary_counts={},
     # the runner's bound models and enqueue function (see panel.operations.operation_bind)
     operation_runtime={},
 )
@@ -99,11 +106,21 @@ def hook_register(store: str, moment: str, func: Callable[..., Any]) -> None:
         hooks.append(func)
 
 
-def panel_register(store: str, template_name: str) -> None:
-    """Add a page panel (a template name) once."""
+# template name -> its order on its page (the stores themselves stay plain lists of names)
+_panel_orders: dict[str, int] = {}
+
+
+def panel_register(store: str, template_name: str, *, order: int = 50) -> None:
+    """Add a page panel (a template name) once; lower ``order`` renders first, equal orders
+    keep the registration order (the apps' order in ``INSTALLED_APPS``)."""
     panels = registry[store]
-    if template_name not in panels:
-        panels.append(template_name)
+    if template_name in panels:
+        return
+    _panel_orders[template_name] = order
+    index = len(panels)
+    while index > 0 and _panel_orders.get(panels[index - 1], 50) > order:
+        index -= 1
+    panels.insert(index, template_name)
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:

@@ -8,7 +8,7 @@ secret may also be given as ``<NAME>_FILE`` pointing to a file (Docker secrets).
 
 from __future__ import annotations
 
-import importlib
+import json
 import os
 import secrets
 from datetime import timedelta
@@ -350,14 +350,8 @@ CELERY_TASK_DEFAULT_QUEUE = PANEL_CELERY_QUEUE_HOUSEKEEPING
 CELERY_TASK_ROUTES = {
     "provisioning.tasks.operation_run": {"queue": PANEL_CELERY_QUEUE_OPERATIONS},
 }
-CELERY_BEAT_SCHEDULE: dict = {}
-# Each app declares its periodic tasks in <app>/schedule.py (plain data: SCHEDULE = {...}).
-for _app in ("provisioning", "backups", "certificates", "tenants"):
-    try:
-        CELERY_BEAT_SCHEDULE.update(importlib.import_module(f"{_app}.schedule").SCHEDULE)
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"{_app}.schedule":
-            raise
+# The beat schedule is not set here: each app registers its periodic jobs from its ready()
+# (panel.registry.periodic_job_register) and panel/celery.py builds it once Django is set up.
 
 # --- Panel ----------------------------------------------------------------------------------
 # A running operation whose worker has not sent a heartbeat for this long is considered dead.

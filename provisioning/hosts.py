@@ -930,6 +930,3 @@ def host_health_probe_by_id(host_id: Any) -> dict[str, Any] | None:
     except Exception:  # noqa: BLE001 - one broken host must not stop the periodic check
         log.exception("health check of host %s crashed", host_id)
         return None
-
-
-from provisioning import host_tasks  # noqa: E402,F401 - registers the periodic health tasks

@@ -256,6 +256,13 @@ class License(models.Model):
 
 
 class OperationKind(models.TextChoices):
+    """The provisioning app's operation kinds (hosts, instances, licenses).
+
+    Other apps declare theirs (``backups.models.BackupOperationKind``,
+    ``certificates.models.CertificateOperationKind``); every kind is registered with its label
+    in :data:`panel.registry.registry`, which is where labels are read.
+    """
+
     HOST_CONNECT = "host.connect", "Host first contact"
     HOST_PROVISION = "host.provision", "Host provision"
     HOST_HEALTH = "host.health", "Host health check"
@@ -268,17 +275,11 @@ class OperationKind(models.TextChoices):
     INSTANCE_DELETE = "instance.delete", "Instance delete"
     INSTANCE_PURGE = "instance.purge", "Instance purge"
     LICENSE_APPLY = "license.apply", "License apply"
-    BACKUP_CREATE = "backup.create", "Backup"
-    BACKUP_RESTORE = "backup.restore", "Restore"
-    BACKUP_DRILL = "backup.drill", "Restore drill"
-    DNS_UPDATE = "dns.update", "DNS change"
-    CERTIFICATE_ISSUE = "certificate.issue", "Certificate issue"
-    CERTIFICATE_RENEW = "certificate.renew", "Certificate renew"
-    PROXY_DEPLOY = "proxy.deploy", "Proxy config deploy"
-    DIAGNOSTIC = "diagnostic", "Diagnostic"
 
 
 class OperationStatus(models.TextChoices):
+    """Where an operation is; ``OperationStatus.ACTIVE`` are the states that hold a target."""
+
     PENDING = "pending", "Pending"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
@@ -286,7 +287,10 @@ class OperationStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-ACTIVE_STATUSES = (OperationStatus.PENDING, OperationStatus.RUNNING)
+# Not a member (an Enum would make a tuple in the class body a choice): set afterwards, as
+# NetBox's TERMINAL_STATE_CHOICES sits beside its choice set. The runner is bound to it.
+OperationStatus.ACTIVE = (OperationStatus.PENDING, OperationStatus.RUNNING)  # type: ignore[attr-defined]
+ACTIVE_STATUSES = OperationStatus.ACTIVE  # type: ignore[attr-defined]
 
 
 class Operation(models.Model):

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from panel.operations import OperationContext, OperationFailed, operation_handler
+from panel.registry import registry
 from provisioning import rollout
 from provisioning.compose import instance_dir
 from provisioning.models import (
@@ -72,15 +73,17 @@ def _remote(fn: Any) -> Any:
 
 
 def instance_published(ctx: OperationContext, instance: AtlassianInstance) -> None:
-    """Seam for DNS records, certificates and the proxy: each registered hook runs after a
-    successful rollout (the certificates app registers its own)."""
-    for hook in PUBLISH_HOOKS:
+    """Seam for DNS records, certificates and the proxy: each hook registered for "publish"
+    runs after a successful rollout (the certificates app registers its own)."""
+    _hooks_run("publish", ctx, instance)
+
+
+def _hooks_run(moment: str, ctx: OperationContext, instance: AtlassianInstance) -> None:
+    # Hooks other apps registered in registry["instance_hooks"] from their ready(): "publish"
+    # (after a create), "pre_upgrade" (backups takes a backup), "unpublish" (on delete: DNS
+    # records, proxy config). A failing hook fails the operation, as before.
+    for hook in list(registry["instance_hooks"][moment]):
         hook(ctx, instance)
-
-
-PUBLISH_HOOKS: list = []
-PRE_UPGRADE_HOOKS: list = []
-UNPUBLISH_HOOKS: list = []  # run when an instance is deleted (DNS records, proxy config)
 
 
 @operation_handler(OperationKind.INSTANCE_CREATE, on_abort=instance_abort)
@@ -183,8 +186,7 @@ def instance_upgrade_run(ctx: OperationContext) -> dict:
     instance = _instance(ctx)
     version = ctx.operation.params["version"]
     ctx.step(f"Upgrading {instance.name} from {instance.version} to {version}")
-    for hook in PRE_UPGRADE_HOOKS:  # the backups app takes a backup first
-        hook(ctx, instance)
+    _hooks_run("pre_upgrade", ctx, instance)  # the backups app takes a backup first
     # The rollout writes the new version together with the deployed compose hash.
     result = rollout.instance_rollout(ctx, instance, first=False, version=version)
     _transition(instance, InstanceStatus.RUNNING, ctx=ctx)
@@ -208,8 +210,7 @@ def instance_delete_run(ctx: OperationContext) -> dict:
     """Stop and remove containers and networks; keep data and backups for the retention time."""
     instance = _instance(ctx)
     _transition(instance, InstanceStatus.DELETING, ctx=ctx)
-    for hook in UNPUBLISH_HOOKS:
-        hook(ctx, instance)
+    _hooks_run("unpublish", ctx, instance)
     if instance.host is not None:
         with rollout.connect(instance, ctx) as conn:
             if conn.exists(f"{instance_dir(instance)}/compose.yml"):

@@ -11,13 +11,14 @@ from django.utils import timezone
 
 from panel.access import Access
 from panel.customer_view import HostMask
-from panel.idempotency import IdempotencyConflict, operation_replayed
+from panel.registry import registry
 from provisioning.models import (
     AtlassianInstance,
     Host,
     InstanceStatus,
     License,
     Operation,
+    OperationStatus,
     OperationStep,
 )
 from tenants.tiers import ServiceTier
@@ -143,20 +144,13 @@ def dashboard_summary(access: Access) -> dict[str, Any]:
         "instance_count": sum(by_status.values()),
         "by_status": by_status,
         "licenses_expiring": licenses_expiring(access).count(),
-        "certificates_expiring": _certificates_expiring(access),
+        # Counts other apps add (certificates: "certificates_expiring", within 14 days),
+        # registered in registry["summary_counts"] from their ready().
+        **{key: count(access) for key, count in registry["summary_counts"].items()},
         "running_operations": operation_list(access)
-        .filter(status__in=["pending", "running"])
+        .filter(status__in=OperationStatus.ACTIVE)
         .count(),
     }
-
-
-def _certificates_expiring(access: Access) -> int:
-    """Certificates within 14 days of expiry (0 until the certificates app stores any)."""
-    try:
-        from certificates.selectors import certificates_expiring
-    except ImportError:
-        return 0
-    return certificates_expiring(access).count()
 
 
 def instance_search(
@@ -184,19 +178,7 @@ def instance_search(
 
 def operations_active(access: Access) -> QuerySet:
     """Pending and running operations the caller sees, newest first."""
-    return operation_list(access).filter(status__in=["pending", "running"])
-
-
-def operation_by_idempotency_key(access: Access, key: str) -> Operation | None:
-    """The operation this caller already started with ``key`` (a form submitted twice).
-
-    A key used for a different request gives None here: the service then refuses it with
-    :class:`~panel.idempotency.IdempotencyConflict`, which the form shows.
-    """
-    try:
-        return operation_replayed(actor=access, key=key)
-    except IdempotencyConflict:
-        return None
+    return operation_list(access).filter(status__in=OperationStatus.ACTIVE)
 
 
 def tiers_choosable(access: Access | None, tenant: Any) -> list[str]:

@@ -1,4 +1,10 @@
-"""Celery tasks: a thin interface to the operation runner (they take only primary keys)."""
+"""Celery tasks of the provisioning app: a thin interface to the operation runner, the
+monitoring and the managed hosts (they take only primary keys).
+
+Every task of the app lives here, where Celery's autodiscovery finds it. Periodic ones are
+registered with the beat schedule by ``ProvisioningConfig.ready()``. The host tasks keep their
+``provisioning.host_tasks.*`` names, so messages already queued under them still run.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,11 @@ from panel import operations
 def operation_run(operation_id: str) -> str:
     """Claim and run one operation (a duplicate delivery finds nothing to claim)."""
     return operations.operation_execute(operation_id)
+
+
+def operation_run_enqueue(operation_id: str) -> None:
+    """Send one operation's task to the broker (bound as the runner's ``enqueue``)."""
+    operation_run.delay(str(operation_id))
 
 
 @shared_task(name="provisioning.tasks.operations_reap")
@@ -47,3 +58,27 @@ def instances_purge_due() -> list[str]:
     from provisioning.services import instances_purge_due as purge
 
     return [str(op.id) for op in purge()]
+
+
+# --- managed hosts --------------------------------------------------------------------------
+# Beat runs host_health_sweep every few minutes; it enqueues one host_health per host, so one
+# slow or unreachable host does not delay the others.
+
+
+@shared_task(name="provisioning.host_tasks.host_health", soft_time_limit=300, time_limit=360)
+def host_health(host_id: str) -> dict | None:
+    """Check one host (reachable, Docker, disk) and record the result on it."""
+    from provisioning.hosts import host_health_probe_by_id
+
+    return host_health_probe_by_id(host_id)
+
+
+@shared_task(name="provisioning.host_tasks.host_health_sweep", soft_time_limit=60, time_limit=90)
+def host_health_sweep() -> list[str]:
+    """Enqueue a health check for every trusted, not retired host."""
+    from provisioning.hosts import hosts_due_for_health
+
+    ids = [str(host.pk) for host in hosts_due_for_health()]
+    for host_id in ids:
+        host_health.delay(host_id)
+    return ids

@@ -1,3 +1,5 @@
+"""The tenants app: customers, their members, API tokens, two-factor and the audit log."""
+
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
@@ -25,5 +27,7 @@ class TenantsConfig(AppConfig):
         from tenants import twofactor
 
         user_logged_in.connect(twofactor.two_factor_on_login, dispatch_uid="panel-two-factor")
+        # Notifications (failed operations, the scan and the retry sweep) are registered by the
+        # notifications app's ready().
         # Not limited to this app: the other apps' permissions are created by their own signal.
         post_migrate.connect(_support_can_view_everything, dispatch_uid="support-view-perms")

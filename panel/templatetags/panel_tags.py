@@ -9,6 +9,9 @@ from django import template
 from django.utils import timezone
 from django.utils.html import format_html
 
+from panel.operations import operation_kind_label, registered_kinds
+from panel.registry import registry
+
 register = template.Library()
 
 # Colour family of each status (CSS classes badge-ok, badge-warn, ...).
@@ -159,11 +162,10 @@ def nav_section(request: Any) -> str:
 
 @register.filter
 def kind_label(kind: str) -> str:
-    """An operation kind as a person reads it ("instance.create" -> "Instance create")."""
-    from provisioning.models import OperationKind
-
-    if kind in OperationKind.values:
-        return OperationKind(kind).label
+    """An operation kind as a person reads it ("instance.create" -> "Instance create"): the
+    label it was registered with (see :mod:`panel.registry`), else its words."""
+    if kind in registered_kinds():
+        return operation_kind_label(kind)
     return _label(str(kind).replace(".", " "))
 
 
@@ -180,3 +182,10 @@ def duration_words(value: Any) -> str:
     if minutes:
         return f"{minutes} min {secs} s"
     return f"{secs} s"
+
+
+@register.simple_tag
+def page_panels(store: str) -> list[str]:
+    """The template names other apps registered for a page (``"dashboard_panels"``,
+    ``"instance_panels"``), in order: ``{% page_panels "instance_panels" as panels %}``."""
+    return list(registry[store])

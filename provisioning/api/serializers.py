@@ -15,11 +15,12 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from panel.access import access_for
+from panel.operations import operation_kind_label, registered_kinds
 from panel.plain_text import refuse_control_characters
 from panel.sanitize import sanitize_data
 from provisioning import selectors, validators
 from provisioning.licenses import MAX_KEY_CHARS, license_key_check
-from provisioning.models import AtlassianInstance, License, Operation, OperationKind, OperationStep
+from provisioning.models import AtlassianInstance, License, Operation, OperationStep
 from provisioning.services import instance_validate_heap, instance_validate_product_version
 from tenants.models import Tenant
 from tenants.selectors import tenants_administered
@@ -335,8 +336,6 @@ class OperationTargetSerializer(serializers.Serializer):
 class OperationSerializer(serializers.ModelSerializer):
     """An operation: who asked for what on which target, how far it got, and how it ended."""
 
-    _KIND_LABELS = dict(OperationKind.choices)
-
     kind_label = serializers.SerializerMethodField()
     tenant = serializers.UUIDField(source="tenant_id", read_only=True, allow_null=True)
     tenant_name = serializers.CharField(source="tenant.name", read_only=True, allow_null=True)
@@ -367,7 +366,8 @@ class OperationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_kind_label(self, obj: Operation) -> str:
-        return self._KIND_LABELS.get(obj.kind, obj.kind)
+        # Labels are registered with the kinds (panel.registry), by every app.
+        return operation_kind_label(obj.kind) if obj.kind in registered_kinds() else obj.kind
 
     def to_representation(self, instance: Operation) -> dict[str, Any]:
         data = super().to_representation(instance)

@@ -1,4 +1,4 @@
-"""Helpers for the API tests: stand-in handlers for lifecycle kinds, operations, license keys."""
+"""Helpers for the API tests: operations holding a lock, license keys."""
 
 from __future__ import annotations
 
@@ -7,27 +7,8 @@ from typing import Any
 
 import pytest
 
-from panel import operations
 from provisioning.licenses import license_encode_for_tests
-from provisioning.models import AtlassianInstance, Operation, OperationKind
-
-LIFECYCLE_KINDS = [
-    OperationKind.INSTANCE_START, OperationKind.INSTANCE_STOP, OperationKind.INSTANCE_RESTART,
-    OperationKind.INSTANCE_UPGRADE, OperationKind.INSTANCE_RESIZE, OperationKind.INSTANCE_DELETE,
-]
-
-
-@pytest.fixture(autouse=True)
-def lifecycle_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The API only *starts* operations (no worker runs here), but the runner refuses kinds
-    without a handler; register no-op ones for lifecycle kinds the instances work has not
-    registered yet."""
-    for kind in LIFECYCLE_KINDS:
-        if kind not in operations.registered_kinds():
-            monkeypatch.setitem(
-                operations._REGISTRY, kind,
-                operations.OperationKindSpec(kind=kind, handler=lambda ctx: {}),
-            )
+from provisioning.models import AtlassianInstance, Operation
 
 
 @pytest.fixture

@@ -19,9 +19,10 @@ from django.utils import timezone
 from panel import operations
 from panel.access import access_for_user
 from panel.operations import operation_execute, operation_start, wait_for
+from panel.registry import beat_schedule
 from provisioning.hosts import host_health_check, host_provision
 from provisioning.models import AtlassianInstance, Host, InstanceStatus, Operation, OperationStep
-from provisioning.services import instance_action, instance_create
+from provisioning.services import instance_create, instance_retry
 from tests.support.worker import Worker
 
 pytestmark = [pytest.mark.worker]
@@ -288,7 +289,7 @@ def test_every_periodic_task_delivered_twice_reaches_the_same_end_state(
         }
 
     celery_app.loader.import_default_modules()  # every app's tasks, as a worker loads them
-    names = sorted({entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()})
+    names = sorted({entry["task"] for entry in beat_schedule().values()})
     assert "provisioning.tasks.operations_reap" in names
     # Fan-out sub-tasks (e.g. one health probe per host) run inline, so each delivery is
     # complete before the state is compared (a live worker would apply them at random times).

@@ -17,6 +17,7 @@ from django.utils import timezone
 from panel.access import access_for_user
 from panel.celery import app
 from panel.operations import operation_cancel, operation_start, wait_for
+from panel.registry import beat_schedule
 from provisioning.models import Operation
 from provisioning.tasks import operations_reap
 
@@ -28,7 +29,7 @@ def _queue_of(task_name: str) -> str:
 
 def test_operations_go_to_their_own_queue_and_everything_else_to_housekeeping():
     assert _queue_of("provisioning.tasks.operation_run") == settings.PANEL_CELERY_QUEUE_OPERATIONS
-    periodic = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    periodic = {entry["task"] for entry in beat_schedule().values()}
     assert "provisioning.tasks.operations_reap" in periodic
     assert {_queue_of(name) for name in periodic} == {settings.PANEL_CELERY_QUEUE_HOUSEKEEPING}
     for name in ("notifications.tasks.notification_deliver", "provisioning.host_tasks.host_health"):

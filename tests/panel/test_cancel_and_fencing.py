@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from backups.models import BackupOperationKind
 from panel import operations
 from panel.access import access_for_user
 from panel.operations import (
@@ -23,6 +24,7 @@ from panel.operations import (
     OperationFenced,
     operation_cancel_allowed,
 )
+from panel.registry import registry
 from provisioning.models import Operation, OperationKind
 
 pytestmark = pytest.mark.django_db
@@ -95,14 +97,13 @@ def test_the_runner_does_not_overwrite_the_reapers_outcome(alice, monkeypatch):
         ctx.check_cancelled()  # the next command of the old handler
         raise AssertionError("a fenced handler must not get here")
 
-    spec = operations._REGISTRY["diagnostic"]
-    monkeypatch.setitem(
-        operations._REGISTRY, "diagnostic", operations.OperationKindSpec("diagnostic", handler)
-    )
+    kinds = registry["operation_kinds"]
+    spec = kinds["diagnostic"]
+    monkeypatch.setitem(kinds, "diagnostic", operations.OperationKindSpec("diagnostic", handler))
     try:
         assert operations.operation_execute(op.id) == "reaped"
     finally:
-        operations._REGISTRY["diagnostic"] = spec
+        kinds["diagnostic"] = spec
     op.refresh_from_db()
     assert op.status == "failed" and "stopped responding" in op.error
 
@@ -147,7 +148,7 @@ def test_a_stopped_heartbeat_does_not_mark_the_context_lost():
 @pytest.fixture
 def restore_op(acme_jira) -> Operation:
     return Operation.objects.create(
-        kind=OperationKind.BACKUP_RESTORE,
+        kind=BackupOperationKind.BACKUP_RESTORE,
         tenant=acme_jira.tenant,
         instance=acme_jira,
         status="running",
@@ -156,7 +157,7 @@ def restore_op(acme_jira) -> Operation:
 
 
 def test_only_staff_may_cancel_restores_and_drills_by_rule(alice, sam, pat, acme_jira):
-    for kind in (OperationKind.BACKUP_RESTORE, OperationKind.BACKUP_DRILL):
+    for kind in (BackupOperationKind.BACKUP_RESTORE, BackupOperationKind.BACKUP_DRILL):
         op = Operation(kind=kind, tenant=acme_jira.tenant, instance=acme_jira)
         assert not operation_cancel_allowed(access_for_user(alice), op)
         assert operation_cancel_allowed(access_for_user(sam), op)
@@ -208,7 +209,7 @@ def test_the_service_refuses_a_tenant_admins_cancel_of_a_drill(acme_jira, alice)
     from django.core.exceptions import PermissionDenied
 
     op = Operation.objects.create(
-        kind=OperationKind.BACKUP_DRILL, tenant=acme_jira.tenant, instance=acme_jira
+        kind=BackupOperationKind.BACKUP_DRILL, tenant=acme_jira.tenant, instance=acme_jira
     )
     with pytest.raises(PermissionDenied):
         operations.operation_cancel(op, actor=access_for_user(alice))

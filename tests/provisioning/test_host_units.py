@@ -10,7 +10,7 @@ import pytest
 
 from panel.access import access_for_user
 from panel.operations import operation_cancel, operation_execute
-from provisioning import host_tasks
+from provisioning import tasks
 from provisioning.hosts import (
     PASSWORD_PARAM,
     _parse_os_release,
@@ -131,9 +131,9 @@ def test_the_periodic_sweep_checks_trusted_hosts_only(monkeypatch, app_host):
     app_host.host_key_fingerprint = "SHA256:" + "A" * 43
     app_host.save()
     sent: list[str] = []
-    monkeypatch.setattr(host_tasks.host_health, "delay", sent.append)
+    monkeypatch.setattr(tasks.host_health, "delay", sent.append)
     assert [h.name for h in hosts_due_for_health()] == ["app-one"]
-    assert host_tasks.host_health_sweep() == [str(app_host.pk)] == sent
+    assert tasks.host_health_sweep() == [str(app_host.pk)] == sent
     assert not Operation.objects.exists()
 
 
