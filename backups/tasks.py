@@ -4,42 +4,34 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from backups import services
+
 
 @shared_task(name="backups.tasks.backups_dispatch", soft_time_limit=120)
 def backups_dispatch() -> dict:
     """Start the scheduled backups that are due (caps, jitter, missed-schedule detection)."""
-    from backups.services import backups_dispatch as dispatch
-
-    return dispatch()
+    return services.backups_dispatch()
 
 
 @shared_task(name="backups.tasks.drills_dispatch", soft_time_limit=120)
 def drills_dispatch() -> str | None:
     """Start the next restore drill when one is due."""
-    from backups.services import drills_dispatch as dispatch
-
-    return dispatch()
+    return services.drills_dispatch()
 
 
 @shared_task(name="backups.tasks.rpo_check", soft_time_limit=120)
 def rpo_check() -> dict:
     """Alert on instances whose newest good backup is older than their tier's RPO."""
-    from backups.services import rpo_check as check
-
-    return check()
+    return services.rpo_check()
 
 
 @shared_task(name="backups.tasks.catalogue_refresh", soft_time_limit=1800)
 def catalogue_refresh() -> int:
     """Re-read the backup hosts into the catalogue (missing points, labels, strays)."""
-    from backups.services import catalogue_refresh_all
-
-    return catalogue_refresh_all()
+    return services.catalogue_refresh_all()
 
 
 @shared_task(name="backups.tasks.backups_purge_deleted", soft_time_limit=1800)
 def backups_purge_deleted() -> list[str]:
     """Remove the backup points of deleted instances whose retention period is over."""
-    from backups.services import backups_purge_deleted as purge
-
-    return purge()
+    return services.backups_purge_deleted()
