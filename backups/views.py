@@ -13,6 +13,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from backups import selectors, services
@@ -26,20 +27,11 @@ from backups.forms import (
 from backups.models import BackupPolicy, RestoreMode, RestoreRequest
 from backups.policies import policy_defaults
 from panel.access import Access, access_for
-from panel.htmx import (
-    login_required,
-    new_idempotency_key,
-    operation_conflict_message,
-    posted_idempotency_key,
-)
-from panel.operations import OperationConflict
-from provisioning.forms import errors_onto_form
-from provisioning.models import AtlassianInstance, Host
-from provisioning.selectors import instance_get, operation_by_idempotency_key
-
-
-def _error_text(exc: ValidationError) -> str:
-    return " ".join(str(m) for m in exc.messages)
+from panel.forms import errors_onto_form
+from panel.htmx import login_required, new_idempotency_key, posted_idempotency_key
+from provisioning.models import AtlassianInstance, Host, Operation
+from provisioning.operation_pages import operation_post
+from provisioning.selectors import instance_get
 
 
 def _require_staff(access: Access) -> None:
@@ -85,30 +77,26 @@ def backup_start_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     instance = instance_get(access, pk)
     if not access.administers_tenant(instance.tenant_id):
         raise PermissionDenied("Only the tenant's administrators can start a backup.")
-    back = redirect("backups:instance_backups", pk=instance.pk)
-    key = posted_idempotency_key(request)
-    already = operation_by_idempotency_key(access, key)
-    if already is not None:
-        return redirect("provisioning:operation_detail", pk=already.id)
+    back = reverse("backups:instance_backups", args=[instance.pk])
     form = BackupStartForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Choose hot or cold.")
-        return back
-    try:
-        operation = services.backup_start(
+
+    def start(key: str) -> Operation:
+        if not form.is_valid():
+            raise ValidationError("Choose hot or cold.")
+        return services.backup_start(
             actor=access,
             instance=instance,
             mode=form.cleaned_data["mode"] or None,
             idempotency_key=key,
         )
-    except OperationConflict as exc:
-        messages.error(request, operation_conflict_message(exc.running))
-        return back
-    except ValidationError as exc:
-        messages.error(request, _error_text(exc))
-        return back
-    messages.success(request, f"Backup of {instance.name} started.")
-    return redirect("provisioning:operation_detail", pk=operation.id)
+
+    return operation_post(
+        request,
+        access=access,
+        start=start,
+        back=back,
+        done=f"Backup of {instance.name} started.",
+    ) or redirect(back)
 
 
 @login_required
@@ -144,41 +132,37 @@ def restore_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     if request.method == "POST":
         if not access.can_write:
             raise PermissionDenied
-        key = posted_idempotency_key(request)
-        already = operation_by_idempotency_key(access, key)
-        if already is not None:
-            return redirect("provisioning:operation_detail", pk=already.id)
         form = RestoreForm(request.POST, points=points, hosts=hosts)
-        if form.is_valid():
+
+        def start(key: str) -> Operation:
             data = form.cleaned_data
-            try:
-                operation = services.restore_start(
-                    actor=access,
-                    backup=data["backup"],
-                    mode=data["mode"],
-                    confirm_name=data["confirm_name"],
-                    name=data["name"],
-                    hostname=data["hostname"],
-                    host=data["host"],
-                    skip_safety=data["skip_safety"],
-                    idempotency_key=key,
-                )
-            except OperationConflict as exc:
-                messages.error(request, operation_conflict_message(exc.running))
-            except ValidationError as exc:
-                if hasattr(exc, "error_dict") and "confirm" in exc.error_dict:
-                    exc = ValidationError({"confirm_name": exc.error_dict["confirm"]})
-                errors_onto_form(form, exc)
-            else:
-                where = (
-                    "in place" if data["mode"] == RestoreMode.IN_PLACE else f"into {data['name']}"
-                )
-                messages.success(
-                    request,
-                    f"Restore of {data['backup'].point_name} {where} "
-                    "started; follow it live below.",
-                )
-                return redirect("provisioning:operation_detail", pk=operation.id)
+            return services.restore_start(
+                actor=access,
+                backup=data["backup"],
+                mode=data["mode"],
+                confirm_name=data["confirm_name"],
+                name=data["name"],
+                hostname=data["hostname"],
+                host=data["host"],
+                skip_safety=data["skip_safety"],
+                idempotency_key=key,
+            )
+
+        def done(_: Operation) -> str:
+            data = form.cleaned_data
+            where = "in place" if data["mode"] == RestoreMode.IN_PLACE else f"into {data['name']}"
+            return f"Restore of {data['backup'].point_name} {where} started; follow it live below."
+
+        response = operation_post(
+            request,
+            access=access,
+            start=start,
+            form=form,
+            error_fields={"confirm": "confirm_name"},
+            done=done,
+        )
+        if response is not None:
+            return response
     else:
         form = RestoreForm(
             points=points, hosts=hosts, initial={"backup": request.GET.get("point") or None}
@@ -264,17 +248,17 @@ def drill_start_view(request: HttpRequest) -> HttpResponse:
     """Staff start a drill now (of the least recently drilled instance)."""
     access = access_for(request)
     _require_staff(access)
-    key = posted_idempotency_key(request)
-    already = operation_by_idempotency_key(access, key)
-    if already is not None:
-        return redirect("provisioning:operation_detail", pk=already.id)
-    try:
-        operation = services.drill_start(actor=access, idempotency_key=key)
-    except (ValidationError, OperationConflict, PermissionDenied) as exc:
-        messages.error(request, str(getattr(exc, "message", exc)))
-        return redirect("backups:dr_dashboard")
-    messages.success(request, "Restore drill started.")
-    return redirect("provisioning:operation_detail", pk=operation.id)
+    back = reverse("backups:dr_dashboard")
+
+    def start(key: str) -> Operation:
+        try:
+            return services.drill_start(actor=access, idempotency_key=key)
+        except PermissionDenied as exc:
+            raise ValidationError(str(exc)) from exc
+
+    return operation_post(
+        request, access=access, start=start, back=back, done="Restore drill started."
+    ) or redirect(back)
 
 
 @login_required

@@ -12,18 +12,18 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from certificates import proxy, services
-from certificates.forms import ActionForm
 from certificates.models import Certificate, ProxySite
 from panel.access import Access, access_for
-from panel.operations import OperationConflict
+from panel.htmx import login_required
+from provisioning.operation_pages import operation_post
 from provisioning.selectors import instance_get
 
 
@@ -66,24 +66,27 @@ def instance_apache_export(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 
 
 def _action(
-    request: HttpRequest, pk: uuid.UUID, *, allowed: Callable[[Access, Any], bool], start: Callable
+    request: HttpRequest,
+    pk: uuid.UUID,
+    *,
+    allowed: Callable[[Access, Any], bool],
+    start: Callable[..., Any],
 ) -> HttpResponse:
+    """Every button on an instance's address: check the role, then the shared operation POST
+    (a double submit lands on the first operation; a busy instance or a refusal is a message
+    on the instance page)."""
     access = access_for(request)
     instance = instance_get(access, pk)
     if not allowed(access, instance):
         raise PermissionDenied("You may not do this on this instance.")
-    form = ActionForm(request.POST)
-    key = form.cleaned_data["idempotency_key"] if form.is_valid() else ""
-    try:
+
+    def begin(key: str) -> Any:
+        # The services write more than the operation row (a certificate, a site): all or none.
         with transaction.atomic():
-            operation = start(access, instance, key)
-    except OperationConflict as exc:
-        messages.error(request, str(exc))
-        return redirect("provisioning:instance_detail", pk=instance.pk)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return redirect("provisioning:instance_detail", pk=instance.pk)
-    return redirect("provisioning:operation_detail", pk=operation.id)
+            return start(actor=access, instance=instance, idempotency_key=key)
+
+    back = reverse("provisioning:instance_detail", args=[instance.pk])
+    return operation_post(request, access=access, start=begin, back=back) or redirect(back)
 
 
 def _staff(access: Access, instance: Any) -> bool:
@@ -102,9 +105,7 @@ def instance_certificate_renew(request: HttpRequest, pk: uuid.UUID) -> HttpRespo
         request,
         pk,
         allowed=_staff,
-        start=lambda a, i, k: services.instance_certificate_renew(
-            actor=a, instance=i, idempotency_key=k
-        ),
+        start=services.instance_certificate_renew,
     )
 
 
@@ -116,7 +117,7 @@ def instance_proxy_deploy(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         request,
         pk,
         allowed=_admin,
-        start=lambda a, i, k: services.proxy_deploy(actor=a, instance=i, idempotency_key=k),
+        start=services.proxy_deploy,
     )
 
 
@@ -128,7 +129,7 @@ def instance_dns_update(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         request,
         pk,
         allowed=_admin,
-        start=lambda a, i, k: services.dns_update(actor=a, instance=i, idempotency_key=k),
+        start=services.dns_update,
     )
 
 

@@ -115,12 +115,13 @@ def operation_replayed(
     ``kind``, ``instance`` and ``host`` describe this request when the caller knows them; the
     fingerprint (method, path, body) is compared when both requests came over HTTP.
     """
-    from panel.operations import _model
+    from panel.operations import operation_model  # the runner imports this module
 
     scope = idempotency_scope(actor)
     if not key or not scope:
         return None
-    existing = _model().objects.filter(idempotency_scope=scope, idempotency_key=key).first()
+    operations = operation_model().objects
+    existing = operations.filter(idempotency_scope=scope, idempotency_key=key).first()
     if existing is None:
         return None
     assert actor is not None

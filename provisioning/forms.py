@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from django.urls import reverse
 
 from panel.access import Access
+from panel.forms import errors_onto_form
 from panel.plain_text import refuse_control_characters
 from provisioning import selectors
 from provisioning import validators as v
@@ -33,15 +34,6 @@ def version_choices(product: str | None) -> list[Any]:
     return [("", "Choose a product first…")] + [
         (label, [(ver, ver) for ver in versions_for(value)]) for value, label in Product.choices
     ]
-
-
-def errors_onto_form(form: forms.Form, exc: ValidationError) -> None:
-    """Put a service's ValidationError on the form: on its field if the form has it."""
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc)
 
 
 class InstanceCreateForm(forms.Form):
@@ -199,7 +191,7 @@ class DeleteForm(forms.Form):
         return value
 
     def params(self) -> dict[str, Any]:
-        return {}
+        return {"confirm": self.cleaned_data["confirm_name"]}
 
 
 class NoParamsForm(forms.Form):
@@ -212,6 +204,8 @@ class NoParamsForm(forms.Form):
         return {}
 
 
+# One form per lifecycle service (``provisioning.services.INSTANCE_ACTIONS``): its ``params()``
+# are that service's keyword arguments.
 ACTION_FORMS: dict[str, type[forms.Form]] = {
     "start": NoParamsForm,
     "stop": NoParamsForm,

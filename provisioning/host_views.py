@@ -10,23 +10,25 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
 from panel.access import Access, access_for
-from panel.htmx import HTMX_STOP_POLLING, htmx_targets
-from panel.operations import OperationConflict
+from panel.htmx import (
+    HTMX_STOP_POLLING,
+    htmx_targets,
+    login_required,
+    new_idempotency_key,
+    posted_idempotency_key,
+)
 from provisioning import hosts
-from provisioning.forms import errors_onto_form
 from provisioning.host_forms import HostEnrolForm, HostTrustForm
 from provisioning.models import Host, Operation, OperationKind
-from provisioning.selectors import host_get, host_list, operation_by_idempotency_key
+from provisioning.operation_pages import operation_post
+from provisioning.selectors import host_get, host_list
 
 RECENT_OPERATIONS = 10
 
@@ -36,24 +38,6 @@ def _admin_access(request: HttpRequest) -> Access:
     if not access.is_platform_admin:
         raise PermissionDenied("Only platform administrators manage hosts.")
     return access
-
-
-def _new_idempotency_key() -> str:
-    return f"ui-{uuid.uuid4().hex}"
-
-
-def _posted_idempotency_key(request: HttpRequest) -> str:
-    return (request.POST.get("idempotency_key") or "").strip()[:100]
-
-
-def _conflict_message(running: Operation) -> str:
-    return format_html(
-        'Another operation is already running on this host: <a href="{}">{} ({})</a>. '
-        "Wait for it to finish or cancel it, then try again.",
-        reverse("provisioning:operation_detail", args=[running.id]),
-        OperationKind(running.kind).label if running.kind in OperationKind.values else running.kind,
-        running.get_status_display(),
-    )
 
 
 def _host_context(access: Access, host: Host, **extra: Any) -> dict[str, Any]:
@@ -74,7 +58,7 @@ def _host_context(access: Access, host: Host, **extra: Any) -> dict[str, Any]:
         "health": facts.pop("health", None),
         "facts": {k: v for k, v in sorted(facts.items()) if not isinstance(v, dict | list)},
         "app_hosts": list(host.app_hosts.all()) if host.role == Host.Role.BACKUP else [],
-        "idempotency_key": _new_idempotency_key(),
+        "idempotency_key": new_idempotency_key(),
         "warning_percent": settings.PANEL_HOST_DISK_WARNING_PERCENT,
     }
     context.update(extra)
@@ -101,35 +85,35 @@ def host_enrol_view(request: HttpRequest) -> HttpResponse:
     backup_hosts = host_list(access).filter(role=Host.Role.BACKUP)
     status = 200
     if request.method == "POST":
-        key = _posted_idempotency_key(request)
-        already = operation_by_idempotency_key(access, key)
-        if already is not None and already.host_id:
-            return redirect("hosts:detail", pk=already.host_id)
         form = HostEnrolForm(request.POST, backup_hosts=backup_hosts)
-        if form.is_valid():
+
+        def start(key: str) -> Operation:
             data = form.cleaned_data
-            try:
-                operation = hosts.host_enrol(
-                    actor=access, name=data["name"], role=data["role"],
-                    address=data["address"], ssh_port=data["ssh_port"],
-                    ssh_user=data["ssh_user"], data_root=data["data_root"],
-                    private_address=data["private_address"],
-                    peer_ssh_port=data["peer_ssh_port"], backup_host=data["backup_host"],
-                    host_key_fingerprint=data["host_key_fingerprint"],
-                    root_password=data["root_password"], idempotency_key=key,
-                )
-            except ValidationError as exc:
-                errors_onto_form(form, exc)
-            else:
-                messages.success(request, f"{data['name']} is enrolled; the panel is fetching "
-                                          "its host key.")
-                return redirect("hosts:detail", pk=operation.host_id)
+            return hosts.host_enrol(
+                actor=access, name=data["name"], role=data["role"],
+                address=data["address"], ssh_port=data["ssh_port"],
+                ssh_user=data["ssh_user"], data_root=data["data_root"],
+                private_address=data["private_address"],
+                peer_ssh_port=data["peer_ssh_port"], backup_host=data["backup_host"],
+                host_key_fingerprint=data["host_key_fingerprint"],
+                root_password=data["root_password"], idempotency_key=key,
+            )
+
+        response = operation_post(
+            request, access=access, start=start, form=form,
+            done=lambda _: f"{form.cleaned_data['name']} is enrolled; the panel is fetching "
+                           "its host key.",
+            # The host page shows first contact and the key to confirm.
+            next_url=lambda op: reverse("hosts:detail", args=[op.host_id]),
+        )
+        if response is not None:
+            return response
         status = 400
     else:
         form = HostEnrolForm(backup_hosts=backup_hosts)
     return render(request, "provisioning/host_form.html", {
         "form": form,
-        "idempotency_key": _posted_idempotency_key(request) or _new_idempotency_key(),
+        "idempotency_key": posted_idempotency_key(request) or new_idempotency_key(),
     }, status=status)
 
 
@@ -157,25 +141,17 @@ def host_trust_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Confirm the fingerprint seen on first contact; the panel then pins it and logs in."""
     access = _admin_access(request)
     host = host_get(access, pk)
-    key = _posted_idempotency_key(request)
-    already = operation_by_idempotency_key(access, key)
-    if already is not None:
-        return redirect("provisioning:operation_detail", pk=already.id)
     form = HostTrustForm(request.POST)
-    if form.is_valid():
-        try:
-            operation = hosts.host_trust_key(
-                actor=access, host=host, fingerprint=form.cleaned_data["fingerprint"],
-                root_password=form.cleaned_data["root_password"], idempotency_key=key,
-            )
-        except OperationConflict as exc:
-            messages.error(request, _conflict_message(exc.running))
-            return redirect("hosts:detail", pk=host.pk)
-        except ValidationError as exc:
-            errors_onto_form(form, exc)
-        else:
-            messages.success(request, f"Host key of {host.name} trusted; the panel logs in now.")
-            return redirect("provisioning:operation_detail", pk=operation.id)
+    response = operation_post(
+        request, access=access, form=form, back=reverse("hosts:detail", args=[host.pk]),
+        start=lambda key: hosts.host_trust_key(
+            actor=access, host=host, fingerprint=form.cleaned_data["fingerprint"],
+            root_password=form.cleaned_data["root_password"], idempotency_key=key,
+        ),
+        done=f"Host key of {host.name} trusted; the panel logs in now.",
+    )
+    if response is not None:
+        return response
     host.refresh_from_db()
     return render(request, "provisioning/host_detail.html",
                   _host_context(access, host, trust_form=form), status=400)
@@ -184,20 +160,11 @@ def host_trust_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 def _start(request: HttpRequest, pk: uuid.UUID, start: Any, done: str) -> HttpResponse:
     access = _admin_access(request)
     host = host_get(access, pk)
-    key = _posted_idempotency_key(request)
-    already = operation_by_idempotency_key(access, key)
-    if already is not None:
-        return redirect("provisioning:operation_detail", pk=already.id)
-    try:
-        operation = start(actor=access, host=host, idempotency_key=key)
-    except OperationConflict as exc:
-        messages.error(request, _conflict_message(exc.running))
-        return redirect("hosts:detail", pk=host.pk)
-    except ValidationError as exc:
-        messages.error(request, " ".join(str(m) for m in exc.messages))
-        return redirect("hosts:detail", pk=host.pk)
-    messages.success(request, done.format(host=host.name))
-    return redirect("provisioning:operation_detail", pk=operation.id)
+    back = reverse("hosts:detail", args=[host.pk])
+    return operation_post(
+        request, access=access, back=back, done=done.format(host=host.name),
+        start=lambda key: start(actor=access, host=host, idempotency_key=key),
+    ) or redirect(back)
 
 
 @login_required

@@ -4,6 +4,7 @@ Operation started here and carried out by the handlers in ``provisioning.operati
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from panel.access import Access
 from panel.audit import audit_record
-from panel.idempotency import operation_replayed
+from panel.operation_requests import operation_by_key, operation_conflict_check
 from panel.operations import operation_start
 from provisioning.models import (
     AtlassianInstance,
@@ -160,9 +161,9 @@ def instance_create(
     idempotency_key: str = "",
 ) -> Operation:
     """Record a new instance and start the operation that rolls it out on an app host."""
-    existing = operation_replayed(
-        actor=actor, key=idempotency_key, kind=OperationKind.INSTANCE_CREATE
-    )
+    # The instance row is made before the operation: a repeated request must find its
+    # operation first, or the name it already took would refuse it.
+    existing = operation_by_key(actor, idempotency_key, kind=OperationKind.INSTANCE_CREATE)
     if existing is not None:
         return existing
     instance_validate_product_version(product, version)
@@ -212,36 +213,163 @@ def instance_create(
     return operation
 
 
-def instance_action(
+def _instance_operation_start(
     *,
     actor: Access,
     instance: AtlassianInstance,
     action: str,
+    kind: str,
     params: dict[str, Any] | None = None,
     idempotency_key: str = "",
+    validate: Callable[[], None] | None = None,
 ) -> Operation:
-    """Start a lifecycle operation (start, stop, restart, upgrade, resize, delete)."""
-    kind = {"retry": OperationKind.INSTANCE_CREATE}.get(action, f"instance.{action}")
-    existing = operation_replayed(actor=actor, key=idempotency_key, kind=kind, instance=instance)
-    if existing is not None:
-        return existing
+    """The order every lifecycle action keeps: 409 if another operation holds the instance,
+    then the status check, then the action's own checks, then the operation."""
+    operation_conflict_check(instance_lock_key(instance))
     instance_check_action(instance, action)
-    params = dict(params or {})
-    if action == "upgrade":
-        instance_validate_product_version(instance.product, params.get("version", ""))
-        if params["version"] == instance.version:
-            raise ValidationError({"version": f"{instance.name} already runs {instance.version}."})
-    if action == "resize":
-        instance_validate_heap(instance.product, params["heap_min_mb"], params["heap_max_mb"])
-        instance_check_resize_capacity(instance, int(params["heap_max_mb"]))
+    if validate is not None:
+        validate()
     return operation_start(
         kind=kind,
         actor=actor,
         instance=instance,
-        params=params,
+        params=params or {},
         lock_key=instance_lock_key(instance),
         idempotency_key=idempotency_key,
     )
+
+
+def instance_start(
+    *, actor: Access, instance: AtlassianInstance, idempotency_key: str = ""
+) -> Operation:
+    """Start a stopped or failed instance."""
+    return _instance_operation_start(
+        actor=actor,
+        instance=instance,
+        action="start",
+        kind=OperationKind.INSTANCE_START,
+        idempotency_key=idempotency_key,
+    )
+
+
+def instance_stop(
+    *, actor: Access, instance: AtlassianInstance, idempotency_key: str = ""
+) -> Operation:
+    """Stop the instance gracefully."""
+    return _instance_operation_start(
+        actor=actor,
+        instance=instance,
+        action="stop",
+        kind=OperationKind.INSTANCE_STOP,
+        idempotency_key=idempotency_key,
+    )
+
+
+def instance_restart(
+    *, actor: Access, instance: AtlassianInstance, idempotency_key: str = ""
+) -> Operation:
+    """Restart the instance."""
+    return _instance_operation_start(
+        actor=actor,
+        instance=instance,
+        action="restart",
+        kind=OperationKind.INSTANCE_RESTART,
+        idempotency_key=idempotency_key,
+    )
+
+
+def instance_upgrade(
+    *, actor: Access, instance: AtlassianInstance, version: str, idempotency_key: str = ""
+) -> Operation:
+    """Upgrade to another offered version of the product (rolled back on failure)."""
+
+    def validate() -> None:
+        instance_validate_product_version(instance.product, version)
+        if version == instance.version:
+            raise ValidationError({"version": f"{instance.name} already runs {instance.version}."})
+
+    return _instance_operation_start(
+        actor=actor,
+        instance=instance,
+        action="upgrade",
+        kind=OperationKind.INSTANCE_UPGRADE,
+        params={"version": version},
+        idempotency_key=idempotency_key,
+        validate=validate,
+    )
+
+
+def instance_resize(
+    *,
+    actor: Access,
+    instance: AtlassianInstance,
+    heap_min_mb: int,
+    heap_max_mb: int,
+    idempotency_key: str = "",
+) -> Operation:
+    """Change the JVM heap (refused if the instance's host has not the memory for it)."""
+
+    def validate() -> None:
+        instance_validate_heap(instance.product, heap_min_mb, heap_max_mb)
+        instance_check_resize_capacity(instance, int(heap_max_mb))
+
+    return _instance_operation_start(
+        actor=actor,
+        instance=instance,
+        action="resize",
+        kind=OperationKind.INSTANCE_RESIZE,
+        params={"heap_min_mb": heap_min_mb, "heap_max_mb": heap_max_mb},
+        idempotency_key=idempotency_key,
+        validate=validate,
+    )
+
+
+def instance_delete(
+    *, actor: Access, instance: AtlassianInstance, confirm: str, idempotency_key: str = ""
+) -> Operation:
+    """Delete the instance (its data is kept for the retention period); ``confirm`` must be
+    the instance's name."""
+
+    def validate() -> None:
+        if (confirm or "").strip() != instance.name:
+            raise ValidationError(
+                {"confirm": f"Type the instance name ({instance.name}) to confirm."}
+            )
+
+    return _instance_operation_start(
+        actor=actor,
+        instance=instance,
+        action="delete",
+        kind=OperationKind.INSTANCE_DELETE,
+        idempotency_key=idempotency_key,
+        validate=validate,
+    )
+
+
+def instance_retry(
+    *, actor: Access, instance: AtlassianInstance, idempotency_key: str = ""
+) -> Operation:
+    """Roll a failed instance out again (another ``instance.create`` operation)."""
+    return _instance_operation_start(
+        actor=actor,
+        instance=instance,
+        action="retry",
+        kind=OperationKind.INSTANCE_CREATE,
+        idempotency_key=idempotency_key,
+    )
+
+
+# The lifecycle services by the action name the pages and ACTION_ALLOWED_FROM use; each form
+# of ``provisioning.forms.ACTION_FORMS`` gives its service's keyword arguments.
+INSTANCE_ACTIONS: dict[str, Callable[..., Operation]] = {
+    "start": instance_start,
+    "stop": instance_stop,
+    "restart": instance_restart,
+    "upgrade": instance_upgrade,
+    "resize": instance_resize,
+    "delete": instance_delete,
+    "retry": instance_retry,
+}
 
 
 def host_free_memory_mb(host: Host, *, exclude: AtlassianInstance | None = None) -> int:

@@ -17,17 +17,16 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from panel.access import Access, access_for
+from panel.forms import errors_onto_form
 from panel.htmx import (
     HTMX_STOP_POLLING,
     htmx_targets,
     login_required,
     new_idempotency_key,
-    operation_conflict_message,
     posted_idempotency_key,
     render_page_or_partial,
 )
 from panel.operations import (
-    OperationConflict,
     operation_cancel,
     operation_cancel_allowed,
     registered_kinds,
@@ -38,9 +37,9 @@ from provisioning.forms import (
     InstanceFilterForm,
     LicenseAddForm,
     OperationFilterForm,
-    errors_onto_form,
 )
 from provisioning.models import AtlassianInstance, Operation, OperationKind, OperationStatus
+from provisioning.operation_pages import operation_post
 from provisioning.selectors import (
     dashboard_summary,
     instance_get,
@@ -48,13 +47,17 @@ from provisioning.selectors import (
     instance_search,
     license_list,
     licenses_expiring,
-    operation_by_idempotency_key,
     operation_get,
     operation_list,
     operation_steps,
     operations_active,
 )
-from provisioning.services import ACTION_ALLOWED_FROM, instance_action, instance_create, license_add
+from provisioning.services import (
+    ACTION_ALLOWED_FROM,
+    INSTANCE_ACTIONS,
+    instance_create,
+    license_add,
+)
 from tenants.selectors import tenants_administered
 from tenants.tiers import objectives_for
 
@@ -86,10 +89,6 @@ def _can_change_operation(access: Access, operation: Operation) -> bool:
 def _shows_tenant(access: Access) -> bool:
     """Lists name each row's tenant when the caller sees more than one."""
     return access.tenant_ids is None or len(access.tenant_ids) > 1
-
-
-def _error_text(exc: ValidationError) -> str:
-    return " ".join(str(m) for m in exc.messages)
 
 
 # --- dashboard ------------------------------------------------------------------------------
@@ -223,34 +222,34 @@ def instance_create_view(request: HttpRequest) -> HttpResponse:
         )
         return render(request, "provisioning/_version_select.html", {"form": form})
     if request.method == "POST":
-        key = posted_idempotency_key(request)
-        already = operation_by_idempotency_key(access, key)
-        if already is not None:
-            return redirect("provisioning:operation_detail", pk=already.id)
         form = InstanceCreateForm(request.POST, tenants=tenants, access=access)
-        if form.is_valid():
+
+        def start(key: str) -> Operation:
             data = form.cleaned_data
-            try:
-                operation = instance_create(
-                    actor=access,
-                    tenant=data["tenant"],
-                    name=data["name"],
-                    product=data["product"],
-                    version=data["version"],
-                    hostname=data["hostname"],
-                    context_path=data["context_path"],
-                    heap_min_mb=data["heap_min_mb"],
-                    heap_max_mb=data["heap_max_mb"],
-                    tier=data["tier"] or None,
-                    idempotency_key=key,
-                )
-            except ValidationError as exc:
-                errors_onto_form(form, exc)
-            else:
-                messages.success(
-                    request, f"{data['name']} is being created; follow its rollout below."
-                )
-                return redirect("provisioning:operation_detail", pk=operation.id)
+            return instance_create(
+                actor=access,
+                tenant=data["tenant"],
+                name=data["name"],
+                product=data["product"],
+                version=data["version"],
+                hostname=data["hostname"],
+                context_path=data["context_path"],
+                heap_min_mb=data["heap_min_mb"],
+                heap_max_mb=data["heap_max_mb"],
+                tier=data["tier"] or None,
+                idempotency_key=key,
+            )
+
+        response = operation_post(
+            request,
+            access=access,
+            start=start,
+            form=form,
+            done=lambda _: f"{form.cleaned_data['name']} is being created; follow its rollout "
+            "below.",
+        )
+        if response is not None:
+            return response
     else:
         initial: dict[str, Any] = {}
         if request.GET.get("product"):
@@ -282,32 +281,22 @@ def instance_action_view(request: HttpRequest, pk: uuid.UUID, action: str) -> Ht
     if not _action_available(action):
         messages.error(request, f"This panel cannot {action} instances yet.")
         return back
-    key = posted_idempotency_key(request)
-    already = operation_by_idempotency_key(access, key)
-    if already is not None:
-        return redirect("provisioning:operation_detail", pk=already.id)
     form = ACTION_FORMS[action](request.POST, instance=instance)
-    if not form.is_valid():
-        for errors in form.errors.values():
-            for error in errors:
-                messages.error(request, error)
-        return back
-    try:
-        operation = instance_action(
-            actor=access,
-            instance=instance,
-            action=action,
-            params=form.params(),
-            idempotency_key=key,
-        )
-    except OperationConflict as exc:
-        messages.error(request, operation_conflict_message(exc.running))
-        return back
-    except ValidationError as exc:
-        messages.error(request, _error_text(exc))
-        return back
-    messages.success(request, f"{ACTION_LABELS[action]} of {instance.name} requested.")
-    return redirect("provisioning:operation_detail", pk=operation.id)
+
+    def start(key: str) -> Operation:
+        if not form.is_valid():
+            raise ValidationError([error for errors in form.errors.values() for error in errors])
+        service = INSTANCE_ACTIONS[action]
+        return service(actor=access, instance=instance, idempotency_key=key, **form.params())
+
+    response = operation_post(
+        request,
+        access=access,
+        start=start,
+        back=back.url,
+        done=f"{ACTION_LABELS[action]} of {instance.name} requested.",
+    )
+    return response or back  # with a ``back`` there is always a response
 
 
 @login_required

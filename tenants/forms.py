@@ -18,6 +18,9 @@ from tenants.validators import validate_single_line
 class TokenCreateForm(forms.Form):
     """A new API token: a name, read or write, one tenant (or all, for staff), an expiry."""
 
+    # ``token_create``'s arguments that this form holds under another name (for its errors).
+    SERVICE_FIELDS = {"expires_at": "expires_on"}
+
     name = forms.CharField(
         max_length=100,
         validators=[validate_single_line],
@@ -56,10 +59,3 @@ class TokenCreateForm(forms.Form):
         if day is None:
             return None
         return datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
-
-    def add_service_errors(self, exc: ValidationError) -> None:
-        """Show ``token_create``'s errors next to the fields they are about."""
-        fields = {"expires_at": "expires_on"}
-        for field, errors in getattr(exc, "error_dict", {None: exc.error_list}).items():
-            name = fields.get(field, field)
-            self.add_error(name if name in self.fields else None, errors)

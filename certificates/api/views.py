@@ -7,12 +7,13 @@ services as the pages and answer 202 with the operation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.exceptions import PermissionDenied
@@ -27,15 +28,18 @@ from certificates.api.serializers import (
     DnsZoneSerializer,
     EndpointSerializer,
 )
-from certificates.models import Certificate, DnsProviderAccount, DnsZone
+from certificates.models import (
+    Certificate,
+    CertificateOperationKind,
+    DnsProviderAccount,
+    DnsZone,
+)
 from panel.access import Access, access_for
-from panel.api.mixins import ScopedQuerysetMixin, idempotency_key, operation_accepted
+from panel.api.mixins import ScopedQuerysetMixin, idempotency_key
 from panel.api.permissions import IsPlatformAdmin, PanelPermission
-from panel.api.schema import CONFLICT, FORBIDDEN, IDEMPOTENCY_KEY, NOT_FOUND
-from provisioning.api.serializers import OperationSerializer
+from panel.api.schema import NOT_FOUND
+from provisioning.api.operations import action_schema, operation_accepted, operation_replay
 from provisioning.selectors import instance_get
-
-ACCEPTED = OpenApiResponse(OperationSerializer, description="Operation started; poll Location.")
 
 
 class CertificateViewSet(
@@ -142,57 +146,57 @@ def instance_apache_config(request: Request, pk: Any) -> HttpResponse:
     return response
 
 
-def _accepted_action(request: Request, pk: Any, *, staff: bool, start: Any) -> Response:
+def _accepted_action(
+    request: Request, pk: Any, *, kind: str, staff: bool, start: Callable[..., Any]
+) -> Response:
+    """Look up, check the role, replay a repeated request, start: every instance action."""
     access = access_for(request)
     instance = _instance(request, pk)
     if staff and not access.is_staff_role:
         raise PermissionDenied("Only support staff can renew certificates on demand.")
     if not staff and not access.administers_tenant(instance.tenant_id):
         raise PermissionDenied("You need the admin role in this tenant to do this.")
-    operation = start(access, instance, idempotency_key(request))
+    replay = operation_replay(access, request, kind=kind, instance=instance)
+    if replay is not None:
+        return replay
+    operation = start(actor=access, instance=instance, idempotency_key=idempotency_key(request))
     return operation_accepted(operation, request)
 
 
-ACTION_SCHEMA = {
-    "request": None,
-    "parameters": [IDEMPOTENCY_KEY],
-    "responses": {202: ACCEPTED, 403: FORBIDDEN, 404: NOT_FOUND, 409: CONFLICT},
-}
-
-
-@extend_schema(description="Renew the instance's certificate now (support staff).", **ACTION_SCHEMA)
+@action_schema(description="Renew the instance's certificate now (support staff).")
 @api_view(["POST"])
 @permission_classes([PanelPermission])
 def instance_certificate_renew(request: Request, pk: Any) -> Response:
     return _accepted_action(
         request,
         pk,
+        kind=CertificateOperationKind.CERTIFICATE_RENEW,
         staff=True,
-        start=lambda a, i, k: services.instance_certificate_renew(
-            actor=a, instance=i, idempotency_key=k
-        ),
+        start=services.instance_certificate_renew,
     )
 
 
-@extend_schema(description="Render and deploy the instance's proxy site again.", **ACTION_SCHEMA)
+@action_schema(description="Render and deploy the instance's proxy site again.")
 @api_view(["POST"])
 @permission_classes([PanelPermission])
 def instance_proxy_deploy(request: Request, pk: Any) -> Response:
     return _accepted_action(
         request,
         pk,
+        kind=CertificateOperationKind.PROXY_DEPLOY,
         staff=False,
-        start=lambda a, i, k: services.proxy_deploy(actor=a, instance=i, idempotency_key=k),
+        start=services.proxy_deploy,
     )
 
 
-@extend_schema(description="Publish the instance's DNS records again.", **ACTION_SCHEMA)
+@action_schema(description="Publish the instance's DNS records again.")
 @api_view(["POST"])
 @permission_classes([PanelPermission])
 def instance_dns_update(request: Request, pk: Any) -> Response:
     return _accepted_action(
         request,
         pk,
+        kind=CertificateOperationKind.DNS_UPDATE,
         staff=False,
-        start=lambda a, i, k: services.dns_update(actor=a, instance=i, idempotency_key=k),
+        start=services.dns_update,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
 
@@ -35,6 +35,28 @@ VALIDATION_ERROR = OpenApiResponse(
 FORBIDDEN = OpenApiResponse(ErrorSerializer, description="Read-only token, or role too low.")
 NOT_FOUND = OpenApiResponse(ErrorSerializer, description="No such object visible to the caller.")
 CONFLICT = OpenApiResponse(ConflictSerializer, description="Target busy or state forbids it.")
+
+
+def accepted_response(serializer: type) -> OpenApiResponse:
+    """The 202 of an action that starts an operation, in ``serializer``'s shape."""
+    return OpenApiResponse(serializer, description="Operation started; poll Location.")
+
+
+def action_schema(*, accepted: OpenApiResponse, request: Any = None, **extra: Any) -> Any:
+    """``extend_schema`` of an API action that starts an operation: the Idempotency-Key
+    header, 202 with the operation, and its refusals (400, 403, 404, 409)."""
+    return extend_schema(
+        request=request,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            202: accepted,
+            400: VALIDATION_ERROR,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+            409: CONFLICT,
+        },
+        **extra,
+    )
 
 
 # --- refusals every operation can answer ------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -18,17 +18,20 @@ from rest_framework.response import Response
 from rest_framework.validators import UniqueValidator
 
 from panel.access import Access
-from panel.api.mixins import ScopedQuerysetMixin, idempotency_key, operation_accepted
+from panel.api.mixins import ScopedQuerysetMixin, idempotency_key
 from panel.api.permissions import IsPlatformAdmin, PanelPermission
 from panel.api.schema import CONFLICT, FORBIDDEN, IDEMPOTENCY_KEY, NOT_FOUND, VALIDATION_ERROR
-from panel.idempotency import operation_replayed
 from provisioning import hosts, selectors
 from provisioning import validators as v
-from provisioning.api.serializers import OperationSerializer
+from provisioning.api.operations import (
+    ACCEPTED,
+    action_schema,
+    operation_accepted,
+    operation_replay,
+)
 from provisioning.models import Host, OperationKind
 
 UUID_RE = "[0-9a-fA-F-]{36}"
-ACCEPTED = OpenApiResponse(OperationSerializer, description="Operation started; poll Location.")
 
 
 def _no_control_characters(value: str) -> None:
@@ -124,22 +127,6 @@ class HostFilter(django_filters.FilterSet):
         fields = ["status", "role"]
 
 
-def _action_schema(request: Any = None, **extra: Any) -> Any:
-    return extend_schema(
-        request=request, parameters=[IDEMPOTENCY_KEY],
-        responses={202: ACCEPTED, 400: VALIDATION_ERROR, 403: FORBIDDEN, 404: NOT_FOUND,
-                   409: CONFLICT},
-        **extra,
-    )
-
-
-def _replay(access: Access, request: Request, *, kind: str, host: Host | None) -> Response | None:
-    """The 202 of an earlier identical request with the same Idempotency-Key, if there was
-    one (409 if that key was used for a different request)."""
-    existing = operation_replayed(actor=access, key=idempotency_key(request), kind=kind, host=host)
-    return operation_accepted(existing, request) if existing is not None else None
-
-
 @extend_schema_view(
     list=extend_schema(description="Managed hosts (platform admins only)."),
     retrieve=extend_schema(responses={200: HostSerializer, 403: FORBIDDEN, 404: NOT_FOUND}),
@@ -175,7 +162,7 @@ class HostViewSet(
         )
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        replay = _replay(self.access, request, kind=OperationKind.HOST_CONNECT, host=None)
+        replay = operation_replay(self.access, request, kind=OperationKind.HOST_CONNECT)
         if replay is not None:
             return replay
         serializer = self.get_serializer(data=request.data)
@@ -186,13 +173,13 @@ class HostViewSet(
         )
         return operation_accepted(operation, request)
 
-    @_action_schema(request=HostTrustSerializer,
+    @action_schema(request=HostTrustSerializer,
                     description="Confirm the host key seen on first contact (pin it), then log "
                                 "in; with root_password the panel installs its key.")
     @action(detail=True, methods=["post"])
     def trust(self, request: Request, pk: str | None = None) -> Response:
         host = self.get_object()
-        replay = _replay(self.access, request, kind=OperationKind.HOST_CONNECT, host=host)
+        replay = operation_replay(self.access, request, kind=OperationKind.HOST_CONNECT, host=host)
         if replay is not None:
             return replay
         serializer = self.get_serializer(data=request.data)
@@ -203,23 +190,25 @@ class HostViewSet(
         )
         return operation_accepted(operation, request)
 
-    @_action_schema(description="Provision the host for its role (idempotent); 409 while "
+    @action_schema(description="Provision the host for its role (idempotent); 409 while "
                                 "another operation runs on it.")
     @action(detail=True, methods=["post"])
     def provision(self, request: Request, pk: str | None = None) -> Response:
         host = self.get_object()
-        replay = _replay(self.access, request, kind=OperationKind.HOST_PROVISION, host=host)
+        replay = operation_replay(
+            self.access, request, kind=OperationKind.HOST_PROVISION, host=host
+        )
         if replay is not None:
             return replay
         operation = hosts.host_provision(actor=self.access, host=host,
                                          idempotency_key=idempotency_key(request))
         return operation_accepted(operation, request)
 
-    @_action_schema(description="Check the host now: reachable, Docker answers, disk usage.")
+    @action_schema(description="Check the host now: reachable, Docker answers, disk usage.")
     @action(detail=True, methods=["post"])
     def health(self, request: Request, pk: str | None = None) -> Response:
         host = self.get_object()
-        replay = _replay(self.access, request, kind=OperationKind.HOST_HEALTH, host=host)
+        replay = operation_replay(self.access, request, kind=OperationKind.HOST_HEALTH, host=host)
         if replay is not None:
             return replay
         operation = hosts.host_health_check(actor=self.access, host=host,

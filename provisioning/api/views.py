@@ -7,12 +7,13 @@ work answers 202 with the Operation to poll.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import django_filters
 from django import forms
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -20,12 +21,17 @@ from rest_framework.response import Response
 
 from panel.access import Access, access_for
 from panel.api.exceptions import Conflict
-from panel.api.mixins import ScopedQuerysetMixin, idempotency_key, operation_accepted
+from panel.api.mixins import ScopedQuerysetMixin, idempotency_key
 from panel.api.permissions import PanelPermission, TenantAdminForChanges
 from panel.api.schema import CONFLICT, FORBIDDEN, IDEMPOTENCY_KEY, NOT_FOUND, VALIDATION_ERROR
-from panel.idempotency import operation_replayed
 from panel.operations import operation_cancel
 from provisioning import selectors, services
+from provisioning.api.operations import (
+    ACCEPTED,
+    action_schema,
+    operation_accepted,
+    operation_replay,
+)
 from provisioning.api.serializers import (
     InstanceCreateSerializer,
     InstanceDeleteSerializer,
@@ -66,29 +72,6 @@ class InstanceFilter(django_filters.FilterSet):
     class Meta:
         model = AtlassianInstance
         fields = ["tenant", "status", "product"]
-
-
-ACCEPTED = OpenApiResponse(OperationSerializer, description="Operation started; poll Location.")
-
-
-def _action_schema(request: Any = None, **extra: Any) -> Any:
-    return extend_schema(
-        request=request,
-        parameters=[IDEMPOTENCY_KEY],
-        responses={202: ACCEPTED, 400: VALIDATION_ERROR, 403: FORBIDDEN, 404: NOT_FOUND,
-                   409: CONFLICT},
-        **extra,
-    )
-
-
-def _replay(access: Access, request: Request, *, kind: str,
-            instance: AtlassianInstance | None) -> Response | None:
-    """The 202 of an earlier identical request with the same Idempotency-Key, if there was
-    one (409 if that key was used for a different request)."""
-    existing = operation_replayed(
-        actor=access, key=idempotency_key(request), kind=kind, instance=instance
-    )
-    return operation_accepted(existing, request) if existing is not None else None
 
 
 @extend_schema_view(
@@ -133,73 +116,82 @@ class InstanceViewSet(
         }.get(self.action, InstanceSerializer)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        replay = _replay(self.access, request, kind=OperationKind.INSTANCE_CREATE, instance=None)
+        replay = operation_replay(self.access, request, kind=OperationKind.INSTANCE_CREATE)
         if replay is not None:
             return replay
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         operation = services.instance_create(
-            actor=self.access, idempotency_key=idempotency_key(request),
+            actor=self.access,
+            idempotency_key=idempotency_key(request),
             **serializer.validated_data,
         )
         return operation_accepted(operation, request)
 
-    def _act(self, request: Request, action_name: str, *, with_body: bool = False) -> Response:
+    def _act(self, request: Request, kind: str, service: Callable[..., Operation]) -> Response:
+        """Replay, validate the body (if the action has one), call the action's service."""
         instance = self.get_object()  # 404 if not visible, 403 if visible but not administered
-        kind = {"retry": OperationKind.INSTANCE_CREATE}.get(action_name, f"instance.{action_name}")
-        replay = _replay(self.access, request, kind=kind, instance=instance)
+        replay = operation_replay(self.access, request, kind=kind, instance=instance)
         if replay is not None:
             return replay
-        params: dict[str, Any] = {}
-        if with_body:
-            serializer = self.get_serializer(data=request.data, context={
-                **self.get_serializer_context(), "instance": instance,
-            })
+        arguments: dict[str, Any] = {}
+        if self.get_serializer_class() is not InstanceSerializer:
+            serializer = self.get_serializer(
+                data=request.data,
+                context={**self.get_serializer_context(), "instance": instance},
+            )
             serializer.is_valid(raise_exception=True)
-            params = {k: v for k, v in serializer.validated_data.items() if k != "confirm"}
-        operation = services.instance_action(
-            actor=self.access, instance=instance, action=action_name, params=params,
+            arguments = dict(serializer.validated_data)
+        operation = service(
+            actor=self.access,
+            instance=instance,
             idempotency_key=idempotency_key(request),
+            **arguments,
         )
         return operation_accepted(operation, request)
 
-    @_action_schema(description="Start a stopped or failed instance.")
+    @action_schema(description="Start a stopped or failed instance.")
     @action(detail=True, methods=["post"])
     def start(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(request, "start")
+        return self._act(request, OperationKind.INSTANCE_START, services.instance_start)
 
-    @_action_schema(description="Stop the instance gracefully.")
+    @action_schema(description="Stop the instance gracefully.")
     @action(detail=True, methods=["post"])
     def stop(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(request, "stop")
+        return self._act(request, OperationKind.INSTANCE_STOP, services.instance_stop)
 
-    @_action_schema(description="Restart the instance.")
+    @action_schema(description="Restart the instance.")
     @action(detail=True, methods=["post"])
     def restart(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(request, "restart")
+        return self._act(request, OperationKind.INSTANCE_RESTART, services.instance_restart)
 
-    @_action_schema(request=InstanceUpgradeSerializer,
-                    description="Upgrade to another offered version (rolls back on failure).")
+    @action_schema(
+        request=InstanceUpgradeSerializer,
+        description="Upgrade to another offered version (rolls back on failure).",
+    )
     @action(detail=True, methods=["post"])
     def upgrade(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(request, "upgrade", with_body=True)
+        return self._act(request, OperationKind.INSTANCE_UPGRADE, services.instance_upgrade)
 
-    @_action_schema(request=InstanceResizeSerializer, description="Change the JVM heap.")
+    @action_schema(request=InstanceResizeSerializer, description="Change the JVM heap.")
     @action(detail=True, methods=["post"])
     def resize(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(request, "resize", with_body=True)
+        return self._act(request, OperationKind.INSTANCE_RESIZE, services.instance_resize)
 
-    @_action_schema(request=InstanceDeleteSerializer, operation_id="instances_delete",
-                    description="Delete the instance (data is kept for the retention period). "
-                                "`confirm` must be the instance's name.")
+    @action_schema(
+        request=InstanceDeleteSerializer,
+        operation_id="instances_delete",
+        description="Delete the instance (data is kept for the retention period). "
+        "`confirm` must be the instance's name.",
+    )
     @action(detail=True, methods=["post"], url_path="delete", url_name="delete")
     def delete_instance(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(request, "delete", with_body=True)
+        return self._act(request, OperationKind.INSTANCE_DELETE, services.instance_delete)
 
-    @_action_schema(description="Roll a failed instance out again.")
+    @action_schema(description="Roll a failed instance out again.")
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(request, "retry")
+        return self._act(request, OperationKind.INSTANCE_CREATE, services.instance_retry)
 
 
 # --- licenses -------------------------------------------------------------------------------

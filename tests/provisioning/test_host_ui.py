@@ -40,18 +40,20 @@ def test_the_list_shows_status_role_address_and_a_disk_warning(admin, app_host):
 
 
 def test_enrolling_leads_to_the_host_page_which_waits_for_the_key(admin, _no_broker):
-    response = admin.post("/hosts/enrol/", {
+    form = {
         "name": "app-fra-1", "role": "app", "address": "10.0.0.5", "ssh_port": 22,
         "ssh_user": "root", "data_root": "/srv/atlassian", "root_password": "once-only-pw",
         "idempotency_key": "ui-abc",
-    })
+    }
+    response = admin.post("/hosts/enrol/", form)
     host = Host.objects.get(name="app-fra-1")
     assert response.status_code == 302 and response["Location"] == f"/hosts/{host.pk}/"
     page = admin.get(f"/hosts/{host.pk}/").content.decode()
     assert 'data-testid="key-fetching"' in page and 'hx-trigger="every 2s"' in page
     assert host.ssh_public_key in page and "once-only-pw" not in page
-    # A double submit of the same form starts nothing new.
-    again = admin.post("/hosts/enrol/", {"name": "app-fra-1", "idempotency_key": "ui-abc"})
+    # A double submit of the same form starts nothing new (the key replays only the same
+    # fields, as on every form: another form with this key would be refused).
+    again = admin.post("/hosts/enrol/", form)
     assert again.status_code == 302 and Operation.objects.count() == 1
 
 
