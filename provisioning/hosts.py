@@ -28,7 +28,7 @@ from django.utils import timezone
 from panel.access import Access
 from panel.audit import audit_record
 from panel.crypto import decrypt, encrypt
-from panel.idempotency import operation_replayed
+from panel.operation_requests import operation_by_key, operation_conflict_check
 from panel.operations import OperationContext, OperationFailed, operation_handler, operation_start
 from provisioning.models import Host, Operation, OperationKind
 from provisioning.remote import (
@@ -187,13 +187,6 @@ def host_backup_rsync_destination(app_host: Host, path: str = "") -> str:
 # --- services -----------------------------------------------------------------------------
 
 
-def _existing_operation(
-    actor: Access, idempotency_key: str, kind: str, host: Host | None = None
-) -> Operation | None:
-    """The operation an identical earlier request started (a different one: 409)."""
-    return operation_replayed(actor=actor, key=idempotency_key, kind=kind, host=host)
-
-
 def _password_params(root_password: str) -> dict[str, str]:
     return {PASSWORD_PARAM: encrypt(root_password)} if root_password else {}
 
@@ -221,7 +214,9 @@ def host_enrol(
     otherwise an admin confirms the fingerprint seen (:func:`host_trust_key`). With
     ``root_password`` the panel installs its public key itself once the host key is pinned.
     """
-    existing = _existing_operation(actor, idempotency_key, OperationKind.HOST_CONNECT)
+    # The host row is made before the operation: a repeated request must find its operation
+    # first, or the name it already took would refuse it.
+    existing = operation_by_key(actor, idempotency_key, kind=OperationKind.HOST_CONNECT)
     if existing is not None:
         return existing
     errors: dict[str, str] = {}
@@ -272,9 +267,7 @@ def host_trust_key(
 ) -> Operation:
     """An admin confirms the host key seen on first contact; it is pinned, then the panel logs
     in (installing its key with ``root_password`` if given) in a ``host.connect`` operation."""
-    existing = _existing_operation(actor, idempotency_key, OperationKind.HOST_CONNECT, host)
-    if existing is not None:
-        return existing
+    operation_conflict_check(host_lock_key(host))
     host = Host.objects.select_for_update().get(pk=host.pk)
     fingerprint = (fingerprint or "").strip()
     if not FINGERPRINT_RE.match(fingerprint):
@@ -309,9 +302,7 @@ def host_trust_key(
 
 def host_provision(*, actor: Access, host: Host, idempotency_key: str = "") -> Operation:
     """Start ``host.provision`` (refused with 409 while another host operation is active)."""
-    existing = _existing_operation(actor, idempotency_key, OperationKind.HOST_PROVISION, host)
-    if existing is not None:
-        return existing
+    operation_conflict_check(host_lock_key(host))
     if host.status == Host.Status.RETIRED:
         raise ValidationError(f"{host.name} is retired.")
     if not host.host_key_fingerprint:
@@ -328,13 +319,6 @@ def host_provision(*, actor: Access, host: Host, idempotency_key: str = "") -> O
 def host_health_check(*, actor: Access | None, host: Host, idempotency_key: str = ""
                       ) -> Operation:
     """Start a ``host.health`` operation (reachable, Docker up, disk usage)."""
-    existing = (
-        _existing_operation(actor, idempotency_key, OperationKind.HOST_HEALTH, host)
-        if actor
-        else None
-    )
-    if existing is not None:
-        return existing
     if not host.host_key_fingerprint:
         raise ValidationError(f"Confirm the host key of {host.name} first.")
     return operation_start(kind=OperationKind.HOST_HEALTH, actor=actor, host=host,
