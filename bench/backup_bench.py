@@ -118,7 +118,6 @@ class Bench:
         from django.core.management import call_command
 
         from panel.access import PLATFORM_ADMIN_GROUP, access_for_user
-        from provisioning import operations as provisioning_operations
         from tenants.models import Tenant
 
         call_command("migrate", verbosity=0)
@@ -278,7 +277,7 @@ class Bench:
         return backup_take(self.ctx(), self.instance, kind=kind, mode=mode, taken_at=taken_at)
 
     def status_poller(self) -> tuple[threading.Event, list[str], list[str]]:
-        from tests.instances.conftest import container_ip
+        from tests.support.lab import container_ip
 
         ip = container_ip(self.instance.name, "app", "panel-proxy")
         stop, failures, polls = threading.Event(), [], []
@@ -305,6 +304,7 @@ class Bench:
         """The seed's method: stop app and database, rsync home and the database directory
         to the backup host, start; then rsnapshot rotates. Returns the downtime."""
         from backups.engine import rsync_base, rsync_remote
+
         from provisioning.hosts import host_connection
         from provisioning.rollout import wait_running
 
@@ -572,6 +572,7 @@ class Bench:
 
     def plain_rsync(self, point: str) -> float:
         from backups.engine import rsync_base, rsync_remote
+
         from provisioning.hosts import host_connection
 
         dest = f"{self.app_host.data_root}/instances/bench{self.suffix}-plain/"
@@ -603,7 +604,7 @@ class Bench:
             )
         for name, host in (("app1", self.app_host), ("backup1", self.backup_host)):
             try:
-                from tests.provisioning.conftest import lab_admin_connection
+                from tests.support.lab import lab_admin_connection
 
                 with lab_admin_connection(self.state, name) as conn:
                     conn.run(

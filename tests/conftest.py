@@ -1,29 +1,34 @@
 """Shared fixtures. People follow Healthchecks' convention: Alice administers tenant Acme,
 Bob is a viewer in Acme, Charlie administers Globex (no access to Acme), Sam is support staff
-and Pat a platform admin."""
+and Pat a platform admin.
+
+Fixtures shared by several test packages live in ``tests/support`` modules loaded below as
+pytest plugins (pytest allows ``pytest_plugins`` only in this root conftest); no test module
+or conftest imports fixtures from another conftest. Plain helpers (``make_instance``,
+``PASSWORD`` …) are imported from ``tests.support`` modules.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from panel.access import PLATFORM_ADMIN_GROUP, SUPPORT_GROUP, access_for_user
 from provisioning.models import AtlassianInstance, Host, License
 from tenants.models import ApiToken, Membership, Tenant
+from tests.support.factories import make_instance, make_user
 
-PASSWORD = "correct-horse-battery-staple"
-
-
-def _user(username: str, *groups: str) -> User:
-    user = User.objects.create_user(username, f"{username}@example.com", PASSWORD)
-    for name in groups:
-        user.groups.add(Group.objects.get_or_create(name=name)[0])
-    return user
+pytest_plugins = [
+    "tests.support.lab",  # the lab's hosts, enrolment, inline operations, compose cleanup
+    "tests.support.lab_edge",  # the lab's BIND, pebble and proxy; moto's Route53
+]
 
 
 @pytest.fixture
@@ -38,33 +43,33 @@ def globex(db) -> Tenant:
 
 @pytest.fixture
 def alice(acme) -> User:
-    user = _user("alice")
+    user = make_user("alice")
     Membership.objects.create(user=user, tenant=acme, role=Membership.Role.ADMIN)
     return user
 
 
 @pytest.fixture
 def bob(acme) -> User:
-    user = _user("bob")
+    user = make_user("bob")
     Membership.objects.create(user=user, tenant=acme, role=Membership.Role.VIEWER)
     return user
 
 
 @pytest.fixture
 def charlie(globex) -> User:
-    user = _user("charlie")
+    user = make_user("charlie")
     Membership.objects.create(user=user, tenant=globex, role=Membership.Role.ADMIN)
     return user
 
 
 @pytest.fixture
 def sam(db) -> User:
-    return _user("sam", SUPPORT_GROUP)
+    return make_user("sam", SUPPORT_GROUP)
 
 
 @pytest.fixture
 def pat(db) -> User:
-    return _user("pat", PLATFORM_ADMIN_GROUP)
+    return make_user("pat", PLATFORM_ADMIN_GROUP)
 
 
 @pytest.fixture
@@ -81,20 +86,6 @@ def app_host(db) -> Host:
         disk_total_bytes=200 * 1024**3,
         disk_free_bytes=150 * 1024**3,
     )
-
-
-def make_instance(tenant: Tenant, name: str, **fields) -> AtlassianInstance:
-    defaults = {
-        "product": "jira-software",
-        "version": "9.12.0",
-        "hostname": f"{name}.example.com",
-        "status": "running",
-        "db_name": name.replace("-", "_"),
-        "db_user": name.replace("-", "_"),
-        "db_password": f"pw-{name}-secret",
-    }
-    defaults.update(fields)
-    return AtlassianInstance.objects.create(tenant=tenant, name=name, **defaults)
 
 
 @pytest.fixture
@@ -129,6 +120,19 @@ def api() -> Callable[..., APIClient]:
             client.force_login(user)
         if token is not None:
             client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def browser() -> Callable[[Any], Client]:
+    """``browser(user)`` is a client logged in as ``user``; ``browser(None)`` is anonymous."""
+
+    def make(user: Any = None) -> Client:
+        client = Client()
+        if user is not None:
+            client.force_login(user)
         return client
 
     return make

@@ -13,7 +13,7 @@ from panel.idempotency import IdempotencyConflict, operation_replayed
 from provisioning.models import AtlassianInstance, Host, Operation
 from tenants.models import Membership
 from tests.backups.factories import backup_host, make_point, with_backup_host
-from tests.conftest import _user
+from tests.support.factories import make_user as _user
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import pytest
 
 from provisioning.models import AtlassianInstance, Operation
 from tenants.models import Membership
-from tests.conftest import make_instance
+from tests.support.factories import make_instance
 
 pytestmark = pytest.mark.django_db
 

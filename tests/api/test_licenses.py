@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from provisioning.models import License
-from tests.conftest import make_instance
+from tests.support.factories import make_instance
 
 pytestmark = pytest.mark.django_db
 

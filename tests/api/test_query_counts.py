@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from provisioning.models import License, Operation, OperationStep
 from tenants.models import ApiToken, Membership, Tenant
-from tests.conftest import make_instance
+from tests.support.factories import make_instance
 
 pytestmark = pytest.mark.django_db
 

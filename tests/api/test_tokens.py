@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from provisioning.models import Operation
 from tenants.models import ApiToken, Membership
-from tests.conftest import make_instance
+from tests.support.factories import make_instance
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,12 @@
-"""Fixtures of the backup tests that need no lab (those live in ``tests/backups/lab/``)."""
+"""Backup tests (and ``tests/backups/lab``) run their operations inline: nothing here is sent
+to a broker."""
 
-from tests.provisioning.conftest import _no_broker  # noqa: F401 - operations are not enqueued
-from tests.ui.conftest import browser  # noqa: F401 - logged-in test clients
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_broker(no_broker: list[str]) -> list[str]:
+    """Operations are run by the tests themselves; returns the ids that would be enqueued."""
+    return no_broker

@@ -8,9 +8,9 @@ import json
 from datetime import timedelta
 
 import pytest
+from backups.engine import PointStore, catalogue_sync
 from django.utils import timezone
 
-from backups.engine import PointStore, catalogue_sync
 from backups.models import Backup, BackupStatus
 from provisioning.models import AtlassianInstance
 from tests.backups.factories import backup_host, make_point, with_backup_host

@@ -19,7 +19,7 @@ from backups.services import (
 from provisioning.models import Host, Operation, OperationKind
 from tenants.models import AuditEvent, NotificationEvent
 from tests.backups.factories import backup_host, make_point, with_backup_host
-from tests.conftest import make_instance
+from tests.support.factories import make_instance
 
 pytestmark = pytest.mark.django_db
 

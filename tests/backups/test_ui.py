@@ -16,7 +16,7 @@ from backups.models import BackupPolicy, RestoreRequest
 from backups.services import policy_for
 from provisioning.models import AtlassianInstance, Operation
 from tests.backups.factories import backup_host, make_point, with_backup_host
-from tests.conftest import make_instance
+from tests.support.factories import make_instance
 
 pytestmark = pytest.mark.django_db
 

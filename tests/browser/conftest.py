@@ -1,7 +1,8 @@
 """End-to-end tests in a real browser: Playwright drives Debian's Chromium (headless) against
 pytest-django's live server, with the real Celery worker, real Redis and PostgreSQL, and the
-lab's SSH hosts. Every test saves screenshots under ``test-artifacts/screenshots/`` and fails
-on any console error, uncaught page error, failed request or server error answer.
+lab's SSH hosts (fixtures of the ``tests.support.lab`` plugin; no no-broker patch here).
+Every test saves screenshots under ``test-artifacts/screenshots/`` and fails on any console
+error, uncaught page error, failed request or server error answer.
 
 ``PANEL_DOCS_SCREENSHOTS=1`` also writes the README's screenshots to ``docs/screenshots/``.
 """
@@ -23,16 +24,8 @@ from playwright.sync_api import Page, expect, sync_playwright
 from panel.access import access_for_user
 from provisioning.hosts import host_provision
 from provisioning.models import Host
-from tests.conftest import PASSWORD
-from tests.instances.conftest import cleanup_projects, unique_name  # noqa: F401 - fixtures
-from tests.provisioning.conftest import (  # noqa: F401 - lab fixtures (not _no_broker)
-    enrol_lab_host,
-    lab_admin_connection,
-    lab_hosts,
-    lab_state,
-    run_operation,
-    step_text,
-)
+from tests.support.factories import PASSWORD
+from tests.support.lab import run_operation, step_text
 from tests.support.otp import staff_otp_device, totp_now
 from tests.support.receivers import SmtpServer, WebhookReceiver
 
@@ -271,7 +264,7 @@ def login(page: Page) -> Callable[..., None]:
 
 
 @pytest.fixture
-def lab_app_host(enrol_lab_host, pat) -> Host:  # noqa: F811
+def lab_app_host(enrol_lab_host, pat) -> Host:
     """Lab host app1, enrolled and provisioned through the panel's services, run in this process
     (the same steps as ``ready_app_host``, kept off the broker so the worker does not race)."""
     with pytest.MonkeyPatch.context() as mp:

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from certificates.models import Certificate
 from provisioning.models import InstanceHealthCheck, License
 from tests.backups.factories import make_point
-from tests.conftest import make_instance
+from tests.support.factories import make_instance
 
 
 def _history(instance, *, failing_hours: tuple[int, ...] = ()) -> None:

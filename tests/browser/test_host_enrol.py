@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from provisioning.models import Host
-from tests.provisioning.conftest import lab_admin_connection
+from tests.support.lab import lab_admin_connection
 
 ENDED = re.compile(r"^(succeeded|failed|cancelled)$")
 

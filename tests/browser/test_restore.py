@@ -17,7 +17,7 @@ from panel.access import access_for_user
 from provisioning.hosts import host_provision
 from provisioning.models import AtlassianInstance
 from provisioning.services import instance_create
-from tests.provisioning.conftest import run_operation, step_text
+from tests.support.lab import run_operation, step_text
 
 ENDED = re.compile(r"^(succeeded|failed|cancelled)$")
 FAST = {"STANDIN_STARTUP_SECONDS": "2", "STANDIN_ACCESS_LOG": "0"}

@@ -10,7 +10,7 @@ import pytest
 
 from certificates.acme_client import private_key_generate, self_signed_generate
 from certificates.proxy import apache_vhost_render
-from tests.conftest import make_instance
+from tests.support.factories import make_instance
 
 pytestmark = pytest.mark.django_db
 

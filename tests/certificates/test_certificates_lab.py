@@ -16,9 +16,10 @@ from certificates.models import Certificate, DnsRecord, ProxySite
 from panel.access import access_for_user
 from provisioning.models import Operation
 from provisioning.services import instance_action
-from tests.certificates.conftest import LAB_ZONE, https_get, lab_lookup, standin_json
-from tests.certificates.test_publish_lab import create
-from tests.instances.conftest import run, step_text
+from tests.support.lab import run_operation as run
+from tests.support.lab import step_text
+from tests.support.lab_edge import LAB_ZONE, https_get, lab_lookup, standin_json
+from tests.support.lab_edge import create_published as create
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 

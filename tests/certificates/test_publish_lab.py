@@ -10,37 +10,14 @@ import pytest
 
 from certificates.models import Certificate, DnsRecord, ProxySite
 from panel.access import access_for_user
-from provisioning.models import AtlassianInstance, InstanceStatus
-from provisioning.services import instance_action, instance_create
-from tests.certificates.conftest import http_get, https_get, lab_lookup, standin_json
-from tests.instances.conftest import run, step_text
+from provisioning.models import InstanceStatus
+from provisioning.services import instance_action
+from tests.support.lab import run_operation as run
+from tests.support.lab import step_text
+from tests.support.lab_edge import create_published as create
+from tests.support.lab_edge import http_get, https_get, lab_lookup, standin_json
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
-
-FAST = {"STANDIN_STARTUP_SECONDS": "1"}
-
-
-def create(alice, acme, host, name, hostname, cleanup, sites, **fields) -> tuple:
-    op = instance_create(
-        actor=access_for_user(alice),
-        tenant=acme,
-        name=name,
-        product=fields.pop("product", "jira-software"),
-        version=fields.pop("version", "9.12.0"),
-        hostname=hostname,
-        host=host,
-        heap_min_mb=512,
-        heap_max_mb=1024,
-        extra_env=FAST,
-        **fields,
-    )
-    inst = AtlassianInstance.objects.get(pk=op.instance_id)
-    cleanup.append(inst)
-    sites.append(inst)
-    op = run(op)
-    inst.refresh_from_db()
-    return op, inst
-
 
 def test_a_new_instance_is_reachable_over_https_with_a_certificate_from_the_ca(
     lab_settings,

@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import secrets
 
-import dns.name
-import dns.query
-import dns.rcode
-import dns.tsigkeyring
-import dns.update
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -18,8 +13,8 @@ from certificates import services
 from certificates.dns import DnsConflict, RecordChange, ZoneRef, provider_for
 from certificates.models import DnsRecord
 from panel.operations import OperationFailed
-from tests.certificates.conftest import LAB_ZONE, lab_lookup
-from tests.conftest import make_instance
+from tests.support.factories import make_instance
+from tests.support.lab_edge import LAB_ZONE, lab_lookup, outside_update
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
 
@@ -36,18 +31,6 @@ class Steps:
 
     def add_secrets(self, values) -> None:
         self.secrets.extend(values)
-
-
-def outside_update(lab_dns: dict, name: str, rtype: str, *values: str, delete: bool = False):
-    """Change the lab's BIND directly (dnspython + TSIG), as someone outside the panel would."""
-    keyring = dns.tsigkeyring.from_text({lab_dns["tsig_key_name"]: lab_dns["tsig_secret"]})
-    update = dns.update.UpdateMessage(LAB_ZONE, keyring=keyring, keyalgorithm=dns.tsig.HMAC_SHA256)
-    if delete:
-        update.delete(dns.name.from_text(name + "."))
-    else:
-        update.add(dns.name.from_text(name + "."), 300, rtype, *values)
-    response = dns.query.tcp(update, lab_dns["server"], port=lab_dns["port"], timeout=10)
-    assert response.rcode() == dns.rcode.NOERROR
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from certificates import services
 from certificates.dns import DnsConflict, DnsError, RecordChange, ZoneRef, provider_for
 from certificates.models import DnsProviderAccount, DnsRecord, DnsZone
 from panel.operations import OperationFailed
-from tests.conftest import make_instance
+from tests.support.factories import make_instance
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from certificates import proxy, services
 from certificates.acme_client import AcmeError, AcmeSession, private_key_generate
 from certificates.models import Certificate, CertificateOrder, DnsProviderAccount, DnsZone
 from panel.operations import OperationFailed
-from tests.conftest import make_instance
+from tests.support.factories import make_instance
 
 pytestmark = pytest.mark.django_db
 

@@ -9,13 +9,13 @@ import shlex
 import subprocess
 
 import pytest
-
 from backups.engine import retention_apply, store_for
+
 from backups.models import Backup, BackupPolicy, BackupStatus
 from backups.services import backup_start, policy_for
 from panel.access import access_for_user
 from provisioning.hosts import host_backup_ssh_argv, host_connection
-from tests.backups.lab.conftest import backup1, lab_world, sh, wait_ok
+from tests.support.backup_lab import backup1, lab_world, sh, wait_ok
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
 

@@ -15,26 +15,20 @@ import time
 import urllib.request
 
 import pytest
+from backups.engine import store_for
 from django.db import transaction
 
-from backups.engine import store_for
 from backups.models import Backup, BackupStatus, Restore, RestoreDrill
 from backups.services import backup_start, drill_start, restore_start
 from panel.access import access_for_user
 from panel.operations import operation_cancel, wait_for
 from provisioning.models import AtlassianInstance, InstanceStatus, Operation, OperationStep
 from provisioning.services import instance_action
-from tests.backups.lab.conftest import backup1
-from tests.hardening import test_fault_tolerance_backups as _ftb
-from tests.instances.conftest import container_ip
-from tests.provisioning.conftest import step_text
+from tests.support.backup_lab import TableLock as _TableLock
+from tests.support.backup_lab import backup1
+from tests.support.lab import container_ip, step_text
 
 pytestmark = [pytest.mark.worker, pytest.mark.lab]
-
-# A running lab instance with one good point (the fault-tolerance tests' fixture).
-backed_up = _ftb.backed_up
-_TableLock = _ftb._TableLock
-
 
 def _wait_step(op: Operation, prefix: str, timeout: float = 240) -> None:
     assert wait_for(

@@ -20,7 +20,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from panel.clientaddr import client_address, parse_networks
 from tenants.models import AuditEvent
-from tests.conftest import PASSWORD
+from tests.support.factories import PASSWORD
 
 TRUSTED = parse_networks(["127.0.0.1", "10.9.0.0/16"])
 

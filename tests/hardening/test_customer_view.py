@@ -12,17 +12,17 @@ from __future__ import annotations
 import shlex
 
 import pytest
+from certificates.checks import endpoint_check
 from django.test import Client
 from django.urls import reverse
 
-from certificates.checks import endpoint_check
 from panel.access import access_for_user
 from provisioning.hosts import host_backup_rsync_destination, host_backup_ssh_argv
 from provisioning.models import AtlassianInstance, Host, Operation, OperationStep
 from provisioning.remote import HostConnection, SSHTarget
 from provisioning.services import instance_action
-from tests.conftest import make_instance
-from tests.provisioning.conftest import run_operation, step_text
+from tests.support.factories import make_instance
+from tests.support.lab import run_operation, step_text
 
 FINGERPRINT = "SHA256:" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1V"
 ADDRESS, PRIVATE, BACKUP_ADDRESS = "10.20.30.40", "app-one.internal.example", "10.20.30.99"

@@ -22,10 +22,8 @@ from provisioning import validators as v
 from provisioning.hosts import host_provision
 from provisioning.models import AtlassianInstance, Host, InstanceStatus, Operation
 from provisioning.services import instance_create
-from tests.certificates.conftest import LAB_ZONE, lab_dns, lab_lookup  # noqa: F401
-from tests.certificates.test_rfc2136_ownership import outside_update
-from tests.conftest import PASSWORD
-from tests.instances.conftest import cleanup_projects, unique_name  # noqa: F401
+from tests.support.factories import PASSWORD
+from tests.support.lab_edge import LAB_ZONE, lab_lookup, outside_update
 
 
 def _login(username: str) -> Client:

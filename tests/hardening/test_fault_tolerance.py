@@ -22,7 +22,7 @@ from panel.operations import operation_execute, operation_start, wait_for
 from panel.registry import beat_schedule
 from provisioning.hosts import host_health_check, host_provision
 from provisioning.models import AtlassianInstance, Host, InstanceStatus, Operation, OperationStep
-from provisioning.services import instance_create, instance_retry
+from provisioning.services import instance_create
 from tests.support.worker import Worker
 
 pytestmark = [pytest.mark.worker]

@@ -4,11 +4,6 @@ half-restored), every earlier point stays intact and restorable, and a second ru
 
 from __future__ import annotations
 
-import secrets
-import subprocess
-from collections.abc import Iterator
-from datetime import timedelta
-
 import pytest
 from django.db import transaction
 
@@ -17,95 +12,11 @@ from backups.services import backup_start, restore_start
 from panel import operations
 from panel.access import access_for_user
 from panel.operations import wait_for
-from provisioning.models import AtlassianInstance, InstanceStatus, Operation, OperationStep
-from tests.backups.lab.conftest import _enrol, backup1, create_instance
-from tests.provisioning.conftest import run_operation, step_text
+from provisioning.models import InstanceStatus, Operation, OperationStep
+from tests.support.backup_lab import TableLock as _TableLock
+from tests.support.lab import step_text
 
 pytestmark = [pytest.mark.worker, pytest.mark.lab]
-
-
-@pytest.fixture
-def backed_up(worker, pat, acme, lab_state, monkeypatch, settings) -> Iterator[AtlassianInstance]:
-    """A running lab instance with one good backup point, set up inline (not by the worker)."""
-    settings.PANEL_OPERATION_HEARTBEAT_TIMEOUT = timedelta(seconds=worker.heartbeat_timeout)
-    specs = {h["name"]: h for h in lab_state["hosts"]}
-    name = f"k{secrets.token_hex(3)}-jira"
-    with monkeypatch.context() as mp:
-        mp.setattr("panel.operations.operation_enqueue", lambda op_id: None)
-        mp.setattr("provisioning.operations.PUBLISH_HOOKS", [])
-        actor = access_for_user(pat)
-        backup_host = _enrol(actor, specs["backup1"])
-        app_host = _enrol(actor, specs["app1"], backup_host=backup_host)
-        instance = create_instance(actor, acme, app_host, name)
-        first = run_operation(backup_start(actor=actor, instance=instance))
-        assert first.status == "succeeded", step_text(first)
-    try:
-        yield instance
-    finally:
-        subprocess.run(
-            ["docker", "compose", "-p", name, "down", "-v", "-t", "2"],
-            capture_output=True,
-            timeout=180,
-        )
-        subprocess.run(["rm", "-rf", f"{app_host.data_root}/instances/{name}"])
-        backup1("rm", "-rf", f"{backup_host.data_root}/hosts/{app_host.name}/{name}", check=False)
-
-
-class _TableLock:
-    """Holds an exclusive lock on a table of the instance's database, so that a pg_dump taken
-    meanwhile waits: the operation is reliably in the middle of its work when the worker dies."""
-
-    def __init__(self, instance: AtlassianInstance) -> None:
-        self.instance = instance
-        self.proc = subprocess.Popen(
-            [
-                "docker",
-                "compose",
-                "-p",
-                instance.name,
-                "exec",
-                "-T",
-                "db",
-                "psql",
-                "-U",
-                instance.db_user,
-                "-d",
-                instance.db_name,
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                "BEGIN; LOCK TABLE standin_item IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def release(self) -> None:
-        # Killing the local client leaves psql running in the container: end its session.
-        i = self.instance
-        subprocess.run(
-            [
-                "docker",
-                "compose",
-                "-p",
-                i.name,
-                "exec",
-                "-T",
-                "db",
-                "psql",
-                "-U",
-                i.db_user,
-                "-d",
-                i.db_name,
-                "-c",
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid();",
-            ],
-            capture_output=True,
-            timeout=60,
-        )
-        self.proc.kill()
-        self.proc.wait(timeout=30)
 
 
 def _kill_when(worker, op: Operation, message_prefix: str) -> None:

@@ -8,23 +8,19 @@ import subprocess
 import time
 
 import pytest
+from backups.engine import store_for
 from django.db import connection, transaction
 
-from backups.engine import store_for
 from backups.models import Backup, BackupStatus
 from backups.services import backup_start
 from panel import operations
 from panel.access import access_for_user
 from panel.operations import wait_for
 from provisioning.models import Operation, OperationStep
-from tests.backups.lab.conftest import backup1
-from tests.hardening import test_fault_tolerance_backups as _ftb
-from tests.provisioning.conftest import step_text
+from tests.support.backup_lab import TableLock, backup1
+from tests.support.lab import step_text
 
 pytestmark = [pytest.mark.worker, pytest.mark.lab]
-
-backed_up = _ftb.backed_up
-
 
 def _break_heartbeat(op: Operation) -> None:
     """Every heartbeat update of ``op`` now fails with a database error (the heartbeat keeps
@@ -56,7 +52,7 @@ def _repair_heartbeat() -> None:
 
 def test_a_reaped_handler_runs_no_further_remote_command(backed_up, worker, pat):
     instance = backed_up
-    lock = _ftb._TableLock(instance)  # the hot backup's pg_dump waits for it
+    lock = TableLock(instance)  # the hot backup's pg_dump waits for it
     try:
         with transaction.atomic():
             op = backup_start(actor=access_for_user(pat), instance=instance, mode="hot")

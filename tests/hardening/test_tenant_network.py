@@ -18,23 +18,16 @@ from panel.access import access_for_user
 from provisioning.compose import edge_network, instance_alias
 from provisioning.models import AtlassianInstance, InstanceStatus
 from provisioning.services import instance_action, instance_create
-from tests.certificates.conftest import (  # noqa: F401 - shared lab fixtures
-    cleanup_sites,
-    https_get,
-    standin_json,
-)
-from tests.instances.conftest import (  # noqa: F401 - shared lab fixtures
-    _no_broker,
-    cleanup_projects,
-    container_ip,
-    ready_app_host,
-    run,
-    step_text,
-    unique_name,
-)
-from tests.provisioning.conftest import lab_hosts, lab_state  # noqa: F401
+from tests.support.lab import container_ip, step_text
+from tests.support.lab import run_operation as run
+from tests.support.lab_edge import https_get, standin_json
 
-pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
+# Operations are run inline here: nothing goes to a broker (``no_broker``, tests/support/lab.py).
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("no_broker"),
+]
 
 FAST = {"STANDIN_STARTUP_SECONDS": "1"}
 
@@ -183,7 +176,7 @@ def test_one_tenants_app_cannot_reach_another_tenants_app_or_database(
     assert all(outcome != "open" for outcome in back.values()), back
 
     # the addresses are real: the machine itself reaches both apps on them
-    from tests.instances.test_instances_lab import _info
+    from tests.support.lab import standin_info as _info
 
     assert _info(theirs, 7990)["state"] == "RUNNING"
 

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from tenants.models import SealedTOTPDevice
-from tests.conftest import PASSWORD
+from tests.support.factories import PASSWORD
 from tests.support.otp import staff_otp_device, totp_now
 
 pytestmark = pytest.mark.django_db

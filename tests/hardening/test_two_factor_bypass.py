@@ -23,7 +23,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticToken
 
 from tenants.models import AuditEvent, SealedTOTPDevice
-from tests.conftest import PASSWORD
+from tests.support.factories import PASSWORD
 from tests.support.otp import staff_otp_device, totp_now
 
 SECRET_RE = re.compile(rb'data-testid="otp-secret">([A-Z2-7]+)<')

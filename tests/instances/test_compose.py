@@ -9,7 +9,7 @@ import yaml
 
 from provisioning.compose import compose_render
 from provisioning.models import License
-from tests.conftest import make_instance
+from tests.support.factories import make_instance
 
 
 def _compose_config(tmp_path, rendered) -> dict:

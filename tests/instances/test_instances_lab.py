@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import urllib.request
 
 import pytest
 
 from panel.access import access_for_user
 from provisioning.models import AtlassianInstance, InstanceStatus
 from provisioning.services import instance_action, instance_create
-from tests.instances.conftest import container_ip, run, step_text
+from tests.support.lab import run_operation as run
+from tests.support.lab import standin_info as _info
+from tests.support.lab import step_text
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 
 FAST = {"STANDIN_STARTUP_SECONDS": "2"}
-
-
-def _info(inst: AtlassianInstance, port: int) -> dict:
-    ip = container_ip(inst.name, "app", "panel-proxy")
-    url = f"http://{ip}:{port}{inst.context_path}/rest/standin/1.0/info"
-    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - lab container
-        return json.loads(resp.read())
 
 
 def _create(alice, acme, host, name, product, version, cleanup, **fields):

@@ -10,7 +10,7 @@ from django.utils import timezone
 from panel.operations import operation_execute
 from provisioning.models import Host, InstanceStatus, Operation
 from provisioning.services import host_select_for_instance, instances_purge_due
-from tests.conftest import make_instance
+from tests.support.factories import make_instance
 
 pytestmark = pytest.mark.django_db
 

@@ -25,7 +25,7 @@ from provisioning.hosts import (
 )
 from provisioning.models import Host
 from tenants.models import AuditEvent
-from tests.provisioning.conftest import lab_admin_connection, run_operation, step_text
+from tests.support.lab import lab_admin_connection, run_operation, step_text
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 

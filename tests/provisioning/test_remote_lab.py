@@ -18,7 +18,7 @@ from provisioning.remote import (
     host_key_scan,
 )
 from provisioning.remote.docker_api import PinnedSSHAdapter
-from tests.provisioning.conftest import lab_admin_connection
+from tests.support.lab import lab_admin_connection
 
 pytestmark = pytest.mark.lab
 

@@ -1,15 +1,13 @@
-"""Helpers of the web UI tests: logged-in browsers (Django test clients) and operations."""
+"""Fixtures of the web UI tests: an operation of Acme's and one of Globex's. Logged-in
+clients come from ``browser`` (``tests/conftest.py``), rows from ``tests.support.factories``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
-from django.test import Client
 
 from panel import operations
-from provisioning.models import AtlassianInstance, Operation, OperationKind, OperationStep
+from provisioning.models import Operation, OperationKind
+from tests.support.factories import make_operation, make_step
 
 LIFECYCLE_KINDS = [
     OperationKind.INSTANCE_START,
@@ -19,42 +17,6 @@ LIFECYCLE_KINDS = [
     OperationKind.INSTANCE_RESIZE,
     OperationKind.INSTANCE_DELETE,
 ]
-
-
-@pytest.fixture
-def browser() -> Callable[[Any], Client]:
-    """``browser(user)`` is a client logged in as ``user``; ``browser(None)`` is anonymous."""
-
-    def make(user: Any = None) -> Client:
-        client = Client()
-        if user is not None:
-            client.force_login(user)
-        return client
-
-    return make
-
-
-def make_operation(
-    instance: AtlassianInstance,
-    *,
-    kind: str = "instance.restart",
-    status: str = "running",
-    **fields: Any,
-) -> Operation:
-    """An operation on ``instance``; active ones hold the instance's lock like real ones."""
-    active = status in ("pending", "running")
-    return Operation.objects.create(
-        kind=kind,
-        tenant=instance.tenant,
-        instance=instance,
-        status=status,
-        lock_key=f"instance:{instance.pk}" if active else None,
-        **fields,
-    )
-
-
-def make_step(operation: Operation, message: str, **fields: Any) -> OperationStep:
-    return OperationStep.objects.create(operation=operation, message=message, **fields)
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ def test_the_login_page_logs_a_user_in_and_logout_is_a_post(alice, client):
     assert b'id="login-submit"' in page.content
     wrong = client.post(reverse("login"), {"username": "alice", "password": "nope"})
     assert b'data-testid="login-error"' in wrong.content
-    from tests.conftest import PASSWORD
+    from tests.support.factories import PASSWORD
 
     ok = client.post(reverse("login"), {"username": "alice", "password": PASSWORD})
     assert ok.status_code == 302 and ok["Location"] == reverse("dashboard")

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from provisioning.models import Host, Operation
 from tenants.models import ApiToken, AuditEvent
-from tests.ui.conftest import make_operation, make_step
+from tests.support.factories import make_operation, make_step
 
 pytestmark = pytest.mark.django_db
 

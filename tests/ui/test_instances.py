@@ -10,8 +10,7 @@ from django.utils import timezone
 
 from provisioning.models import AtlassianInstance, License, Operation
 from tenants.models import Membership
-from tests.conftest import make_instance
-from tests.ui.conftest import make_operation
+from tests.support.factories import make_instance, make_operation
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from provisioning.models import AtlassianInstance, License, Operation
 from tenants.models import ApiToken, AuditEvent
-from tests.ui.conftest import make_operation, make_step
+from tests.support.factories import make_operation, make_step
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from provisioning.models import Operation
-from tests.ui.conftest import make_operation, make_step
+from tests.support.factories import make_operation, make_step
 
 pytestmark = pytest.mark.django_db
 

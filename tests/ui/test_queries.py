@@ -7,8 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from tests.conftest import make_instance
-from tests.ui.conftest import make_operation, make_step
+from tests.support.factories import make_instance, make_operation, make_step
 
 pytestmark = pytest.mark.django_db
 

@@ -1,313 +1,34 @@
 """Fixtures of the backup tests against the lab.
 
-They share one world, built once and torn down after the last test of ``tests/backups/lab``:
-the lab's backup host and app1 enrolled and provisioned through the panel (app1 pushes to
-backup1 with its rrsync-restricted key), a tenant with an admin, support staff, and one
-running Jira stand-in. Its rows are committed outside the tests' transactions; the tests
-themselves run in a transaction (``django_db``), so what they change in the database is rolled
-back while what they did on the lab stays. Tests that need an empty backup area call
-``world.fresh_area()``.
+They share one world (``tests.support.backup_lab.lab_world``), built once and torn down after
+the last test of ``tests/backups/lab``: the lab's backup host and app1 enrolled and
+provisioned through the panel, a tenant with an admin, support staff, and one running Jira
+stand-in. Its rows are committed outside the tests' transactions; the tests themselves run in
+a transaction (``django_db``), so what they change in the database is rolled back while what
+they did on the lab stays. Tests that need an empty backup area call ``world.fresh_area()``.
+Operations are not enqueued (the parent ``tests/backups/conftest.py`` turns ``no_broker`` on).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import secrets
-import subprocess
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
 
-from panel.access import PLATFORM_ADMIN_GROUP, SUPPORT_GROUP, access_for_user
-from provisioning.models import AtlassianInstance, Host, Operation
-from tenants.models import Membership, Tenant
-from tests.instances.conftest import container_ip
-from tests.provisioning.conftest import (  # noqa: F401 - shared lab fixtures
-    LAB_STATE,
-    _no_broker,
-    lab_admin_connection,
-    run_operation,
-    step_text,
-)
-
-FAST = {"STANDIN_STARTUP_SECONDS": "2", "STANDIN_ACCESS_LOG": "0"}
+from panel.access import access_for_user
+from tests.support.backup_lab import LabWorld, lab_world
 
 
-def sh(*argv: str, check: bool = True, timeout: float = 120) -> str:
-    """Run a command on this machine (the lab's data roots have the same paths here)."""
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if check and done.returncode != 0:
-        raise AssertionError(f"{argv} failed: {done.stdout}{done.stderr}")
-    return done.stdout
-
-
-def backup1(*argv: str, check: bool = True) -> str:
-    return sh("docker", "exec", "panel-lab-backup1", *argv, check=check)
-
-
-@dataclass
-class LabWorld:
-    tenant: Tenant
-    admin: User
-    support: User
-    platform: User
-    app_host: Host
-    backup_host: Host
-    instance: AtlassianInstance
-    suffix: str
-    extra_projects: list[str] = field(default_factory=list)
-
-    @property
-    def idir(self) -> str:
-        return f"{self.app_host.data_root}/instances/{self.instance.name}"
-
-    def area(self, instance: AtlassianInstance | None = None) -> str:
-        name = (instance or self.instance).name
-        return f"{self.backup_host.data_root}/hosts/{self.app_host.name}/{name}"
-
-    def fresh_area(self, instance: AtlassianInstance | None = None) -> None:
-        backup1("rm", "-rf", self.area(instance))
-
-    def points_on_disk(self, instance: AtlassianInstance | None = None) -> list[str]:
-        out = backup1("sh", "-c", f"ls -1 {self.area(instance)}/points 2>/dev/null || true")
-        return sorted(out.split())
-
-    def refresh(self) -> AtlassianInstance:
-        self.instance = AtlassianInstance.objects.select_related("host__backup_host", "tenant").get(
-            pk=self.instance.pk
-        )
-        return self.instance
-
-    # the stand-in's own API, through its container's address on the proxy network
-
-    def api(
-        self,
-        path: str,
-        body: dict | None = None,
-        *,
-        method: str | None = None,
-        instance: AtlassianInstance | None = None,
-    ) -> Any:
-        inst = instance or self.instance
-        ip = container_ip(inst.name, "app", "panel-proxy")
-        url = f"http://{ip}:8080{inst.context_path}/rest/standin/1.0/{path}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            url,
-            data=data,
-            method=method or ("POST" if body is not None else "GET"),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - lab
-            return json.loads(response.read() or b"null")
-
-    def titles(self, instance: AtlassianInstance | None = None) -> list[str]:
-        return [row["title"] for row in self.api("items", instance=instance)["items"]]
-
-    def psql(self, sql: str, instance: AtlassianInstance | None = None) -> str:
-        inst = instance or self.instance
-        return sh(
-            "docker",
-            "compose",
-            "-p",
-            inst.name,
-            "exec",
-            "-T",
-            "db",
-            "psql",
-            "-At",
-            "-U",
-            inst.db_user,
-            "-d",
-            inst.db_name,
-            "-c",
-            sql,
-        )
-
-    def as_app(self, *argv: str, instance: AtlassianInstance | None = None) -> str:
-        """Run a command as root inside the app container (to set owners and modes)."""
-        inst = instance or self.instance
-        return sh("docker", "compose", "-p", inst.name, "exec", "-T", "-u", "0", "app", *argv)
-
-
-def home_listing(home: str, *, skip: tuple[str, ...] = ()) -> dict[str, tuple]:
-    """{relative path: (type, mode, uid, gid, sha256 or link target)} of a home directory."""
-    out = sh("find", home, "-mindepth", "1", "-printf", "%P\\0%y\\0%#m\\0%U\\0%G\\0%l\\0")
-    fields = out.split("\0")
-    listing: dict[str, tuple] = {}
-    for i in range(0, len(fields) - 1, 6):
-        path, kind, mode, uid, gid, target = fields[i : i + 6]
-        if path.startswith(skip):
-            continue
-        digest = target
-        if kind == "f":
-            digest = sh("sha256sum", f"{home}/{path}").split()[0]
-        listing[path] = (kind, mode, int(uid), int(gid), digest)
-    return listing
-
-
-def _enrol(actor: Any, spec: dict[str, Any], **extra: Any) -> Host:
-    from provisioning.hosts import host_enrol, host_provision
-
-    op = run_operation(
-        host_enrol(
-            actor=actor,
-            name=f"lab-{spec['name']}",
-            role=spec["role"],
-            address=spec["address"],
-            ssh_port=int(spec["ssh_port"]),
-            ssh_user=spec["ssh_user"],
-            data_root=spec["data_root"],
-            private_address=spec["private_address"],
-            peer_ssh_port=22,
-            host_key_fingerprint=spec["host_key_fingerprint"],
-            root_password=spec["root_password"],
-            **extra,
-        )
-    )
-    assert op.status == "succeeded", step_text(op)
-    host = Host.objects.get(pk=op.host_id)
-    op = run_operation(host_provision(actor=actor, host=host))
-    assert op.status == "succeeded", step_text(op)
-    return Host.objects.select_related("backup_host").get(pk=host.pk)
-
-
-def create_instance(
-    world_actor: Any, tenant: Tenant, host: Host, name: str, **fields: Any
-) -> AtlassianInstance:
-    from provisioning.services import instance_create
-
-    op = instance_create(
-        actor=world_actor,
-        tenant=tenant,
-        name=name,
-        product=fields.pop("product", "jira-software"),
-        version=fields.pop("version", "9.12.0"),
-        hostname=f"{name}.lab.example",
-        host=host,
-        heap_min_mb=512,
-        heap_max_mb=1024,
-        extra_env=FAST,
-        tier=fields.pop("tier", "tier3"),
-        **fields,
-    )
-    op = run_operation(op)
-    assert op.status == "succeeded", step_text(op)
-    return AtlassianInstance.objects.select_related("host__backup_host", "tenant").get(
-        pk=op.instance_id
-    )
-
-
+# Package scope on purpose: the world lives exactly as long as this package's tests. Never
+# import it elsewhere (it would outlive the importing module for the rest of the session).
 @pytest.fixture(scope="package")
-def lab(django_db_setup, django_db_blocker) -> Iterator[LabWorld]:
+def lab(django_db_setup: None, django_db_blocker: Any) -> Iterator[LabWorld]:
     with lab_world(django_db_blocker) as world:
         yield world
 
 
-@contextlib.contextmanager
-def lab_world(django_db_blocker: Any) -> Iterator[LabWorld]:
-    """A lab world whose rows are committed and removed (with a flush) when the block ends.
-
-    Modules outside this package build their own with a fixture of their own scope: an
-    imported package-scoped ``lab`` would outlive them, keeping its rows and patches alive
-    for every later test of the session."""
-    if not LAB_STATE.exists():
-        pytest.fail(
-            f"The lab is not up ({LAB_STATE} missing): run `scripts/lab up`.", pytrace=False
-        )
-    state = json.loads(LAB_STATE.read_text())
-    specs = {h["name"]: h for h in state["hosts"]}
-    suffix = secrets.token_hex(3)
-    with pytest.MonkeyPatch.context() as mp, django_db_blocker.unblock():
-        mp.setattr("panel.operations.operation_enqueue", lambda op_id: None)
-        # DNS, certificates and the proxy have their own tests; here they would only add
-        # minutes (and images the lab may not have).
-        mp.setattr("provisioning.operations.PUBLISH_HOOKS", [])
-        mp.setattr("provisioning.operations.UNPUBLISH_HOOKS", [])
-        platform = User.objects.create_user(f"lab-pat-{suffix}", "pat@lab.example", "x")
-        platform.groups.add(Group.objects.get_or_create(name=PLATFORM_ADMIN_GROUP)[0])
-        support = User.objects.create_user(f"lab-sam-{suffix}", "sam@lab.example", "x")
-        support.groups.add(Group.objects.get_or_create(name=SUPPORT_GROUP)[0])
-        admin = User.objects.create_user(f"lab-alice-{suffix}", "alice@lab.example", "x")
-        tenant = Tenant.objects.create(
-            name=f"Lab {suffix}",
-            slug=f"lab-{suffix}",
-            contact_email="ops@lab.example",
-            default_tier="tier3",
-        )
-        Membership.objects.create(user=admin, tenant=tenant, role=Membership.Role.ADMIN)
-        actor = access_for_user(platform)
-        backup_host = _enrol(actor, specs["backup1"])
-        app_host = _enrol(actor, specs["app1"], backup_host=backup_host)
-        instance = create_instance(actor, tenant, app_host, f"b{suffix}-jira")
-        world = LabWorld(
-            tenant=tenant,
-            admin=admin,
-            support=support,
-            platform=platform,
-            app_host=app_host,
-            backup_host=backup_host,
-            instance=instance,
-            suffix=suffix,
-        )
-        try:
-            yield world
-        finally:
-            _teardown(state, world)
-
-
-def _teardown(state: dict[str, Any], world: LabWorld) -> None:
-    from django.core.management import call_command
-
-    names = [world.instance.name, *world.extra_projects]
-    for name in names:
-        sh(
-            "docker",
-            "compose",
-            "-p",
-            name,
-            "down",
-            "-v",
-            "-t",
-            "3",
-            "--remove-orphans",
-            check=False,
-            timeout=180,
-        )
-        sh("rm", "-rf", f"{world.app_host.data_root}/instances/{name}", check=False)
-        backup1("rm", "-rf", world.area(AtlassianInstance(name=name)), check=False)
-    for name, host in (("app1", world.app_host), ("backup1", world.backup_host)):
-        try:
-            with lab_admin_connection(state, name) as conn:
-                conn.run(
-                    [
-                        "sh",
-                        "-c",
-                        'f="$HOME/.ssh/authorized_keys"; grep -vxF "$1" "$f" '
-                        '> "$f.panel-test" || true; cat "$f.panel-test" > "$f"; '
-                        'rm -f "$f.panel-test"',
-                        "sh",
-                        host.ssh_public_key,
-                    ]
-                )
-        except Exception as exc:  # noqa: BLE001 - cleanup must not hide the test's result
-            print(f"could not remove the test key from {name}: {exc}")
-    # The world's rows were committed outside any test transaction: remove them the way a
-    # transactional test case does after each test.
-    call_command("flush", interactive=False, verbosity=0)
-
-
 @pytest.fixture
 def staff(lab: LabWorld) -> Any:
+    """Support staff of the lab world, as an access."""
     return access_for_user(lab.support)
-
-
-def wait_ok(op: Operation) -> Operation:
-    op = run_operation(op)
-    assert op.status == "succeeded", f"{op.error}\n{step_text(op)}"
-    return op

@@ -11,8 +11,8 @@ import pytest
 from backups.models import Backup, BackupStatus
 from backups.services import backup_start
 from panel.access import access_for_user
-from tests.backups.lab.conftest import backup1, step_text, wait_ok
-from tests.instances.conftest import container_ip
+from tests.support.backup_lab import backup1, wait_ok
+from tests.support.lab import container_ip, step_text
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
 

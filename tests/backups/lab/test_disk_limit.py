@@ -8,7 +8,8 @@ import pytest
 from backups.models import Backup, BackupStatus
 from backups.services import backup_start
 from panel.access import access_for_user
-from tests.backups.lab.conftest import run_operation, step_text, wait_ok
+from tests.support.backup_lab import wait_ok
+from tests.support.lab import run_operation, step_text
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
 

@@ -11,7 +11,8 @@ import pytest
 from backups.models import Backup, BackupStatus
 from backups.services import backup_start, restore_start
 from panel.access import access_for_user
-from tests.backups.lab.conftest import backup1, run_operation, step_text, wait_ok
+from tests.support.backup_lab import backup1, wait_ok
+from tests.support.lab import run_operation, step_text
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
 

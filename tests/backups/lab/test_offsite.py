@@ -16,15 +16,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from backups.engine import backup_record_start, point_store
 
 from backups import offsite
-from backups.engine import backup_record_start, point_store
 from backups.models import Backup, BackupKind, BackupPolicy
 from backups.services import policy_for
 from panel.operations import OperationContext
 from provisioning.hosts import host_connection
 from provisioning.models import AtlassianInstance, Operation, OperationKind
-from tests.backups.lab.conftest import sh
+from tests.support.backup_lab import sh
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
 
@@ -147,7 +147,7 @@ def test_off_site_copies_are_encrypted_and_follow_retention(lab, s3):
 
 
 def test_an_off_site_copy_whose_archive_step_fails_is_marked_failed_not_copied(lab, s3):
-    from tests.backups.lab.conftest import backup1
+    from tests.support.backup_lab import backup1
 
     inst = AtlassianInstance.objects.create(
         tenant=lab.tenant,

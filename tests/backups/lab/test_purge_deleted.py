@@ -12,7 +12,7 @@ from backups.models import Backup, BackupStatus
 from backups.services import backups_purge_deleted
 from provisioning.models import AtlassianInstance
 from tenants.models import AuditEvent
-from tests.backups.lab.conftest import backup1
+from tests.support.backup_lab import backup1
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
 

@@ -12,7 +12,8 @@ from backups.selectors import dr_dashboard
 from backups.services import backup_start, drill_start, restore_start
 from panel.access import access_for_user
 from provisioning.models import AtlassianInstance
-from tests.backups.lab.conftest import home_listing, run_operation, sh, wait_ok
+from tests.support.backup_lab import home_listing, sh, wait_ok
+from tests.support.lab import run_operation
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
 

@@ -10,14 +10,14 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from backups.engine import backup_record_start, point_store
+
 from backups.models import Backup, BackupKind, BackupStatus
 from backups.services import policy_for
 from panel.operations import OperationContext
 from provisioning.hosts import host_connection
 from provisioning.models import AtlassianInstance, Operation, OperationKind
-from tests.backups.lab.conftest import backup1, sh
+from tests.support.backup_lab import backup1, sh
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
 
