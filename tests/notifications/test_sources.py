@@ -11,6 +11,7 @@ import pytest
 from backups.services import restore_request_create
 from notifications.models import NotificationDelivery, NotificationEvent, NotificationPreference
 from notifications.scans import notifications_scan
+from panel import operations
 from panel.access import access_for_user
 from tests.notifications.test_notifications import deliver_all, failed_operation
 
@@ -97,3 +98,23 @@ def test_an_smtp_error_is_retried(acme_jira, enqueued, monkeypatch):
     delivery = NotificationDelivery.objects.get()
     assert delivery.status == "retrying" and "SMTPServerDisconnected" in delivery.last_error
     assert enqueued == [(str(delivery.pk), 30)]
+
+
+def test_an_operation_failed_by_the_runner_is_told_at_once_not_at_the_next_scan(
+    smtp_server, alice, acme_jira
+):
+    op = operations.operation_start(
+        kind="diagnostic",
+        actor=access_for_user(alice),
+        instance=acme_jira,
+        lock_key="t:notify-failed",
+        params={"sleep": 0, "steps": 1, "fail": "it broke"},
+    )
+    assert operations.operation_execute(op.id) == "failed"
+
+    told = NotificationEvent.objects.get(event="operation.failed")
+    assert told.dedupe_key == f"operation:{op.pk}" and told.tenant_id == acme_jira.tenant_id
+    assert notifications_scan()["operations"] == 0  # the scan finds it told already
+    assert deliver_all() == ["delivered"]
+    [mail] = smtp_server.wait_for(1)
+    assert "Why it failed: it broke" in mail.text
