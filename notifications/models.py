@@ -12,6 +12,7 @@ from django.db import models
 from django.utils import timezone
 
 from panel.crypto import EncryptedTextField
+from panel.registry import NotificationEvent as NotificationEventSpec
 from panel.registry import registry
 from panel.scoping import scoped_manager
 from tenants.models import Tenant
@@ -20,20 +21,33 @@ from tenants.models import Tenant
 TEST_EVENT = "test"
 
 
+# The order the settings page lists events in (the order they had before the apps declared
+# their own); events not named here follow in the order they were declared.
+EVENT_ORDER = [
+    "operation.failed",
+    "backup.failed",
+    "backup.rpo_breached",
+    "certificate.expiring",
+    "license.expiring",
+    "instance.degraded",
+    "host.disk_full",
+]
+
+
+def _declared_events() -> list[NotificationEventSpec]:
+    events = [e for e in registry["notification_events"].values() if e.key != TEST_EVENT]
+    rank = {key: i for i, key in enumerate(EVENT_ORDER)}
+    return sorted(events, key=lambda e: rank.get(e.key, len(rank)))
+
+
 def tenant_event_choices() -> list[tuple[str, str]]:
     """The events a tenant can choose to hear about (declared by the apps that raise them)."""
-    return [
-        (e.key, e.label)
-        for e in registry["notification_events"].values()
-        if not e.platform and e.key != TEST_EVENT
-    ]
+    return [(e.key, e.label) for e in _declared_events() if not e.platform]
 
 
 def platform_event_choices() -> list[tuple[str, str]]:
     """The events platform staff can choose to hear about (every tenant's, and the platform's)."""
-    return [
-        (e.key, e.label) for e in registry["notification_events"].values() if e.key != TEST_EVENT
-    ]
+    return [(e.key, e.label) for e in _declared_events()]
 
 
 def event_label(key: str) -> str:
