@@ -33,4 +33,5 @@ urlpatterns = [
     path("", include("provisioning.host_urls")),
     path("", include("backups.urls")),
     path("", include("certificates.urls")),
+    path("", include("notifications.urls")),
 ]
