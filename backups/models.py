@@ -129,7 +129,7 @@ class Backup(models.Model):
 
     A succeeded row is a directory ``points/<point_name>`` on ``backup_host`` holding the home
     directory, the database dump (``db.dump``), the checksum manifest and ``point.json``. The
-    catalogue is kept in sync with what really is there (:func:`backups.engine.catalogue_sync`).
+    catalogue is kept in sync with what really is there (:func:`backups.catalogue.catalogue_sync`).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

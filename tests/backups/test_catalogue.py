@@ -8,10 +8,11 @@ import json
 from datetime import timedelta
 
 import pytest
-from backups.engine import PointStore, catalogue_sync
 from django.utils import timezone
 
+from backups.catalogue import catalogue_sync
 from backups.models import Backup, BackupStatus
+from backups.store import PointStore
 from provisioning.models import AtlassianInstance
 from tests.backups.factories import backup_host, make_point, with_backup_host
 

@@ -9,10 +9,11 @@ import shlex
 import subprocess
 
 import pytest
-from backups.engine import retention_apply, store_for
 
+from backups.catalogue import retention_apply
 from backups.models import Backup, BackupPolicy, BackupStatus
 from backups.services import backup_start, policy_for
+from backups.store import store_for
 from panel.access import access_for_user
 from provisioning.hosts import host_backup_ssh_argv, host_connection
 from tests.support.backup_lab import backup1, lab_world, sh, wait_ok
@@ -182,7 +183,8 @@ def test_a_forged_future_point_does_not_push_real_points_out(points):
     )
     store = store_for(world.instance, world.app_host)
     with host_connection(world.backup_host) as bconn:
-        kept = retention_apply(None, bconn, instance=world.instance, store=store)
+        policy = policy_for(world.instance)
+        kept = retention_apply(None, bconn, instance=world.instance, store=store, policy=policy)
     assert second.point_name in kept and fake not in kept
     assert not Backup.objects.filter(instance=world.instance, point_name=fake).exists()
     assert Backup.objects.get(pk=second.pk).status == BackupStatus.SUCCEEDED

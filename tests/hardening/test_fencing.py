@@ -8,11 +8,11 @@ import subprocess
 import time
 
 import pytest
-from backups.engine import store_for
 from django.db import connection, transaction
 
 from backups.models import Backup, BackupStatus
 from backups.services import backup_start
+from backups.store import store_for
 from panel import operations
 from panel.access import access_for_user
 from panel.operations import wait_for

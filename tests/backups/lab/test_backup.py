@@ -72,14 +72,13 @@ def test_a_cold_backup_stops_the_instance_records_its_downtime_and_starts_it_aga
 
 
 def test_an_upgrade_takes_a_backup_before_it_changes_anything(lab):
-    from provisioning.services import instance_action
+    from provisioning.services import instance_upgrade
 
     op = wait_ok(
-        instance_action(
+        instance_upgrade(
             actor=access_for_user(lab.admin),
             instance=lab.refresh(),
-            action="upgrade",
-            params={"version": "9.17.0"},
+            version="9.17.0",
         )
     )
     point = Backup.objects.get(operation=op)
@@ -91,7 +90,7 @@ def test_an_upgrade_takes_a_backup_before_it_changes_anything(lab):
 
 
 def test_the_catalogue_follows_what_is_really_on_the_backup_host(lab):
-    from backups.engine import catalogue_refresh
+    from backups.catalogue import catalogue_refresh
 
     lab.fresh_area()
     admin = access_for_user(lab.admin)
