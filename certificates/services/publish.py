@@ -12,6 +12,8 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+# consistency imports dns_records (so this package's __init__): referenced as a module, it
+# works whichever of the two is imported first.
 from certificates import consistency, proxy
 from certificates.acme_client import AcmeError
 from certificates.dns import DnsError

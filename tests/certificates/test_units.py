@@ -13,6 +13,7 @@ from django.utils import timezone
 from certificates import proxy, services
 from certificates.acme_client import AcmeError, AcmeSession, private_key_generate
 from certificates.models import Certificate, CertificateOrder, DnsProviderAccount, DnsZone
+from certificates.services import issuance
 from panel.operations import OperationFailed
 from tests.support.factories import make_instance
 
@@ -97,9 +98,9 @@ def test_renewal_is_due_when_a_third_of_the_lifetime_is_left(acme, app_host, set
 
 
 def test_failed_attempts_back_off_up_to_a_day():
-    assert services._retry_delay(1) == timedelta(hours=1)
-    assert services._retry_delay(3) == timedelta(hours=4)
-    assert services._retry_delay(10) == timedelta(hours=24)
+    assert issuance._retry_delay(1) == timedelta(hours=1)
+    assert issuance._retry_delay(3) == timedelta(hours=4)
+    assert issuance._retry_delay(10) == timedelta(hours=24)
 
 
 def test_the_weekly_order_budget_per_registered_domain_is_enforced(acme, settings):
@@ -116,12 +117,12 @@ def test_the_weekly_order_budget_per_registered_domain_is_enforced(acme, setting
             directory_url="https://ca",
             created_at=now - timedelta(days=days),
         )
-    assert services._budget_check(cert, now) == "acme.co.uk"
+    assert issuance._budget_check(cert, now) == "acme.co.uk"
     CertificateOrder.objects.create(
         registered_domain="acme.co.uk", names=["y"], directory_url="https://ca", created_at=now
     )
     with pytest.raises(AcmeError, match="weekly budget of 3 new orders for acme.co.uk"):
-        services._budget_check(cert, now)
+        issuance._budget_check(cert, now)
 
 
 def test_transient_acme_errors_are_retried_and_others_are_not():
