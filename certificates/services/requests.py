@@ -1,6 +1,7 @@
 """Request-side services of the certificates app: what people (audited) and the schedules ask
-for. Remote work is never done here: these start Operations (``certificates.operations`` runs
-them) or enqueue a task.
+for. Nothing here changes a host or a DNS zone: that runs in the Operations these start
+(``certificates.operations``). The periodic checks here only look (DNS lookups of
+customer-managed records, the read-only consistency check).
 """
 
 from __future__ import annotations
