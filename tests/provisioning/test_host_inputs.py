@@ -33,7 +33,7 @@ def _nothing_remote_may_run(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a remote call was attempted with hostile input")
 
-    monkeypatch.setattr("provisioning.hosts.host_key_scan", refuse)
+    monkeypatch.setattr("provisioning.hosts.operations.host_key_scan", refuse)
     monkeypatch.setattr("provisioning.remote.ssh.HostConnection.open", refuse)
 
 

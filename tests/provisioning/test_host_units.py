@@ -13,12 +13,12 @@ from panel.operations import operation_cancel, operation_execute
 from provisioning import tasks
 from provisioning.hosts import (
     PASSWORD_PARAM,
-    _parse_os_release,
     host_abort,
     host_enrol,
     host_provision,
     hosts_due_for_health,
 )
+from provisioning.hosts.provision import _parse_os_release
 from provisioning.models import Host, Operation
 from provisioning.remote import (
     HostConnection,
@@ -170,9 +170,9 @@ class RecordingContext:
 
 
 def _provisioner(conn, os_family="debian"):
-    from provisioning.hosts import _Provisioner
+    from provisioning.hosts.provision import Provisioner
 
-    p = _Provisioner(ctx=RecordingContext(), host=Host(name="app-new", role="app",
+    p = Provisioner(ctx=RecordingContext(), host=Host(name="app-new", role="app",
                                                        address="10.0.0.5"), conn=conn)
     p.facts.update(os_family=os_family, os="Debian GNU/Linux 13 (trixie)")
     return p

@@ -53,7 +53,8 @@ def test_it_enrols_and_provisions_a_backup_host_and_an_app_host_and_a_second_run
     op = provision(pat, backup)
     assert op.status == "succeeded", op.error + step_text(op)
     assert backup.status == Host.Status.READY
-    assert backup.facts["rsnapshot_version"] and backup.facts["rsync_version"]
+    # rsync only: the panel's points are its own rsync --link-dest copies (no rsnapshot)
+    assert backup.facts["rsync_version"] and "rsnapshot_version" not in backup.facts
     assert backup.facts["rrsync"] == "/usr/bin/rrsync"
     assert Path(backup.data_root, "hosts").is_dir()
 

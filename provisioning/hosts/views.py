@@ -24,8 +24,8 @@ from panel.htmx import (
     new_idempotency_key,
     posted_idempotency_key,
 )
-from provisioning import hosts
-from provisioning.host_forms import HostEnrolForm, HostTrustForm
+from provisioning.hosts import services
+from provisioning.hosts.forms import HostEnrolForm, HostTrustForm
 from provisioning.models import Host, Operation, OperationKind
 from provisioning.operation_pages import operation_post
 from provisioning.selectors import host_get, host_list
@@ -71,11 +71,15 @@ def host_list_view(request: HttpRequest) -> HttpResponse:
     """Every managed host with its role, address, status and disk warning."""
     access = _admin_access(request)
     rows = list(host_list(access))
-    return render(request, "provisioning/host_list.html", {
-        "hosts": rows,
-        "warnings": sum(1 for h in rows if h.disk_warning),
-        "warning_percent": settings.PANEL_HOST_DISK_WARNING_PERCENT,
-    })
+    return render(
+        request,
+        "provisioning/host_list.html",
+        {
+            "hosts": rows,
+            "warnings": sum(1 for h in rows if h.disk_warning),
+            "warning_percent": settings.PANEL_HOST_DISK_WARNING_PERCENT,
+        },
+    )
 
 
 @login_required
@@ -89,20 +93,30 @@ def host_enrol_view(request: HttpRequest) -> HttpResponse:
 
         def start(key: str) -> Operation:
             data = form.cleaned_data
-            return hosts.host_enrol(
-                actor=access, name=data["name"], role=data["role"],
-                address=data["address"], ssh_port=data["ssh_port"],
-                ssh_user=data["ssh_user"], data_root=data["data_root"],
+            return services.host_enrol(
+                actor=access,
+                name=data["name"],
+                role=data["role"],
+                address=data["address"],
+                ssh_port=data["ssh_port"],
+                ssh_user=data["ssh_user"],
+                data_root=data["data_root"],
                 private_address=data["private_address"],
-                peer_ssh_port=data["peer_ssh_port"], backup_host=data["backup_host"],
+                peer_ssh_port=data["peer_ssh_port"],
+                backup_host=data["backup_host"],
                 host_key_fingerprint=data["host_key_fingerprint"],
-                root_password=data["root_password"], idempotency_key=key,
+                root_password=data["root_password"],
+                idempotency_key=key,
             )
 
         response = operation_post(
-            request, access=access, start=start, form=form,
-            done=lambda _: f"{form.cleaned_data['name']} is enrolled; the panel is fetching "
-                           "its host key.",
+            request,
+            access=access,
+            start=start,
+            form=form,
+            done=lambda _: (
+                f"{form.cleaned_data['name']} is enrolled; the panel is fetching its host key."
+            ),
             # The host page shows first contact and the key to confirm.
             next_url=lambda op: reverse("hosts:detail", args=[op.host_id]),
         )
@@ -111,10 +125,15 @@ def host_enrol_view(request: HttpRequest) -> HttpResponse:
         status = 400
     else:
         form = HostEnrolForm(backup_hosts=backup_hosts)
-    return render(request, "provisioning/host_form.html", {
-        "form": form,
-        "idempotency_key": posted_idempotency_key(request) or new_idempotency_key(),
-    }, status=status)
+    return render(
+        request,
+        "provisioning/host_form.html",
+        {
+            "form": form,
+            "idempotency_key": posted_idempotency_key(request) or new_idempotency_key(),
+        },
+        status=status,
+    )
 
 
 @login_required
@@ -143,18 +162,28 @@ def host_trust_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     host = host_get(access, pk)
     form = HostTrustForm(request.POST)
     response = operation_post(
-        request, access=access, form=form, back=reverse("hosts:detail", args=[host.pk]),
-        start=lambda key: hosts.host_trust_key(
-            actor=access, host=host, fingerprint=form.cleaned_data["fingerprint"],
-            root_password=form.cleaned_data["root_password"], idempotency_key=key,
+        request,
+        access=access,
+        form=form,
+        back=reverse("hosts:detail", args=[host.pk]),
+        start=lambda key: services.host_trust_key(
+            actor=access,
+            host=host,
+            fingerprint=form.cleaned_data["fingerprint"],
+            root_password=form.cleaned_data["root_password"],
+            idempotency_key=key,
         ),
         done=f"Host key of {host.name} trusted; the panel logs in now.",
     )
     if response is not None:
         return response
     host.refresh_from_db()
-    return render(request, "provisioning/host_detail.html",
-                  _host_context(access, host, trust_form=form), status=400)
+    return render(
+        request,
+        "provisioning/host_detail.html",
+        _host_context(access, host, trust_form=form),
+        status=400,
+    )
 
 
 def _start(request: HttpRequest, pk: uuid.UUID, start: Any, done: str) -> HttpResponse:
@@ -162,7 +191,10 @@ def _start(request: HttpRequest, pk: uuid.UUID, start: Any, done: str) -> HttpRe
     host = host_get(access, pk)
     back = reverse("hosts:detail", args=[host.pk])
     return operation_post(
-        request, access=access, back=back, done=done.format(host=host.name),
+        request,
+        access=access,
+        back=back,
+        done=done.format(host=host.name),
         start=lambda key: start(actor=access, host=host, idempotency_key=key),
     ) or redirect(back)
 
@@ -171,11 +203,11 @@ def _start(request: HttpRequest, pk: uuid.UUID, start: Any, done: str) -> HttpRe
 @require_POST
 def host_provision_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Provision (or re-check) a host; follow the operation live."""
-    return _start(request, pk, hosts.host_provision, "Provisioning of {host} requested.")
+    return _start(request, pk, services.host_provision, "Provisioning of {host} requested.")
 
 
 @login_required
 @require_POST
 def host_health_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Check a host's health now."""
-    return _start(request, pk, hosts.host_health_check, "Health check of {host} requested.")
+    return _start(request, pk, services.host_health_check, "Health check of {host} requested.")

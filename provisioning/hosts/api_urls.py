@@ -2,7 +2,7 @@
 
 from rest_framework.routers import SimpleRouter
 
-from provisioning.api.hosts import HostViewSet
+from provisioning.hosts.api import HostViewSet
 
 router = SimpleRouter(trailing_slash=True)
 router.register("hosts", HostViewSet, basename="api-host")
