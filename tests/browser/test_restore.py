@@ -14,6 +14,7 @@ from playwright.sync_api import Page, expect
 from backups.models import Backup, RestoreRequest
 from backups.services import backup_start
 from panel.access import access_for_user
+from panel.registry import registry
 from provisioning.hosts import host_provision
 from provisioning.models import AtlassianInstance
 from provisioning.services import instance_create
@@ -39,8 +40,8 @@ def backed_up_instance(
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("panel.operations.operation_enqueue", lambda op_id: None)
         # DNS, certificates and the proxy have their own tests; here they only add time.
-        mp.setattr("provisioning.operations.PUBLISH_HOOKS", [])
-        mp.setattr("provisioning.operations.UNPUBLISH_HOOKS", [])
+        mp.setitem(registry["instance_hooks"], "publish", [])
+        mp.setitem(registry["instance_hooks"], "unpublish", [])
         backup_host = enrol_lab_host("backup1")
         _ok(host_provision(actor=actor, host=backup_host))
         app_host = enrol_lab_host("app1", backup_host=backup_host)

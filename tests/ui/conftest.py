@@ -5,18 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from panel import operations
-from provisioning.models import Operation, OperationKind
+from provisioning.models import Operation
 from tests.support.factories import make_operation, make_step
-
-LIFECYCLE_KINDS = [
-    OperationKind.INSTANCE_START,
-    OperationKind.INSTANCE_STOP,
-    OperationKind.INSTANCE_RESTART,
-    OperationKind.INSTANCE_UPGRADE,
-    OperationKind.INSTANCE_RESIZE,
-    OperationKind.INSTANCE_DELETE,
-]
 
 
 @pytest.fixture
@@ -31,16 +21,3 @@ def globex_op(globex_wiki) -> Operation:
     op = make_operation(globex_wiki, kind="instance.stop", status="succeeded")
     make_step(op, "Stopped globex-wiki")
     return op
-
-
-@pytest.fixture(autouse=True)
-def lifecycle_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The UI only *starts* operations (no worker runs here), and offers only actions the
-    runner has a handler for: register no-op ones for lifecycle kinds not registered yet."""
-    for kind in LIFECYCLE_KINDS:
-        if kind not in operations.registered_kinds():
-            monkeypatch.setitem(
-                operations._REGISTRY,
-                kind,
-                operations.OperationKindSpec(kind=kind, handler=lambda ctx: {}),
-            )
