@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 api_patterns = [
     path("", include("tenants.api.urls")),
     path("", include("provisioning.api.urls")),
-    path("", include("provisioning.api.host_urls")),
+    path("", include("provisioning.hosts.api_urls")),
     path("", include("backups.api.urls")),
     path("", include("certificates.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -30,7 +30,7 @@ urlpatterns = [
     path("", include("tenants.urls")),
     path("", include("tenants.audit_urls")),
     path("", include("provisioning.urls")),
-    path("", include("provisioning.host_urls")),
+    path("", include("provisioning.hosts.urls")),
     path("", include("backups.urls")),
     path("", include("certificates.urls")),
     path("", include("notifications.urls")),

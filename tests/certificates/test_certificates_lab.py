@@ -15,7 +15,7 @@ from certificates.dns import RecordChange, ZoneRef, provider_for
 from certificates.models import Certificate, DnsRecord, ProxySite
 from panel.access import access_for_user
 from provisioning.models import Operation
-from provisioning.services import instance_action
+from provisioning.services import instance_delete
 from tests.support.lab import run_operation as run
 from tests.support.lab import step_text
 from tests.support.lab_edge import LAB_ZONE, https_get, lab_lookup, standin_json
@@ -276,11 +276,10 @@ def test_a_hostname_outside_managed_zones_waits_for_the_customers_record(
         provider_for(customer).apply(ZoneRef(LAB_ZONE), [RecordChange("delete", hostname, "A")])
     # deleting leaves the customer's record alone (the panel never managed it)
     op = run(
-        instance_action(
+        instance_delete(
             actor=access_for_user(alice),
             instance=inst,
-            action="delete",
-            params={"confirm": inst.name},
+            confirm=inst.name,
         )
     )
     assert op.status == "succeeded", step_text(op)

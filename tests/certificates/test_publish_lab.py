@@ -11,13 +11,14 @@ import pytest
 from certificates.models import Certificate, DnsRecord, ProxySite
 from panel.access import access_for_user
 from provisioning.models import InstanceStatus
-from provisioning.services import instance_action
+from provisioning.services import instance_delete
 from tests.support.lab import run_operation as run
 from tests.support.lab import step_text
 from tests.support.lab_edge import create_published as create
 from tests.support.lab_edge import http_get, https_get, lab_lookup, standin_json
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
+
 
 def test_a_new_instance_is_reachable_over_https_with_a_certificate_from_the_ca(
     lab_settings,
@@ -106,11 +107,10 @@ def test_a_new_instance_is_reachable_over_https_with_a_certificate_from_the_ca(
 
     # deleting the instance removes its DNS record and its proxy site
     op = run(
-        instance_action(
+        instance_delete(
             actor=access_for_user(alice),
             instance=inst,
-            action="delete",
-            params={"confirm": inst.name},
+            confirm=inst.name,
         )
     )
     assert op.status == "succeeded", step_text(op)

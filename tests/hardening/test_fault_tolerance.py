@@ -22,7 +22,7 @@ from panel.operations import operation_execute, operation_start, wait_for
 from panel.registry import beat_schedule
 from provisioning.hosts import host_health_check, host_provision
 from provisioning.models import AtlassianInstance, Host, InstanceStatus, Operation, OperationStep
-from provisioning.services import instance_create
+from provisioning.services import instance_create, instance_retry
 from tests.support.worker import Worker
 
 pytestmark = [pytest.mark.worker]
@@ -88,7 +88,7 @@ def test_a_worker_killed_mid_rollout_leaves_the_instance_failed_and_a_retry_succ
         assert instance.status == InstanceStatus.FAILED  # clearly failed, not "provisioning"
         worker.start()
         with transaction.atomic():
-            retry = instance_action(actor=access_for_user(alice), instance=instance, action="retry")
+            retry = instance_retry(actor=access_for_user(alice), instance=instance)
         assert wait_for(lambda: Operation.objects.get(id=retry.id).is_terminal, timeout=240)
         retry.refresh_from_db()
         assert retry.status == "succeeded", retry.error

@@ -17,7 +17,7 @@ from certificates.proxy import ProxyLayout
 from panel.access import access_for_user
 from provisioning.compose import edge_network, instance_alias
 from provisioning.models import AtlassianInstance, InstanceStatus
-from provisioning.services import instance_action, instance_create
+from provisioning.services import instance_create, instance_delete
 from tests.support.lab import container_ip, step_text
 from tests.support.lab import run_operation as run
 from tests.support.lab_edge import https_get, standin_json
@@ -195,7 +195,9 @@ def test_one_tenants_app_cannot_reach_another_tenants_app_or_database(
         assert standin_json(answer)["state"] == "RUNNING"
 
     # deleting an instance takes the proxy off its network, and the network is gone
-    delete = run(instance_action(actor=access_for_user(charlie), instance=theirs, action="delete"))
+    delete = run(
+        instance_delete(actor=access_for_user(charlie), instance=theirs, confirm=theirs.name)
+    )
     assert delete.status == "succeeded", step_text(delete)
     gone = subprocess.run(
         ["docker", "network", "inspect", edge_network(theirs)], capture_output=True, text=True

@@ -9,7 +9,14 @@ import pytest
 
 from panel.access import access_for_user
 from provisioning.models import AtlassianInstance, InstanceStatus
-from provisioning.services import instance_action, instance_create
+from provisioning.services import (
+    instance_create,
+    instance_delete,
+    instance_restart,
+    instance_start,
+    instance_stop,
+    instance_upgrade,
+)
 from tests.support.lab import run_operation as run
 from tests.support.lab import standin_info as _info
 from tests.support.lab import step_text
@@ -156,7 +163,7 @@ def test_stop_start_and_restart_move_the_instance_through_its_states(
     )
     assert op.status == "succeeded", step_text(op)
     actor = access_for_user(alice)
-    stop = run(instance_action(actor=actor, instance=inst, action="stop"))
+    stop = run(instance_stop(actor=actor, instance=inst))
     assert stop.status == "succeeded", step_text(stop)
     inst.refresh_from_db()
     assert inst.status == InstanceStatus.STOPPED
@@ -166,12 +173,12 @@ def test_stop_start_and_restart_move_the_instance_through_its_states(
         text=True,
     ).stdout.split()
     assert running == []
-    start = run(instance_action(actor=actor, instance=inst, action="start"))
+    start = run(instance_start(actor=actor, instance=inst))
     assert start.status == "succeeded", step_text(start)
     inst.refresh_from_db()
     assert inst.status == InstanceStatus.RUNNING
     assert _info(inst, 8080)["state"] == "RUNNING"
-    restart = run(instance_action(actor=actor, instance=inst, action="restart"))
+    restart = run(instance_restart(actor=actor, instance=inst))
     assert restart.status == "succeeded", step_text(restart)
     assert _info(inst, 8080)["starts_logged"] >= 3
 
@@ -192,8 +199,10 @@ def test_an_upgrade_to_a_broken_version_rolls_back_and_a_good_one_sticks(
     assert op.status == "succeeded", step_text(op)
     actor = access_for_user(alice)
     broken = run(
-        instance_action(
-            actor=actor, instance=inst, action="upgrade", params={"version": "0.0.0-broken"}
+        instance_upgrade(
+            actor=actor,
+            instance=inst,
+            version="0.0.0-broken",
         )
     )
     assert broken.status == "failed"
@@ -201,9 +210,7 @@ def test_an_upgrade_to_a_broken_version_rolls_back_and_a_good_one_sticks(
     inst.refresh_from_db()
     assert inst.version == "9.12.0" and inst.status == InstanceStatus.RUNNING
     assert _info(inst, 8080)["version"] == "9.12.0"
-    good = run(
-        instance_action(actor=actor, instance=inst, action="upgrade", params={"version": "9.17.0"})
-    )
+    good = run(instance_upgrade(actor=actor, instance=inst, version="9.17.0"))
     assert good.status == "succeeded", step_text(good)
     inst.refresh_from_db()
     assert inst.version == "9.17.0" and _info(inst, 8080)["version"] == "9.17.0"
@@ -216,7 +223,7 @@ def test_deleting_removes_containers_but_keeps_the_data_for_the_retention_period
         alice, acme, ready_app_host, unique_name("wiki"), "confluence", "8.5.0", cleanup_projects
     )
     assert op.status == "succeeded", step_text(op)
-    delete = run(instance_action(actor=access_for_user(alice), instance=inst, action="delete"))
+    delete = run(instance_delete(actor=access_for_user(alice), instance=inst, confirm=inst.name))
     assert delete.status == "succeeded", step_text(delete)
     inst.refresh_from_db()
     assert inst.status == InstanceStatus.DELETED and inst.purge_after is not None
@@ -230,7 +237,7 @@ def test_deleting_removes_containers_but_keeps_the_data_for_the_retention_period
     home = f"{ready_app_host.data_root}/instances/{inst.name}/home"
     assert subprocess.run(["test", "-d", home]).returncode == 0
     with pytest.raises(Exception, match="Cannot start"):
-        instance_action(actor=access_for_user(alice), instance=inst, action="start")
+        instance_start(actor=access_for_user(alice), instance=inst)
     # once the retention period is over, the scheduled purge removes the data
     from datetime import timedelta
 
