@@ -17,7 +17,12 @@ Where a new thing goes (also in the README's "Layout" section):
 - a hook around an instance's life (after publishing, before an upgrade, on delete):
   ``hook_register("instance_hooks", moment, func)`` in ``ready()``;
 - something to hear about ended operations: ``hook_register("operation_listeners", "failed",
-  func)``.
+  func)``;
+- a count on the dashboard summary: ``registry["summary_counts"][key] = func(access)``.
+
+The runner (:mod:`panel.operations`) is bound to the Operation model by the app that owns it
+(``operation_bind`` in ``ProvisioningConfig.ready()``, stored in ``operation_runtime``); the
+Celery beat schedule is :func:`beat_schedule`, applied by ``panel/celery.py``.
 """
 
 from __future__ import annotations

@@ -62,8 +62,13 @@ def status_badge(status: str, label: str = "") -> str:
 
 
 # Operations in progress are blue (busy), unlike a running instance (green, up).
-_OPERATION_TONE = {"pending": "info", "running": "info", "succeeded": "ok", "failed": "bad",
-                   "cancelled": "muted"}
+_OPERATION_TONE = {
+    "pending": "info",
+    "running": "info",
+    "succeeded": "ok",
+    "failed": "bad",
+    "cancelled": "muted",
+}
 
 
 @register.simple_tag
