@@ -2,8 +2,10 @@
 
 Anonymous visitors go to the login page; Charlie (Globex) gets 404 for each of Acme's objects
 and changes nothing; Bob (viewer in Acme) reads but every change is 403; Alice (Acme admin)
-and Sam (support) reach everything of Acme; staff pages are 404 for customers. A new page
-without a rule in ``RULES`` fails ``test_every_ui_route_has_a_rule``.
+and Sam (support) reach everything of Acme; staff pages are 404 for customers; the hosts pages
+are 403 for everyone but platform admins (support included). The routes come from the one
+walker in ``tests/support/isolation.py``; a new page without a rule in ``RULES`` fails
+``test_every_ui_route_has_a_rule``.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import reverse
 
-from provisioning.models import AtlassianInstance, License, Operation
+from provisioning.models import AtlassianInstance, Host, License, Operation
 from tenants.models import ApiToken, AuditEvent
 from tests.support.factories import make_operation, make_step
+from tests.support.isolation import ui_route_names
 
 pytestmark = pytest.mark.django_db
 
@@ -25,11 +28,12 @@ class Rule:
     """How one route behaves: which object it is about and who may do what."""
 
     method: str = "get"
-    obj: str = ""  # "instance", "operation" or "token" (Alice's own), or none
+    obj: str = ""  # "instance", "operation", "token" (Alice's own) or "host", or none
     extra: tuple = ()  # further reverse() arguments after the object's id
     mutates: bool = False  # bob (viewer) gets 403
     staff_only: bool = False  # customers get 404
     admins_only: bool = False  # a GET page only tenant admins and staff may open (403)
+    platform_only: bool = False  # everyone but platform admins gets 403 (support too)
 
 
 RULES: dict[str, Rule] = {
@@ -68,10 +72,22 @@ RULES["backups:restore_requests"] = Rule(staff_only=True)
 RULES["backups:restore_request_handle"] = Rule(
     "post", extra=("00000000-0000-4000-8000-000000000000",), staff_only=True
 )
+# Hosts: platform admins only (their own behaviour: tests/provisioning/test_host_ui.py).
+RULES["hosts:list"] = Rule(platform_only=True)
+RULES["hosts:enrol"] = Rule(platform_only=True)
+RULES["hosts:detail"] = Rule(obj="host", platform_only=True)
+RULES["hosts:trust"] = Rule("post", "host", mutates=True, platform_only=True)
+RULES["hosts:provision"] = Rule("post", "host", mutates=True, platform_only=True)
+RULES["hosts:health"] = Rule("post", "host", mutates=True, platform_only=True)
+# Certificates, DNS and the proxy of an instance (roles: tests/certificates/test_ui_api.py).
+RULES["certificates:proxy_config"] = Rule(obj="instance")
+RULES["certificates:apache_export"] = Rule(obj="instance")
+RULES["certificates:certificate_renew"] = Rule("post", "instance", mutates=True)
+RULES["certificates:proxy_deploy"] = Rule("post", "instance", mutates=True)
+RULES["certificates:dns_update"] = Rule("post", "instance", mutates=True)
+RULES["certificates:endpoint_check"] = Rule("post", "instance", mutates=True)
 COVERED_ELSEWHERE = {
-    "hosts": "tests/provisioning/test_host_ui.py",
     "audit": "tests/hardening/test_audit.py",
-    "certificates": "tests/certificates/test_ui_api.py",
     # The user's own second-factor actions (POST only, verified session + password).
     "otp-recovery-codes": "tests/hardening/test_two_factor_bypass.py",
     "otp-disable": "tests/hardening/test_two_factor_bypass.py",
@@ -80,27 +96,8 @@ COVERED_ELSEWHERE = {
 BODY = {"confirm_name": "acme-jira", "license-key": "AAAB-isolation-key", "token-name": "x"}
 
 
-def _ui_route_names() -> list[str]:
-    """Names of every route outside /api/ and /admin/, with their namespaces."""
-    names: list[str] = []
-
-    def walk(patterns: list, namespace: str) -> None:
-        for pattern in patterns:
-            if isinstance(pattern, URLResolver):
-                prefix = str(pattern.pattern)
-                if prefix.startswith(("api/", "admin/")):
-                    continue
-                inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
-                walk(pattern.url_patterns, inner)
-            elif isinstance(pattern, URLPattern) and pattern.name:
-                names.append(f"{namespace}{pattern.name}")
-
-    walk(get_resolver().url_patterns, "")
-    return names
-
-
 def test_every_ui_route_has_a_rule():
-    names = _ui_route_names()
+    names = ui_route_names()
     assert "dashboard" in names
     missing = [
         name
@@ -111,11 +108,18 @@ def test_every_ui_route_has_a_rule():
 
 
 @pytest.fixture
-def world(alice, bob, charlie, sam, acme, acme_jira, acme_license, globex_wiki, make_token):
+def world(
+    alice, bob, charlie, sam, acme, acme_jira, acme_license, globex_wiki, make_token, app_host
+):
     make_token(alice, acme)
     op = make_operation(acme_jira, status="running")
     make_step(op, "acme step")
-    return {"instance": acme_jira, "operation": op, "token": ApiToken.objects.get(user=alice)}
+    return {
+        "instance": acme_jira,
+        "operation": op,
+        "token": ApiToken.objects.get(user=alice),
+        "host": app_host,
+    }
 
 
 def _url(world: dict, name: str) -> str:
@@ -131,6 +135,7 @@ def _snapshot() -> tuple:
         list(Operation.objects.values_list("status", "cancel_requested").order_by("created_at")),
         list(ApiToken.objects.values_list("revoked_at", flat=True)),
         AuditEvent.objects.count(),
+        list(Host.objects.values_list("name", "status", "host_key_fingerprint").order_by("name")),
     )
 
 
@@ -146,7 +151,7 @@ def test_anonymous_visitors_are_sent_to_login(browser, world, name):
     assert _snapshot() == before
 
 
-@pytest.mark.parametrize("name", [n for n in ROUTES if RULES[n].obj])
+@pytest.mark.parametrize("name", [n for n in ROUTES if RULES[n].obj and not RULES[n].platform_only])
 def test_charlie_gets_404_for_acme_objects_and_changes_nothing(browser, world, charlie, name):
     before = _snapshot()
     response = getattr(browser(charlie), RULES[name].method)(_url(world, name), BODY)
@@ -160,7 +165,9 @@ def test_bob_reads_but_every_change_is_refused(browser, world, bob, name):
     rule = RULES[name]
     before = _snapshot()
     response = getattr(browser(bob), rule.method)(_url(world, name), BODY)
-    if rule.staff_only:
+    if rule.platform_only:
+        assert response.status_code == 403
+    elif rule.staff_only:
         assert response.status_code == 404
     elif rule.obj == "token":
         assert response.status_code == 404  # tokens are private to their owner
@@ -174,10 +181,28 @@ def test_bob_reads_but_every_change_is_refused(browser, world, bob, name):
 
 @pytest.mark.parametrize("name", [n for n in ROUTES if RULES[n].method == "get"])
 def test_alice_opens_every_page_but_the_staff_ones(browser, world, alice, name):
+    rule = RULES[name]
     response = browser(alice).get(_url(world, name))
-    assert response.status_code == (404 if RULES[name].staff_only else 200)
+    assert response.status_code == (403 if rule.platform_only else 404 if rule.staff_only else 200)
 
 
-@pytest.mark.parametrize("name", [n for n in ROUTES if RULES[n].method == "get"])
+@pytest.mark.parametrize(
+    "name", [n for n in ROUTES if RULES[n].method == "get" and not RULES[n].platform_only]
+)
 def test_sam_from_support_opens_every_page(browser, world, sam, name):
     assert browser(sam).get(_url(world, name)).status_code == 200
+
+
+@pytest.mark.parametrize("name", [n for n in ROUTES if RULES[n].platform_only])
+def test_host_pages_are_403_for_everyone_but_platform_admins(
+    browser, world, alice, bob, charlie, sam, pat, name
+):
+    rule = RULES[name]
+    before = _snapshot()
+    for user in (alice, bob, charlie, sam):
+        response = getattr(browser(user), rule.method)(_url(world, name), BODY)
+        assert response.status_code == 403, user.username
+        assert b"app-one" not in response.content
+    assert _snapshot() == before
+    if rule.method == "get":
+        assert browser(pat).get(_url(world, name)).status_code == 200
