@@ -184,8 +184,13 @@ def _step_model() -> Any:
     return _bound("step_model")
 
 
-def _status() -> OperationStatuses:
+def operation_statuses() -> OperationStatuses:
+    """The bound status constants (``.PENDING`` ... ``.ACTIVE``), for code in ``panel`` that
+    filters operations without importing the app that owns them."""
     return _bound("status")
+
+
+_status = operation_statuses
 
 
 # --- requesting ---------------------------------------------------------------------------
@@ -698,6 +703,7 @@ __all__ = [
     "operation_kind_label",
     "operation_model",
     "operation_start",
+    "operation_statuses",
     "operations_reap",
     "operations_requeue_pending",
 ]

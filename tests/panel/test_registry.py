@@ -77,7 +77,7 @@ def test_provisioning_binds_the_runner_to_its_models_and_status_constants():
     runtime = registry["operation_runtime"]
     assert operations.operation_model() is Operation is runtime["model"]
     assert runtime["step_model"] is OperationStep
-    assert runtime["status"] is OperationStatus
+    assert runtime["status"] is OperationStatus is operations.operation_statuses()
     assert set(OperationStatus.ACTIVE) == {"pending", "running"}
     assert callable(runtime["enqueue"])
 
