@@ -46,7 +46,7 @@ def as_app_host(world, script: str) -> tuple[int, str]:
 
 
 @pytest.fixture
-def points(lab):  # noqa: F811 - the lab world fixture
+def points(lab):
     """Two committed points of the world's instance, and a stored point of another app host
     (app2) with a secret in it."""
     lab.fresh_area()

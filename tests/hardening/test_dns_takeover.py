@@ -116,7 +116,7 @@ def test_the_panels_own_hostname_is_refused_outside_any_managed_zone(alice, acme
 
 
 @pytest.fixture
-def managed_lab_zone(db, lab_dns) -> DnsZone:  # noqa: F811
+def managed_lab_zone(db, lab_dns) -> DnsZone:
     """The lab's whole zone lab.example, managed through RFC 2136 with the lab's TSIG key."""
     account = DnsProviderAccount.objects.create(
         name=f"lab-bind-{secrets.token_hex(3)}",
@@ -133,7 +133,7 @@ def managed_lab_zone(db, lab_dns) -> DnsZone:  # noqa: F811
 
 
 @pytest.fixture
-def keep_record(lab_dns):  # noqa: F811
+def keep_record(lab_dns):
     """``keep-<random>.lab.example A 127.0.0.99``, made directly on BIND (not by the panel)."""
     name = f"keep-{secrets.token_hex(4)}.{LAB_ZONE}"
     outside_update(lab_dns, name, "A", "127.0.0.99")
@@ -166,7 +166,7 @@ def test_a_tenant_admin_cannot_take_over_existing_or_reserved_names_of_a_managed
     acme,
     managed_lab_zone,
     keep_record,
-    lab_dns,  # noqa: F811
+    lab_dns,
     settings,
 ):
     settings.PANEL_BASE_URL = f"https://panel-{secrets.token_hex(2)}.{LAB_ZONE}"
@@ -202,10 +202,10 @@ def test_publishing_never_replaces_a_foreign_record_and_deleting_instances_keeps
     acme,
     managed_lab_zone,
     keep_record,
-    lab_dns,  # noqa: F811
+    lab_dns,
     ready_app_host,
-    unique_name,  # noqa: F811
-    cleanup_projects,  # noqa: F811
+    unique_name,
+    cleanup_projects,
 ):
     client = _login("alice")
     # A legitimate instance through the API and the worker: the panel creates and owns its record

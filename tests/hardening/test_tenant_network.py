@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from the shared lab conftests
 """Tenant isolation on a shared app host (review M3): two tenants' instances on one real lab
 host, through the real Docker engine and the host's real nginx proxy. From inside one tenant's
 app container (as the product's own user, what code execution through an installed app gives),
