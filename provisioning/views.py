@@ -245,8 +245,9 @@ def instance_create_view(request: HttpRequest) -> HttpResponse:
             access=access,
             start=start,
             form=form,
-            done=lambda _: f"{form.cleaned_data['name']} is being created; follow its rollout "
-            "below.",
+            done=lambda _: (
+                f"{form.cleaned_data['name']} is being created; follow its rollout below."
+            ),
         )
         if response is not None:
             return response

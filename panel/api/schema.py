@@ -24,9 +24,12 @@ class ConflictSerializer(serializers.Serializer):
 
 
 IDEMPOTENCY_KEY = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
     description="Repeat a request safely: the same key returns the operation the first "
-                "request started instead of starting another (at most 100 characters).",
+    "request started instead of starting another (at most 100 characters).",
 )
 
 VALIDATION_ERROR = OpenApiResponse(
@@ -90,27 +93,31 @@ def common_refusals(
                 continue
             responses = operation.setdefault("responses", {})
             refusals = {
-                "401": _refusal("No credentials, or an invalid, expired or revoked token.",
-                                _DETAIL),
+                "401": _refusal(
+                    "No credentials, or an invalid, expired or revoked token.", _DETAIL
+                ),
                 "403": _refusal("Read-only token, or role too low.", _DETAIL),
                 "429": _refusal("Too many requests; retry after the time given.", _DETAIL),
             }
-            is_list = method == "get" and "{" not in path and any(
-                p.get("name") == "page" for p in operation.get("parameters", [])
+            is_list = (
+                method == "get"
+                and "{" not in path
+                and any(p.get("name") == "page" for p in operation.get("parameters", []))
             )
             if is_list:
-                refusals["400"] = _refusal("Invalid filter: each parameter maps to messages.",
-                                           _FIELD_ERRORS)
+                refusals["400"] = _refusal(
+                    "Invalid filter: each parameter maps to messages.", _FIELD_ERRORS
+                )
                 refusals["404"] = _refusal("No such page of results.", _DETAIL)
             if "{" in path:
                 refusals["404"] = _refusal("No such object visible to the caller.", _DETAIL)
             if method != "get":
                 # The shared exception handler answers a service's ValidationError with 400 and
                 # a state conflict (a busy target, a forbidden transition, a lost race) with 409.
-                refusals["400"] = _refusal("Invalid input: each field maps to messages.",
-                                           _FIELD_ERRORS)
-                refusals["409"] = _refusal("The target is busy or its state forbids this.",
-                                           _DETAIL)
+                refusals["400"] = _refusal(
+                    "Invalid input: each field maps to messages.", _FIELD_ERRORS
+                )
+                refusals["409"] = _refusal("The target is busy or its state forbids this.", _DETAIL)
             if "requestBody" in operation:
                 refusals["413"] = _refusal("The request body is too large.", _DETAIL)
                 refusals["415"] = _refusal("The body is not JSON (or form data).", _DETAIL)

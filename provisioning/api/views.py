@@ -75,8 +75,9 @@ class InstanceFilter(django_filters.FilterSet):
 
 
 @extend_schema_view(
-    list=extend_schema(description="Instances the caller sees (deleted ones only with "
-                                   "?status=deleted)."),
+    list=extend_schema(
+        description="Instances the caller sees (deleted ones only with ?status=deleted)."
+    ),
     retrieve=extend_schema(responses={200: InstanceSerializer, 404: NOT_FOUND}),
     create=extend_schema(
         request=InstanceCreateSerializer,
@@ -128,14 +129,22 @@ class InstanceViewSet(
         )
         return operation_accepted(operation, request)
 
-    def _act(self, request: Request, kind: str, service: Callable[..., Operation]) -> Response:
-        """Replay, validate the body (if the action has one), call the action's service."""
+    def _act(
+        self,
+        request: Request,
+        kind: str,
+        service: Callable[..., Operation],
+        *,
+        with_body: bool = False,
+    ) -> Response:
+        """Replay a repeated request, validate the body (its fields are the service's keyword
+        arguments), call the action's service."""
         instance = self.get_object()  # 404 if not visible, 403 if visible but not administered
         replay = operation_replay(self.access, request, kind=kind, instance=instance)
         if replay is not None:
             return replay
         arguments: dict[str, Any] = {}
-        if self.get_serializer_class() is not InstanceSerializer:
+        if with_body:
             serializer = self.get_serializer(
                 data=request.data,
                 context={**self.get_serializer_context(), "instance": instance},
@@ -171,12 +180,16 @@ class InstanceViewSet(
     )
     @action(detail=True, methods=["post"])
     def upgrade(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(request, OperationKind.INSTANCE_UPGRADE, services.instance_upgrade)
+        return self._act(
+            request, OperationKind.INSTANCE_UPGRADE, services.instance_upgrade, with_body=True
+        )
 
     @action_schema(request=InstanceResizeSerializer, description="Change the JVM heap.")
     @action(detail=True, methods=["post"])
     def resize(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(request, OperationKind.INSTANCE_RESIZE, services.instance_resize)
+        return self._act(
+            request, OperationKind.INSTANCE_RESIZE, services.instance_resize, with_body=True
+        )
 
     @action_schema(
         request=InstanceDeleteSerializer,
@@ -186,7 +199,9 @@ class InstanceViewSet(
     )
     @action(detail=True, methods=["post"], url_path="delete", url_name="delete")
     def delete_instance(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(request, OperationKind.INSTANCE_DELETE, services.instance_delete)
+        return self._act(
+            request, OperationKind.INSTANCE_DELETE, services.instance_delete, with_body=True
+        )
 
     @action_schema(description="Roll a failed instance out again.")
     @action(detail=True, methods=["post"])
@@ -200,7 +215,9 @@ class InstanceViewSet(
 class LicenseFilter(django_filters.FilterSet):
     instance = django_filters.UUIDFilter(field_name="instance_id")
     expiring_within_days = IntegerFilter(
-        method="filter_expiring", min_value=0, max_value=3650,
+        method="filter_expiring",
+        min_value=0,
+        max_value=3650,
         label="License or maintenance expiry within this many days (past ones included).",
     )
 
@@ -219,7 +236,7 @@ class LicenseFilter(django_filters.FilterSet):
         request=LicenseCreateSerializer,
         responses={201: LicenseSerializer, 400: VALIDATION_ERROR, 403: FORBIDDEN},
         description="Attach a license key to an instance you administer. The key is stored "
-                    "encrypted and never returned; its facts are decoded when possible.",
+        "encrypted and never returned; its facts are decoded when possible.",
     ),
 )
 class LicenseViewSet(
@@ -268,8 +285,10 @@ class OperationFilter(django_filters.FilterSet):
 
 
 @extend_schema_view(
-    retrieve=extend_schema(responses={200: OperationSerializer, 404: NOT_FOUND},
-                           description="One operation with its full step log."),
+    retrieve=extend_schema(
+        responses={200: OperationSerializer, 404: NOT_FOUND},
+        description="One operation with its full step log.",
+    ),
 )
 class OperationViewSet(
     ScopedQuerysetMixin,
@@ -303,17 +322,22 @@ class OperationViewSet(
         query.is_valid(raise_exception=True)
         after = query.validated_data["after"]
         steps = list(selectors.operation_steps(operation, after_id=after)[:STEPS_PER_POLL])
-        return Response(OperationStepsPageSerializer({
-            "operation_status": operation.status,
-            "is_terminal": operation.is_terminal,
-            "progress_percent": operation.progress_percent,
-            "next_after": steps[-1].id if steps else after,
-            "steps": steps,
-        }).data)
+        return Response(
+            OperationStepsPageSerializer(
+                {
+                    "operation_status": operation.status,
+                    "is_terminal": operation.is_terminal,
+                    "progress_percent": operation.progress_percent,
+                    "next_after": steps[-1].id if steps else after,
+                    "steps": steps,
+                }
+            ).data
+        )
 
-    @extend_schema(request=None,
-                   responses={200: OperationSerializer, 403: FORBIDDEN, 404: NOT_FOUND,
-                              409: CONFLICT})
+    @extend_schema(
+        request=None,
+        responses={200: OperationSerializer, 403: FORBIDDEN, 404: NOT_FOUND, 409: CONFLICT},
+    )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         """Cancel a pending operation at once, or ask a running one to stop at its next step."""
