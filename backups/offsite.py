@@ -33,7 +33,7 @@ from panel.notices import notify, notify_resolved
 from panel.operations import OperationContext
 from provisioning.hosts import host_connection
 from provisioning.models import AtlassianInstance
-from provisioning.remote import RemoteError
+from provisioning.remote import HostConnection, RemoteError
 
 log = logging.getLogger(__name__)
 
@@ -115,27 +115,7 @@ def offsite_copy(ctx: OperationContext, backup: Backup) -> None:
         client = offsite_client()
         _ensure_lifecycle(client, bucket)
         with host_connection(store.backup_host, ctx=ctx) as bconn:
-            # bash for pipefail: a tar that fails half-way must fail the copy, not leave a
-            # truncated archive that compresses fine; the archive is tested before upload.
-            packed = bconn.run(
-                [
-                    "bash",
-                    "-c",
-                    'set -euo pipefail; umask 077; cd "$1"; '
-                    'if command -v zstd >/dev/null; then z="zstd -q -T0"; ext=zst; '
-                    'else z="gzip -c"; ext=gz; fi; '
-                    "tar --numeric-owner -cf - home manifest.sha256 manifest.stat point.json "
-                    '| $z > "$2.$ext"; '
-                    'if [ "$ext" = zst ]; then zstd -q -t "$2.$ext"; else gzip -t "$2.$ext"; fi; '
-                    'echo "$ext"',
-                    "sh",
-                    point_dir,
-                    archive,
-                ],
-                timeout=4 * 3600,
-                message="Packed the point for the off-site copy",
-            )
-            ext = packed.stdout.strip().splitlines()[-1]
+            ext = _point_pack(bconn, point_dir, archive)
             uploads = [
                 (f"{archive}.{ext}", f"{prefix}home.tar.{ext}"),
                 (f"{point_dir}/{DUMP_FILE}", f"{prefix}{DUMP_FILE}"),
@@ -143,20 +123,7 @@ def offsite_copy(ctx: OperationContext, backup: Backup) -> None:
             ]
             try:
                 for path, key in uploads:
-                    size = bconn.sftp().stat(path).st_size
-                    with bconn.sftp().open(path, "rb") as fh:
-                        fh.prefetch()
-                        client.upload_fileobj(fh, bucket, key, ExtraArgs=dict(SSE))
-                    stored = client.head_object(Bucket=bucket, Key=key)
-                    if stored.get("ContentLength") != size:
-                        raise OSError(
-                            f"{key} holds {stored.get('ContentLength')} bytes in the bucket, "
-                            f"{size} were sent"
-                        )
-                    ctx.step(
-                        f"Uploaded {key} to s3://{bucket} (server-side encrypted, AES256; "
-                        f"{size} bytes, size verified)"
-                    )
+                    _object_upload(ctx, bconn, client, bucket=bucket, path=path, key=key)
             finally:
                 bconn.run(["rm", "-f", f"{archive}.{ext}"], record=False)
     except (RemoteError, OSError, *STORAGE_ERRORS) as exc:
@@ -172,6 +139,58 @@ def offsite_copy(ctx: OperationContext, backup: Backup) -> None:
         Backup.objects.filter(pk=backup.pk).update(offsite_status="failed")
         return
     Backup.objects.filter(pk=backup.pk).update(offsite_status="copied", offsite_key=prefix)
+
+
+def _point_pack(bconn: HostConnection, point_dir: str, archive: str) -> str:
+    """Pack the point's home and manifests into ``archive.<ext>`` next to it on the backup
+    host (zstd where there is one, else gzip), tested before upload; returns the extension."""
+    # bash for pipefail: a tar that fails half-way must fail the copy, not leave a truncated
+    # archive that compresses fine; the archive is tested before upload.
+    packed = bconn.run(
+        [
+            "bash",
+            "-c",
+            'set -euo pipefail; umask 077; cd "$1"; '
+            'if command -v zstd >/dev/null; then z="zstd -q -T0"; ext=zst; '
+            'else z="gzip -c"; ext=gz; fi; '
+            "tar --numeric-owner -cf - home manifest.sha256 manifest.stat point.json "
+            '| $z > "$2.$ext"; '
+            'if [ "$ext" = zst ]; then zstd -q -t "$2.$ext"; else gzip -t "$2.$ext"; fi; '
+            'echo "$ext"',
+            "sh",
+            point_dir,
+            archive,
+        ],
+        timeout=4 * 3600,
+        message="Packed the point for the off-site copy",
+    )
+    return packed.stdout.strip().splitlines()[-1]
+
+
+def _object_upload(
+    ctx: OperationContext,
+    bconn: HostConnection,
+    client: Any,
+    *,
+    bucket: str,
+    path: str,
+    key: str,
+) -> None:
+    """Stream ``path`` from the backup host (SFTP) into ``key``, encrypted at rest, and check
+    the stored size."""
+    size = bconn.sftp().stat(path).st_size
+    with bconn.sftp().open(path, "rb") as fh:
+        fh.prefetch()
+        client.upload_fileobj(fh, bucket, key, ExtraArgs=dict(SSE))
+    stored = client.head_object(Bucket=bucket, Key=key)
+    if stored.get("ContentLength") != size:
+        raise OSError(
+            f"{key} holds {stored.get('ContentLength')} bytes in the bucket, {size} were sent"
+        )
+    ctx.step(
+        f"Uploaded {key} to s3://{bucket} (server-side encrypted, AES256; "
+        f"{size} bytes, size verified)"
+    )
 
 
 def offsite_prune(

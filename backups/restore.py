@@ -371,8 +371,6 @@ def restore_in_place(
         ctx, instance, backup, on_safety=on_safety, safety_backup=safety_backup
     )
     ctx.progress(2)
-    swapped = False
-    home_touched = False
     with host_connection(instance.host, ctx=ctx) as conn:
         try:
             # The last point where a cancel leaves everything as it was.
@@ -384,51 +382,9 @@ def restore_in_place(
                 f"on {instance.name}.",
                 changed=False,
             ) from exc
+        progress = _SwapProgress()
         try:
-            conn.run(
-                compose_argv(instance, "stop", "--timeout", "120", "app"),
-                timeout=300,
-                message=f"Stopped the app of {instance.name}",
-            )
-            if "db" not in running_services(conn, instance):
-                conn.run(
-                    compose_argv(instance, "up", "--detach", "db"),
-                    timeout=300,
-                    message="Started the database",
-                )
-                db_wait_ready(ctx, conn, instance)
-            ctx.progress(3)
-            dump = dump_pull(ctx, conn, instance, backup, source)
-            psql(
-                conn,
-                instance,
-                f"DROP DATABASE IF EXISTS {_ident(staged)};\n"
-                f"DROP DATABASE IF EXISTS {_ident(previous)};\n"
-                f"CREATE DATABASE {_ident(staged)} OWNER {_ident(instance.db_user)};\n",
-                database="postgres",
-                message=f"Created a fresh database {staged}",
-            )
-            dump_restore(conn, instance, dump, staged)
-            ctx.progress(4)
-            ctx.check_cancelled()
-            home_touched = True
-            home_pull(ctx, conn, instance, backup, source)
-            ctx.progress(5)
-            psql(
-                conn,
-                instance,
-                _swap_sql(db, staged, previous),
-                database="postgres",
-                message=f"Swapped in the restored database ({db} kept as {previous})",
-            )
-            swapped = True
-            conn.run(
-                compose_argv(instance, "up", "--detach"),
-                timeout=900,
-                message=f"Started {instance.name}",
-            )
-            ctx.progress(6)
-            wait_running(ctx, conn, instance, first=False)
+            _in_place_swap(ctx, conn, instance, backup, source, progress)
         except OperationFenced:
             # The reaper ended the operation: another one may own the instance now.
             raise
@@ -440,8 +396,8 @@ def restore_in_place(
                 conn,
                 instance,
                 safety=safety,
-                swapped=swapped,
-                home_touched=home_touched,
+                swapped=progress.swapped,
+                home_touched=progress.home_touched,
                 failure=exc,
             )
             if not isinstance(exc, Exception):
@@ -462,6 +418,78 @@ def restore_in_place(
         ctx.progress(7)
         _healthy, state, _ = instance_probe(conn, instance)
     return Outcome(seconds=time.monotonic() - started, health=state or "unknown")
+
+
+@dataclass
+class _SwapProgress:
+    """How far an in-place restore got: what a roll-back has to undo."""
+
+    home_touched: bool = False
+    swapped: bool = False
+
+
+def _db_running_app_stopped(
+    ctx: OperationContext, conn: HostConnection, instance: AtlassianInstance, *, message: str
+) -> None:
+    """Stop the app and make sure the database runs (and accepts connections)."""
+    conn.run(
+        compose_argv(instance, "stop", "--timeout", "120", "app"), timeout=300, message=message
+    )
+    if "db" not in running_services(conn, instance):
+        conn.run(
+            compose_argv(instance, "up", "--detach", "db"),
+            timeout=300,
+            message="Started the database",
+        )
+        db_wait_ready(ctx, conn, instance)
+
+
+def _in_place_swap(
+    ctx: OperationContext,
+    conn: HostConnection,
+    instance: AtlassianInstance,
+    backup: Backup,
+    source: Source,
+    progress: _SwapProgress,
+) -> None:
+    """Stop the app, restore the dump into a fresh database next to the live one, pull home
+    back, swap the databases by renaming and start the instance. ``progress`` records each
+    step past which a roll-back has more to undo."""
+    db = instance.db_name
+    staged, previous = f"{db}_restore", f"{db}_pre_restore"
+    _db_running_app_stopped(ctx, conn, instance, message=f"Stopped the app of {instance.name}")
+    ctx.progress(3)
+    dump = dump_pull(ctx, conn, instance, backup, source)
+    psql(
+        conn,
+        instance,
+        f"DROP DATABASE IF EXISTS {_ident(staged)};\n"
+        f"DROP DATABASE IF EXISTS {_ident(previous)};\n"
+        f"CREATE DATABASE {_ident(staged)} OWNER {_ident(instance.db_user)};\n",
+        database="postgres",
+        message=f"Created a fresh database {staged}",
+    )
+    dump_restore(conn, instance, dump, staged)
+    ctx.progress(4)
+    ctx.check_cancelled()
+    progress.home_touched = True
+    home_pull(ctx, conn, instance, backup, source)
+    ctx.progress(5)
+    psql(
+        conn,
+        instance,
+        _swap_sql(db, staged, previous),
+        database="postgres",
+        message=f"Swapped in the restored database ({db} kept as {previous})",
+    )
+    progress.swapped = True
+    conn.run(
+        compose_argv(instance, "up", "--detach"),
+        timeout=900,
+        message=f"Started {instance.name}",
+    )
+    ctx.progress(6)
+    wait_running(ctx, conn, instance, first=False)
 
 
 def _in_place_prepare(
@@ -564,6 +592,58 @@ def _rollback(
         )
 
 
+def _rollback_database(conn: HostConnection, instance: AtlassianInstance, *, swapped: bool) -> None:
+    """Put the previous database back under the instance's name (once swapped), or drop the
+    half-restored one."""
+    db = instance.db_name
+    staged, previous = f"{db}_restore", f"{db}_pre_restore"
+    if swapped:
+        psql(
+            conn,
+            instance,
+            _terminate_sql(db, previous) + f"DROP DATABASE IF EXISTS {_ident(staged)};\n"
+            f"ALTER DATABASE {_ident(db)} RENAME TO {_ident(staged)};\n"
+            f"ALTER DATABASE {_ident(previous)} RENAME TO {_ident(db)};\n"
+            f"DROP DATABASE {_ident(staged)};\n",
+            database="postgres",
+            message="Put the previous database back",
+        )
+    else:
+        psql(
+            conn,
+            instance,
+            f"DROP DATABASE IF EXISTS {_ident(staged)};\n",
+            database="postgres",
+            message="Dropped the half-restored database",
+        )
+
+
+def _rollback_home(
+    ctx: OperationContext,
+    conn: HostConnection,
+    instance: AtlassianInstance,
+    *,
+    safety: Backup | None,
+    home_touched: bool,
+) -> None:
+    """Pull home back from the safety backup if the restore had begun to overwrite it."""
+    if safety is not None and home_touched:
+        source = source_prepare(ctx, safety, instance)
+        try:
+            home_pull(
+                ctx,
+                conn,
+                instance,
+                safety,
+                source,
+                what=f"Pulled home of the safety backup {safety.point_name} back",
+            )
+        finally:
+            source_release(ctx, safety, source)
+    elif not home_touched:
+        ctx.step("Home was not touched yet; it stays as it was")
+
+
 def _rollback_steps(
     ctx: OperationContext,
     conn: HostConnection,
@@ -582,55 +662,11 @@ def _rollback_steps(
         f"back to its state before the restore ({where})",
         level="warning",
     )
-    db = instance.db_name
-    staged, previous = f"{db}_restore", f"{db}_pre_restore"
+    previous = f"{instance.db_name}_pre_restore"
     try:
-        conn.run(
-            compose_argv(instance, "stop", "--timeout", "120", "app"),
-            timeout=300,
-            message="Stopped the app",
-        )
-        if "db" not in running_services(conn, instance):
-            conn.run(
-                compose_argv(instance, "up", "--detach", "db"),
-                timeout=300,
-                message="Started the database",
-            )
-            db_wait_ready(ctx, conn, instance)
-        if swapped:
-            psql(
-                conn,
-                instance,
-                _terminate_sql(db, previous) + f"DROP DATABASE IF EXISTS {_ident(staged)};\n"
-                f"ALTER DATABASE {_ident(db)} RENAME TO {_ident(staged)};\n"
-                f"ALTER DATABASE {_ident(previous)} RENAME TO {_ident(db)};\n"
-                f"DROP DATABASE {_ident(staged)};\n",
-                database="postgres",
-                message="Put the previous database back",
-            )
-        else:
-            psql(
-                conn,
-                instance,
-                f"DROP DATABASE IF EXISTS {_ident(staged)};\n",
-                database="postgres",
-                message="Dropped the half-restored database",
-            )
-        if safety is not None and home_touched:
-            source = source_prepare(ctx, safety, instance)
-            try:
-                home_pull(
-                    ctx,
-                    conn,
-                    instance,
-                    safety,
-                    source,
-                    what=f"Pulled home of the safety backup {safety.point_name} back",
-                )
-            finally:
-                source_release(ctx, safety, source)
-        elif not home_touched:
-            ctx.step("Home was not touched yet; it stays as it was")
+        _db_running_app_stopped(ctx, conn, instance, message="Stopped the app")
+        _rollback_database(conn, instance, swapped=swapped)
+        _rollback_home(ctx, conn, instance, safety=safety, home_touched=home_touched)
         conn.run(["rm", "-f", f"{instance_dir(instance)}/{RESTORE_DUMP_FILE}"], record=False)
         conn.run(
             compose_argv(instance, "up", "--detach"),
@@ -640,7 +676,10 @@ def _rollback_steps(
         wait_running(ctx, conn, instance, first=False)
     except OperationFenced:
         raise
-    except Exception as second:  # noqa: BLE001 - whatever broke the roll-back is reported
+    except Exception as second:  # noqa: BLE001 - whatever broke the roll-back is reported:
+        # it becomes the operation's error, next to the restore's own failure and where the
+        # previous state is kept (the safety backup, the previous database), which the runner
+        # could not say from the raw exception.
         return OperationFailed(
             f"Restore {'cancelled' if cancelled else 'failed'}: {why} Bringing the instance "
             f"back also failed: {second} "
