@@ -6,11 +6,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
-from backups.engine import backup_take
-from backups.models import Backup, BackupKind, BackupMode, BackupStatus, Restore, RestoreDrill
+from backups.models import (
+    Backup,
+    BackupKind,
+    BackupMode,
+    BackupOperationKind,
+    BackupStatus,
+    Restore,
+    RestoreDrill,
+)
 from backups.restore import (
+    Outcome,
     RestoreCancelled,
     RestoreRefused,
     RestoreRolledBack,
@@ -19,6 +28,7 @@ from backups.restore import (
     scratch_instance,
     scratch_remove,
 )
+from backups.take import backup_take
 from panel.operations import (
     OperationCancelled,
     OperationContext,
@@ -26,8 +36,8 @@ from panel.operations import (
     OperationFenced,
     operation_handler,
 )
-from provisioning.models import AtlassianInstance, Host, InstanceHealth, OperationKind
-from provisioning.operations import PRE_UPGRADE_HOOKS, instance_abort, instance_published
+from provisioning.models import AtlassianInstance, Host, InstanceHealth
+from provisioning.operations import instance_abort, instance_published
 from provisioning.remote import RemoteError
 from provisioning.services import instance_transition
 from tenants.tiers import objectives_for
@@ -72,7 +82,7 @@ def backup_abort(operation: Any, reason: str) -> None:
     )
 
 
-@operation_handler(OperationKind.BACKUP_CREATE, on_abort=backup_abort)
+@operation_handler(BackupOperationKind.BACKUP_CREATE, on_abort=backup_abort)
 def backup_create_run(ctx: OperationContext) -> dict:
     """Take one backup point (scheduled, extra, hot or cold)."""
     instance = _instance(ctx)
@@ -122,8 +132,7 @@ def backup_before_upgrade(ctx: OperationContext, instance: AtlassianInstance) ->
     ctx.step(f"Backup {backup.point_name} taken before the upgrade")
 
 
-if backup_before_upgrade not in PRE_UPGRADE_HOOKS:
-    PRE_UPGRADE_HOOKS.append(backup_before_upgrade)
+# Registered as the "pre_upgrade" instance hook by BackupsConfig.ready().
 
 
 # --- restore --------------------------------------------------------------------------------
@@ -145,7 +154,7 @@ def _transition(ctx: OperationContext, instance: AtlassianInstance, to: str, rea
 
 # Only staff may cancel restores and drills: a cancel stops them at the next step and rolls
 # back, which a tenant admin must not impose on a support person's restore half-way.
-@operation_handler(OperationKind.BACKUP_RESTORE, on_abort=restore_abort, staff_cancel=True)
+@operation_handler(BackupOperationKind.BACKUP_RESTORE, on_abort=restore_abort, staff_cancel=True)
 def backup_restore_run(ctx: OperationContext) -> dict:
     """Restore a point in place, or into the new instance this operation targets."""
     started = time.monotonic()
@@ -173,33 +182,7 @@ def backup_restore_run(ctx: OperationContext) -> dict:
         )
     try:
         if mode == "in_place":
-            previous = target.status
-            _transition(ctx, target, "restoring", f"Restoring point {backup.point_name}")
-            try:
-                outcome = restore_in_place(
-                    ctx,
-                    target,
-                    backup,
-                    on_safety=lambda s: Restore.objects.filter(pk=restore.pk).update(
-                        safety_backup=s
-                    ),
-                    safety_backup=not ctx.operation.params.get("skip_safety"),
-                )
-            except RestoreRefused as exc:
-                _transition(ctx, target, previous, "")
-                Restore.objects.filter(pk=restore.pk).update(
-                    status=Restore.Status.FAILED, error=str(exc)[:4000], finished_at=timezone.now()
-                )
-                raise
-            except (RestoreRolledBack, RestoreCancelled) as exc:
-                unchanged = isinstance(exc, RestoreCancelled) and not exc.changed
-                Restore.objects.filter(pk=restore.pk).update(
-                    status=Restore.Status.FAILED if unchanged else Restore.Status.ROLLED_BACK,
-                    error=str(exc)[:4000],
-                    finished_at=timezone.now(),
-                )
-                _transition(ctx, target, previous if unchanged else "running", "")
-                raise
+            outcome = _restore_in_place_run(ctx, target, backup, restore)
         else:
             _transition(ctx, target, "provisioning", f"Restoring point {backup.point_name}")
             outcome = restore_new(ctx, target, backup)
@@ -237,6 +220,39 @@ def backup_restore_run(ctx: OperationContext) -> dict:
     }
 
 
+def _restore_in_place_run(
+    ctx: OperationContext, target: AtlassianInstance, backup: Backup, restore: Restore
+) -> Outcome:
+    """The in-place branch of a restore: the instance is RESTORING meanwhile and ends as it
+    was (refused), running (rolled back or cancelled after the stop) or restored; the
+    ``Restore`` row records a failure or a roll-back here."""
+    previous = target.status
+    _transition(ctx, target, "restoring", f"Restoring point {backup.point_name}")
+    try:
+        return restore_in_place(
+            ctx,
+            target,
+            backup,
+            on_safety=lambda s: Restore.objects.filter(pk=restore.pk).update(safety_backup=s),
+            safety_backup=not ctx.operation.params.get("skip_safety"),
+        )
+    except RestoreRefused as exc:
+        _transition(ctx, target, previous, "")
+        Restore.objects.filter(pk=restore.pk).update(
+            status=Restore.Status.FAILED, error=str(exc)[:4000], finished_at=timezone.now()
+        )
+        raise
+    except (RestoreRolledBack, RestoreCancelled) as exc:
+        unchanged = isinstance(exc, RestoreCancelled) and not exc.changed
+        Restore.objects.filter(pk=restore.pk).update(
+            status=Restore.Status.FAILED if unchanged else Restore.Status.ROLLED_BACK,
+            error=str(exc)[:4000],
+            finished_at=timezone.now(),
+        )
+        _transition(ctx, target, previous if unchanged else "running", "")
+        raise
+
+
 # --- drill ----------------------------------------------------------------------------------
 
 
@@ -247,15 +263,13 @@ def drill_abort(operation: Any, reason: str) -> None:
     ).update(status=RestoreDrill.Status.FAILED, error=reason[:4000], finished_at=timezone.now())
 
 
-@operation_handler(OperationKind.BACKUP_DRILL, on_abort=drill_abort, staff_cancel=True)
+@operation_handler(BackupOperationKind.BACKUP_DRILL, on_abort=drill_abort, staff_cancel=True)
 def backup_drill_run(ctx: OperationContext) -> dict:
     """Restore the chosen point into a scratch instance, check it answers RUNNING, time it,
     remove it. The source instance is not touched."""
-    from django.conf import settings
-
     backup = _backup(ctx)
     source = _instance(ctx)
-    host_name = getattr(settings, "PANEL_BACKUP_DRILL_HOST", "")
+    host_name = settings.PANEL_BACKUP_DRILL_HOST
     host = (
         Host.objects.select_related("backup_host").filter(name=host_name).first()
         if host_name

@@ -118,6 +118,7 @@ class Bench:
         from django.core.management import call_command
 
         from panel.access import PLATFORM_ADMIN_GROUP, access_for_user
+        from panel.registry import registry
         from tenants.models import Tenant
 
         call_command("migrate", verbosity=0)
@@ -272,7 +273,7 @@ class Bench:
     def panel_backup(
         self, mode: str, taken_at: datetime | None = None, kind: str = "scheduled"
     ) -> Any:
-        from backups.engine import backup_take
+        from backups.take import backup_take
 
         return backup_take(self.ctx(), self.instance, kind=kind, mode=mode, taken_at=taken_at)
 
@@ -303,8 +304,7 @@ class Bench:
     def seed_cold_backup(self, *, rotate: list[str]) -> float:
         """The seed's method: stop app and database, rsync home and the database directory
         to the backup host, start; then rsnapshot rotates. Returns the downtime."""
-        from backups.engine import rsync_base, rsync_remote
-
+        from backups.transfer import rsync_base, rsync_remote
         from provisioning.hosts import host_connection
         from provisioning.rollout import wait_running
 
@@ -571,8 +571,7 @@ class Bench:
         )
 
     def plain_rsync(self, point: str) -> float:
-        from backups.engine import rsync_base, rsync_remote
-
+        from backups.transfer import rsync_base, rsync_remote
         from provisioning.hosts import host_connection
 
         dest = f"{self.app_host.data_root}/instances/bench{self.suffix}-plain/"

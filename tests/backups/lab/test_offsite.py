@@ -16,14 +16,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from backups.engine import backup_record_start, point_store
 
 from backups import offsite
-from backups.models import Backup, BackupKind, BackupPolicy
+from backups.models import Backup, BackupKind, BackupOperationKind, BackupPolicy
+from backups.point import point_store
 from backups.services import policy_for
+from backups.take import backup_record_start
 from panel.operations import OperationContext
 from provisioning.hosts import host_connection
-from provisioning.models import AtlassianInstance, Operation, OperationKind
+from provisioning.models import AtlassianInstance, Operation
 from tests.support.backup_lab import sh
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
@@ -91,7 +92,7 @@ def test_off_site_copies_are_encrypted_and_follow_retention(lab, s3):
         offsite_enabled=True, keep_daily=2, keep_weekly=0, keep_monthly=0
     )
     op = Operation.objects.create(
-        kind=OperationKind.BACKUP_CREATE, tenant=lab.tenant, instance=inst, status="running"
+        kind=BackupOperationKind.BACKUP_CREATE, tenant=lab.tenant, instance=inst, status="running"
     )
     ctx = OperationContext(op)
     start = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)
@@ -171,7 +172,7 @@ def test_an_off_site_copy_whose_archive_step_fails_is_marked_failed_not_copied(l
     dump = b"PGDMP pipefail dump\n"
     Path(f"{idir}/db.dump").write_bytes(dump)
     op = Operation.objects.create(
-        kind=OperationKind.BACKUP_CREATE, tenant=lab.tenant, instance=inst, status="running"
+        kind=BackupOperationKind.BACKUP_CREATE, tenant=lab.tenant, instance=inst, status="running"
     )
     ctx = OperationContext(op)
     with host_connection(lab.app_host) as app, host_connection(lab.backup_host) as bconn:

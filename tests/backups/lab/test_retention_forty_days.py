@@ -10,13 +10,14 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from backups.engine import backup_record_start, point_store
 
-from backups.models import Backup, BackupKind, BackupStatus
+from backups.models import Backup, BackupKind, BackupOperationKind, BackupStatus
+from backups.point import point_store
 from backups.services import policy_for
+from backups.take import backup_record_start
 from panel.operations import OperationContext
 from provisioning.hosts import host_connection
-from provisioning.models import AtlassianInstance, Operation, OperationKind
+from provisioning.models import AtlassianInstance, Operation
 from tests.support.backup_lab import backup1, sh
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
@@ -88,7 +89,7 @@ def _day(idir: str, day: int) -> tuple[str, int]:
 def test_forty_days_keep_exactly_the_points_of_7_daily_4_weekly_12_monthly(lab, sim):
     inst, idir = sim
     op = Operation.objects.create(
-        kind=OperationKind.BACKUP_CREATE, tenant=lab.tenant, instance=inst, status="running"
+        kind=BackupOperationKind.BACKUP_CREATE, tenant=lab.tenant, instance=inst, status="running"
     )
     ctx = OperationContext(op)
     with host_connection(lab.app_host) as app, host_connection(lab.backup_host) as bconn:
