@@ -12,7 +12,7 @@ from typing import Any
 import django_filters
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -32,24 +32,14 @@ from backups.api.serializers import (
     RestoreStartSerializer,
     TierFiguresSerializer,
 )
-from backups.models import Backup, BackupPolicy, RestoreRequest
+from backups.models import Backup, BackupOperationKind, BackupPolicy, RestoreRequest
 from panel.access import Access
-from panel.api.mixins import ScopedQuerysetMixin, idempotency_key, operation_accepted
+from panel.api.mixins import ScopedQuerysetMixin, idempotency_key
 from panel.api.permissions import IsStaffRole, PanelPermission
 from panel.api.schema import CONFLICT, FORBIDDEN, IDEMPOTENCY_KEY, NOT_FOUND, VALIDATION_ERROR
-from panel.idempotency import operation_replayed
-from provisioning.api.serializers import OperationSerializer
-from provisioning.models import OperationKind
+from provisioning.api.operations import ACCEPTED, operation_accepted, operation_replay
 
-ACCEPTED = OpenApiResponse(OperationSerializer, description="Operation started; poll Location.")
 STARTED = {202: ACCEPTED, 400: VALIDATION_ERROR, 403: FORBIDDEN, 404: NOT_FOUND, 409: CONFLICT}
-
-
-def _replayed(access: Access, request: Request, *, kind: str) -> Response | None:
-    """The 202 of an earlier identical request with the same Idempotency-Key, if there was
-    one (409 if that key was used for a different request)."""
-    existing = operation_replayed(actor=access, key=idempotency_key(request), kind=kind)
-    return operation_accepted(existing, request) if existing is not None else None
 
 
 def _forbid(exc: DjangoPermissionDenied) -> exceptions.PermissionDenied:
@@ -98,7 +88,7 @@ class BackupViewSet(
         description="Start an extra backup of an instance now (tenant admins).",
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        replay = _replayed(self.access, request, kind=OperationKind.BACKUP_CREATE)
+        replay = operation_replay(self.access, request, kind=BackupOperationKind.BACKUP_CREATE)
         if replay is not None:
             return replay
         serializer = self.get_serializer(data=request.data)
@@ -127,7 +117,7 @@ class BackupViewSet(
         backup = self.get_object()  # 404 for what the caller does not see
         if not self.access.is_staff_role:
             raise exceptions.PermissionDenied("Only support staff restore backups.")
-        replay = _replayed(self.access, request, kind=OperationKind.BACKUP_RESTORE)
+        replay = operation_replay(self.access, request, kind=BackupOperationKind.BACKUP_RESTORE)
         if replay is not None:
             return replay
         serializer = self.get_serializer(data=request.data)
@@ -230,7 +220,7 @@ class RestoreDrillViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         if not self.access.is_staff_role:
             raise exceptions.PermissionDenied("Only support staff start drills.")
-        replay = _replayed(self.access, request, kind=OperationKind.BACKUP_DRILL)
+        replay = operation_replay(self.access, request, kind=BackupOperationKind.BACKUP_DRILL)
         if replay is not None:
             return replay
         serializer = self.get_serializer(data=request.data)
