@@ -22,9 +22,7 @@ from typing import Any
 
 from panel.access import Access
 from panel.idempotency import operation_replayed
-from panel.operations import OperationConflict, operation_model
-
-ACTIVE_STATUSES = ("pending", "running")
+from panel.operations import OperationConflict, operation_model, operation_statuses
 
 
 def operation_by_key(
@@ -54,7 +52,7 @@ def operation_conflict_check(lock_key: str | None) -> None:
         return
     running = (
         operation_model()
-        .objects.filter(lock_key=lock_key, status__in=ACTIVE_STATUSES)
+        .objects.filter(lock_key=lock_key, status__in=operation_statuses().ACTIVE)
         .order_by("created_at")
         .first()
     )
