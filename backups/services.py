@@ -12,25 +12,29 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Max, Q
+from django.urls import reverse
 from django.utils import timezone
 
+from backups.catalogue import catalogue_refresh
 from backups.models import (
     Backup,
     BackupKind,
     BackupMode,
+    BackupOperationKind,
     BackupPolicy,
     BackupStatus,
     RestoreDrill,
     RestoreMode,
     RestoreRequest,
 )
-from backups.policies import next_run_after, policy_defaults
+from backups.policies import next_run_after, policy_for
+from backups.store import PointStore
 from panel.access import Access
 from panel.audit import audit_record
-from panel.idempotency import operation_replayed
+from panel.notices import notify, notify_resolved
+from panel.operation_requests import operation_by_key, operation_conflict_check
 from panel.operations import OperationConflict, operation_start
 from provisioning import validators
 from provisioning.models import (
@@ -39,7 +43,6 @@ from provisioning.models import (
     Host,
     InstanceStatus,
     Operation,
-    OperationKind,
 )
 from provisioning.services import instance_lock_key
 from tenants.tiers import objectives_for
@@ -63,33 +66,9 @@ POLICY_FIELDS = (
 )
 
 
-def _setting(name: str, default: Any) -> Any:
-    return getattr(settings, name, default)
-
-
-def _existing(
-    actor: Access | None, key: str, kind: str, instance: AtlassianInstance | None = None
-) -> Operation | None:
-    """The operation an identical earlier request started (a different one: 409)."""
-    return operation_replayed(actor=actor, key=key, kind=kind, instance=instance)
 
 
 # --- policies -------------------------------------------------------------------------------
-
-
-def policy_for(instance: AtlassianInstance) -> BackupPolicy:
-    """The instance's policy, made from its tier's defaults the first time it is needed."""
-    policy = BackupPolicy.objects.filter(instance=instance).first()
-    if policy is not None:
-        return policy
-    policy = BackupPolicy(instance=instance, **policy_defaults(instance.tier))
-    policy.next_run_at = next_run_after(policy, timezone.now())
-    try:
-        with transaction.atomic():
-            policy.save()
-    except IntegrityError:  # made concurrently
-        return BackupPolicy.objects.get(instance=instance)
-    return policy
 
 
 def policy_update(*, actor: Access, policy: BackupPolicy, **changes: Any) -> BackupPolicy:
@@ -160,19 +139,19 @@ def manual_backups_check_quota(instance: AtlassianInstance) -> None:
     cancelled runs hold no point and do not count."""
     since = timezone.now() - timedelta(days=1)
     started = Operation.objects.filter(
-        kind=OperationKind.BACKUP_CREATE,
+        kind=BackupOperationKind.BACKUP_CREATE,
         params__kind=BackupKind.MANUAL,
         created_at__gte=since,
         requested_by__isnull=False,
     ).exclude(status__in=["failed", "cancelled"])
     limits = (
         (
-            int(_setting("PANEL_BACKUP_MANUAL_PER_INSTANCE_PER_DAY", 4)),
+            settings.PANEL_BACKUP_MANUAL_PER_INSTANCE_PER_DAY,
             started.filter(instance=instance),
             f"{instance.name} already had",
         ),
         (
-            int(_setting("PANEL_BACKUP_MANUAL_PER_TENANT_PER_DAY", 20)),
+            settings.PANEL_BACKUP_MANUAL_PER_TENANT_PER_DAY,
             started.filter(instance__tenant_id=instance.tenant_id),
             "this organisation's instances already had",
         ),
@@ -198,11 +177,10 @@ def backup_start(
 ) -> Operation:
     """Start a backup of ``instance`` now (tenant admins: an extra backup; the dispatcher:
     scheduled ones). Refused with 409 while another operation holds the instance."""
-    existing = _existing(actor, idempotency_key, OperationKind.BACKUP_CREATE, instance)
-    if existing is not None:
-        return existing
     if actor is not None and not actor.administers_tenant(instance.tenant_id):
         raise PermissionDenied("Only the tenant's administrators can start a backup.")
+    # 409 naming the running operation before "is restoring" and the other state checks.
+    operation_conflict_check(instance_lock_key(instance))
     backup_check_possible(instance)
     if kind == BackupKind.MANUAL and actor is not None and not actor.is_staff_role:
         manual_backups_check_quota(instance)
@@ -211,7 +189,7 @@ def backup_start(
     if mode not in BackupMode.values:
         raise ValidationError({"mode": f"Choose one of {', '.join(BackupMode.values)}."})
     return operation_start(
-        kind=OperationKind.BACKUP_CREATE,
+        kind=BackupOperationKind.BACKUP_CREATE,
         actor=actor,
         instance=instance,
         params={
@@ -248,11 +226,11 @@ def restore_start(
     """Restore a retained point, in place (the instance's name typed to confirm) or into a new
     instance with its own name and hostname. Staff only. ``skip_safety`` restores in place
     without a safety backup first (for an instance whose current state cannot be backed up)."""
-    existing = _existing(actor, idempotency_key, OperationKind.BACKUP_RESTORE)
-    if existing is not None:
-        return existing
     _require_staff(actor)
     source = backup.instance
+    if mode == RestoreMode.IN_PLACE:
+        # 409 naming the running operation before "is restoring" and the other state checks.
+        operation_conflict_check(instance_lock_key(source))
     if not backup.is_restorable:
         raise ValidationError(
             {"backup": f"Point {backup.point_name} is {backup.get_status_display().lower()}."}
@@ -269,7 +247,7 @@ def restore_start(
         if skip_safety:
             params["skip_safety"] = True
         return operation_start(
-            kind=OperationKind.BACKUP_RESTORE,
+            kind=BackupOperationKind.BACKUP_RESTORE,
             actor=actor,
             instance=source,
             params=params,
@@ -302,6 +280,11 @@ def _restore_new_start(
 ) -> Operation:
     from provisioning.products import versions_for
 
+    # The new instance's row is made before the operation: a repeated request must find its
+    # operation first, or the name it already took would refuse it.
+    existing = operation_by_key(actor, idempotency_key, kind=BackupOperationKind.BACKUP_RESTORE)
+    if existing is not None:
+        return existing
     source = backup.instance
     host = host or source.host
     errors = {}
@@ -363,7 +346,7 @@ def _restore_new_start(
         },
     )
     return operation_start(
-        kind=OperationKind.BACKUP_RESTORE,
+        kind=BackupOperationKind.BACKUP_RESTORE,
         actor=actor,
         instance=target,
         params={**params, "target": str(target.pk)},
@@ -401,9 +384,6 @@ def drill_start(
     *, actor: Access | None, instance: AtlassianInstance | None = None, idempotency_key: str = ""
 ) -> Operation:
     """Start a restore drill of ``instance`` (or of the least recently drilled one)."""
-    existing = _existing(actor, idempotency_key, OperationKind.BACKUP_DRILL, instance)
-    if existing is not None:
-        return existing
     if actor is not None:
         _require_staff(actor)
     if instance is None:
@@ -412,11 +392,12 @@ def drill_start(
             raise ValidationError("No instance has a retained point to drill yet.")
         never = [c for c in candidates if c.last_drill is None]
         instance = random.choice(never) if never else candidates[0]
+    operation_conflict_check(f"drill:{instance.pk}")
     backup = latest_good_backup(instance)
     if backup is None:
         raise ValidationError(f"{instance.name} has no retained point to drill.")
     return operation_start(
-        kind=OperationKind.BACKUP_DRILL,
+        kind=BackupOperationKind.BACKUP_DRILL,
         actor=actor,
         instance=instance,
         params={"backup": str(backup.pk), "scratch": f"drill-{secrets.token_hex(4)}"},
@@ -426,6 +407,16 @@ def drill_start(
 
 
 # --- restore requests -----------------------------------------------------------------------
+
+# The notices this app raises (declared from BackupsConfig.ready(); told by panel.notices).
+BACKUP_FAILED = "backup.failed"
+RPO_BREACHED = "backup.rpo_breached"
+RESTORE_REQUESTED = "backup.restore_requested"
+NOTIFICATION_EVENTS = (
+    (BACKUP_FAILED, "A backup was missed or failed", False),
+    (RPO_BREACHED, "The recovery point objective was breached", False),
+    (RESTORE_REQUESTED, "A tenant asked for a restore (staff)", True),
+)
 
 
 def restore_request_create(
@@ -445,16 +436,17 @@ def restore_request_create(
         target=instance,
         changes={"request": str(request.pk), "point": backup.point_name if backup else None},
     )
-    recipients = list(_setting("PANEL_BACKUP_ALERT_EMAILS", []))
-    if recipients:
-        send_mail(
-            f"Restore requested for {instance.name}",
-            f"{actor.user} asked to restore {instance.name} "
-            f"({backup.point_name if backup else 'no point chosen'}).\n\n{request.note}",
-            None,
-            recipients,
-            fail_silently=True,
-        )
+    # Staff are told as a platform notice (PANEL_BACKUP_ALERT_EMAILS always get it by email).
+    notify(
+        event=RESTORE_REQUESTED,
+        tenant=None,
+        obj=request,
+        dedupe_key=f"restore-request:{request.pk}",
+        subject=f"Restore requested for {instance.name}",
+        body=f"{actor.user} asked to restore {instance.name} "
+        f"({backup.point_name if backup else 'no point chosen'}).\n\n{request.note}",
+        url=reverse("backups:restore_requests"),
+    )
     return request
 
 
@@ -486,7 +478,7 @@ def _active_backup_counts() -> tuple[dict[str, int], dict[str, int]]:
     per_backup: dict[str, int] = {}
     per_app: dict[str, int] = {}
     for params in Operation.objects.filter(
-        kind=OperationKind.BACKUP_CREATE, status__in=ACTIVE_STATUSES
+        kind=BackupOperationKind.BACKUP_CREATE, status__in=ACTIVE_STATUSES
     ).values_list("params", flat=True):
         b, a = str(params.get("backup_host", "")), str(params.get("app_host", ""))
         per_backup[b] = per_backup.get(b, 0) + 1
@@ -503,9 +495,9 @@ def backups_dispatch(now: datetime | None = None) -> dict[str, list[str]]:
     (the beat or the workers were down) is counted as missed, audited, and run once now.
     """
     now = now or timezone.now()
-    cap_backup = int(_setting("PANEL_BACKUP_MAX_PER_BACKUP_HOST", 2))
-    cap_app = int(_setting("PANEL_BACKUP_MAX_PER_APP_HOST", 1))
-    missed_after = timedelta(seconds=int(_setting("PANEL_BACKUP_MISSED_AFTER", 900)))
+    cap_backup = settings.PANEL_BACKUP_MAX_PER_BACKUP_HOST
+    cap_app = settings.PANEL_BACKUP_MAX_PER_APP_HOST
+    missed_after = timedelta(seconds=settings.PANEL_BACKUP_MISSED_AFTER)
     per_backup, per_app = _active_backup_counts()
     started: list[str] = []
     deferred: list[str] = []
@@ -556,7 +548,7 @@ def backups_dispatch(now: datetime | None = None) -> dict[str, list[str]]:
             op = backup_start(actor=None, instance=instance, kind=BackupKind.SCHEDULED)
         except OperationConflict:
             # Another operation (an upgrade, a restore) holds the instance: try again soon.
-            retry = now + timedelta(seconds=int(_setting("PANEL_BACKUP_RETRY_SECONDS", 300)))
+            retry = now + timedelta(seconds=settings.PANEL_BACKUP_RETRY_SECONDS)
             BackupPolicy.objects.filter(pk=policy.pk).update(next_run_at=retry)
             deferred.append(instance.name)
             continue
@@ -573,11 +565,11 @@ def drills_dispatch(now: datetime | None = None) -> str | None:
     """Start the next scheduled drill when ``PANEL_BACKUP_DRILL_INTERVAL_HOURS`` have passed
     since the last one (0 turns scheduled drills off); one drill at a time."""
     now = now or timezone.now()
-    hours = float(_setting("PANEL_BACKUP_DRILL_INTERVAL_HOURS", 24))
+    hours = float(settings.PANEL_BACKUP_DRILL_INTERVAL_HOURS)
     if hours <= 0:
         return None
     if Operation.objects.filter(
-        kind=OperationKind.BACKUP_DRILL, status__in=ACTIVE_STATUSES
+        kind=BackupOperationKind.BACKUP_DRILL, status__in=ACTIVE_STATUSES
     ).exists():
         return None
     last = RestoreDrill.objects.aggregate(last=Max("started_at"))["last"]
@@ -623,10 +615,6 @@ def rpo_check(now: datetime | None = None) -> dict[str, list[str]]:
 
 
 def _rpo_alert(instance: AtlassianInstance, state: dict[str, Any]) -> None:
-    from django.urls import reverse
-
-    from tenants.notifications import Event, notify
-
     goals = objectives_for(instance.tier)
     age = state["age"]
     text = (
@@ -642,7 +630,7 @@ def _rpo_alert(instance: AtlassianInstance, state: dict[str, Any]) -> None:
         changes={"age_seconds": int(age.total_seconds()) if age else None},
     )
     notify(
-        event=Event.RPO_BREACHED,
+        event=RPO_BREACHED,
         tenant=instance.tenant,
         obj=instance,
         dedupe_key=f"rpo:{instance.pk}",
@@ -653,20 +641,14 @@ def _rpo_alert(instance: AtlassianInstance, state: dict[str, Any]) -> None:
 
 
 def _rpo_resolved(instance: AtlassianInstance) -> None:
-    from tenants.notifications import Event, notify_resolved
-
     notify_resolved(
-        event=Event.RPO_BREACHED, tenant=instance.tenant, dedupe_key=f"rpo:{instance.pk}"
+        event=RPO_BREACHED, tenant=instance.tenant, dedupe_key=f"rpo:{instance.pk}"
     )
 
 
 def _missed_notify(instance: AtlassianInstance, due: datetime, late: timedelta) -> None:
-    from django.urls import reverse
-
-    from tenants.notifications import Event, notify
-
     notify(
-        event=Event.BACKUP_FAILED,
+        event=BACKUP_FAILED,
         tenant=instance.tenant,
         obj=instance,
         dedupe_key=f"missed:{instance.pk}:{due.isoformat()}",
@@ -682,7 +664,6 @@ def _missed_notify(instance: AtlassianInstance, due: datetime, late: timedelta) 
 
 def catalogue_refresh_all() -> int:
     """Re-read every backup host's points into the catalogue (labels, missing, imported)."""
-    from backups.engine import catalogue_refresh
     from provisioning.remote import RemoteError
 
     count = 0
@@ -704,7 +685,6 @@ def backups_purge_deleted(now: datetime | None = None) -> list[str]:
     """Remove the backup points of instances deleted more than
     ``PANEL_DELETED_RETENTION_DAYS`` ago from their backup hosts (the instance purge removes
     only the app host's data); their catalogue rows become EXPIRED. Audited per instance."""
-    from backups.engine import PointStore
     from provisioning.hosts import host_connection
     from provisioning.remote import RemoteError
 

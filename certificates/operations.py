@@ -1,15 +1,14 @@
-"""Handlers of DNS, certificate and proxy operations, and the hooks that publish an instance
-when it is created and unpublish it when it is deleted."""
+"""Handlers of DNS, certificate and proxy operations (the hooks that publish an instance when
+it is created and unpublish it when it is deleted are registered by CertificatesConfig.ready())."""
 
 from __future__ import annotations
 
 from certificates import services
 from certificates.acme_client import AcmeError
 from certificates.dns import DnsError
-from certificates.models import Certificate
+from certificates.models import Certificate, CertificateOperationKind
 from panel.operations import OperationContext, OperationFailed, operation_handler
-from provisioning import operations as provisioning_operations
-from provisioning.models import AtlassianInstance, OperationKind
+from provisioning.models import AtlassianInstance
 from provisioning.remote import HostConnection, RemoteError, SSHTarget
 
 
@@ -47,11 +46,11 @@ def certificate_run(ctx: OperationContext) -> dict:
     }
 
 
-operation_handler(OperationKind.CERTIFICATE_ISSUE)(certificate_run)
-operation_handler(OperationKind.CERTIFICATE_RENEW)(certificate_run)
+operation_handler(CertificateOperationKind.CERTIFICATE_ISSUE)(certificate_run)
+operation_handler(CertificateOperationKind.CERTIFICATE_RENEW)(certificate_run)
 
 
-@operation_handler(OperationKind.PROXY_DEPLOY)
+@operation_handler(CertificateOperationKind.PROXY_DEPLOY)
 def proxy_deploy_run(ctx: OperationContext) -> dict:
     """Render the instance's site again and deploy it (refused configs leave the old one)."""
     instance = _instance(ctx)
@@ -62,10 +61,14 @@ def proxy_deploy_run(ctx: OperationContext) -> dict:
     except RemoteError as exc:
         raise OperationFailed(str(exc)) from exc
     problems = services.endpoint_check_safely(instance, ctx=ctx)
-    return {"config_hash": site.config_hash, "problems": len(problems)}
+    # None: the check could not run (a step says why), which is not "no problems".
+    return {
+        "config_hash": site.config_hash,
+        "problems": len(problems) if problems is not None else None,
+    }
 
 
-@operation_handler(OperationKind.DNS_UPDATE)
+@operation_handler(CertificateOperationKind.DNS_UPDATE)
 def dns_update_run(ctx: OperationContext) -> dict:
     """Publish the instance's DNS records again."""
     instance = _instance(ctx)
@@ -75,10 +78,3 @@ def dns_update_run(ctx: OperationContext) -> dict:
             services.dns_record_check(record)
             ctx.step(record.detail, level="info" if record.ok else "warning")
     return {"records": [f"{r.name} {r.rtype} {r.value}" for r in records]}
-
-
-# Instance lifecycle: publish after a successful create rollout, unpublish on delete.
-if services.instance_publish not in provisioning_operations.PUBLISH_HOOKS:
-    provisioning_operations.PUBLISH_HOOKS.append(services.instance_publish)
-if services.instance_unpublish not in provisioning_operations.UNPUBLISH_HOOKS:
-    provisioning_operations.UNPUBLISH_HOOKS.append(services.instance_unpublish)

@@ -18,8 +18,9 @@ import dj_database_url
 from cryptography.fernet import Fernet
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Where the embedded defaults keep their files (generated keys, SQLite, the filesystem broker);
+# created only when one of them is used, so a configured production panel writes nothing here.
 VAR_DIR = Path(os.environ.get("PANEL_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -37,10 +38,29 @@ def env_bool(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_int(name: str, default: int) -> int:
+    """An integer from the environment; unset or empty gives ``default``."""
+    value = env(name)
+    return default if value is None or not value.strip() else int(value)
+
+
+def env_float(name: str, default: float) -> float:
+    """A number from the environment; unset or empty gives ``default``."""
+    value = env(name)
+    return default if value is None or not value.strip() else float(value)
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    """A comma-separated list from the environment (items stripped, empty ones dropped);
+    unset or empty gives the items of ``default``."""
+    return [item.strip() for item in (env(name) or default).split(",") if item.strip()]
+
+
 def _generated_secret(file_name: str, make: callable) -> str:
     """A development secret, generated once and kept under var/ (never used when env is set)."""
     path = VAR_DIR / file_name
     if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
         path.write_text(make())
         path.chmod(0o600)
     return path.read_text().strip()
@@ -96,6 +116,7 @@ INSTALLED_APPS = [
     "provisioning",
     "backups",
     "certificates",
+    "notifications",  # on top: tells people what the apps below raise (panel.notices)
 ]
 
 MIDDLEWARE = [
@@ -138,6 +159,10 @@ AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 PANEL_TRUSTED_PROXIES = [
     n.strip() for n in env("PANEL_TRUSTED_PROXIES", "").split(",") if n.strip()
 ]
+# The panel's own code (the bottom layer) imports no domain app: the tenants app provides who
+# may see what and the audit trail's writer, named here as Django names its auth backends.
+PANEL_ACCESS_RESOLVER = "tenants.access.access_for_user"
+PANEL_AUDIT_RECORDER = "tenants.audit.audit_event_record"
 OTP_TOTP_ISSUER = "Atlassian hosting panel"
 PANEL_STAFF_REQUIRE_2FA = env_bool("PANEL_STAFF_REQUIRE_2FA", default=True)
 
@@ -174,6 +199,8 @@ CACHES = {
 }
 
 _default_db = f"sqlite:///{VAR_DIR / 'panel.sqlite3'}"
+if not env("DATABASE_URL"):
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL") or _default_db, conn_max_age=60)}
 if env("PANEL_DB_PASSWORD"):
     DATABASES["default"]["PASSWORD"] = env("PANEL_DB_PASSWORD")
@@ -249,7 +276,7 @@ DEFAULT_FROM_EMAIL = env("PANEL_EMAIL_FROM", "panel@localhost")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "panel.api.authentication.ApiTokenAuthentication",
+        "tenants.api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["panel.api.permissions.PanelPermission"],
@@ -365,8 +392,12 @@ PANEL_OPERATION_OUTPUT_LIMIT = 8000
 PANEL_OPERATION_MODULES = [m for m in (env("PANEL_OPERATION_MODULES") or "").split(",") if m]
 PANEL_IMAGE_PREFIX = env("PANEL_IMAGE_PREFIX", "atlassian/")
 PANEL_POSTGRES_IMAGE = env("PANEL_POSTGRES_IMAGE", "postgres:15")
-PANEL_SSH_CONNECT_TIMEOUT = float(env("PANEL_SSH_CONNECT_TIMEOUT", "10"))
-PANEL_SSH_COMMAND_TIMEOUT = float(env("PANEL_SSH_COMMAND_TIMEOUT", "600"))
+# SSH to hosts (provisioning/remote/ssh.py): connect timeout and default command timeout
+# (seconds); tries on network errors only, with a first pause that doubles per try.
+PANEL_SSH_CONNECT_TIMEOUT = env_float("PANEL_SSH_CONNECT_TIMEOUT", 10)
+PANEL_SSH_COMMAND_TIMEOUT = env_float("PANEL_SSH_COMMAND_TIMEOUT", 600)
+PANEL_SSH_CONNECT_TRIES = env_int("PANEL_SSH_CONNECT_TRIES", 3)
+PANEL_SSH_RETRY_BACKOFF = env_float("PANEL_SSH_RETRY_BACKOFF", 1.0)
 PANEL_HOST_DISK_WARNING_PERCENT = int(env("PANEL_HOST_DISK_WARNING_PERCENT", "85"))
 
 LOGGING = {
@@ -377,7 +408,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("PANEL_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
-PANEL_EXTRA_VERSIONS = [v for v in (env("PANEL_EXTRA_VERSIONS") or "").split(",") if v]
+# Versions offered besides the catalogue's: product=v1|v2,product=v3 (provisioning/products.py).
+PANEL_EXTRA_VERSIONS = env_list("PANEL_EXTRA_VERSIONS")
 PANEL_OPERATION_LOG_SEPARATE = env_bool("PANEL_OPERATION_LOG_SEPARATE", default=True)
 PANEL_ROLLOUT_TIMEOUT = float(env("PANEL_ROLLOUT_TIMEOUT", "600"))
 PANEL_ROLLOUT_POLL_INTERVAL = float(env("PANEL_ROLLOUT_POLL_INTERVAL", "3"))
@@ -394,37 +426,59 @@ PANEL_RESERVED_INSTANCE_NAMES = [
 ]
 
 # --- DNS, ACME and the proxy (certificates app) ----------------------------------------------
-PANEL_ACME_DIRECTORY = env("PANEL_ACME_DIRECTORY", "")
-PANEL_ACME_EMAIL = env("PANEL_ACME_EMAIL", "")
+# The ACME CA's directory URL; empty: no CA, instances are served with self-signed placeholders.
+PANEL_ACME_DIRECTORY = env("PANEL_ACME_DIRECTORY") or ""
+# Contact address given to the CA when the panel's account is made.
+PANEL_ACME_EMAIL = env("PANEL_ACME_EMAIL") or ""
+# CA bundle to verify the ACME server with (empty: the system's trust store).
 PANEL_ACME_CA_BUNDLE = env("PANEL_ACME_CA_BUNDLE") or None
-PANEL_ACME_WEEKLY_ORDER_BUDGET = int(env("PANEL_ACME_WEEKLY_ORDER_BUDGET", "40"))
-PANEL_CERTIFICATE_KEY_TYPE = env("PANEL_CERTIFICATE_KEY_TYPE", "ec256")
-PANEL_DNS_UNMANAGED = env("PANEL_DNS_UNMANAGED", "customer")
-PANEL_DNS_CHECK_NAMESERVERS = [
-    n for n in (env("PANEL_DNS_CHECK_NAMESERVERS") or "").split(",") if n
-]
+# New orders per registered domain in 7 days, kept below the CA's own limit (Let's Encrypt: 50).
+PANEL_ACME_WEEKLY_ORDER_BUDGET = env_int("PANEL_ACME_WEEKLY_ORDER_BUDGET", 40)
+# ACME HTTP requests: tries per request, the first pause between tries (doubling), the timeout
+# in seconds.
+PANEL_ACME_TRIES = env_int("PANEL_ACME_TRIES", 4)
+PANEL_ACME_BACKOFF = env_float("PANEL_ACME_BACKOFF", 1.0)
+PANEL_ACME_TIMEOUT = env_float("PANEL_ACME_TIMEOUT", 120)
+# After a failed order the next attempt waits this long, doubled per failure (at most a day).
+PANEL_ACME_RETRY_BASE_SECONDS = env_float("PANEL_ACME_RETRY_BASE_SECONDS", 3600)
+# Key type of certificates: ec256 or rsa2048.
+PANEL_CERTIFICATE_KEY_TYPE = env("PANEL_CERTIFICATE_KEY_TYPE") or "ec256"
+# Hostnames outside every managed zone: "customer" (the customer creates the record, the panel
+# checks it) or "refuse".
+PANEL_DNS_UNMANAGED = env("PANEL_DNS_UNMANAGED") or "customer"
+# Nameservers (host[:port], comma-separated) customer-managed records are checked through;
+# empty: the system's resolver.
+PANEL_DNS_CHECK_NAMESERVERS = env_list("PANEL_DNS_CHECK_NAMESERVERS")
+# How long a DNS change may take to be in sync at the provider (seconds), and the first pause
+# between polls (Route53 GetChange).
+PANEL_DNS_INSYNC_TIMEOUT = env_float("PANEL_DNS_INSYNC_TIMEOUT", 120)
+PANEL_DNS_INSYNC_POLL = env_float("PANEL_DNS_INSYNC_POLL", 2)
 # Names no instance may take (DNS takeover): in a managed zone, the apex ("@") and these
 # leftmost labels; everywhere, the panel's own names (PANEL_BASE_URL, ALLOWED_HOSTS) and these
 # full hostnames.
 PANEL_DNS_RESERVED_LABELS = [
-    n.strip().lower()
-    for n in (
-        env("PANEL_DNS_RESERVED_LABELS")
-        or "@,www,mail,smtp,imap,pop,mx,ns,ns1,ns2,autodiscover,autoconfig,_acme-challenge,"
-        "_dmarc,_domainkey,panel"
-    ).split(",")
-    if n.strip()
+    n.lower()
+    for n in env_list(
+        "PANEL_DNS_RESERVED_LABELS",
+        "@,www,mail,smtp,imap,pop,mx,ns,ns1,ns2,autodiscover,autoconfig,_acme-challenge,"
+        "_dmarc,_domainkey,panel",
+    )
 ]
-PANEL_DNS_RESERVED_HOSTNAMES = [
-    n.strip().lower() for n in (env("PANEL_DNS_RESERVED_HOSTNAMES") or "").split(",") if n.strip()
-]
+PANEL_DNS_RESERVED_HOSTNAMES = [n.lower() for n in env_list("PANEL_DNS_RESERVED_HOSTNAMES")]
+# The nginx image of the hosts' reverse proxy.
 PANEL_PROXY_IMAGE = env("PANEL_PROXY_IMAGE", "nginx:1.27-bookworm")
-PANEL_PROXY_MAX_BODY_SIZE = env("PANEL_PROXY_MAX_BODY_SIZE", "1024m")
+# The largest request body the proxy passes to an application (nginx client_max_body_size).
+PANEL_PROXY_MAX_BODY_SIZE = env("PANEL_PROXY_MAX_BODY_SIZE") or "1024m"
+# Proxy timeouts towards the application (seconds): connecting, and waiting for an answer.
+PANEL_PROXY_CONNECT_TIMEOUT = env_int("PANEL_PROXY_CONNECT_TIMEOUT", 10)
+PANEL_PROXY_READ_TIMEOUT = env_int("PANEL_PROXY_READ_TIMEOUT", 300)
+# The Django template an instance's nginx site is rendered from.
+PANEL_PROXY_SITE_TEMPLATE = env("PANEL_PROXY_SITE_TEMPLATE") or "certificates/proxy/site.conf"
 
-# --- Notifications (tenants app) -------------------------------------------------------------
+# --- Notifications (notifications app) -------------------------------------------------------
 PANEL_WEBHOOK_ALLOW_PRIVATE = env_bool("PANEL_WEBHOOK_ALLOW_PRIVATE", default=False)
 PANEL_WEBHOOK_TIMEOUT = float(env("PANEL_WEBHOOK_TIMEOUT", "10"))
-# Webhooks are sent only to these ports (tenants/webhooks.py).
+# Webhooks are sent only to these ports (notifications/transports.py).
 PANEL_WEBHOOK_PORTS = [int(p) for p in (env("PANEL_WEBHOOK_PORTS") or "80,443").split(",") if p]
 # Networks (CIDR) allowed although not public, e.g. an internal receiver; empty by default.
 PANEL_WEBHOOK_ALLOWED_NETWORKS = [
@@ -442,20 +496,40 @@ PANEL_STAFF_NOTIFICATION_EMAILS = [
 ]
 
 # --- Backups --------------------------------------------------------------------------------
-PANEL_BACKUP_MAX_PER_BACKUP_HOST = int(env("PANEL_BACKUP_MAX_PER_BACKUP_HOST", "2"))
-PANEL_BACKUP_MAX_PER_APP_HOST = int(env("PANEL_BACKUP_MAX_PER_APP_HOST", "1"))
-PANEL_BACKUP_MISSED_AFTER = int(env("PANEL_BACKUP_MISSED_AFTER", "900"))
+PANEL_BACKUP_MAX_PER_BACKUP_HOST = env_int("PANEL_BACKUP_MAX_PER_BACKUP_HOST", 2)
+PANEL_BACKUP_MAX_PER_APP_HOST = env_int("PANEL_BACKUP_MAX_PER_APP_HOST", 1)
+PANEL_BACKUP_MISSED_AFTER = env_int("PANEL_BACKUP_MISSED_AFTER", 900)
 # Extra (manual) backups tenant admins may start in 24 hours, per instance and per tenant
 # (staff and scheduled/pre-upgrade backups are not counted); 0 = no limit.
-PANEL_BACKUP_MANUAL_PER_INSTANCE_PER_DAY = int(
-    env("PANEL_BACKUP_MANUAL_PER_INSTANCE_PER_DAY", "4")
-)
-PANEL_BACKUP_MANUAL_PER_TENANT_PER_DAY = int(env("PANEL_BACKUP_MANUAL_PER_TENANT_PER_DAY", "20"))
+PANEL_BACKUP_MANUAL_PER_INSTANCE_PER_DAY = env_int("PANEL_BACKUP_MANUAL_PER_INSTANCE_PER_DAY", 4)
+PANEL_BACKUP_MANUAL_PER_TENANT_PER_DAY = env_int("PANEL_BACKUP_MANUAL_PER_TENANT_PER_DAY", 20)
 # A new point is refused when the backup host's disk would be fuller than this (percent).
-PANEL_BACKUP_DISK_MAX_PERCENT = float(env("PANEL_BACKUP_DISK_MAX_PERCENT", "90"))
-PANEL_BACKUP_DRILL_INTERVAL_HOURS = int(env("PANEL_BACKUP_DRILL_INTERVAL_HOURS", "24"))
-PANEL_BACKUP_RSYNC_BWLIMIT = int(env("PANEL_BACKUP_RSYNC_BWLIMIT", "0"))
-PANEL_BACKUP_ALERT_EMAILS = [e for e in (env("PANEL_BACKUP_ALERT_EMAILS") or "").split(",") if e]
+PANEL_BACKUP_DISK_MAX_PERCENT = env_float("PANEL_BACKUP_DISK_MAX_PERCENT", 90)
+PANEL_BACKUP_DRILL_INTERVAL_HOURS = env_int("PANEL_BACKUP_DRILL_INTERVAL_HOURS", 24)
+PANEL_BACKUP_RSYNC_BWLIMIT = env_int("PANEL_BACKUP_RSYNC_BWLIMIT", 0)
+# rsync's I/O timeout (seconds without data, its --timeout).
+PANEL_BACKUP_RSYNC_IO_TIMEOUT = env_int("PANEL_BACKUP_RSYNC_IO_TIMEOUT", 60)
+# The longest single remote step of a backup (seconds): a home rsync, its verification pass,
+# a database dump (see PANEL_OPERATION_LONGEST_STEP, which the task limits are built on).
+PANEL_BACKUP_RSYNC_TIMEOUT = env_int("PANEL_BACKUP_RSYNC_TIMEOUT", 4 * 3600)
+PANEL_BACKUP_VERIFY_TIMEOUT = env_int("PANEL_BACKUP_VERIFY_TIMEOUT", 4 * 3600)
+PANEL_BACKUP_DUMP_TIMEOUT = env_int("PANEL_BACKUP_DUMP_TIMEOUT", 4 * 3600)
+# How long a copy waits while the backup host's rrsync serves another copy of the same app
+# host (rrsync allows one at a time per directory), in seconds.
+PANEL_BACKUP_RRSYNC_BUSY_WAIT = env_int("PANEL_BACKUP_RRSYNC_BUSY_WAIT", 300)
+# A scheduled backup whose instance is busy with another operation is tried again after this.
+PANEL_BACKUP_RETRY_SECONDS = env_int("PANEL_BACKUP_RETRY_SECONDS", 300)
+# Days extra, pre-upgrade and safety points are kept besides the retention policy's points.
+PANEL_BACKUP_EXTRA_KEEP_DAYS = env_int("PANEL_BACKUP_EXTRA_KEEP_DAYS", 7)
+# Restore drills: the app host scratch instances run on (its name; empty: the source's host),
+# the domain their hostnames are made in, and the environment they get instead of the
+# source's (JSON object; the source's extras could report the copy as production).
+PANEL_BACKUP_DRILL_HOST = env("PANEL_BACKUP_DRILL_HOST") or ""
+PANEL_BACKUP_DRILL_DOMAIN = env("PANEL_BACKUP_DRILL_DOMAIN") or "drills.panel.invalid"
+PANEL_BACKUP_DRILL_EXTRA_ENV: dict[str, str] = json.loads(
+    env("PANEL_BACKUP_DRILL_EXTRA_ENV") or "{}"
+)
+PANEL_BACKUP_ALERT_EMAILS = env_list("PANEL_BACKUP_ALERT_EMAILS")
 # Off-site copies (S3-compatible, SSE AES256); off without a bucket. Secrets may be *_FILE.
 PANEL_BACKUP_S3_BUCKET = env("PANEL_BACKUP_S3_BUCKET", "")
 PANEL_BACKUP_S3_ENDPOINT_URL = env("PANEL_BACKUP_S3_ENDPOINT_URL") or None
@@ -463,3 +537,5 @@ PANEL_BACKUP_S3_REGION = env("PANEL_BACKUP_S3_REGION", "us-east-1")
 PANEL_BACKUP_S3_ACCESS_KEY_ID = env("PANEL_BACKUP_S3_ACCESS_KEY_ID", "")
 PANEL_BACKUP_S3_SECRET_ACCESS_KEY = env("PANEL_BACKUP_S3_SECRET_ACCESS_KEY", "")
 PANEL_BACKUP_S3_PREFIX = env("PANEL_BACKUP_S3_PREFIX", "panel-backups")
+# The bucket lifecycle rule's backstop: objects older than this many days expire.
+PANEL_BACKUP_S3_MAX_AGE_DAYS = env_int("PANEL_BACKUP_S3_MAX_AGE_DAYS", 400)

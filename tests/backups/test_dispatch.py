@@ -8,7 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 from django.utils import timezone
 
-from backups.models import BackupPolicy
+from backups.models import BackupOperationKind, BackupPolicy
 from backups.policies import jitter_offset, next_run_after, policy_defaults
 from backups.services import (
     backups_dispatch,
@@ -16,8 +16,9 @@ from backups.services import (
     policy_for,
     rpo_check,
 )
-from provisioning.models import Host, Operation, OperationKind
-from tenants.models import AuditEvent, NotificationEvent
+from notifications.models import NotificationEvent
+from provisioning.models import Host, Operation
+from tenants.models import AuditEvent
 from tests.backups.factories import backup_host, make_point, with_backup_host
 from tests.support.factories import make_instance
 
@@ -33,7 +34,7 @@ def hosts(app_host):
 def _active_backups() -> list[Operation]:
     return list(
         Operation.objects.filter(
-            kind=OperationKind.BACKUP_CREATE, status__in=["pending", "running"]
+            kind=BackupOperationKind.BACKUP_CREATE, status__in=["pending", "running"]
         )
     )
 
@@ -79,7 +80,7 @@ def test_the_dispatcher_starts_due_backups_and_moves_their_next_run(acme, hosts)
     result = backups_dispatch(now)
     assert len(result["started"]) == 1 and result["missed"] == []
     op = Operation.objects.get(pk=result["started"][0])
-    assert op.kind == OperationKind.BACKUP_CREATE and op.instance == instance
+    assert op.kind == BackupOperationKind.BACKUP_CREATE and op.instance == instance
     assert op.params["kind"] == "scheduled" and op.lock_key == f"instance:{instance.pk}"
     policy.refresh_from_db()
     assert policy.next_run_at > now and policy.last_dispatched_at == now
@@ -170,6 +171,6 @@ def test_a_drill_is_started_when_one_is_due_on_an_instance_with_a_point(acme, ho
     assert drills_dispatch() is None  # nothing to drill yet
     point = make_point(instance)
     op = Operation.objects.get(pk=drills_dispatch())
-    assert op.kind == OperationKind.BACKUP_DRILL and op.instance == instance
+    assert op.kind == BackupOperationKind.BACKUP_DRILL and op.instance == instance
     assert op.params["backup"] == str(point.pk)
     assert drills_dispatch() is None  # one at a time

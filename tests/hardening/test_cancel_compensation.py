@@ -15,20 +15,21 @@ import time
 import urllib.request
 
 import pytest
-from backups.engine import store_for
 from django.db import transaction
 
 from backups.models import Backup, BackupStatus, Restore, RestoreDrill
 from backups.services import backup_start, drill_start, restore_start
+from backups.store import store_for
 from panel.access import access_for_user
 from panel.operations import operation_cancel, wait_for
 from provisioning.models import AtlassianInstance, InstanceStatus, Operation, OperationStep
-from provisioning.services import instance_action
+from provisioning.services import instance_upgrade
 from tests.support.backup_lab import TableLock as _TableLock
 from tests.support.backup_lab import backup1
 from tests.support.lab import container_ip, step_text
 
 pytestmark = [pytest.mark.worker, pytest.mark.lab]
+
 
 def _wait_step(op: Operation, prefix: str, timeout: float = 240) -> None:
     assert wait_for(
@@ -197,11 +198,10 @@ def test_a_cancelled_upgrade_rolls_back_and_the_database_names_the_deployed_vers
     )
     before = instance.version
     with transaction.atomic():
-        op = instance_action(
+        op = instance_upgrade(
             actor=access_for_user(pat),
             instance=instance,
-            action="upgrade",
-            params={"version": "9.17.0"},
+            version="9.17.0",
         )
     _wait_step(op, "docker compose up -d")
     _cancel(op, sam)

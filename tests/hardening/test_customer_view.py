@@ -12,15 +12,15 @@ from __future__ import annotations
 import shlex
 
 import pytest
-from certificates.checks import endpoint_check
 from django.test import Client
 from django.urls import reverse
 
+from certificates.consistency import endpoint_check
 from panel.access import access_for_user
 from provisioning.hosts import host_backup_rsync_destination, host_backup_ssh_argv
 from provisioning.models import AtlassianInstance, Host, Operation, OperationStep
 from provisioning.remote import HostConnection, SSHTarget
-from provisioning.services import instance_action
+from provisioning.services import instance_stop
 from tests.support.factories import make_instance
 from tests.support.lab import run_operation, step_text
 
@@ -232,9 +232,7 @@ def test_a_tenant_admin_reads_a_real_lab_operation_without_the_hosts_address_or_
     instance = make_instance(acme, f"cv-{host.pk.hex[:6]}", host=host, status="running")
     # A stop of an instance that was never deployed on the host: the panel connects over real
     # SSH (and logs the connection), then docker compose fails; both end up in the log.
-    op = run_operation(
-        instance_action(actor=access_for_user(alice), instance=instance, action="stop")
-    )
+    op = run_operation(instance_stop(actor=access_for_user(alice), instance=instance))
     staff_view = api(sam).get(f"/api/operations/{op.pk}/").content.decode()
     internals = [f"{spec['ssh_user']}@{spec['address']}", spec["host_key_fingerprint"]]
     assert all(text in staff_view for text in internals), step_text(op)
