@@ -130,7 +130,7 @@ def offsite_copy(ctx: OperationContext, backup: Backup) -> None:
         ctx.step(f"Off-site copy failed: {exc}", level="warning")
         Backup.objects.filter(pk=backup.pk).update(offsite_status="failed")
         return
-    except Exception as exc:  # noqa: BLE001 - the SFTP stream raises paramiko's own errors
+    except Exception as exc:  # the SFTP stream raises paramiko's own errors
         # (SSHException when the channel drops), which the remote layer does not wrap. The
         # point is committed and good either way, so the copy is marked failed, not the
         # backup; the traceback is logged so that a bug in this code still shows.

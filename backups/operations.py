@@ -309,7 +309,7 @@ def backup_drill_run(ctx: OperationContext) -> dict:
         raise  # reaped: the drill record keeps the scratch name for whoever cleans up
     except (OperationFailed, RemoteError) as exc:
         error = str(exc)
-    except BaseException as exc:  # a cancel or a time limit: clean up, then let it through
+    except BaseException as exc:  # noqa: BLE001 - a cancel or time limit: clean up, re-raised below
         interrupted = exc
         error = "Cancelled on request." if isinstance(exc, OperationCancelled) else str(exc)
     seconds = time.monotonic() - started

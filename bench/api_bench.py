@@ -261,7 +261,7 @@ def free_port() -> int:
 def gunicorn_start(port: int, workers: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "DJANGO_SETTINGS_MODULE": "bench.settings"}
     (REPO / "var").mkdir(exist_ok=True)
-    log = open(REPO / "var" / "bench-gunicorn.log", "w")  # noqa: SIM115
+    log = open(REPO / "var" / "bench-gunicorn.log", "w")
     proc = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),

@@ -287,7 +287,7 @@ class Bench:
             while not stop.is_set():
                 try:
                     with urllib.request.urlopen(
-                        f"http://{ip}:8080/status",  # noqa: S310
+                        f"http://{ip}:8080/status",
                         timeout=2,
                     ) as response:
                         body = response.read().decode()

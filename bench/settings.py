@@ -13,7 +13,7 @@ os.environ.setdefault("PANEL_API_RATE_PER_TOKEN", "100000000/min")
 os.environ.setdefault("PANEL_API_RATE_PER_IP", "100000000/min")
 os.environ.setdefault("PANEL_SECURE_COOKIES", "0")
 
-from panel.settings import *  # noqa: E402,F403
+from panel.settings import *  # noqa: F403
 
 # Django's password hashing is deliberately slow; the bench logs in a handful of users only.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

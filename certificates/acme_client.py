@@ -359,5 +359,5 @@ def _short(exc: BaseException | None) -> str:
 def _quietly(fn: Callable[[], Any]) -> None:
     try:
         fn()
-    except Exception:  # noqa: BLE001 - cleanup must not hide the order's outcome
+    except Exception:  # cleanup must not hide the order's outcome
         logging.getLogger(__name__).warning("ACME challenge cleanup failed", exc_info=True)

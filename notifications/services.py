@@ -480,7 +480,7 @@ def notification_deliver(delivery_id: Any) -> str:
             notification_enqueue(delivery.id, countdown=delay)
             return Delivery.Status.RETRYING
         return _failed(delivery, error, exc.code)
-    except Exception:  # noqa: BLE001 - failed at once and logged, never retried
+    except Exception:  # failed at once and logged, never retried
         # A bug, not a flaky receiver: trying again cannot help. The delivery fails now (the
         # log shows it) rather than staying in "sending" until the sweeper retries it.
         log.exception("notification delivery %s failed on an unexpected error", delivery.id)

@@ -529,7 +529,7 @@ class _Heartbeat(threading.Thread):
 def operation_execute(operation_id: Any) -> str:
     """Claim and run one operation; returns its terminal status (or 'skipped')."""
     Operation = operation_model()
-    S = _status()  # noqa: N806 - the bound status constants, read like an enum
+    S = _status()  # the bound status constants, read like an enum
     now = timezone.now()
     fence_token = secrets.token_hex(16)
     claimed = Operation.objects.filter(
@@ -566,7 +566,7 @@ def operation_execute(operation_id: Any) -> str:
         status, error = S.CANCELLED, str(exc)
     except OperationFailed as exc:
         status, error = S.FAILED, str(exc)
-    except Exception as exc:  # noqa: BLE001 - every failure must end the operation readably
+    except Exception as exc:  # every failure must end the operation readably
         from celery.exceptions import SoftTimeLimitExceeded
 
         if isinstance(exc, SoftTimeLimitExceeded):
@@ -576,7 +576,7 @@ def operation_execute(operation_id: Any) -> str:
         log.exception("operation %s crashed", op.id)
         try:
             ctx.step("Internal error", level="error", output=traceback.format_exc())
-        except Exception:  # noqa: BLE001
+        except Exception:  # the step log may be what broke; the status below must still be set
             log.exception("could not log the error step of %s", op.id)
     finally:
         heartbeat.stopped.set()
@@ -615,7 +615,7 @@ def _listeners_call(event: str, operation: Any) -> None:
     for listener in list(registry["operation_listeners"][event]):
         try:
             listener(operation)
-        except Exception:  # noqa: BLE001 - a listener's problem must not change the outcome
+        except Exception:  # a listener's problem must not change the outcome
             log.exception("%s listener %r of operation %s failed", event, listener, operation.id)
 
 
@@ -625,7 +625,7 @@ def _abort_hooks(operation: Any, reason: str) -> None:
         return
     try:
         spec.on_abort(operation, reason)
-    except Exception:  # noqa: BLE001 - the operation is already ended; report, don't raise
+    except Exception:  # the operation is already ended; report, don't raise
         log.exception("abort hook of operation %s failed", operation.id)
 
 
@@ -635,7 +635,7 @@ def _abort_hooks(operation: Any, reason: str) -> None:
 def operations_reap(now: Any = None) -> list[str]:
     """End running operations whose worker stopped sending heartbeats; release their targets."""
     Operation = operation_model()
-    S = _status()  # noqa: N806 - the bound status constants, read like an enum
+    S = _status()  # the bound status constants, read like an enum
     now = now or timezone.now()
     deadline = now - settings.PANEL_OPERATION_HEARTBEAT_TIMEOUT
     reaped = []

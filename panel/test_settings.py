@@ -6,7 +6,7 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/panel"
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("PANEL_TESTING", "1")
 
-from panel.settings import *  # noqa: E402,F403
+from panel.settings import *  # noqa: F403
 
 # The test-case transaction would hide operation rows from a second connection; the real
 # worker (a separate process on panel.settings) keeps the separate step connection.

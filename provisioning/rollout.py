@@ -189,7 +189,7 @@ def _rollback(
         wait_running(ctx, conn, instance, first=False)
     except OperationFenced:
         raise
-    except Exception as second:  # noqa: BLE001 - reported with the first failure
+    except Exception as second:  # reported with the first failure
         raise OperationFailed(
             f"{failure_words(failure)} Rolling back to the previous version also failed: {second}"
         ) from second

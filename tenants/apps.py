@@ -4,7 +4,7 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 
-def _support_can_view_everything(sender, **kwargs) -> None:  # noqa: ANN001
+def _support_can_view_everything(sender: AppConfig, **kwargs: object) -> None:
     """Support staff may view (never change) every model in the Django admin; re-applied after
     each migrate so new apps' models are covered too."""
     from django.contrib.auth.models import Group, Permission

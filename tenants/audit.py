@@ -10,7 +10,6 @@ import csv
 from typing import Any
 
 import django_filters
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import models
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -19,9 +18,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.request import Request
 
 from panel.access import Access, access_for
 from panel.api.mixins import ScopedQuerysetMixin
+from panel.htmx import login_required
 from tenants.models import AuditEvent, Tenant
 from tenants.selectors import audit_list
 
@@ -200,6 +201,8 @@ class AuditEventViewSet(ScopedQuerysetMixin, mixins.ListModelMixin, viewsets.Gen
 
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
     @action(detail=False, methods=["get"])
-    def export(self, request, *args, **kwargs):  # noqa: ANN001, ANN201
+    def export(
+        self, request: Request, *args: object, **kwargs: object
+    ) -> HttpResponse | StreamingHttpResponse:
         """The filtered audit log as CSV."""
         return audit_csv_response(self.filter_queryset(self.get_queryset()))

@@ -30,7 +30,6 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.decorators import login_required
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -45,6 +44,7 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 
 from panel.access import access_for_user
 from panel.audit import audit_record
+from panel.htmx import login_required
 from tenants.models import SealedTOTPDevice
 
 # Paths any logged-in session reaches, verified or not. The set-up page is *not* here: the

@@ -93,6 +93,6 @@ def host_health_probe_by_id(host_id: Any) -> dict[str, Any] | None:
         return None
     try:
         return host_health_probe(host)
-    except Exception:  # noqa: BLE001 - one broken host must not stop the periodic check
+    except Exception:  # one broken host must not stop the periodic check
         log.exception("health check of host %s crashed", host_id)
         return None

@@ -304,7 +304,7 @@ class HostConnection:
         if self._docker is not None:
             try:
                 self._docker.close()
-            except Exception:  # noqa: BLE001 - closing must not hide the real outcome
+            except Exception:  # closing must not hide the real outcome
                 log.debug("closing the docker client failed", exc_info=True)
             self._docker = None
         if self._sftp is not None:
@@ -322,7 +322,7 @@ class HostConnection:
         *,
         timeout: float | None = None,
         ok_codes: Iterable[int] = (0,),
-        input: bytes | str | None = None,  # noqa: A002 - mirrors subprocess.run
+        input: bytes | str | None = None,  # mirrors subprocess.run
         message: str = "",
         record: bool = True,
     ) -> CommandResult:

@@ -59,7 +59,7 @@ def _containers(project: str, *, running_only: bool = False) -> list[str]:
 def _status(instance: AtlassianInstance) -> dict:
     ip = container_ip(instance.name, "app", "panel-proxy")
     url = f"http://{ip}:8080{instance.context_path}/status"
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - lab address
+    with urllib.request.urlopen(url, timeout=10) as response:  # lab address
         return json.loads(response.read())
 
 

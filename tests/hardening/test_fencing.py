@@ -38,7 +38,7 @@ def _break_heartbeat(op: Operation) -> None:
             DROP TRIGGER IF EXISTS panel_test_break_heartbeat ON provisioning_operation;
             CREATE TRIGGER panel_test_break_heartbeat BEFORE UPDATE ON provisioning_operation
               FOR EACH ROW EXECUTE FUNCTION panel_test_break_heartbeat();
-            """  # noqa: S608 - a UUID from the database
+            """  # a UUID from the database
         )
 
 

@@ -479,7 +479,7 @@ def test_other_standins_store_base_url_where_the_product_does(
     if product == "confluence":
         import urllib.request
 
-        with urllib.request.urlopen(f"http://{xaddr}:{xport}/synchrony/heartbeat", timeout=5) as r:  # noqa: S310
+        with urllib.request.urlopen(f"http://{xaddr}:{xport}/synchrony/heartbeat", timeout=5) as r:
             assert r.status == 200
         assert (
             docker(

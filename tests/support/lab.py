@@ -256,5 +256,5 @@ def standin_info(inst: AtlassianInstance, port: int) -> dict:
 
     ip = container_ip(inst.name, "app", "panel-proxy")
     url = f"http://{ip}:{port}{inst.context_path}/rest/standin/1.0/info"
-    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - lab container
+    with urllib.request.urlopen(url, timeout=10) as resp:  # lab container
         return json.loads(resp.read())

@@ -9,7 +9,7 @@ from django_otp.oath import TOTP
 from tenants.models import SealedTOTPDevice
 
 
-def staff_otp_device(user) -> str:  # noqa: ANN001
+def staff_otp_device(user) -> str:
     """Give ``user`` a confirmed TOTP device; returns its base32 secret."""
     device = SealedTOTPDevice.objects.create(user=user, name="test", confirmed=True)
     return base64.b32encode(device.bin_key).decode()

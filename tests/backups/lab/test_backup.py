@@ -28,7 +28,7 @@ def test_a_hot_backup_stores_a_verified_point_and_no_status_poll_fails(lab):
     def poll() -> None:
         while not stop.is_set():
             try:
-                with urllib.request.urlopen(f"http://{ip}:8080/status", timeout=2) as r:  # noqa: S310
+                with urllib.request.urlopen(f"http://{ip}:8080/status", timeout=2) as r:
                     body = r.read().decode()
                     polls.append(body)
                     if '"RUNNING"' not in body:

@@ -47,7 +47,7 @@ def moto_endpoint():
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
-            urllib.request.urlopen(url, timeout=1)  # noqa: S310 - our own local process
+            urllib.request.urlopen(url, timeout=1)  # our own local process
             break
         except OSError:
             time.sleep(0.1)
