@@ -66,8 +66,6 @@ POLICY_FIELDS = (
 )
 
 
-
-
 # --- policies -------------------------------------------------------------------------------
 
 
@@ -641,9 +639,7 @@ def _rpo_alert(instance: AtlassianInstance, state: dict[str, Any]) -> None:
 
 
 def _rpo_resolved(instance: AtlassianInstance) -> None:
-    notify_resolved(
-        event=RPO_BREACHED, tenant=instance.tenant, dedupe_key=f"rpo:{instance.pk}"
-    )
+    notify_resolved(event=RPO_BREACHED, tenant=instance.tenant, dedupe_key=f"rpo:{instance.pk}")
 
 
 def _missed_notify(instance: AtlassianInstance, due: datetime, late: timedelta) -> None:

@@ -34,35 +34,41 @@ class Conflict(APIException):
 def exception_handler(exc, context):  # noqa: ANN001, ANN201 - DRF's signature
     if isinstance(exc, OperationConflict):
         return Response(
-            {"detail": str(exc), "operation": str(exc.running.id),
-             "operation_url": f"/api/operations/{exc.running.id}/"},
+            {
+                "detail": str(exc),
+                "operation": str(exc.running.id),
+                "operation_url": f"/api/operations/{exc.running.id}/",
+            },
             status=status.HTTP_409_CONFLICT,
         )
     if isinstance(exc, DjangoValidationError):
         if hasattr(exc, "error_dict"):
             data = {
-                api_settings.NON_FIELD_ERRORS_KEY if k == NON_FIELD_ERRORS else k:
-                    [m for e in v for m in e.messages]
+                api_settings.NON_FIELD_ERRORS_KEY if k == NON_FIELD_ERRORS else k: [
+                    m for e in v for m in e.messages
+                ]
                 for k, v in exc.error_dict.items()
             }
         else:
             data = {"detail": " ".join(exc.messages)}
-        conflict = type(exc).__name__ == "InvalidTransition" or isinstance(
-            exc, IdempotencyConflict
-        )
+        conflict = type(exc).__name__ == "InvalidTransition" or isinstance(exc, IdempotencyConflict)
         code = status.HTTP_409_CONFLICT if conflict else 400
         return Response(data, status=code)
     if isinstance(exc, RequestDataTooBig):
         return Response(
-            {"detail": f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
-                       "bytes."},
+            {
+                "detail": f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
+                "bytes."
+            },
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
     if isinstance(exc, RecursionError) and "decoding a JSON" in str(exc):
         # json raises RecursionError (not ValueError, which DRF's parser handles) on bodies
         # nested thousands deep: bad input, not a server error.
-        return Response({"detail": "JSON parse error - the body is nested too deeply."},
-                        status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            {"detail": "JSON parse error - the body is nested too deeply."},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     if isinstance(exc, IntegrityError):
         # Validation ran before the write, so this is a concurrent request that won a race
         # (e.g. two creates of the same name): a conflict, not a server error.

@@ -47,8 +47,10 @@ class ApiRateLimitMiddleware:
             if not throttle.allow_request(request, None):
                 wait = throttle.wait() or 1
                 response = JsonResponse(
-                    {"detail": f"Request was throttled. Expected available in {int(wait)} "
-                               "seconds."},
+                    {
+                        "detail": f"Request was throttled. Expected available in {int(wait)} "
+                        "seconds."
+                    },
                     status=429,
                 )
                 response["Retry-After"] = str(max(1, int(wait)))

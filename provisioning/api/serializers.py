@@ -29,6 +29,7 @@ from tenants.tiers import ServiceTier, objectives_for
 MAX_INT = 2**31 - 1
 STEPS_IN_DETAIL = 1000  # an operation's page embeds at most this many steps
 
+
 # An instance's tier, labelled with its recovery objectives (the tenant's default tier uses the
 # plain labels, so the schema shows two enums for the same values; see ENUM_NAME_OVERRIDES).
 def _tier_label(tier: ServiceTier) -> str:
@@ -66,8 +67,16 @@ class LicenseSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = License
         fields = [
-            "id", "product", "decode_status", "sen", "license_type", "user_tier",
-            "expiry_date", "maintenance_expiry_date", "evaluation", "days_left",
+            "id",
+            "product",
+            "decode_status",
+            "sen",
+            "license_type",
+            "user_tier",
+            "expiry_date",
+            "maintenance_expiry_date",
+            "evaluation",
+            "days_left",
         ]
         read_only_fields = fields
 
@@ -92,9 +101,23 @@ class LicenseSerializer(serializers.ModelSerializer):
     class Meta:
         model = License
         fields = [
-            "id", "instance", "instance_name", "tenant", "tenant_name", "product",
-            "decode_status", "sen", "organisation", "license_type", "user_tier", "expiry_date",
-            "maintenance_expiry_date", "evaluation", "effective_expiry", "days_left", "key_hint",
+            "id",
+            "instance",
+            "instance_name",
+            "tenant",
+            "tenant_name",
+            "product",
+            "decode_status",
+            "sen",
+            "organisation",
+            "license_type",
+            "user_tier",
+            "expiry_date",
+            "maintenance_expiry_date",
+            "evaluation",
+            "effective_expiry",
+            "days_left",
+            "key_hint",
             "created_at",
         ]
         read_only_fields = fields
@@ -114,14 +137,24 @@ class LicenseCreateSerializer(serializers.ModelSerializer):
         queryset=AtlassianInstance.objects.none(),
         error_messages={"does_not_exist": "Unknown instance, or you are not an admin of it."},
     )
-    key = serializers.CharField(write_only=True, max_length=MAX_KEY_CHARS,
-                                help_text="The license key as Atlassian issued it.")
+    key = serializers.CharField(
+        write_only=True,
+        max_length=MAX_KEY_CHARS,
+        help_text="The license key as Atlassian issued it.",
+    )
 
     class Meta:
         model = License
         fields = [
-            "instance", "key", "sen", "organisation", "license_type", "user_tier",
-            "expiry_date", "maintenance_expiry_date", "evaluation",
+            "instance",
+            "key",
+            "sen",
+            "organisation",
+            "license_type",
+            "user_tier",
+            "expiry_date",
+            "maintenance_expiry_date",
+            "evaluation",
         ]
         # The facts end up in the instance's files and environment: one line each.
         extra_kwargs = {
@@ -162,10 +195,29 @@ class InstanceSerializer(serializers.ModelSerializer):
     class Meta:
         model = AtlassianInstance
         fields = [
-            "id", "name", "tenant", "tenant_name", "product", "version", "status",
-            "display_status", "status_reason", "status_changed_at", "health",
-            "health_changed_at", "hostname", "context_path", "base_url", "host_name", "tier",
-            "heap_min_mb", "heap_max_mb", "licenses", "created_at", "updated_at", "deleted_at",
+            "id",
+            "name",
+            "tenant",
+            "tenant_name",
+            "product",
+            "version",
+            "status",
+            "display_status",
+            "status_reason",
+            "status_changed_at",
+            "health",
+            "health_changed_at",
+            "hostname",
+            "context_path",
+            "base_url",
+            "host_name",
+            "tier",
+            "heap_min_mb",
+            "heap_max_mb",
+            "licenses",
+            "created_at",
+            "updated_at",
+            "deleted_at",
         ]
         read_only_fields = fields
 
@@ -181,22 +233,33 @@ class InstanceCreateSerializer(serializers.ModelSerializer):
     """What a new instance needs. ``tenant`` may be left out by a caller with one tenant."""
 
     tenant = serializers.PrimaryKeyRelatedField(
-        queryset=Tenant.objects.none(), required=False,
+        queryset=Tenant.objects.none(),
+        required=False,
         help_text="A tenant you administer; optional when you belong to exactly one.",
         error_messages={"does_not_exist": "Unknown tenant, or you are not an admin of it."},
     )
-    tier = serializers.ChoiceField(choices=TIER_CHOICES, required=False,
-                                   help_text="Defaults to the tenant's service tier.")
+    tier = serializers.ChoiceField(
+        choices=TIER_CHOICES, required=False, help_text="Defaults to the tenant's service tier."
+    )
     host = serializers.UUIDField(
-        required=False, allow_null=True,
+        required=False,
+        allow_null=True,
         help_text="Platform admins only: the app host to use (default: the best ready host).",
     )
 
     class Meta:
         model = AtlassianInstance
         fields = [
-            "tenant", "name", "product", "version", "hostname", "context_path",
-            "heap_min_mb", "heap_max_mb", "tier", "host",
+            "tenant",
+            "name",
+            "product",
+            "version",
+            "hostname",
+            "context_path",
+            "heap_min_mb",
+            "heap_max_mb",
+            "tier",
+            "host",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -306,14 +369,19 @@ class SanitizedJSONField(serializers.JSONField):
         return sanitize_data(super().to_representation(value))
 
 
-
 class OperationStepSerializer(serializers.ModelSerializer):
     """One log line of an operation (sanitized when it was written)."""
 
     class Meta:
         model = OperationStep
         fields = [
-            "id", "created_at", "level", "message", "command", "exit_code", "duration_ms",
+            "id",
+            "created_at",
+            "level",
+            "message",
+            "command",
+            "exit_code",
+            "duration_ms",
             "output",
         ]
         read_only_fields = fields
@@ -352,16 +420,33 @@ class OperationSerializer(serializers.ModelSerializer):
     is_terminal = serializers.BooleanField(read_only=True)
     steps = serializers.SerializerMethodField(
         help_text=f"The first {STEPS_IN_DETAIL} steps of the log when one operation is "
-                  "retrieved (null in lists); page on with /steps/?after=<last id>."
+        "retrieved (null in lists); page on with /steps/?after=<last id>."
     )
 
     class Meta:
         model = Operation
         fields = [
-            "id", "kind", "kind_label", "status", "tenant", "tenant_name", "target",
-            "requested_by", "requested_by_token", "params", "result", "error",
-            "cancel_requested", "progress_current", "progress_total", "progress_percent",
-            "is_terminal", "created_at", "started_at", "finished_at", "steps",
+            "id",
+            "kind",
+            "kind_label",
+            "status",
+            "tenant",
+            "tenant_name",
+            "target",
+            "requested_by",
+            "requested_by_token",
+            "params",
+            "result",
+            "error",
+            "cancel_requested",
+            "progress_current",
+            "progress_total",
+            "progress_percent",
+            "is_terminal",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "steps",
         ]
         read_only_fields = fields
 
@@ -391,7 +476,9 @@ class OperationSerializer(serializers.ModelSerializer):
 
 class OperationStepsQuerySerializer(serializers.Serializer):
     after = serializers.IntegerField(
-        min_value=0, max_value=2**63 - 1, default=0,
+        min_value=0,
+        max_value=2**63 - 1,
+        default=0,
         help_text="Only steps with an id greater than this (the last step id you have).",
     )
 

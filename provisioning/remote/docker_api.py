@@ -30,8 +30,9 @@ _BOOTSTRAP_API_VERSION = "1.41"
 class PinnedSSHAdapter(SSHHTTPAdapter):
     """``SSHHTTPAdapter`` bound to an open, pinned paramiko connection; it never reconnects."""
 
-    def __init__(self, connection: HostConnection, *, record: bool = True,
-                 max_pool_size: int = 4) -> None:
+    def __init__(
+        self, connection: HostConnection, *, record: bool = True, max_pool_size: int = 4
+    ) -> None:
         from urllib3._collections import RecentlyUsedContainer
 
         self.connection = connection
@@ -78,8 +79,7 @@ class PinnedSSHAdapter(SSHHTTPAdapter):
         self.pools.clear()
 
 
-def pinned_docker_client(connection: HostConnection, *, record: bool = True
-                         ) -> docker.DockerClient:
+def pinned_docker_client(connection: HostConnection, *, record: bool = True) -> docker.DockerClient:
     """A ``docker.DockerClient`` whose requests all go through ``connection``."""
     # use_ssh_client=True makes the SDK build a lazy shell-out adapter that connects nowhere
     # until a request; we replace it before any request with the pinned one.

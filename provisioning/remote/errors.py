@@ -14,8 +14,9 @@ class HostUnreachable(RemoteError):
 class HostKeyMismatch(RemoteError):
     """The host presented a different SSH host key than the one pinned for it."""
 
-    def __init__(self, label: str, expected: str, presented: str,
-                 presented_openssh: str = "") -> None:
+    def __init__(
+        self, label: str, expected: str, presented: str, presented_openssh: str = ""
+    ) -> None:
         self.expected = expected
         self.presented = presented
         # The presented key itself (``type base64``), so an admin can trust it if it is right.
@@ -34,8 +35,15 @@ class HostAuthFailed(RemoteError):
 class CommandFailed(RemoteError):
     """A command ended with an exit code it was not expected to end with."""
 
-    def __init__(self, message: str, *, command: str = "", exit_code: int | None = None,
-                 stdout: str = "", stderr: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: str = "",
+        exit_code: int | None = None,
+        stdout: str = "",
+        stderr: str = "",
+    ) -> None:
         self.command = command
         self.exit_code = exit_code
         self.stdout = stdout

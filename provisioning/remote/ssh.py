@@ -49,17 +49,23 @@ _OUTPUT_TAIL = 600
 class StepLog(Protocol):
     """What the remote layer needs from an operation (``panel.operations.OperationContext``)."""
 
-    def step(self, message: str, *, level: str = ..., command: str = ...,
-             exit_code: int | None = ..., duration_ms: int | None = ..., output: str = ...) -> None:
-        ...
+    def step(
+        self,
+        message: str,
+        *,
+        level: str = ...,
+        command: str = ...,
+        exit_code: int | None = ...,
+        duration_ms: int | None = ...,
+        output: str = ...,
+    ) -> None: ...
 
     def check_cancelled(self) -> None:
         """Raise if the operation lost its lease (always) or a cancel waits (outside an
         uncancellable block); called before every command and upload."""
         ...
 
-    def add_secrets(self, values: Iterable[str]) -> None:
-        ...
+    def add_secrets(self, values: Iterable[str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -127,12 +133,14 @@ class PinnedHostKeyPolicy(paramiko.MissingHostKeyPolicy):
         self.label = label
         self.presented: str = ""
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
-                         key: paramiko.PKey) -> None:
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
         self.presented = fingerprint_of_key(key)
         if not self.expected or self.presented != self.expected:
-            raise HostKeyMismatch(self.label, self.expected or "(nothing)", self.presented,
-                                  openssh_line(key))
+            raise HostKeyMismatch(
+                self.label, self.expected or "(nothing)", self.presented, openssh_line(key)
+            )
 
 
 def _describe_network_error(exc: BaseException, timeout: float) -> str:
@@ -175,8 +183,15 @@ def _retrying(label: str, address: str, port: int, timeout: float, attempt_fn: A
             if isinstance(exc, paramiko.AuthenticationException):
                 raise
             last = exc
-            log.info("connecting to %s (%s:%s) failed, try %s of %s: %s",
-                     label, address, port, attempt, tries, exc)
+            log.info(
+                "connecting to %s (%s:%s) failed, try %s of %s: %s",
+                label,
+                address,
+                port,
+                attempt,
+                tries,
+                exc,
+            )
             if attempt < tries:
                 time.sleep(backoff * 2 ** (attempt - 1))
     reason = _describe_network_error(last, timeout) if last else "unknown error"
@@ -186,8 +201,9 @@ def _retrying(label: str, address: str, port: int, timeout: float, attempt_fn: A
     )
 
 
-def host_key_scan(address: str, port: int, *, label: str = "", timeout: float | None = None
-                  ) -> ScannedHostKey:
+def host_key_scan(
+    address: str, port: int, *, label: str = "", timeout: float | None = None
+) -> ScannedHostKey:
     """First contact: fetch the host's SSH key without authenticating or trusting it."""
     timeout = timeout or settings.PANEL_SSH_CONNECT_TIMEOUT
 
@@ -213,9 +229,14 @@ class HostConnection:
     Docker API call; without it nothing is recorded (e.g. the periodic health probe).
     """
 
-    def __init__(self, target: SSHTarget, *, ctx: StepLog | None = None,
-                 connect_timeout: float | None = None,
-                 command_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        target: SSHTarget,
+        *,
+        ctx: StepLog | None = None,
+        connect_timeout: float | None = None,
+        command_timeout: float | None = None,
+    ) -> None:
         self.target = target
         self.ctx = ctx
         self.connect_timeout = connect_timeout or settings.PANEL_SSH_CONNECT_TIMEOUT
@@ -266,25 +287,35 @@ class HostConnection:
             disabled = None
             if t.host_key_type:
                 wanted = set(_host_key_algorithms(t.host_key_type))
-                disabled = {"keys": [k for k in paramiko.Transport._preferred_keys
-                                     if k not in wanted]}
+                disabled = {
+                    "keys": [k for k in paramiko.Transport._preferred_keys if k not in wanted]
+                }
             try:
                 client.connect(
-                    t.address, port=t.port, username=t.user,
+                    t.address,
+                    port=t.port,
+                    username=t.user,
                     pkey=None if t.password else pkey,
                     password=t.password or None,
-                    timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
-                    auth_timeout=self.connect_timeout, channel_timeout=self.connect_timeout,
-                    allow_agent=False, look_for_keys=False, disabled_algorithms=disabled,
+                    timeout=self.connect_timeout,
+                    banner_timeout=self.connect_timeout,
+                    auth_timeout=self.connect_timeout,
+                    channel_timeout=self.connect_timeout,
+                    allow_agent=False,
+                    look_for_keys=False,
+                    disabled_algorithms=disabled,
                 )
             except paramiko.AuthenticationException as exc:
                 client.close()
                 how = "one-time password" if t.password else "panel's SSH key"
                 raise HostAuthFailed(
                     f"{self.label} refused the {how} ({exc}). "
-                    + ("Check the password." if t.password else
-                       "Install the public key shown on the host's page in the user's "
-                       "~/.ssh/authorized_keys, or enrol again with a one-time password.")
+                    + (
+                        "Check the password."
+                        if t.password
+                        else "Install the public key shown on the host's page in the user's "
+                        "~/.ssh/authorized_keys, or enrol again with a one-time password."
+                    )
                 ) from None
             except BaseException:
                 client.close()
@@ -347,26 +378,43 @@ class HostConnection:
         try:
             stdout, stderr, code = self._exec(command, timeout, input)
         except CommandTimeout as exc:
-            self._record(message or f"Timed out: {command}", command, None, started,
-                         exc.stdout + exc.stderr, level="error", record=True)
+            self._record(
+                message or f"Timed out: {command}",
+                command,
+                None,
+                started,
+                exc.stdout + exc.stderr,
+                level="error",
+                record=True,
+            )
             raise
         duration = int((time.monotonic() - started) * 1000)
         result = CommandResult(stdout, stderr, code, duration)
         ok = code in ok_codes
-        self._record(message or f"Ran {argv[0]}", command, code, started,
-                     _combined(stdout, stderr), level="info" if ok else "error",
-                     record=record or not ok)
+        self._record(
+            message or f"Ran {argv[0]}",
+            command,
+            code,
+            started,
+            _combined(stdout, stderr),
+            level="info" if ok else "error",
+            record=record or not ok,
+        )
         if not ok:
             detail = (stderr.strip() or stdout.strip())[-_OUTPUT_TAIL:]
             raise CommandFailed(
                 f"`{_short(command)}` failed on {self.target.label} with exit code {code}"
                 + (f": {detail}" if detail else "."),
-                command=command, exit_code=code, stdout=stdout, stderr=stderr,
+                command=command,
+                exit_code=code,
+                stdout=stdout,
+                stderr=stderr,
             )
         return result
 
-    def _exec(self, command: str, timeout: float, input: bytes | str | None
-              ) -> tuple[str, str, int]:
+    def _exec(
+        self, command: str, timeout: float, input: bytes | str | None
+    ) -> tuple[str, str, int]:
         chan = self.transport.open_session(timeout=self.connect_timeout)
         out: list[bytes] = []
         err: list[bytes] = []
@@ -385,8 +433,11 @@ class HostConnection:
                 while chan.recv_stderr_ready():
                     err.append(chan.recv_stderr(65536))
                     got = True
-                if chan.exit_status_ready() and not chan.recv_ready() \
-                        and not chan.recv_stderr_ready():
+                if (
+                    chan.exit_status_ready()
+                    and not chan.recv_ready()
+                    and not chan.recv_stderr_ready()
+                ):
                     break
                 if chan.closed and not got and not chan.exit_status_ready():
                     raise HostUnreachable(
@@ -398,7 +449,9 @@ class HostConnection:
                     raise CommandTimeout(
                         f"`{_short(command)}` did not finish within {timeout:g} s on "
                         f"{self.target.label} and was stopped.",
-                        command=command, stdout=_text(out), stderr=_text(err),
+                        command=command,
+                        stdout=_text(out),
+                        stderr=_text(err),
                     )
                 if not got:
                     select.select([chan], [], [], min(0.2, remaining))
@@ -406,18 +459,38 @@ class HostConnection:
         finally:
             chan.close()
 
-    def _record(self, message: str, command: str, exit_code: int | None, started: float,
-                output: str, *, level: str = "info", record: bool = True) -> None:
+    def _record(
+        self,
+        message: str,
+        command: str,
+        exit_code: int | None,
+        started: float,
+        output: str,
+        *,
+        level: str = "info",
+        record: bool = True,
+    ) -> None:
         if self.ctx is None or not record:
             return
         self.ctx.step(
-            message, level=level, command=command, exit_code=exit_code,
-            duration_ms=int((time.monotonic() - started) * 1000), output=output,
+            message,
+            level=level,
+            command=command,
+            exit_code=exit_code,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            output=output,
         )
 
-    def compose(self, project_dir: str, *args: str, project_name: str = "",
-                files: Sequence[str] = (), timeout: float | None = None,
-                ok_codes: Iterable[int] = (0,), message: str = "") -> CommandResult:
+    def compose(
+        self,
+        project_dir: str,
+        *args: str,
+        project_name: str = "",
+        files: Sequence[str] = (),
+        timeout: float | None = None,
+        ok_codes: Iterable[int] = (0,),
+        message: str = "",
+    ) -> CommandResult:
         """``docker compose`` (v2, the CLI plugin on the host) for the project in a directory."""
         _check_path(project_dir)
         argv = ["docker", "compose", "--project-directory", project_dir]
@@ -426,8 +499,12 @@ class HostConnection:
             argv += ["--file", f]
         if project_name:
             argv += ["--project-name", project_name]
-        return self.run([*argv, *args], timeout=timeout, ok_codes=ok_codes,
-                        message=message or f"docker compose {' '.join(args[:1])}".strip())
+        return self.run(
+            [*argv, *args],
+            timeout=timeout,
+            ok_codes=ok_codes,
+            message=message or f"docker compose {' '.join(args[:1])}".strip(),
+        )
 
     # --- files --------------------------------------------------------------------------
 
@@ -450,8 +527,7 @@ class HostConnection:
             return False
         return True
 
-    def read(self, path: str, *, missing_ok: bool = False, record: bool = False
-             ) -> bytes | None:
+    def read(self, path: str, *, missing_ok: bool = False, record: bool = False) -> bytes | None:
         """The content of ``path`` on the host (``None`` if missing and ``missing_ok``)."""
         _check_path(path)
         started = time.monotonic()
@@ -461,14 +537,23 @@ class HostConnection:
         except FileNotFoundError:
             if missing_ok:
                 return None
-            raise RemoteFileNotFound(f"{path} does not exist on {self.target.label}.",
-                                     command=f"read {path}") from None
-        self._record(f"Read {path} ({len(data)} bytes)", f"sftp get {path}", 0, started, "",
-                     record=record)
+            raise RemoteFileNotFound(
+                f"{path} does not exist on {self.target.label}.", command=f"read {path}"
+            ) from None
+        self._record(
+            f"Read {path} ({len(data)} bytes)", f"sftp get {path}", 0, started, "", record=record
+        )
         return data
 
-    def upload(self, path: str, data: bytes | str, *, mode: int = 0o644,
-               owner: tuple[int, int] | None = None, message: str = "") -> None:
+    def upload(
+        self,
+        path: str,
+        data: bytes | str,
+        *,
+        mode: int = 0o644,
+        owner: tuple[int, int] | None = None,
+        message: str = "",
+    ) -> None:
         """Write ``path`` atomically: a temporary file in the same directory, then a rename.
 
         Mode (and owner, as numeric uid/gid) are set on the temporary file before any content
@@ -497,11 +582,23 @@ class HostConnection:
                 pass
             raise
         owner_text = f", owner {owner[0]}:{owner[1]}" if owner else ""
-        self._record(message or f"Wrote {path} ({len(data)} bytes, mode {mode:04o}{owner_text})",
-                     f"sftp put {path}", 0, started, "")
+        self._record(
+            message or f"Wrote {path} ({len(data)} bytes, mode {mode:04o}{owner_text})",
+            f"sftp put {path}",
+            0,
+            started,
+            "",
+        )
 
-    def upload_if_changed(self, path: str, data: bytes | str, *, mode: int = 0o644,
-                          owner: tuple[int, int] | None = None, message: str = "") -> bool:
+    def upload_if_changed(
+        self,
+        path: str,
+        data: bytes | str,
+        *,
+        mode: int = 0o644,
+        owner: tuple[int, int] | None = None,
+        message: str = "",
+    ) -> bool:
         """Like :meth:`upload`, but leave an identical file alone; returns whether it wrote."""
         if isinstance(data, str):
             data = data.encode()
@@ -545,8 +642,11 @@ def _short(command: str, limit: int = 160) -> str:
 
 
 def _check_path(path: str) -> None:
-    if (not isinstance(path, str) or not _PATH_RE.match(path)
-            or any(part == ".." for part in path.split("/"))):
+    if (
+        not isinstance(path, str)
+        or not _PATH_RE.match(path)
+        or any(part == ".." for part in path.split("/"))
+    ):
         raise ValueError(f"refusing a remote path that is not absolute and clean: {path!r}")
 
 

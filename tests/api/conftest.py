@@ -15,10 +15,14 @@ from provisioning.models import AtlassianInstance, Operation
 def active_operation() -> Callable[..., Operation]:
     """``active_operation(instance)``: a running operation holding the instance's lock."""
 
-    def make(instance: AtlassianInstance, kind: str = "instance.upgrade",
-             status: str = "running") -> Operation:
+    def make(
+        instance: AtlassianInstance, kind: str = "instance.upgrade", status: str = "running"
+    ) -> Operation:
         return Operation.objects.create(
-            kind=kind, tenant=instance.tenant, instance=instance, status=status,
+            kind=kind,
+            tenant=instance.tenant,
+            instance=instance,
+            status=status,
             lock_key=f"instance:{instance.pk}",
         )
 
@@ -30,9 +34,13 @@ def license_key() -> Callable[..., str]:
     """``license_key(**properties)``: a key in Atlassian's structure (test data only)."""
 
     def make(**properties: Any) -> str:
-        props = {"SEN": "SEN-L9876543", "Organisation": "Acme Corp",
-                 "LicenseExpiryDate": "2031-01-31", "jira.NumberOfUsers": "250",
-                 "LicenseTypeName": "COMMERCIAL"}
+        props = {
+            "SEN": "SEN-L9876543",
+            "Organisation": "Acme Corp",
+            "LicenseExpiryDate": "2031-01-31",
+            "jira.NumberOfUsers": "250",
+            "LicenseTypeName": "COMMERCIAL",
+        }
         props.update(properties)
         return license_encode_for_tests(props)
 

@@ -11,9 +11,17 @@ pytestmark = pytest.mark.django_db
 
 def test_an_instance_created_with_a_token_is_audited_with_the_token(api, make_token, alice, acme):
     client = api(token=make_token(alice, acme))
-    response = client.post("/api/instances/", {
-        "name": "acme-wiki", "product": "confluence", "version": "8.5.0",
-        "hostname": "wiki.acme.example"}, format="json", REMOTE_ADDR="203.0.113.9")
+    response = client.post(
+        "/api/instances/",
+        {
+            "name": "acme-wiki",
+            "product": "confluence",
+            "version": "8.5.0",
+            "hostname": "wiki.acme.example",
+        },
+        format="json",
+        REMOTE_ADDR="203.0.113.9",
+    )
     assert response.status_code == 202
     event = AuditEvent.objects.get(action="instance.create")
     assert event.source == "api" and event.source_ip == "203.0.113.9"

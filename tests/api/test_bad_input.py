@@ -8,13 +8,31 @@ from provisioning.models import AtlassianInstance
 
 pytestmark = pytest.mark.django_db
 
-LIST_URLS = ["/api/instances/", "/api/licenses/", "/api/operations/", "/api/memberships/",
-             "/api/tenants/", "/api/tokens/"]
+LIST_URLS = [
+    "/api/instances/",
+    "/api/licenses/",
+    "/api/operations/",
+    "/api/memberships/",
+    "/api/tenants/",
+    "/api/tokens/",
+]
 QUERIES = [
-    "search=%00", "ordering=%00", "page=%00", "tenant=%00", "status=%00", "kind=%00",
-    "role=%00", "instance=%00", "expiring_within_days=%00", "search=%ED%A0%80",
-    "search=" + "a" * 5000, "ordering=-db_password", "ordering=key", "ordering=key_hash",
-    "page=99999999999999999999", "page=-1",
+    "search=%00",
+    "ordering=%00",
+    "page=%00",
+    "tenant=%00",
+    "status=%00",
+    "kind=%00",
+    "role=%00",
+    "instance=%00",
+    "expiring_within_days=%00",
+    "search=%ED%A0%80",
+    "search=" + "a" * 5000,
+    "ordering=-db_password",
+    "ordering=key",
+    "ordering=key_hash",
+    "page=99999999999999999999",
+    "page=-1",
 ]
 
 
@@ -28,8 +46,11 @@ def test_odd_query_parameters_never_cause_a_server_error(api, sam, acme_license,
 def test_ordering_by_a_secret_field_is_ignored(api, sam, acme, make_token, alice):
     make_token(alice, acme)
     make_token(alice, acme)
-    for url in ("/api/tokens/?ordering=key_hash", "/api/licenses/?ordering=key",
-                "/api/instances/?ordering=db_password"):
+    for url in (
+        "/api/tokens/?ordering=key_hash",
+        "/api/licenses/?ordering=key",
+        "/api/instances/?ordering=db_password",
+    ):
         assert api(sam).get(url).status_code == 200
 
 
@@ -52,17 +73,30 @@ def test_an_unsupported_media_type_is_a_415(api, alice, acme, content_type):
 
 
 def test_values_of_the_wrong_type_are_field_errors(api, alice, acme):
-    response = api(alice).post("/api/instances/", {
-        "name": {"a": 1}, "tenant": [1], "product": ["x"], "version": {"x": 1},
-        "context_path": 5, "hostname": None, "heap_min_mb": "many",
-    }, format="json")
+    response = api(alice).post(
+        "/api/instances/",
+        {
+            "name": {"a": 1},
+            "tenant": [1],
+            "product": ["x"],
+            "version": {"x": 1},
+            "context_path": 5,
+            "hostname": None,
+            "heap_min_mb": "many",
+        },
+        format="json",
+    )
     assert response.status_code == 400
     assert {"name", "tenant", "product", "version", "hostname", "heap_min_mb"} <= set(
-        response.json())
+        response.json()
+    )
     assert not AtlassianInstance.objects.exists()
 
 
 def test_form_encoded_bodies_are_validated_the_same_way(api, alice, acme):
-    response = api(alice).post("/api/instances/", {"name": "x\x00", "tenant": "\x00",
-                                                   "hostname": "a\x00.com"}, format="multipart")
+    response = api(alice).post(
+        "/api/instances/",
+        {"name": "x\x00", "tenant": "\x00", "hostname": "a\x00.com"},
+        format="multipart",
+    )
     assert response.status_code == 400 and {"name", "tenant", "hostname"} <= set(response.json())

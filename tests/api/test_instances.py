@@ -11,9 +11,13 @@ from tests.support.factories import make_instance
 pytestmark = pytest.mark.django_db
 
 NEW = {
-    "name": "acme-wiki", "product": "confluence", "version": "8.5.0",
-    "hostname": "wiki.acme.example", "context_path": "/wiki",
-    "heap_min_mb": 1024, "heap_max_mb": 2048,
+    "name": "acme-wiki",
+    "product": "confluence",
+    "version": "8.5.0",
+    "hostname": "wiki.acme.example",
+    "context_path": "/wiki",
+    "heap_min_mb": 1024,
+    "heap_max_mb": 2048,
 }
 
 
@@ -68,16 +72,22 @@ def test_deleted_instances_are_listed_only_when_asked_for(api, alice, acme):
 def test_it_filters_searches_and_orders(api, sam, acme, globex):
     make_instance(acme, "acme-jira")
     make_instance(acme, "acme-wiki", product="confluence", version="8.5.0", status="stopped")
-    make_instance(globex, "globex-git", product="bitbucket", version="8.19.0",
-                  hostname="code.globex.example")
+    make_instance(
+        globex, "globex-git", product="bitbucket", version="8.19.0", hostname="code.globex.example"
+    )
     client = api(sam)
     assert names(client.get(f"/api/instances/?tenant={acme.pk}&ordering=name")) == [
-        "acme-jira", "acme-wiki"]
+        "acme-jira",
+        "acme-wiki",
+    ]
     assert names(client.get("/api/instances/?status=stopped")) == ["acme-wiki"]
     assert names(client.get("/api/instances/?product=bitbucket")) == ["globex-git"]
     assert names(client.get("/api/instances/?search=code.globex")) == ["globex-git"]
     assert names(client.get("/api/instances/?ordering=-name")) == [
-        "globex-git", "acme-wiki", "acme-jira"]
+        "globex-git",
+        "acme-wiki",
+        "acme-jira",
+    ]
 
 
 def test_a_bad_filter_value_is_a_400(api, alice):
@@ -130,8 +140,7 @@ def test_a_customer_with_several_tenants_must_name_one(api, alice, globex):
     Membership.objects.create(user=alice, tenant=globex, role="admin")
     response = api(alice).post("/api/instances/", NEW, format="json")
     assert response.status_code == 400 and "tenant" in response.json()
-    response = api(alice).post("/api/instances/", {**NEW, "tenant": str(globex.pk)},
-                               format="json")
+    response = api(alice).post("/api/instances/", {**NEW, "tenant": str(globex.pk)}, format="json")
     assert response.status_code == 202
     assert AtlassianInstance.objects.get(name="acme-wiki").tenant == globex
 
@@ -144,8 +153,7 @@ def test_a_viewer_cannot_create_an_instance(api, bob, acme):
 
 
 def test_it_refuses_a_foreign_tenant_as_not_found(api, alice, globex):
-    response = api(alice).post("/api/instances/", {**NEW, "tenant": str(globex.pk)},
-                               format="json")
+    response = api(alice).post("/api/instances/", {**NEW, "tenant": str(globex.pk)}, format="json")
     assert response.status_code == 400
     assert "not an admin" in response.json()["tenant"][0]
     assert not AtlassianInstance.objects.exists()
@@ -162,8 +170,7 @@ def test_only_platform_admins_choose_the_host(api, alice, pat, acme, app_host):
     payload = {**NEW, "host": str(app_host.pk)}
     response = api(alice).post("/api/instances/", payload, format="json")
     assert response.status_code == 400 and "host" in response.json()
-    response = api(pat).post("/api/instances/", {**payload, "tenant": str(acme.pk)},
-                             format="json")
+    response = api(pat).post("/api/instances/", {**payload, "tenant": str(acme.pk)}, format="json")
     assert response.status_code == 202
     assert AtlassianInstance.objects.get(name="acme-wiki").host == app_host
 
@@ -206,8 +213,9 @@ def test_it_rejects_a_name_or_hostname_in_use(api, alice, acme, globex_wiki):
     client = api(alice)
     response = client.post("/api/instances/", {**NEW, "name": "globex-wiki"}, format="json")
     assert response.status_code == 400 and "name" in response.json()
-    response = client.post("/api/instances/", {**NEW, "hostname": globex_wiki.hostname},
-                           format="json")
+    response = client.post(
+        "/api/instances/", {**NEW, "hostname": globex_wiki.hostname}, format="json"
+    )
     assert response.status_code == 400 and "hostname" in response.json()
     assert AtlassianInstance.objects.count() == 1
 
@@ -221,7 +229,8 @@ def test_garbage_bodies_are_a_400_not_a_500(api, alice, acme, body):
 
 def test_a_read_only_token_cannot_create(api, make_token, alice, acme):
     response = api(token=make_token(alice, acme, scope="read")).post(
-        "/api/instances/", NEW, format="json")
+        "/api/instances/", NEW, format="json"
+    )
     assert response.status_code == 403
     assert not AtlassianInstance.objects.exists()
 
@@ -305,10 +314,17 @@ def test_a_second_action_while_one_is_active_is_a_409_naming_the_running_one(
     assert Operation.objects.count() == 1
 
 
-@pytest.mark.parametrize(("status", "action"), [
-    ("deleted", "start"), ("deleted", "restart"), ("restoring", "upgrade"),
-    ("running", "start"), ("stopped", "stop"), ("running", "retry"),
-])
+@pytest.mark.parametrize(
+    ("status", "action"),
+    [
+        ("deleted", "start"),
+        ("deleted", "restart"),
+        ("restoring", "upgrade"),
+        ("running", "start"),
+        ("stopped", "stop"),
+        ("running", "retry"),
+    ],
+)
 def test_an_action_the_state_machine_forbids_is_a_409(api, alice, acme_jira, status, action):
     AtlassianInstance.objects.filter(pk=acme_jira.pk).update(status=status)
     body = {"version": "9.17.0"} if action == "upgrade" else {}

@@ -28,8 +28,14 @@ def test_it_lists_licenses_with_their_facts_but_never_the_key(api, bob, acme_lic
 
 def test_the_key_appears_in_no_response_of_any_endpoint(api, alice, acme_license, acme_jira):
     client = api(alice)
-    for url in ("/api/licenses/", f"/api/licenses/{acme_license.pk}/", "/api/instances/",
-                f"/api/instances/{acme_jira.pk}/", "/api/operations/", "/api/me/"):
+    for url in (
+        "/api/licenses/",
+        f"/api/licenses/{acme_license.pk}/",
+        "/api/instances/",
+        f"/api/instances/{acme_jira.pk}/",
+        "/api/operations/",
+        "/api/me/",
+    ):
         assert "secret-license" not in client.get(url).content.decode()
 
 
@@ -37,8 +43,9 @@ def test_adding_a_decodable_key_stores_its_facts_and_returns_201(
     api, alice, acme_jira, license_key
 ):
     key = license_key()
-    response = api(alice).post("/api/licenses/", {"instance": str(acme_jira.pk), "key": key},
-                               format="json")
+    response = api(alice).post(
+        "/api/licenses/", {"instance": str(acme_jira.pk), "key": key}, format="json"
+    )
     assert response.status_code == 201, response.json()
     data = response.json()
     assert data["decode_status"] == "decoded" and data["sen"] == "SEN-L9876543"
@@ -49,54 +56,76 @@ def test_adding_a_decodable_key_stores_its_facts_and_returns_201(
 
 
 def test_a_key_that_does_not_decode_keeps_the_facts_entered_by_hand(api, alice, acme_jira):
-    response = api(alice).post("/api/licenses/", {
-        "instance": str(acme_jira.pk), "key": "not-a-real-license", "sen": "SEN-9",
-        "expiry_date": "2030-05-01", "evaluation": True,
-    }, format="json")
+    response = api(alice).post(
+        "/api/licenses/",
+        {
+            "instance": str(acme_jira.pk),
+            "key": "not-a-real-license",
+            "sen": "SEN-9",
+            "expiry_date": "2030-05-01",
+            "evaluation": True,
+        },
+        format="json",
+    )
     assert response.status_code == 201
     data = response.json()
     assert data["decode_status"] == "not_decoded" and data["sen"] == "SEN-9"
     assert data["expiry_date"] == "2030-05-01" and data["evaluation"] is True
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"key": ""}, "key"), ({"key": "   "}, "key"), ({"key": "k" * 50_000}, "key"),
-    ({"expiry_date": "soon"}, "expiry_date"), ({"sen": "s" * 500}, "sen"),
-    ({"instance": "not-a-uuid"}, "instance"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"key": ""}, "key"),
+        ({"key": "   "}, "key"),
+        ({"key": "k" * 50_000}, "key"),
+        ({"expiry_date": "soon"}, "expiry_date"),
+        ({"sen": "s" * 500}, "sen"),
+        ({"instance": "not-a-uuid"}, "instance"),
+    ],
+)
 def test_bad_license_input_is_a_field_error(api, alice, acme_jira, body, field):
-    response = api(alice).post("/api/licenses/", {"instance": str(acme_jira.pk), "key": "k",
-                                                  **body}, format="json")
+    response = api(alice).post(
+        "/api/licenses/", {"instance": str(acme_jira.pk), "key": "k", **body}, format="json"
+    )
     assert response.status_code == 400 and field in response.json()
     assert not License.objects.exists()
 
 
 def test_a_license_cannot_point_at_another_tenants_instance(api, alice, globex_wiki):
-    response = api(alice).post("/api/licenses/",
-                               {"instance": str(globex_wiki.pk), "key": "k"}, format="json")
+    response = api(alice).post(
+        "/api/licenses/", {"instance": str(globex_wiki.pk), "key": "k"}, format="json"
+    )
     assert response.status_code == 400
     assert "not an admin" in response.json()["instance"][0]
     assert not License.objects.exists()
 
 
 def test_a_viewer_cannot_add_a_license(api, bob, acme_jira):
-    response = api(bob).post("/api/licenses/", {"instance": str(acme_jira.pk), "key": "k"},
-                             format="json")
+    response = api(bob).post(
+        "/api/licenses/", {"instance": str(acme_jira.pk), "key": "k"}, format="json"
+    )
     assert response.status_code == 400 and "instance" in response.json()
     assert not License.objects.exists()
 
 
 def test_a_read_only_token_cannot_add_a_license(api, make_token, alice, acme_jira):
     client = api(token=make_token(alice, acme_jira.tenant, scope="read"))
-    response = client.post("/api/licenses/", {"instance": str(acme_jira.pk), "key": "k"},
-                           format="json")
+    response = client.post(
+        "/api/licenses/", {"instance": str(acme_jira.pk), "key": "k"}, format="json"
+    )
     assert response.status_code == 403
 
 
 def test_it_filters_licenses_expiring_within_some_days(api, alice, acme, acme_license):
     far = make_instance(acme, "acme-far")
-    License.objects.create(instance=far, product="jira-software", key="k2", sen="SEN-FAR",
-                           expiry_date=timezone.now().date() + timedelta(days=300))
+    License.objects.create(
+        instance=far,
+        product="jira-software",
+        key="k2",
+        sen="SEN-FAR",
+        expiry_date=timezone.now().date() + timedelta(days=300),
+    )
     client = api(alice)
     sens = lambda r: sorted(x["sen"] for x in r.json()["results"])  # noqa: E731
     assert sens(client.get("/api/licenses/")) == ["SEN-123", "SEN-FAR"]

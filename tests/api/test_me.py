@@ -13,7 +13,8 @@ def test_it_shows_a_customer_their_memberships(api, alice, acme):
     data = api(alice).get("/api/me/").json()
     assert data["username"] == "alice" and data["staff_roles"] == [] and data["can_write"]
     assert [(m["tenant"], m["tenant_name"], m["role"]) for m in data["memberships"]] == [
-        (str(acme.pk), "Acme", "admin")]
+        (str(acme.pk), "Acme", "admin")
+    ]
     assert data["token"] is None
 
 

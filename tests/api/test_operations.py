@@ -12,13 +12,19 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def rollout(acme_jira, alice) -> Operation:
     op = Operation.objects.create(
-        kind="instance.create", tenant=acme_jira.tenant, instance=acme_jira, status="running",
-        requested_by=alice, progress_current=1, progress_total=4,
+        kind="instance.create",
+        tenant=acme_jira.tenant,
+        instance=acme_jira,
+        status="running",
+        requested_by=alice,
+        progress_current=1,
+        progress_total=4,
         lock_key=f"instance:{acme_jira.pk}",
     )
     for i in range(3):
-        OperationStep.objects.create(operation=op, message=f"step {i}", command=f"echo {i}",
-                                     exit_code=0, duration_ms=5)
+        OperationStep.objects.create(
+            operation=op, message=f"step {i}", command=f"echo {i}", exit_code=0, duration_ms=5
+        )
     return op
 
 
@@ -27,8 +33,11 @@ def test_it_shows_an_operation_with_its_steps_and_progress(api, bob, rollout):
     assert data["status"] == "running" and data["progress_percent"] == 25
     assert data["kind"] == "instance.create" and data["kind_label"] == "Instance create"
     assert data["requested_by"] == "alice" and data["is_terminal"] is False
-    assert data["target"] == {"instance": str(rollout.instance_id),
-                              "instance_name": "acme-jira", "host_name": None}
+    assert data["target"] == {
+        "instance": str(rollout.instance_id),
+        "instance_name": "acme-jira",
+        "host_name": None,
+    }
     assert [s["message"] for s in data["steps"]] == ["step 0", "step 1", "step 2"]
     assert data["steps"][0]["command"] == "echo 0" and data["steps"][0]["exit_code"] == 0
 
@@ -56,8 +65,9 @@ def test_a_bad_after_is_a_400(api, bob, rollout, after):
 
 
 def test_it_filters_operations(api, sam, rollout, globex_wiki):
-    other = Operation.objects.create(kind="instance.stop", tenant=globex_wiki.tenant,
-                                     instance=globex_wiki, status="failed")
+    other = Operation.objects.create(
+        kind="instance.stop", tenant=globex_wiki.tenant, instance=globex_wiki, status="failed"
+    )
     client = api(sam)
     ids = lambda r: [x["id"] for x in r.json()["results"]]  # noqa: E731
     assert ids(client.get("/api/operations/?status=failed")) == [str(other.pk)]
@@ -82,8 +92,9 @@ def test_host_operations_are_invisible_to_customers(api, alice, sam, app_host):
 
 
 def test_a_tenant_admin_cancels_a_pending_operation_at_once(api, alice, acme_jira):
-    op = Operation.objects.create(kind="instance.restart", tenant=acme_jira.tenant,
-                                  instance=acme_jira, status="pending")
+    op = Operation.objects.create(
+        kind="instance.restart", tenant=acme_jira.tenant, instance=acme_jira, status="pending"
+    )
     response = api(alice).post(f"/api/operations/{op.pk}/cancel/")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
 
@@ -121,7 +132,9 @@ def test_foreign_operations_are_not_found(api, charlie, rollout):
 
 def test_secret_looking_parameters_are_never_shown(api, pat, app_host):
     op = Operation.objects.create(
-        kind="host.connect", host=app_host, status="pending",
+        kind="host.connect",
+        host=app_host,
+        status="pending",
         params={"root_password": "fernet:gAAAAABsecret", "note": "postgres://u:hunter22@db/x"},
         result={"token": "pnl_abcdefghijklmnopqrstuvwxyz"},
     )

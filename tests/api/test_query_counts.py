@@ -34,23 +34,34 @@ PINNED = {
 def _instances(ctx: dict, start: int, n: int) -> None:
     for i in range(start, start + n):
         inst = make_instance(ctx["acme"], f"acme-i{i}", host=ctx["app_host"])
-        License.objects.create(instance=inst, product="jira-software", key=f"key-{i}",
-                               expiry_date=timezone.now().date() + timedelta(days=i))
+        License.objects.create(
+            instance=inst,
+            product="jira-software",
+            key=f"key-{i}",
+            expiry_date=timezone.now().date() + timedelta(days=i),
+        )
 
 
 def _licenses(ctx: dict, start: int, n: int) -> None:
     for i in range(start, start + n):
-        License.objects.create(instance=ctx["acme_jira"], product="jira-software",
-                               key=f"key-{i}", sen=f"SEN-{i}")
+        License.objects.create(
+            instance=ctx["acme_jira"], product="jira-software", key=f"key-{i}", sen=f"SEN-{i}"
+        )
 
 
 def _operations(ctx: dict, start: int, n: int) -> None:
     token = ApiToken.objects.filter(user=ctx["alice"]).first()
     for i in range(start, start + n):
         inst = make_instance(ctx["acme"], f"acme-o{i}")
-        op = Operation.objects.create(kind="instance.create", tenant=ctx["acme"], instance=inst,
-                                      host=ctx["app_host"], requested_by=ctx["alice"],
-                                      requested_by_token=token, status="succeeded")
+        op = Operation.objects.create(
+            kind="instance.create",
+            tenant=ctx["acme"],
+            instance=inst,
+            host=ctx["app_host"],
+            requested_by=ctx["alice"],
+            requested_by_token=token,
+            status="succeeded",
+        )
         OperationStep.objects.create(operation=op, message="done")
 
 
@@ -62,16 +73,18 @@ def _memberships(ctx: dict, start: int, n: int) -> None:
 
 def _tenants(ctx: dict, start: int, n: int) -> None:
     for i in range(start, start + n):
-        tenant = Tenant.objects.create(name=f"T{i}", slug=f"tenant-{i}",
-                                       contact_email="t@example.com")
+        tenant = Tenant.objects.create(
+            name=f"T{i}", slug=f"tenant-{i}", contact_email="t@example.com"
+        )
         Membership.objects.create(user=ctx["alice"], tenant=tenant, role="viewer")
 
 
 def _tokens(ctx: dict, start: int, n: int) -> None:
     for i in range(start, start + n):
         secret, prefix, key_hash = ApiToken.generate()
-        ApiToken.objects.create(user=ctx["alice"], tenant=ctx["acme"], name=f"t{i}",
-                                prefix=prefix, key_hash=key_hash)
+        ApiToken.objects.create(
+            user=ctx["alice"], tenant=ctx["acme"], name=f"t{i}", prefix=prefix, key_hash=key_hash
+        )
 
 
 def _me(ctx: dict, start: int, n: int) -> None:

@@ -11,14 +11,22 @@ def test_the_schema_builds_and_validates_without_warnings(tmp_path):
     target = tmp_path / "schema.yaml"
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
     schema = yaml.safe_load(target.read_text())
-    for path in ("/api/me/", "/api/instances/", "/api/instances/{id}/upgrade/",
-                 "/api/operations/{id}/steps/", "/api/licenses/", "/api/tokens/{id}/revoke/"):
+    for path in (
+        "/api/me/",
+        "/api/instances/",
+        "/api/instances/{id}/upgrade/",
+        "/api/operations/{id}/steps/",
+        "/api/licenses/",
+        "/api/tokens/{id}/revoke/",
+    ):
         assert path in schema["paths"], path
     create = schema["paths"]["/api/instances/"]["post"]
     assert "202" in create["responses"]
     assert any(p["name"] == "Idempotency-Key" for p in create["parameters"])
     assert schema["paths"]["/api/instances/{id}/"]["get"]["parameters"][0]["schema"] == {
-        "type": "string", "format": "uuid"}
+        "type": "string",
+        "format": "uuid",
+    }
 
 
 def test_no_schema_component_exposes_a_secret(tmp_path):

@@ -29,13 +29,13 @@ def test_support_sees_every_tenant_but_cannot_create_or_change_one(api, sam, acm
 
 def test_a_platform_admin_creates_and_changes_tenants(api, pat, db):
     client = api(pat)
-    response = client.post("/api/tenants/", {**NEW_TENANT, "default_tier": "tier1"},
-                           format="json")
+    response = client.post("/api/tenants/", {**NEW_TENANT, "default_tier": "tier1"}, format="json")
     assert response.status_code == 201
     tenant = Tenant.objects.get(slug="initech")
     assert response.json()["id"] == str(tenant.pk) and tenant.default_tier == "tier1"
-    response = client.patch(f"/api/tenants/{tenant.pk}/", {"name": "Initech Ltd", "slug": "x"},
-                            format="json")
+    response = client.patch(
+        f"/api/tenants/{tenant.pk}/", {"name": "Initech Ltd", "slug": "x"}, format="json"
+    )
     assert response.status_code == 200 and response.json()["name"] == "Initech Ltd"
     tenant.refresh_from_db()
     assert tenant.name == "Initech Ltd" and tenant.slug == "initech"  # the slug stays
@@ -52,12 +52,17 @@ def test_a_tenant_admin_cannot_change_their_tenant_and_gets_404_for_others(
     assert not Tenant.objects.filter(slug="initech").exists()
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"slug": "acme"}, "slug"), ({"slug": "Bad Slug!"}, "slug"), ({"slug": "../x"}, "slug"),
-    ({"contact_email": "not-an-email"}, "contact_email"), ({"default_tier": "gold"},
-                                                           "default_tier"),
-    ({"name": "n" * 1000}, "name"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"slug": "acme"}, "slug"),
+        ({"slug": "Bad Slug!"}, "slug"),
+        ({"slug": "../x"}, "slug"),
+        ({"contact_email": "not-an-email"}, "contact_email"),
+        ({"default_tier": "gold"}, "default_tier"),
+        ({"name": "n" * 1000}, "name"),
+    ],
+)
 def test_bad_tenant_input_is_a_field_error(api, pat, acme, body, field):
     response = api(pat).post("/api/tenants/", {**NEW_TENANT, **body}, format="json")
     assert response.status_code == 400 and field in response.json()
@@ -78,9 +83,11 @@ def test_members_see_the_memberships_of_their_tenants_only(api, bob, alice, char
 
 def test_a_tenant_admin_adds_and_removes_members(api, alice, acme, dave):
     client = api(alice)
-    response = client.post("/api/memberships/",
-                           {"tenant": str(acme.pk), "user": "dave", "role": "viewer"},
-                           format="json")
+    response = client.post(
+        "/api/memberships/",
+        {"tenant": str(acme.pk), "user": "dave", "role": "viewer"},
+        format="json",
+    )
     assert response.status_code == 201 and response.json()["tenant_name"] == "Acme"
     membership = Membership.objects.get(user=dave)
     assert client.delete(f"/api/memberships/{membership.pk}/").status_code == 204
@@ -90,19 +97,22 @@ def test_a_tenant_admin_adds_and_removes_members(api, alice, acme, dave):
 
 def test_support_cannot_add_members_but_a_platform_admin_can(api, sam, pat, globex, dave):
     """Support acts on instances, not on who belongs to a tenant (security review L10)."""
-    response = api(sam).post("/api/memberships/", {"tenant": str(globex.pk), "user": "dave"},
-                             format="json")
+    response = api(sam).post(
+        "/api/memberships/", {"tenant": str(globex.pk), "user": "dave"}, format="json"
+    )
     assert response.status_code == 400 and "tenant" in response.json()
     assert not Membership.objects.filter(user=dave).exists()
-    response = api(pat).post("/api/memberships/", {"tenant": str(globex.pk), "user": "dave"},
-                             format="json")
+    response = api(pat).post(
+        "/api/memberships/", {"tenant": str(globex.pk), "user": "dave"}, format="json"
+    )
     assert response.status_code == 201
 
 
 def test_a_viewer_cannot_add_or_remove_members(api, bob, alice, acme, dave):
     client = api(bob)
-    response = client.post("/api/memberships/", {"tenant": str(acme.pk), "user": "dave"},
-                           format="json")
+    response = client.post(
+        "/api/memberships/", {"tenant": str(acme.pk), "user": "dave"}, format="json"
+    )
     assert response.status_code == 400 and "tenant" in response.json()
     alices = Membership.objects.get(user=alice)
     assert client.delete(f"/api/memberships/{alices.pk}/").status_code == 403
@@ -112,8 +122,9 @@ def test_a_viewer_cannot_add_or_remove_members(api, bob, alice, acme, dave):
 
 def test_a_foreign_tenant_admin_gets_not_found(api, charlie, alice, acme, dave):
     client = api(charlie)
-    response = client.post("/api/memberships/", {"tenant": str(acme.pk), "user": "dave"},
-                           format="json")
+    response = client.post(
+        "/api/memberships/", {"tenant": str(acme.pk), "user": "dave"}, format="json"
+    )
     assert response.status_code == 400 and "tenant" in response.json()
     alices = Membership.objects.get(user=alice)
     assert client.get(f"/api/memberships/{alices.pk}/").status_code == 404
@@ -121,13 +132,15 @@ def test_a_foreign_tenant_admin_gets_not_found(api, charlie, alice, acme, dave):
     assert Membership.objects.filter(user=alice).exists()
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"user": "alice"}, "user"),  # already a member
-    ({"user": "nobody"}, "user"),
-    ({"user": "dave", "role": "owner"}, "role"),
-    ({"user": "dave", "tenant": "not-a-uuid"}, "tenant"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"user": "alice"}, "user"),  # already a member
+        ({"user": "nobody"}, "user"),
+        ({"user": "dave", "role": "owner"}, "role"),
+        ({"user": "dave", "tenant": "not-a-uuid"}, "tenant"),
+    ],
+)
 def test_bad_membership_input_is_a_field_error(api, alice, acme, dave, body, field):
-    response = api(alice).post("/api/memberships/", {"tenant": str(acme.pk), **body},
-                               format="json")
+    response = api(alice).post("/api/memberships/", {"tenant": str(acme.pk), **body}, format="json")
     assert response.status_code == 400 and field in response.json()

@@ -63,10 +63,16 @@ def test_staff_may_create_a_cross_tenant_token(api, sam, acme_jira, globex_wiki)
     assert sorted(i["name"] for i in listed) == ["acme-jira", "globex-wiki"]
 
 
-@pytest.mark.parametrize("body", [
-    {"name": ""}, {"name": "x" * 500}, {"scope": "admin"},
-    {"expires_at": "2001-01-01T00:00:00Z"}, {"expires_at": "tomorrow"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": ""},
+        {"name": "x" * 500},
+        {"scope": "admin"},
+        {"expires_at": "2001-01-01T00:00:00Z"},
+        {"expires_at": "tomorrow"},
+    ],
+)
 def test_bad_token_requests_are_field_errors(api, alice, acme, body):
     response = create(api(alice), tenant=str(acme.pk), **body)
     assert response.status_code == 400 and set(body) & set(response.json())
@@ -141,8 +147,9 @@ def test_a_token_loses_its_tenant_with_the_membership(api, make_token, alice, ac
     assert client.get(f"/api/instances/{acme_jira.pk}/").status_code == 404
 
 
-def test_a_tenant_bound_staff_token_is_limited_to_that_tenant(api, make_token, sam, acme_jira,
-                                                              globex_wiki):
+def test_a_tenant_bound_staff_token_is_limited_to_that_tenant(
+    api, make_token, sam, acme_jira, globex_wiki
+):
     client = api(token=make_token(sam, acme_jira.tenant))
     assert [i["name"] for i in client.get("/api/instances/").json()["results"]] == ["acme-jira"]
     assert client.get(f"/api/instances/{globex_wiki.pk}/").status_code == 404

@@ -27,6 +27,7 @@ def lab(django_db_setup, django_db_blocker):
     with lab_world(django_db_blocker) as world:
         yield world
 
+
 SECRET = "other tenant's secret\n"
 
 

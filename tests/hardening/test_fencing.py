@@ -22,6 +22,7 @@ from tests.support.lab import step_text
 
 pytestmark = [pytest.mark.worker, pytest.mark.lab]
 
+
 def _break_heartbeat(op: Operation) -> None:
     """Every heartbeat update of ``op`` now fails with a database error (the heartbeat keeps
     retrying); the reaper's update, which does not touch ``heartbeat_at``, still works."""

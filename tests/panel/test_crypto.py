@@ -36,4 +36,3 @@ def test_rotation_re_encrypts_under_the_new_key_and_the_old_key_can_go(acme_jira
     assert after != before
     settings.PANEL_ENCRYPTION_KEYS = [new_key]  # the old key is dropped
     assert AtlassianInstance.objects.get(pk=acme_jira.pk).db_password == "pw-acme-jira-secret"
-

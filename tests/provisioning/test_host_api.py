@@ -16,8 +16,14 @@ from tenants.models import AuditEvent
 pytestmark = pytest.mark.django_db
 
 SEEN = "SHA256:" + "s" * 43
-ENROL = {"name": "app-fra-1", "role": "app", "address": "10.0.0.5", "ssh_port": 22,
-         "data_root": "/srv/atlassian", "root_password": "one-time-Pa55word"}
+ENROL = {
+    "name": "app-fra-1",
+    "role": "app",
+    "address": "10.0.0.5",
+    "ssh_port": 22,
+    "data_root": "/srv/atlassian",
+    "root_password": "one-time-Pa55word",
+}
 
 
 @pytest.fixture
@@ -33,8 +39,12 @@ def keyed_host(app_host) -> Host:
 @pytest.fixture
 def seen_host(db) -> Host:
     return Host.objects.create(
-        name="app-two", role="app", address="10.0.0.6", status="enrolled",
-        seen_host_key_fingerprint=SEEN, seen_host_key="ssh-ed25519 AAAAC3Nza",
+        name="app-two",
+        role="app",
+        address="10.0.0.6",
+        status="enrolled",
+        seen_host_key_fingerprint=SEEN,
+        seen_host_key="ssh-ed25519 AAAAC3Nza",
         ssh_public_key="ssh-ed25519 AAAA panel@app-two",
     )
 
@@ -78,7 +88,8 @@ def test_enrolling_answers_202_with_the_first_contact_operation(api, pat, _no_br
     host = Host.objects.get(name="app-fra-1")
     assert op.host == host and host.status == "enrolled" and op.lock_key == f"host:{host.pk}"
     assert host.ssh_public_key.startswith("ssh-ed25519 ") and host.ssh_public_key.endswith(
-        "panel@app-fra-1")
+        "panel@app-fra-1"
+    )
     assert "OPENSSH PRIVATE KEY" in host.ssh_private_key
     with connection.cursor() as cursor:  # encrypted at rest
         cursor.execute("SELECT ssh_private_key FROM provisioning_host WHERE id = %s", [host.pk])
@@ -99,8 +110,9 @@ def test_an_idempotency_key_returns_the_first_enrolment(api, pat):
     assert first.status_code == second.status_code == 202
     assert first.json()["id"] == second.json()["id"]
     assert Host.objects.count() == 1
-    other = client.post(f"/api/hosts/{Host.objects.get().pk}/provision/",
-                        HTTP_IDEMPOTENCY_KEY="enrol-1")
+    other = client.post(
+        f"/api/hosts/{Host.objects.get().pk}/provision/", HTTP_IDEMPOTENCY_KEY="enrol-1"
+    )
     assert other.status_code == 409
 
 
@@ -161,8 +173,13 @@ def test_the_schema_documents_the_host_endpoints_without_warnings(tmp_path):
     target = tmp_path / "schema.yaml"
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
     schema = yaml.safe_load(target.read_text())
-    for path in ("/api/hosts/", "/api/hosts/{id}/", "/api/hosts/{id}/trust/",
-                 "/api/hosts/{id}/provision/", "/api/hosts/{id}/health/"):
+    for path in (
+        "/api/hosts/",
+        "/api/hosts/{id}/",
+        "/api/hosts/{id}/trust/",
+        "/api/hosts/{id}/provision/",
+        "/api/hosts/{id}/health/",
+    ):
         assert path in schema["paths"], path
     assert "202" in schema["paths"]["/api/hosts/"]["post"]["responses"]
     assert "409" in schema["paths"]["/api/hosts/{id}/provision/"]["post"]["responses"]

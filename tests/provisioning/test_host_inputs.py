@@ -11,10 +11,22 @@ from provisioning.models import Host, Operation
 
 pytestmark = pytest.mark.django_db
 
-ATTACKS = ["; rm -rf /", "$(touch /tmp/pwned)", "`touch /tmp/pwned`", "x\ntouch /tmp/pwned",
-           "../../etc"]
-VALID = {"name": "app-fra-1", "role": "app", "address": "10.0.0.5", "ssh_port": 22,
-         "ssh_user": "root", "data_root": "/srv/atlassian", "private_address": ""}
+ATTACKS = [
+    "; rm -rf /",
+    "$(touch /tmp/pwned)",
+    "`touch /tmp/pwned`",
+    "x\ntouch /tmp/pwned",
+    "../../etc",
+]
+VALID = {
+    "name": "app-fra-1",
+    "role": "app",
+    "address": "10.0.0.5",
+    "ssh_port": 22,
+    "ssh_user": "root",
+    "data_root": "/srv/atlassian",
+    "private_address": "",
+}
 # Each field with hostile values shaped like what it expects.
 HOSTILE = {
     "name": [f"app{a}" for a in ATTACKS] + ["../app", "app/../../x"],
@@ -68,8 +80,10 @@ def test_the_service_refuses_hostile_values(field, value, pat):
     _nothing_created()
 
 
-@pytest.mark.parametrize("value", ["SHA256:abc; rm -rf /", "SHA256:$(id)" + "a" * 38,
-                                   "MD5:aa:bb", "SHA256:" + "a" * 42 + "\n"])
+@pytest.mark.parametrize(
+    "value",
+    ["SHA256:abc; rm -rf /", "SHA256:$(id)" + "a" * 38, "MD5:aa:bb", "SHA256:" + "a" * 42 + "\n"],
+)
 def test_hostile_fingerprints_are_refused(value, api, pat):
     response = api(pat).post("/api/hosts/", {**VALID, "host_key_fingerprint": value})
     assert response.status_code == 400 and "host_key_fingerprint" in response.json()

@@ -41,8 +41,13 @@ def test_the_list_shows_status_role_address_and_a_disk_warning(admin, app_host):
 
 def test_enrolling_leads_to_the_host_page_which_waits_for_the_key(admin, _no_broker):
     form = {
-        "name": "app-fra-1", "role": "app", "address": "10.0.0.5", "ssh_port": 22,
-        "ssh_user": "root", "data_root": "/srv/atlassian", "root_password": "once-only-pw",
+        "name": "app-fra-1",
+        "role": "app",
+        "address": "10.0.0.5",
+        "ssh_port": 22,
+        "ssh_user": "root",
+        "data_root": "/srv/atlassian",
+        "root_password": "once-only-pw",
         "idempotency_key": "ui-abc",
     }
     response = admin.post("/hosts/enrol/", form)
@@ -58,14 +63,20 @@ def test_enrolling_leads_to_the_host_page_which_waits_for_the_key(admin, _no_bro
 
 
 def test_the_key_panel_stops_polling_once_first_contact_ended(admin, app_host):
-    response = admin.get(f"/hosts/{app_host.pk}/", HTTP_HX_REQUEST="true",
-                         HTTP_HX_TARGET="host-key-panel")
+    response = admin.get(
+        f"/hosts/{app_host.pk}/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="host-key-panel"
+    )
     assert response.status_code == 286
 
 
 def test_the_admin_confirms_the_fingerprint_the_host_presented(admin):
-    host = Host.objects.create(name="app-two", role="app", address="10.0.0.6",
-                               seen_host_key_fingerprint=SEEN, seen_host_key="ssh-ed25519 AAAA")
+    host = Host.objects.create(
+        name="app-two",
+        role="app",
+        address="10.0.0.6",
+        seen_host_key_fingerprint=SEEN,
+        seen_host_key="ssh-ed25519 AAAA",
+    )
     page = admin.get(f"/hosts/{host.pk}/").content.decode()
     assert 'data-testid="confirm-key"' in page and SEEN in page
     assert 'id="action-provision"' not in page
@@ -89,8 +100,7 @@ def test_the_provision_button_starts_one_operation_and_refuses_a_second(admin, a
     response = admin.post(f"/hosts/{app_host.pk}/provision/", {"idempotency_key": "k1"})
     op = Operation.objects.get()
     assert op.kind == "host.provision" and response["Location"] == f"/operations/{op.pk}/"
-    second = admin.post(f"/hosts/{app_host.pk}/provision/", {"idempotency_key": "k2"},
-                        follow=True)
+    second = admin.post(f"/hosts/{app_host.pk}/provision/", {"idempotency_key": "k2"}, follow=True)
     assert "already running on this host" in second.content.decode()
     assert Operation.objects.count() == 1
     page = admin.get(f"/hosts/{app_host.pk}/").content.decode()
@@ -99,8 +109,11 @@ def test_the_provision_button_starts_one_operation_and_refuses_a_second(admin, a
 
 def test_the_detail_shows_facts_health_and_the_disk_warning(admin, app_host, settings):
     settings.PANEL_HOST_DISK_WARNING_PERCENT = 20
-    app_host.facts = {"docker_version": "24.0.7", "compose_version": "2.40.3",
-                      "health": {"reachable": True, "docker": "24.0.7", "problem": ""}}
+    app_host.facts = {
+        "docker_version": "24.0.7",
+        "compose_version": "2.40.3",
+        "health": {"reachable": True, "docker": "24.0.7", "problem": ""},
+    }
     app_host.save()
     page = admin.get(f"/hosts/{app_host.pk}/").content.decode()
     assert 'data-fact="docker_version"' in page and "2.40.3" in page

@@ -34,18 +34,24 @@ from provisioning.remote.keys import fingerprint_of_key
 def test_the_panel_makes_an_ed25519_key_pair_that_paramiko_and_openssh_read():
     keys = keypair_generate("panel@app-one")
     assert keys.public_openssh.startswith("ssh-ed25519 ") and keys.public_openssh.endswith(
-        " panel@app-one")
+        " panel@app-one"
+    )
     loaded = paramiko.Ed25519Key.from_private_key(io.StringIO(keys.private_openssh))
     assert fingerprint_of_key(loaded) == keys.fingerprint
-    openssh = subprocess.run(["ssh-keygen", "-lf", "-"], input=keys.public_openssh,
-                             capture_output=True, text=True, check=True)
-    assert openssh.stdout.split()[1] == keys.fingerprint == fingerprint_of_line(
-        keys.public_openssh)
+    openssh = subprocess.run(
+        ["ssh-keygen", "-lf", "-"],
+        input=keys.public_openssh,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert openssh.stdout.split()[1] == keys.fingerprint == fingerprint_of_line(keys.public_openssh)
 
 
 def test_the_policy_accepts_only_the_pinned_fingerprint():
     server_key = paramiko.Ed25519Key.from_private_key(
-        io.StringIO(keypair_generate("x").private_openssh))
+        io.StringIO(keypair_generate("x").private_openssh)
+    )
     actual = fingerprint_of_key(server_key)
     PinnedHostKeyPolicy(actual, "app-one").missing_host_key(None, "h", server_key)
     pinned = "SHA256:" + "A" * 43
@@ -62,7 +68,8 @@ def test_the_code_never_trusts_unknown_host_keys():
     # Spelled in pieces so that a CI grep for the names does not find this test itself.
     lax = ("AutoAdd" + "Policy", "Warning" + "Policy")
     offenders = [
-        str(path) for path in root.glob("*/**/*.py")
+        str(path)
+        for path in root.glob("*/**/*.py")
         if ".venv" not in path.parts
         and any(name in path.read_text(errors="replace") for name in lax)
     ]
@@ -70,30 +77,47 @@ def test_the_code_never_trusts_unknown_host_keys():
 
 
 def test_commands_must_be_argv_lists():
-    conn = HostConnection(SSHTarget(label="x", address="127.0.0.1", port=22, user="root",
-                                    fingerprint="SHA256:" + "A" * 43))
+    conn = HostConnection(
+        SSHTarget(
+            label="x", address="127.0.0.1", port=22, user="root", fingerprint="SHA256:" + "A" * 43
+        )
+    )
     with pytest.raises(TypeError):
         conn.run("rm -rf /")  # type: ignore[arg-type]
 
 
 def test_a_host_without_a_trusted_key_is_never_logged_in_to():
-    conn = HostConnection(SSHTarget(label="x", address="127.0.0.1", port=22, user="root",
-                                    fingerprint="", password="pw"))
+    conn = HostConnection(
+        SSHTarget(
+            label="x", address="127.0.0.1", port=22, user="root", fingerprint="", password="pw"
+        )
+    )
     with pytest.raises(HostKeyMismatch, match="no key trusted yet"):
         conn.open()
 
 
 def test_os_release_is_parsed_like_a_shell_would():
-    parsed = _parse_os_release('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n'
-                               "# comment\nID_LIKE='ubuntu debian'\n")
-    assert parsed == {"PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)", "ID": "debian",
-                      "ID_LIKE": "ubuntu debian"}
+    parsed = _parse_os_release(
+        'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n'
+        "# comment\nID_LIKE='ubuntu debian'\n"
+    )
+    assert parsed == {
+        "PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)",
+        "ID": "debian",
+        "ID_LIKE": "ubuntu debian",
+    }
 
 
 @pytest.mark.django_db
 def test_a_cancelled_enrolment_forgets_the_password(pat):
-    op = host_enrol(actor=access_for_user(pat), name="app-x", role="app", address="10.0.0.9",
-                    data_root="/srv/atlassian", root_password="s3cret-once")
+    op = host_enrol(
+        actor=access_for_user(pat),
+        name="app-x",
+        role="app",
+        address="10.0.0.9",
+        data_root="/srv/atlassian",
+        root_password="s3cret-once",
+    )
     assert PASSWORD_PARAM in op.params
     operation_cancel(op, actor=access_for_user(pat))
     op.refresh_from_db()
@@ -172,25 +196,28 @@ class RecordingContext:
 def _provisioner(conn, os_family="debian"):
     from provisioning.hosts.provision import Provisioner
 
-    p = Provisioner(ctx=RecordingContext(), host=Host(name="app-new", role="app",
-                                                       address="10.0.0.5"), conn=conn)
+    p = Provisioner(
+        ctx=RecordingContext(), host=Host(name="app-new", role="app", address="10.0.0.5"), conn=conn
+    )
     p.facts.update(os_family=os_family, os="Debian GNU/Linux 13 (trixie)")
     return p
 
 
 def test_docker_and_compose_are_installed_from_distribution_packages_when_absent():
-    conn = FakeConnection([
-        (["docker", "version"], 127, ""),
-        (["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "update"], 0, ""),
-        (["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install"], 0, ""),
-        (["docker", "version"], 0, "26.1.5\n"),
-        (["docker", "compose", "version"], 1, ""),
-        (["apt-cache", "policy", "docker-compose-plugin"], 0, "Candidate: (none)\n"),
-        (["apt-cache", "policy", "docker-compose-v2"], 0, ""),
-        (["apt-cache", "policy", "docker-compose"], 0, "  Candidate: 2.26.1-4\n"),
-        (["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install"], 0, ""),
-        (["docker", "compose", "version"], 0, "2.26.1\n"),
-    ])
+    conn = FakeConnection(
+        [
+            (["docker", "version"], 127, ""),
+            (["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "update"], 0, ""),
+            (["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install"], 0, ""),
+            (["docker", "version"], 0, "26.1.5\n"),
+            (["docker", "compose", "version"], 1, ""),
+            (["apt-cache", "policy", "docker-compose-plugin"], 0, "Candidate: (none)\n"),
+            (["apt-cache", "policy", "docker-compose-v2"], 0, ""),
+            (["apt-cache", "policy", "docker-compose"], 0, "  Candidate: 2.26.1-4\n"),
+            (["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install"], 0, ""),
+            (["docker", "compose", "version"], 0, "2.26.1\n"),
+        ]
+    )
     p = _provisioner(conn)
     p.ensure_docker()
     p.ensure_compose()
@@ -204,12 +231,14 @@ def test_docker_and_compose_are_installed_from_distribution_packages_when_absent
 def test_a_missing_compose_v2_without_a_package_fails_readably():
     from panel.operations import OperationFailed
 
-    conn = FakeConnection([
-        (["docker", "compose", "version"], 125, "docker: 'compose' is not a docker command."),
-        (["apt-cache", "policy", "docker-compose-plugin"], 0, ""),
-        (["apt-cache", "policy", "docker-compose-v2"], 0, ""),
-        (["apt-cache", "policy", "docker-compose"], 0, "  Candidate: 1.29.2-3\n"),
-    ])
+    conn = FakeConnection(
+        [
+            (["docker", "compose", "version"], 125, "docker: 'compose' is not a docker command."),
+            (["apt-cache", "policy", "docker-compose-plugin"], 0, ""),
+            (["apt-cache", "policy", "docker-compose-v2"], 0, ""),
+            (["apt-cache", "policy", "docker-compose"], 0, "  Candidate: 1.29.2-3\n"),
+        ]
+    )
     with pytest.raises(OperationFailed, match="Compose v2 plugin is missing on app-new"):
         _provisioner(conn).ensure_compose()
     assert not any("install" in argv for argv in conn.ran)

@@ -103,13 +103,21 @@ def test_an_admin_confirms_the_fingerprint_seen_on_first_contact(pat, enrol_lab_
     # The password was not used before the key was trusted, and is not kept for later.
     assert PASSWORD_PARAM not in first.params
 
-    op = run_operation(host_trust_key(
-        actor=access_for_user(pat), host=host, fingerprint=host.seen_host_key_fingerprint,
-        root_password=lab_hosts["app2"]["root_password"]))
+    op = run_operation(
+        host_trust_key(
+            actor=access_for_user(pat),
+            host=host,
+            fingerprint=host.seen_host_key_fingerprint,
+            root_password=lab_hosts["app2"]["root_password"],
+        )
+    )
     host.refresh_from_db()
     assert op.status == "succeeded", op.error
-    assert op.result == {"trusted": True, "key_installed": True,
-                         "host_key_fingerprint": lab_hosts["app2"]["host_key_fingerprint"]}
+    assert op.result == {
+        "trusted": True,
+        "key_installed": True,
+        "host_key_fingerprint": lab_hosts["app2"]["host_key_fingerprint"],
+    }
     assert host.status == Host.Status.TRUSTED
     assert host.host_key.startswith("ssh-ed25519 ")
 
@@ -147,19 +155,28 @@ def test_a_wrong_fingerprint_given_at_enrolment_is_refused_before_any_login(
 
 def test_an_unreachable_host_fails_with_a_readable_reason_and_shows_unreachable(pat, settings):
     settings.PANEL_SSH_RETRY_BACKOFF = 0.1
-    op = host_enrol(actor=access_for_user(pat), name="ghost", role="app", address="127.0.0.99",
-                    ssh_port=2222, data_root="/srv/ghost", root_password="not-used-123")
+    op = host_enrol(
+        actor=access_for_user(pat),
+        name="ghost",
+        role="app",
+        address="127.0.0.99",
+        ssh_port=2222,
+        data_root="/srv/ghost",
+        root_password="not-used-123",
+    )
     op = run_operation(op)
     host = Host.objects.get(pk=op.host_id)
     assert op.status == "failed"
-    assert op.error == ("Cannot reach ghost at 127.0.0.99:2222 over SSH: connection refused "
-                        "(tried 3 times).")
+    assert op.error == (
+        "Cannot reach ghost at 127.0.0.99:2222 over SSH: connection refused (tried 3 times)."
+    )
     assert host.status == Host.Status.UNREACHABLE and host.status_reason == op.error
     assert PASSWORD_PARAM not in op.params
 
     # A pinned host that went away: provisioning fails the same readable way.
-    Host.objects.filter(pk=host.pk).update(host_key_fingerprint="SHA256:" + "A" * 43,
-                                           status=Host.Status.READY)
+    Host.objects.filter(pk=host.pk).update(
+        host_key_fingerprint="SHA256:" + "A" * 43, status=Host.Status.READY
+    )
     host.refresh_from_db()
     op = provision(pat, host)
     assert op.status == "failed" and "connection refused" in op.error
@@ -220,15 +237,40 @@ def test_the_app_host_rsyncs_to_its_backup_host_and_cannot_run_anything_else_the
     with host_connection(app) as conn:
         conn.upload(f"/tmp/{name}", b"backup bytes\n", mode=0o600)
         # rrsync lets one transfer at a time into the directory: wait out a running backup.
-        assert wait_for(lambda: conn.run(
-            ["rsync", "-a", "-e", ssh_e, f"/tmp/{name}", host_backup_rsync_destination(app, name)],
-            ok_codes=range(256)).exit_code == 0, timeout=60, interval=2)
+        assert wait_for(
+            lambda: (
+                conn.run(
+                    [
+                        "rsync",
+                        "-a",
+                        "-e",
+                        ssh_e,
+                        f"/tmp/{name}",
+                        host_backup_rsync_destination(app, name),
+                    ],
+                    ok_codes=range(256),
+                ).exit_code
+                == 0
+            ),
+            timeout=60,
+            interval=2,
+        )
         # rrsync confines the key: no shell, no path outside the app host's directory.
-        shell = conn.run([*host_backup_ssh_argv(app), f"root@{backup.peer_address}",
-                          f"touch /tmp/{name}-pwned"], ok_codes=range(1, 256))
-        escape = conn.run(["rsync", "-a", "-e", ssh_e, f"/tmp/{name}",
-                           host_backup_rsync_destination(app, f"../../{name}-escaped")],
-                          ok_codes=range(256))
+        shell = conn.run(
+            [*host_backup_ssh_argv(app), f"root@{backup.peer_address}", f"touch /tmp/{name}-pwned"],
+            ok_codes=range(1, 256),
+        )
+        escape = conn.run(
+            [
+                "rsync",
+                "-a",
+                "-e",
+                ssh_e,
+                f"/tmp/{name}",
+                host_backup_rsync_destination(app, f"../../{name}-escaped"),
+            ],
+            ok_codes=range(256),
+        )
         conn.run(["rm", "-f", f"/tmp/{name}"])
     # Pushes land in the app host's write-only incoming area, never among committed points.
     landed = Path(host_backup_push_dir(app), name)

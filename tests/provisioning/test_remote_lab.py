@@ -22,8 +22,14 @@ from tests.support.lab import lab_admin_connection
 
 pytestmark = pytest.mark.lab
 
-HOSTILE = ["; rm -rf /", "$(touch /tmp/{m}-a)", "`touch /tmp/{m}-b`", "x\ntouch /tmp/{m}-c",
-           "../../etc/passwd", "' \" \\ | & > /tmp/{m}-d"]
+HOSTILE = [
+    "; rm -rf /",
+    "$(touch /tmp/{m}-a)",
+    "`touch /tmp/{m}-b`",
+    "x\ntouch /tmp/{m}-c",
+    "../../etc/passwd",
+    "' \" \\ | & > /tmp/{m}-d",
+]
 
 
 class RecordingContext:
@@ -69,8 +75,14 @@ def test_every_command_is_recorded_with_exit_code_duration_and_output(lab_state)
             conn.run(["sh", "-c", "echo broken >&2; exit 3"])
     assert "exit code 3" in str(err.value) and "broken" in str(err.value)
     hello, failed = ctx.steps
-    assert hello == {"message": "Say hello", "level": "info", "command": "echo hello",
-                     "exit_code": 0, "duration_ms": hello["duration_ms"], "output": "hello\n"}
+    assert hello == {
+        "message": "Say hello",
+        "level": "info",
+        "command": "echo hello",
+        "exit_code": 0,
+        "duration_ms": hello["duration_ms"],
+        "output": "hello\n",
+    }
     assert failed["exit_code"] == 3 and failed["level"] == "error"
     assert failed["command"] == "sh -c 'echo broken >&2; exit 3'"
 
@@ -127,8 +139,11 @@ def test_a_wrong_pin_refuses_commands_files_and_docker_alike(lab_state):
     assert good.fingerprint in str(err.value) and wrong.fingerprint in str(err.value)
     assert err.value.presented_openssh.startswith("ssh-")
     # Nothing was opened: every later call fails instead of reaching the host.
-    for call in (lambda: conn.run(["true"]), lambda: conn.read("/etc/hostname"),
-                 lambda: conn.docker()):
+    for call in (
+        lambda: conn.run(["true"]),
+        lambda: conn.read("/etc/hostname"),
+        lambda: conn.docker(),
+    ):
         with pytest.raises(HostUnreachable):
             call()
 
@@ -137,8 +152,9 @@ def test_an_unreachable_address_is_retried_then_reported_readably(settings):
     settings.PANEL_SSH_RETRY_BACKOFF = 0.05
     with pytest.raises(HostUnreachable) as err:
         host_key_scan("127.0.0.99", 2222, label="ghost")
-    assert str(err.value) == ("Cannot reach ghost at 127.0.0.99:2222 over SSH: connection "
-                              "refused (tried 3 times).")
+    assert str(err.value) == (
+        "Cannot reach ghost at 127.0.0.99:2222 over SSH: connection refused (tried 3 times)."
+    )
 
 
 def test_compose_runs_the_v2_plugin_in_a_project_directory(lab_state, lab_hosts):
