@@ -135,6 +135,25 @@ def dns_target(instance: AtlassianInstance) -> tuple[str, str]:
     return (DnsRecord.Type.AAAA if ip.version == 6 else DnsRecord.Type.A), str(ip)
 
 
+def customer_record_put(instance: AtlassianInstance, *, rtype: str, value: str) -> DnsRecord:
+    """The record the customer must create for ``instance`` (in a zone the panel does not
+    manage): stored so the page can show it and the periodic check can look for it."""
+    record, _ = DnsRecord.objects.update_or_create(
+        instance=instance,
+        name=instance.hostname,
+        rtype=rtype,
+        defaults={
+            "zone": None,
+            "customer_managed": True,
+            "owned": False,
+            "value": value,
+            "status": DnsRecord.Status.WAITING,
+            "ttl": 300,
+        },
+    )
+    return record
+
+
 def dns_publish(ctx: OperationContext, instance: AtlassianInstance) -> list[DnsRecord]:
     """Create the record of ``instance``'s hostname in its managed zone, or replace it when the
     panel already owns it (one batch per zone); outside managed zones, record what the customer
@@ -155,19 +174,7 @@ def dns_publish(ctx: OperationContext, instance: AtlassianInstance) -> list[DnsR
                 "customer-managed; then retry."
             )
         _records_remove(ctx, instance, list(stale.select_related("zone__account")))
-        record, _ = DnsRecord.objects.update_or_create(
-            instance=instance,
-            name=instance.hostname,
-            rtype=rtype,
-            defaults={
-                "zone": None,
-                "customer_managed": True,
-                "owned": False,
-                "value": value,
-                "status": DnsRecord.Status.WAITING,
-                "ttl": 300,
-            },
-        )
+        record = customer_record_put(instance, rtype=rtype, value=value)
         ctx.step(
             f"DNS of {instance.hostname} is customer-managed: the customer must create "
             f"{instance.hostname} {rtype} {value}; the panel checks it and requests the "

@@ -25,7 +25,7 @@ from certificates.models import (
     DnsZone,
     ProxySite,
 )
-from certificates.services.dns_records import dns_record_check, dns_target
+from certificates.services.dns_records import customer_record_put, dns_record_check, dns_target
 from certificates.services.issuance import certificate_for_instance
 from certificates.services.publish import endpoint_check_safely
 from panel.access import Access
@@ -94,17 +94,7 @@ def dns_customer_managed_mark(*, actor: Access, instance: AtlassianInstance) -> 
     """Accept that the customer runs the DNS of ``instance``'s hostname (the panel shows the
     record to create and checks it)."""
     rtype, value = dns_target(instance) if instance.host else (DnsRecord.Type.A, "")
-    record, _ = DnsRecord.objects.update_or_create(
-        instance=instance,
-        name=instance.hostname,
-        rtype=rtype,
-        defaults={
-            "zone": None,
-            "customer_managed": True,
-            "value": value,
-            "status": DnsRecord.Status.WAITING,
-        },
-    )
+    record = customer_record_put(instance, rtype=rtype, value=value)
     audit_record(
         actor=actor,
         action="dns.customer_managed",
