@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from notifications.models import NotificationDelivery, NotificationPreference
 from tenants.models import AuditEvent
-from tests.notifications.test_notifications import deliver_all
+from tests.support.notifications import deliver_all
 
 pytestmark = pytest.mark.django_db
 

@@ -22,40 +22,18 @@ from notifications.scans import expiry_threshold, notifications_scan
 from notifications.services import notification_deliver, webhook_url_check
 from notifications.transports import webhook_signature
 from panel.notices import notify, notify_resolved
-from provisioning.models import Host, InstanceHealthCheck, License, Operation
+from provisioning.models import Host, InstanceHealthCheck, License
+from tests.support.notifications import deliver_all, failed_operation
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "s3cret-webhook-signing-key"
 
 
-def deliver_all() -> list[str]:
-    """Run every due delivery once, as the worker would."""
-    due = (
-        NotificationDelivery.objects.filter(
-            status__in=["pending", "retrying"], next_attempt_at__lte=timezone.now()
-        )
-        .order_by("created_at")
-        .values_list("id", flat=True)
-    )
-    return [notification_deliver(d) for d in list(due)]
-
-
 def make_due(delivery: NotificationDelivery) -> None:
     """Let the clock run to the delivery's next attempt."""
     NotificationDelivery.objects.filter(pk=delivery.pk).update(
         next_attempt_at=timezone.now() - timedelta(seconds=1)
-    )
-
-
-def failed_operation(instance, error="The image panel-lab/jira-software:0.0.0 does not exist."):
-    return Operation.objects.create(
-        kind="instance.upgrade",
-        tenant=instance.tenant,
-        instance=instance,
-        status="failed",
-        error=error,
-        finished_at=timezone.now(),
     )
 
 

@@ -13,7 +13,7 @@ from notifications.models import NotificationDelivery, NotificationEvent, Notifi
 from notifications.scans import notifications_scan
 from panel import operations
 from panel.access import access_for_user
-from tests.notifications.test_notifications import deliver_all, failed_operation
+from tests.support.notifications import deliver_all, failed_operation
 
 pytestmark = pytest.mark.django_db
 
