@@ -293,6 +293,36 @@ def jira_env(database: str, **extra) -> dict:
     return env
 
 
+def test_postgres_stops_at_once_under_the_panels_confinement(state):
+    """Rule (official postgres image: its Dockerfile sets STOPSIGNAL SIGINT and its entrypoint
+    ends in ``exec gosu postgres``, https://github.com/docker-library/postgres): the server is
+    PID 1 and gets Docker's stop signal itself, so with every capability dropped but the ones
+    the panel grants a database (provisioning.products.DB_CAPABILITIES, no CAP_KILL) a stop is
+    a fast shutdown within seconds, exit 0, not a kill after the grace period."""
+    from provisioning.products import DB_CAPABILITIES
+
+    box = Sandbox()
+    try:
+        confinement = ["--cap-drop", "ALL", "--security-opt", "no-new-privileges:true"]
+        for cap in DB_CAPABILITIES:
+            confinement += ["--cap-add", cap]
+        db = box.run(
+            state["postgres_image"],
+            name="db",
+            env={"POSTGRES_USER": "lab", "POSTGRES_PASSWORD": "lab-pw"},
+            extra=confinement,
+        )
+        wait_pg_ready(db, "lab")
+        assert docker("exec", db, "cat", "/proc/1/comm").stdout.strip() == "postgres"
+        started = time.monotonic()
+        docker("stop", "-t", "60", db)
+        took = time.monotonic() - started
+        assert took < 15, f"stop took {took:.0f} s: the stop signal did not reach the server"
+        assert docker("inspect", "-f", "{{.State.ExitCode}}", db).stdout.strip() == "0"
+    finally:
+        box.close()
+
+
 def test_standin_jira_starts_stores_base_url_and_echoes_its_config(state, pg):
     box, db = pg
     database = new_database(db)

@@ -91,21 +91,12 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   log "init done; ready for start up"
 fi
 
-# Run the server under this shell so that SIGTERM (what `docker stop`, compose
-# and most tools send) becomes PostgreSQL's *fast* shutdown (SIGINT): clients
-# are disconnected, a checkpoint is written, and the container exits 0 within
-# a second or two instead of waiting for clients as "smart" shutdown would.
+# Like the official image (its entrypoint ends in `exec gosu postgres ...`), the server
+# replaces this shell as PID 1, running as postgres: Docker's stop signal (STOPSIGNAL SIGINT,
+# PostgreSQL's *fast* shutdown) reaches it directly. A root shell relaying the signal
+# instead cannot signal a process of another user once the panel drops CAP_KILL, and every
+# stop then waits out the whole grace period before being killed.
 if [ "$(id -u)" = 0 ]; then
-  setpriv --reuid=postgres --regid=postgres --init-groups -- "$@" &
-else
-  "$@" &
+  exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
 fi
-pg_pid=$!
-trap 'kill -INT "$pg_pid" 2>/dev/null || true' TERM INT
-trap 'kill -QUIT "$pg_pid" 2>/dev/null || true' QUIT
-set +e
-while kill -0 "$pg_pid" 2>/dev/null; do
-  wait "$pg_pid"  # returns early (status > 128) when a trap ran
-done
-wait "$pg_pid"    # the server's own exit status
-exit $?
+exec "$@"
