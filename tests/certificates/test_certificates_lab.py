@@ -64,6 +64,10 @@ def test_a_zone_with_wildcard_gets_one_certificate_through_dns01(
     # Synchrony's websocket path goes to port 8091
     sync = https_get(ready_app_host.address, hostname, "/synchrony/heartbeat", cafile=pebble_root)
     assert sync.status == 200, sync.body
+    # ... and /synchrony-proxy (Confluence's own path) to the app on 8090, not to Synchrony: the
+    # app's JSON 404 for an unknown path, where Synchrony answers plain text.
+    own = https_get(ready_app_host.address, hostname, "/synchrony-proxy/x", cafile=pebble_root)
+    assert standin_json(own)["path"] == "/synchrony-proxy/x", own.body
 
 
 def test_renewal_replaces_the_certificate_without_downtime(

@@ -48,6 +48,8 @@ def test_the_site_forwards_headers_in_every_location_and_accepts_attachments(acm
     assert text.count("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;") == 2
     assert text.count("proxy_set_header X-Forwarded-Proto $scheme;") == 2
     assert "proxy_pass http://$synchrony_upstream:8091;" in text
+    # /synchrony/ only: /synchrony-proxy is Confluence's own path, on its HTTP port
+    assert "location ^~ /synchrony/ {" in text and "location /synchrony {" not in text
     assert "proxy_set_header Upgrade $http_upgrade;" in text
     assert "location /wiki {" in text and "proxy_pass http://$upstream:8090;" in text
     assert "return 302 /wiki/;" in text
