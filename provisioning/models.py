@@ -161,6 +161,21 @@ class AtlassianInstance(models.Model):
     # What the periodic drift check found differing from what the panel deployed ("" = none).
     drift = models.TextField(blank=True)
     drift_checked_at = models.DateTimeField(null=True, blank=True)
+    # A copy (a restore into a new instance, a drill's scratch instance) starts with outgoing
+    # and incoming mail off, so it never mails real users or empties production mailboxes:
+    # the flags Jira's staging guide uses, passed through JVM_SUPPORT_RECOMMENDED_ARGS
+    # (https://confluence.atlassian.com/adminjiraserver072/establishing-staging-server-environments-for-jira-applications-828787655.html).
+    # Staff turn it off, audited, when a copy goes live.
+    outbound_disabled = models.BooleanField(default=False)
+    copy_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="copies"
+    )
+    # Kept when the source is deleted, so the copy still says what it is a copy of.
+    copy_of_name = models.CharField(max_length=40, blank=True)
+    # The backup point (backups.Backup) the copy was made from: a plain id, because
+    # provisioning sits below backups and must not refer to its models.
+    copy_point = models.UUIDField(null=True, blank=True)
+    copy_point_taken_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
