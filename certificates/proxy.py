@@ -173,19 +173,40 @@ def site_render(instance: Any, certificate: Any) -> str:
     return render_to_string(settings.PANEL_PROXY_SITE_TEMPLATE, context)
 
 
+APACHE_ACME_ROOT = "/var/www/acme"
+
+
+def _trusted_proxy(value: str) -> str:
+    """``value`` as mod_remoteip's RemoteIPTrustedProxy takes it: an address or a network."""
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise ValueError(
+            f"refusing to render trusted proxy {value!r}: give an IP address or a network"
+        ) from None
+
+
 def apache_vhost_render(
     instance: Any,
     *,
     upstream_host: str = "",
     certificate_file: str = "",
     key_file: str = "",
+    trusted_proxy: str = "",
+    acme_root: str = APACHE_ACME_ROOT,
 ) -> str:
     """An Apache httpd 2.4 virtual host for ``instance`` (seed 002: ProxyPass/ProxyPassReverse
-    with the context path, ProxyRequests Off, Synchrony rules in the documented order,
-    RemoteIPHeader X-Forwarded-For)."""
+    with the context path, ProxyRequests Off, Synchrony rules in the documented order).
+
+    ``trusted_proxy`` (an address or network) is the proxy in front of this Apache: only then
+    is ``RemoteIPHeader X-Forwarded-For`` set, together with ``RemoteIPTrustedProxy``, since
+    without it mod_remoteip believes the header from any client
+    (https://httpd.apache.org/docs/2.4/mod/mod_remoteip.html#remoteiptrustedproxy). ACME
+    HTTP-01 challenges are served from ``acme_root`` on port 80 (an ``Alias``)."""
     context = _site_context(instance)
     # An export runs in front of the instance elsewhere: by default it names the instance,
-    # the edge network alias only resolves for the panel's own proxy.
+    # the edge network alias only resolves for the panel's own proxy. A host-level Apache
+    # reaches neither (the template says so and what to point it at instead).
     context["upstream_host"] = _check(upstream_host or instance.name, "upstream host")
     ctx_path = context["context_path"]
     context.update(
@@ -194,6 +215,8 @@ def apache_vhost_render(
             "apache_target": ctx_path or "/",
             "certificate_file": certificate_file or f"/etc/ssl/certs/{instance.hostname}.pem",
             "key_file": key_file or f"/etc/ssl/private/{instance.hostname}.key",
+            "trusted_proxy": _trusted_proxy(trusted_proxy) if trusted_proxy else "",
+            "acme_root": _check(acme_root.rstrip("/"), "ACME webroot"),
         }
     )
     return render_to_string("certificates/proxy/apache-vhost.conf", context)
