@@ -31,6 +31,22 @@ EDGE_PREFIX = "panel-edge-"
 STOP_GRACE = "120s"  # longer than the products' own shutdown timeouts (60 s and more)
 ENV_NAME_RE = re.compile(r"\A[A-Z][A-Z0-9_]{0,63}\Z")
 
+# A copy's mail switches. Jira ships these, commented out, in bin/setenv.sh and its staging
+# guide uses them:
+# https://confluence.atlassian.com/adminjiraserver072/establishing-staging-server-environments-for-jira-applications-828787655.html
+# The send key is atlassian-mail's MailFactory.MAIL_DISABLED_KEY:
+# https://docs.atlassian.com/atlassian-mail/1.3.23/constant-values.html
+# Confluence's incoming switch is its own system property:
+# https://confluence.atlassian.com/conf711/recognized-system-properties-1044782619.html
+# For Bitbucket, Bamboo and Crowd their effect is not publicly documented (see README).
+MAIL_OFF_ARGS = (
+    "-Datlassian.mail.senddisabled=true",
+    "-Datlassian.mail.fetchdisabled=true",
+    "-Datlassian.mail.popdisabled=true",
+)
+CONFLUENCE_MAIL_OFF_ARGS = ("-Dconfluence.disable.mailpolling=true",)
+JVM_ARGS_ENV = "JVM_SUPPORT_RECOMMENDED_ARGS"  # how every image takes extra JVM flags
+
 
 @dataclass(frozen=True)
 class RenderedProject:
@@ -134,7 +150,20 @@ def _app_environment(instance: AtlassianInstance, spec: ProductSpec) -> dict[str
         # they often hold keys; they may not override what the panel sets.
         if ENV_NAME_RE.match(name) and name not in env:
             env[name] = f"${{PANEL_EXTRA_{i}}}"
+    if instance.outbound_disabled:
+        # Appended to whatever JVM flags the instance already has (its extra_env value stays
+        # in .env and is interpolated), so a copy keeps its tuning and still sends no mail.
+        flags = " ".join(mail_off_args(spec))
+        current = env.get(JVM_ARGS_ENV)
+        env[JVM_ARGS_ENV] = f"{current} {flags}" if current else flags
     return env
+
+
+def mail_off_args(spec: ProductSpec) -> tuple[str, ...]:
+    """The JVM flags that keep ``spec``'s product from sending or fetching mail."""
+    if spec.product == "confluence":
+        return MAIL_OFF_ARGS + CONFLUENCE_MAIL_OFF_ARGS
+    return MAIL_OFF_ARGS
 
 
 def _license_key(instance: AtlassianInstance) -> str:
