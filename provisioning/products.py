@@ -37,6 +37,19 @@ class ProductSpec:
     non_heap_mb: int = 768
     # Threads count against the pid limit; Bitbucket forks a git process per hosting request.
     pids_limit: int = 2048
+    # The container port clients outside reach directly, not through the HTTP proxy; the
+    # panel publishes it on a host port of its own per instance (provisioning/ports.py). The
+    # images' READMEs publish them: Bitbucket `-p 7999:7999` (git over SSH), Bamboo
+    # `-p 54663:54663` (the ActiveMQ broker of remote agents)
+    # (https://hub.docker.com/r/atlassian/bitbucket, https://hub.docker.com/r/atlassian/bamboo).
+    published_port: int | None = None
+    # The file in home that names the database (relative to home). The images write it on
+    # the first start only, so a copied home names the source's database until the panel
+    # rewrites it (provisioning/homefiles.py). Bitbucket's is read only when JDBC_URL is unset.
+    db_config_file: str = ""
+    # The licence lives in a home file (Confluence: atlassian.license.message in
+    # confluence.cfg.xml); ATL_LICENSE_KEY only seeds it on the first start.
+    license_in_home_file: bool = False
 
 
 CATALOGUE: dict[str, ProductSpec] = {
@@ -50,6 +63,7 @@ CATALOGUE: dict[str, ProductSpec] = {
         "atl",
         ("9.12.0", "9.17.0"),
         768,
+        db_config_file="dbconfig.xml",
     ),
     Product.JIRA_SERVICE_MANAGEMENT: ProductSpec(
         Product.JIRA_SERVICE_MANAGEMENT,
@@ -61,6 +75,7 @@ CATALOGUE: dict[str, ProductSpec] = {
         "atl",
         ("5.12.0", "5.17.0"),
         768,
+        db_config_file="dbconfig.xml",
     ),
     Product.CONFLUENCE: ProductSpec(
         Product.CONFLUENCE,
@@ -73,6 +88,8 @@ CATALOGUE: dict[str, ProductSpec] = {
         ("8.5.0", "8.9.0"),
         1024,
         takes_license_env=True,
+        license_in_home_file=True,
+        db_config_file="confluence.cfg.xml",
         extra_dirs=("keys",),
         non_heap_mb=1536,
     ),
@@ -88,17 +105,21 @@ CATALOGUE: dict[str, ProductSpec] = {
         512,
         non_heap_mb=1536,
         pids_limit=8192,
+        published_port=7999,
+        db_config_file="shared/bitbucket.properties",
     ),
     Product.BAMBOO: ProductSpec(
         Product.BAMBOO,
         "bamboo",
         8085,
-        (),
+        (54663,),
         2005,
         "/var/atlassian/application-data/bamboo",
         "atl",
         ("9.6.0",),
         512,
+        db_config_file="bamboo.cfg.xml",
+        published_port=54663,
     ),
     Product.CROWD: ProductSpec(
         Product.CROWD,
@@ -110,6 +131,7 @@ CATALOGUE: dict[str, ProductSpec] = {
         "atl",
         ("5.3.0",),
         512,
+        db_config_file="shared/crowd.cfg.xml",
     ),
 }
 
