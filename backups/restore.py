@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
+from xml.sax.saxutils import unescape as xml_unescape
 
 from django.conf import settings
 from django.utils import timezone
@@ -40,6 +41,7 @@ from panel.operations import (
     failure_words,
 )
 from provisioning.compose import compose_render, instance_dir
+from provisioning.homefiles import home_db_config_point
 from provisioning.hosts import host_connection
 from provisioning.models import AtlassianInstance, Host, InstanceHealth
 from provisioning.remote import HostConnection, RemoteError
@@ -62,6 +64,14 @@ BASE_URL_UPDATE: dict[str, str] = {
     "crowd": "UPDATE cwd_property SET property_value = :'new_url' "
     "WHERE property_key = 'crowd' AND property_name = 'base.url';",
 }
+# Where each family keeps it, for the reason a restore gives when it is missing.
+BASE_URL_WHERE: dict[str, str] = {
+    "jira": "property jira.baseurl (propertyentry/propertystring)",
+    "confluence": "<baseUrl> of bandana atlassian.confluence.settings",
+    "bitbucket": "app_property instance.url",
+    "bamboo": "bandana bamboo.baseUrl",
+    "crowd": "cwd_property crowd base.url",
+}
 BASE_URL_READ: dict[str, str] = {
     "jira": "SELECT s.propertyvalue FROM propertyentry e JOIN propertystring s ON s.id = e.id "
     "WHERE e.property_key = 'jira.baseurl';",
@@ -72,6 +82,44 @@ BASE_URL_READ: dict[str, str] = {
     "bamboo": "SELECT serialized_data FROM bandana WHERE bandana_key = 'bamboo.baseUrl';",
     "crowd": "SELECT property_value FROM cwd_property WHERE property_key = 'crowd' "
     "AND property_name = 'base.url';",
+}
+
+
+# Application links of a copy would call production (and production's links, if the copy's
+# URL were ever registered, would call it back). A copy's links are pointed at a name under
+# .invalid, which never resolves (https://www.rfc-editor.org/rfc/rfc6761#section-6.4), keeping
+# the original host and path so a person still sees what each link was for.
+APPLINK_SUFFIX = ".applink-disabled.invalid"
+# Confluence: BANDANA keys applinks.admin.<id>.rpc.url / .display.url, as Atlassian's KB
+# edits them: https://ja.confluence.atlassian.com/confkb/how-to-update-an-application-link-url-manually-674988406.html
+# Jira/JSM: the same keys as properties (propertyentry + propertystring). No public source
+# states this; it is unverified on a real Jira (README "Copies").
+# Each URL's scheme, host and port become https://<host>.applink-disabled.invalid; the path
+# stays. Rows already neutralised are left alone, so a second run changes nothing.
+APPLINK_UPDATE: dict[str, str] = {
+    "confluence": "UPDATE bandana SET bandanavalue = regexp_replace(bandanavalue, "
+    "'https?://([^/:<>\"[:space:]]+)(:[0-9]+)?', 'https://\\1.applink-disabled.invalid', 'g') "
+    "WHERE (bandanakey LIKE 'applinks.admin.%.rpc.url' "
+    "OR bandanakey LIKE 'applinks.admin.%.display.url') "
+    "AND bandanavalue NOT LIKE '%.applink-disabled.invalid%';",
+    "jira": "UPDATE propertystring SET propertyvalue = regexp_replace(propertyvalue, "
+    "'https?://([^/:<>\"[:space:]]+)(:[0-9]+)?', 'https://\\1.applink-disabled.invalid', 'g') "
+    "WHERE id IN (SELECT id FROM propertyentry "
+    "WHERE property_key LIKE 'applinks.admin.%.rpc.url' "
+    "OR property_key LIKE 'applinks.admin.%.display.url') "
+    "AND propertyvalue NOT LIKE '%.applink-disabled.invalid%';",
+}
+# Answers "<links> <links still pointing at a real host>".
+APPLINK_COUNT: dict[str, str] = {
+    "confluence": "SELECT count(*) || ' ' || count(*) FILTER (WHERE bandanavalue ~ 'https?://' "
+    "AND bandanavalue NOT LIKE '%.applink-disabled.invalid%') FROM bandana "
+    "WHERE bandanakey LIKE 'applinks.admin.%.rpc.url' "
+    "OR bandanakey LIKE 'applinks.admin.%.display.url';",
+    "jira": "SELECT count(*) || ' ' || count(*) FILTER (WHERE propertyvalue ~ 'https?://' "
+    "AND propertyvalue NOT LIKE '%.applink-disabled.invalid%') FROM propertystring "
+    "WHERE id IN (SELECT id FROM propertyentry "
+    "WHERE property_key LIKE 'applinks.admin.%.rpc.url' "
+    "OR property_key LIKE 'applinks.admin.%.display.url');",
 }
 
 
@@ -298,16 +346,68 @@ def base_url_rewrite(
         database=instance.db_name,
         message="Read the base URL back",
     ).strip()
+    where = BASE_URL_WHERE[family]
     if not before:
+        # A copy without a stored base URL would take whatever URL it is first reached by,
+        # and its mails and links would say so; the restore does not pretend it is done.
+        raise OperationFailed(
+            f"{instance.product}: {where} held no base URL in the restored database, so "
+            f"{instance.name} would not link to {new_url} but to wherever it is first reached "
+            "(the source if its links are followed). Choose a point taken after the source's "
+            "setup, or set its base URL and take a new point."
+        )
+    if not after or new_url not in xml_unescape(after):
+        raise OperationFailed(
+            f"{instance.product}: {where} holds {after!r} after the rewrite, not {new_url}; "
+            f"{instance.name} would keep linking elsewhere."
+        )
+    ctx.step(f"Base URL {before} -> {after}")
+    return after
+
+
+def applinks_neutralise(
+    ctx: OperationContext, conn: HostConnection, target: AtlassianInstance
+) -> int | None:
+    """Point the restored database's application links at ``<host>.applink-disabled.invalid``
+    so the copy never calls (or is trusted by) the production instances it was linked to.
+
+    Returns how many links were found, or None for a product whose links stay manual."""
+    family = _family(target.product)
+    if family not in APPLINK_UPDATE:
+        # Bitbucket, Bamboo and Crowd: no public source says where they keep their links.
         ctx.step(
-            "The restored database held no base URL yet; the product will derive one",
+            f"{target.get_product_display()} keeps its application links as they were in the "
+            "point: remove or repoint them by hand (Administration > Application links) "
+            "before anyone uses the copy",
             level="warning",
         )
-    elif new_url not in after:
-        raise OperationFailed(f"The base URL is still {after!r} after the rewrite.")
-    else:
-        ctx.step(f"Base URL {before} -> {after}")
-    return after
+        return None
+    psql(
+        conn,
+        target,
+        APPLINK_UPDATE[family],
+        database=target.db_name,
+        message="Pointed the application links at .applink-disabled.invalid",
+    )
+    counts = psql(
+        conn,
+        target,
+        APPLINK_COUNT[family],
+        database=target.db_name,
+        message="Counted the application links left pointing at a real host",
+    )
+    found, live = (int(n) for n in counts.split())
+    if live:
+        raise OperationFailed(
+            f"{live} of {found} application links of {target.name} still point at a real "
+            "host after the rewrite; the copy would call production."
+        )
+    ctx.step(
+        f"Neutralised {found} application links (now under {APPLINK_SUFFIX.lstrip('.')})"
+        if found
+        else "The restored database holds no application links"
+    )
+    return found
 
 
 def deploy_files(ctx: OperationContext, conn: HostConnection, instance: AtlassianInstance) -> str:
@@ -729,6 +829,9 @@ def restore_new(ctx: OperationContext, target: AtlassianInstance, backup: Backup
                 source,
                 what=f"Copied home of point {backup.point_name} into {target.name}",
             )
+            # The copied home still names the source's database (the images write their
+            # config file on the first start only): point it at the target's, before it starts.
+            home_db_config_point(ctx, conn, target)
             dump = dump_pull(ctx, conn, target, backup, source)
             ctx.progress(3)
             conn.run(
@@ -740,6 +843,7 @@ def restore_new(ctx: OperationContext, target: AtlassianInstance, backup: Backup
             dump_restore(conn, target, dump, target.db_name)
             ctx.progress(4)
             base_url = base_url_rewrite(ctx, conn, target)
+            applinks_neutralise(ctx, conn, target)
             ctx.progress(5)
             conn.run(
                 compose_argv(target, "up", "--detach"),
@@ -806,4 +910,17 @@ def scratch_instance(
         # Not the source's extra environment: a monitoring agent configured there would report
         # the scratch copy as the customer's production instance.
         extra_env=dict(settings.PANEL_BACKUP_DRILL_EXTRA_ENV or {}),
+        **copy_marks(source, backup),
     )
+
+
+def copy_marks(source: AtlassianInstance, backup: Backup) -> dict[str, Any]:
+    """The fields that make a new instance a copy of ``source`` from ``backup``: mail off
+    (compose adds the JVM flags) and what it is a copy of, from when, for its page and API."""
+    return {
+        "outbound_disabled": True,
+        "copy_of": source,
+        "copy_of_name": source.name,
+        "copy_point": backup.pk,
+        "copy_point_taken_at": backup.taken_at,
+    }

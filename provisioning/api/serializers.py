@@ -21,6 +21,7 @@ from panel.sanitize import sanitize_data
 from provisioning import selectors, validators
 from provisioning.licenses import MAX_KEY_CHARS, license_key_check
 from provisioning.models import AtlassianInstance, License, Operation, OperationStep
+from provisioning.ports import published_url
 from provisioning.services import instance_validate_heap, instance_validate_product_version
 from tenants.models import Tenant
 from tenants.selectors import tenants_administered
@@ -191,6 +192,34 @@ class InstanceSerializer(serializers.ModelSerializer):
     host_name = serializers.CharField(source="host.name", read_only=True, allow_null=True)
     tier = serializers.ChoiceField(choices=TIER_CHOICES, read_only=True)
     licenses = LicenseSummarySerializer(many=True, read_only=True)
+    host_port = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text="Bitbucket and Bamboo: the port on the instance's address where git over SSH "
+        "or the remote agents' broker is published.",
+    )
+    published_url = serializers.SerializerMethodField(
+        help_text="Bitbucket: the SSH clone base URL; Bamboo: the broker URL for remote agents; "
+        "empty for the other products."
+    )
+    copy_of = serializers.UUIDField(
+        source="copy_of_id",
+        read_only=True,
+        allow_null=True,
+        help_text="The instance this one is a copy of (a restore or a drill); null otherwise.",
+    )
+    copy_of_name = serializers.CharField(
+        read_only=True, help_text="Its name, kept when that instance is deleted."
+    )
+    copy_point = serializers.UUIDField(
+        read_only=True, allow_null=True, help_text="The backup point the copy was made from."
+    )
+    copy_point_taken_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When that point was taken."
+    )
+    outbound_disabled = serializers.BooleanField(
+        read_only=True, help_text="Outgoing and incoming mail are off (every copy starts so)."
+    )
 
     class Meta:
         model = AtlassianInstance
@@ -210,16 +239,26 @@ class InstanceSerializer(serializers.ModelSerializer):
             "hostname",
             "context_path",
             "base_url",
+            "host_port",
+            "published_url",
             "host_name",
             "tier",
             "heap_min_mb",
             "heap_max_mb",
             "licenses",
+            "copy_of",
+            "copy_of_name",
+            "copy_point",
+            "copy_point_taken_at",
+            "outbound_disabled",
             "created_at",
             "updated_at",
             "deleted_at",
         ]
         read_only_fields = fields
+
+    def get_published_url(self, instance: AtlassianInstance) -> str:
+        return published_url(instance)
 
     def to_representation(self, instance: AtlassianInstance) -> dict[str, Any]:
         data = super().to_representation(instance)
