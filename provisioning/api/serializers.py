@@ -21,7 +21,6 @@ from panel.sanitize import sanitize_data
 from provisioning import selectors, validators
 from provisioning.licenses import MAX_KEY_CHARS, license_key_check
 from provisioning.models import AtlassianInstance, License, Operation, OperationStep
-from provisioning.ports import published_url
 from provisioning.services import instance_validate_heap, instance_validate_product_version
 from tenants.models import Tenant
 from tenants.selectors import tenants_administered
@@ -192,16 +191,6 @@ class InstanceSerializer(serializers.ModelSerializer):
     host_name = serializers.CharField(source="host.name", read_only=True, allow_null=True)
     tier = serializers.ChoiceField(choices=TIER_CHOICES, read_only=True)
     licenses = LicenseSummarySerializer(many=True, read_only=True)
-    host_port = serializers.IntegerField(
-        read_only=True,
-        allow_null=True,
-        help_text="Bitbucket and Bamboo: the port on the instance's address where git over SSH "
-        "or the remote agents' broker is published.",
-    )
-    published_url = serializers.SerializerMethodField(
-        help_text="Bitbucket: the SSH clone base URL; Bamboo: the broker URL for remote agents; "
-        "empty for the other products."
-    )
     copy_of = serializers.UUIDField(
         source="copy_of_id",
         read_only=True,
@@ -239,8 +228,6 @@ class InstanceSerializer(serializers.ModelSerializer):
             "hostname",
             "context_path",
             "base_url",
-            "host_port",
-            "published_url",
             "host_name",
             "tier",
             "heap_min_mb",
@@ -256,9 +243,6 @@ class InstanceSerializer(serializers.ModelSerializer):
             "deleted_at",
         ]
         read_only_fields = fields
-
-    def get_published_url(self, instance: AtlassianInstance) -> str:
-        return published_url(instance)
 
     def to_representation(self, instance: AtlassianInstance) -> dict[str, Any]:
         data = super().to_representation(instance)
