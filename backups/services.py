@@ -30,6 +30,7 @@ from backups.models import (
     RestoreRequest,
 )
 from backups.policies import next_run_after, policy_for
+from backups.restore import copy_marks
 from backups.store import PointStore
 from panel.access import Access
 from panel.audit import audit_record
@@ -329,6 +330,7 @@ def _restore_new_start(
         db_user=name.replace("-", "_"),
         db_password=secrets.token_urlsafe(24),
         extra_env=dict(source.extra_env or {}),
+        **copy_marks(source, backup),
     )
     target.full_clean()
     target.save()
