@@ -7,6 +7,7 @@ operation fails, is cancelled or its worker dies.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from typing import Any
 
@@ -17,12 +18,21 @@ from panel.operations import OperationContext, OperationFailed, operation_handle
 from panel.registry import registry
 from provisioning import rollout
 from provisioning.compose import instance_dir
+from provisioning.homefiles import (
+    CONFLUENCE_CFG,
+    HomeFileError,
+    confluence_license_get,
+    confluence_license_set,
+    home_file_edit,
+    home_file_read,
+)
 from provisioning.models import (
     AtlassianInstance,
     InstanceHealth,
     InstanceStatus,
     OperationKind,
 )
+from provisioning.products import spec_for
 from provisioning.remote import RemoteError
 
 # Statuses that mean "an operation was half-way through changing this instance".
@@ -259,13 +269,80 @@ def instance_purge_run(ctx: OperationContext) -> dict:
 @operation_handler(OperationKind.LICENSE_APPLY, on_abort=instance_abort)
 @_remote
 def license_apply_run(ctx: OperationContext) -> dict:
-    """Roll the instance out again so the app reads its newest license from the environment."""
+    """Put the newest licence where the product reads it, restart and verify.
+
+    Confluence reads its licence from ``atlassian.license.message`` in confluence.cfg.xml;
+    ATL_LICENSE_KEY only seeds that file on the first start ("from Confluence 7.9 onwards",
+    https://atlassian.github.io/data-center-helm-charts/containers/CONFLUENCE/), so a rollout
+    with a new key alone changes nothing. The app is stopped, the file edited (mode and owner
+    kept), the instance rolled out (its .env carries the key for a fresh home) and, once
+    RUNNING, the file is read back: Confluence has no unauthenticated licence endpoint."""
     instance = _instance(ctx)
-    ctx.step(f"Applying the newest license to {instance.name}")
-    result = rollout.instance_rollout(ctx, instance, first=False)
+    lic = instance.licenses.order_by("-created_at").first()
+    if lic is None:
+        raise OperationFailed(f"{instance.name} has no licence to apply.")
+    ctx.add_secrets([lic.key])
+    ctx.step(f"Applying the newest licence ({lic.sen or 'no SEN'}) to {instance.name}")
+    spec = spec_for(instance.product)
+    in_file = _license_file_write(ctx, instance, lic.key) if spec.license_in_home_file else None
+    try:
+        result = rollout.instance_rollout(ctx, instance, first=False)
+    except OperationFailed as exc:
+        if in_file:
+            raise OperationFailed(f"{exc} {CONFLUENCE_CFG} already holds the new licence.") from exc
+        raise
+    if spec.license_in_home_file:
+        with rollout.connect(instance, ctx) as conn:
+            data = home_file_read(conn, instance, CONFLUENCE_CFG)
+        if data is None or confluence_license_get(data) != lic.key:
+            raise OperationFailed(
+                f"{instance.name} runs, but its {CONFLUENCE_CFG} does not hold the new licence "
+                "after the restart; it still uses the previous one."
+            )
+        ctx.step(f"{CONFLUENCE_CFG} holds the new licence after the restart")
     if instance.status != InstanceStatus.RUNNING:
         _transition(instance, InstanceStatus.RUNNING, ctx=ctx)
-    return result
+    return {**result, "license_sha256": hashlib.sha256(lic.key.encode()).hexdigest()}
+
+
+def _license_file_write(ctx: OperationContext, instance: AtlassianInstance, key: str) -> bool:
+    """Stop the app and write ``key`` into its confluence.cfg.xml. False when the file does
+    not exist yet (never started: the first start writes it from ATL_LICENSE_KEY)."""
+    with rollout.connect(instance, ctx) as conn:
+        directory = instance_dir(instance)
+        if conn.exists(f"{directory}/compose.yml"):
+            conn.compose(
+                directory,
+                "stop",
+                "--timeout",
+                "120",
+                "app",
+                project_name=instance.name,
+                timeout=300,
+                message=f"Stopped the app of {instance.name} (it writes its config on shutdown)",
+            )
+        try:
+            written = home_file_edit(
+                conn,
+                instance,
+                CONFLUENCE_CFG,
+                lambda data: confluence_license_set(data, key),
+                message=f"Wrote the new licence into {CONFLUENCE_CFG}",
+            )
+        except HomeFileError as exc:
+            raise OperationFailed(
+                f"{CONFLUENCE_CFG} of {instance.name} is not what Confluence writes: {exc}. "
+                "The licence was not applied; the app is stopped."
+            ) from None
+    if written is None:
+        ctx.step(
+            f"{CONFLUENCE_CFG} does not exist yet: the first start writes it from "
+            "ATL_LICENSE_KEY, which carries the new licence"
+        )
+        return False
+    if not written:
+        ctx.step(f"{CONFLUENCE_CFG} already holds this licence")
+    return True
 
 
 def _healthy(instance: AtlassianInstance) -> None:

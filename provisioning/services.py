@@ -469,14 +469,16 @@ def license_add(
 
 
 def license_apply_if_needed(*, actor: Access, instance: AtlassianInstance) -> Operation | None:
-    """Products that read their license from the environment (Confluence's ATL_LICENSE_KEY)
-    get a rollout with the new key once the transaction commits; others take it in their UI."""
+    """Products that keep their licence in a home file (Confluence's confluence.cfg.xml) get a
+    ``license.apply`` once the transaction commits: it edits the file, restarts and verifies.
+    Others take the key in their UI. An instance not deployed yet gets the key on its first
+    start (ATL_LICENSE_KEY seeds the file)."""
     deployed = instance.host_id is not None and instance.status in (
         InstanceStatus.RUNNING,
         InstanceStatus.STOPPED,
         InstanceStatus.FAILED,
     )
-    if not spec_for(instance.product).takes_license_env or not deployed:
+    if not spec_for(instance.product).license_in_home_file or not deployed:
         return None
     from panel.operations import OperationConflict
 
@@ -487,8 +489,17 @@ def license_apply_if_needed(*, actor: Access, instance: AtlassianInstance) -> Op
             instance=instance,
             lock_key=instance_lock_key(instance),
         )
-    except OperationConflict:
-        # Another operation runs; the next rollout renders the new key anyway.
+    except OperationConflict as exc:
+        # Not applied: no other operation edits confluence.cfg.xml, and after the first start
+        # Confluence ignores ATL_LICENSE_KEY, so a later rollout would not apply it either. The
+        # licence stays "not applied yet" (audited) until a license.apply runs.
+        audit_record(
+            actor=actor,
+            action="license.apply_deferred",
+            target=instance,
+            tenant=instance.tenant,
+            changes={"instance": instance.name, "busy_with": str(exc.running.kind)},
+        )
         return None
 
 

@@ -300,9 +300,14 @@ def test_health_history_turns_degraded_and_drift_is_detected_when_changed_behind
     assert "app container is exited" in inst.drift
 
 
-def test_a_confluence_license_is_applied_through_its_environment(
+def test_a_confluence_licence_change_lands_in_its_cfg_and_is_reported(
     alice, acme, ready_app_host, unique_name, cleanup_projects
 ):
+    # Confluence copies ATL_LICENSE_KEY into confluence.cfg.xml on its first start only and
+    # then reads the file (the strict stand-in does the same): only an edited file counts.
+    import hashlib
+
+    from provisioning.homefiles import confluence_license_get
     from provisioning.licenses import license_encode_for_tests
     from provisioning.models import Operation
     from provisioning.services import license_add
@@ -311,11 +316,22 @@ def test_a_confluence_license_is_applied_through_its_environment(
         alice, acme, ready_app_host, unique_name("wiki"), "confluence", "8.5.0", cleanup_projects
     )
     assert op.status == "succeeded", step_text(op)
-    assert "ATL_LICENSE_KEY" not in _info(inst, 8090)["env"]
-    key = license_encode_for_tests({"SEN": "SEN-CONF1", "LicenseExpiryDate": "2027-01-01"})
-    license_add(actor=access_for_user(alice), instance=inst, key=key)
-    apply = Operation.objects.get(instance=inst, kind="license.apply")
-    apply = run(apply)
-    assert apply.status == "succeeded", step_text(apply)
-    assert _info(inst, 8090)["env"]["ATL_LICENSE_KEY"] == key
-    assert key not in step_text(apply)
+    assert _info(inst, 8090)["license"]["key_sha256"] is None
+    cfg = f"{ready_app_host.data_root}/instances/{inst.name}/home/confluence.cfg.xml"
+    for sen in ("SEN-CONF1", "SEN-CONF2"):  # the first key, then a renewal
+        key = license_encode_for_tests({"SEN": sen, "LicenseExpiryDate": "2027-01-01"})
+        license_add(actor=access_for_user(alice), instance=inst, key=key)
+        apply = run(
+            Operation.objects.filter(instance=inst, kind="license.apply").latest("created_at")
+        )
+        assert apply.status == "succeeded", step_text(apply)
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        license = _info(inst, 8090)["license"]
+        assert license == {"source": "cfg", "key_sha256": digest}
+        assert apply.result["license_sha256"] == digest
+        with open(cfg, "rb") as fh:
+            assert confluence_license_get(fh.read()) == key
+        assert "holds the new licence after the restart" in step_text(apply)
+        assert key not in step_text(apply)
+    inst.refresh_from_db()
+    assert inst.status == InstanceStatus.RUNNING
