@@ -48,6 +48,24 @@ try:  # Present in the lab images (python3-psycopg2); optional for --self-test.
 except ImportError:  # pragma: no cover
     psycopg2 = None
 
+# Rules kept in their own modules next to this file (mail and POP polling, application links,
+# Bitbucket's home/database counter); each has attach/on_running/on_change/route/info.
+import applinks  # noqa: E402
+import consistency  # noqa: E402
+import mail as mail_rules  # noqa: E402
+
+RULES = (mail_rules, applinks, consistency)
+
+
+def rules_route(app, method: str, path: str, body):
+    """(code, body) from the first rule module that answers ``method path``, or None."""
+    return next((hit for r in RULES if (hit := r.route(app, method, path, body))), None)
+
+
+def rules_changed(app, kind: str, detail: str = "") -> None:
+    for r in RULES:
+        r.on_change(app, kind, detail)
+
 
 # --------------------------------------------------------------------------
 # Product table
@@ -467,6 +485,8 @@ class App:
         self.stop = threading.Event()
         self.ready = False
         self.lost_db = False
+        for rule in RULES:
+            rule.attach(self)
 
     # Background start-up: wait the start-up delay, then bring up the DB.
     def startup(self) -> None:
@@ -482,6 +502,8 @@ class App:
                 self.db.initialize()
                 self.ready = True
                 log(f"{self.cfg.p['name']} {self.cfg.version} RUNNING")
+                for rule in RULES:
+                    rule.on_running(self)
                 return
             except Exception as e:  # noqa: BLE001
                 self.db.error = f"{type(e).__name__}: {e}".strip()
@@ -542,6 +564,7 @@ class App:
             "proxy": {"name": self.cfg.proxy_name, "port": self.cfg.proxy_port,
                       "scheme": self.cfg.scheme, "secure": self.cfg.secure},
             "env": dict(sorted(os.environ.items())),
+            **{k: v for rule in RULES for k, v in rule.info(self).items()},
         }
 
 
@@ -616,6 +639,9 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/":
             return self._send(200, f"<html><body><h1>{app.cfg.p['name']} {app.cfg.version} (lab stand-in)"
                                    f"</h1><p>state: {app.state()}</p></body></html>\n", "text/html")
+        hit = rules_route(app, "GET", path, None)
+        if hit:
+            return self._send(*hit)
         return self._send(404, {"error": "not found", "path": path})
 
     def do_POST(self):
@@ -632,7 +658,9 @@ class Handler(BaseHTTPRequestHandler):
             title = body.get("title")
             if not isinstance(title, str) or not title:
                 return self._send(400, {"error": "title (string) required"})
-            return self._send(201, app.db.add_item(title))
+            item = app.db.add_item(title)
+            rules_changed(app, "items", title)
+            return self._send(201, item)
         if path == API + "/files":
             try:
                 full = safe_home_path(app.cfg.home, body.get("path"))
@@ -644,7 +672,11 @@ class Handler(BaseHTTPRequestHandler):
             os.makedirs(os.path.dirname(full), exist_ok=True)
             with open(full, "w") as f:
                 f.write(content)
+            rules_changed(app, "files", os.path.relpath(full, app.cfg.home))
             return self._send(201, {"path": os.path.relpath(full, app.cfg.home), "bytes": len(content.encode())})
+        hit = rules_route(app, "POST", path, body)
+        if hit:
+            return self._send(*hit)
         return self._send(404, {"error": "not found", "path": path})
 
     def do_PUT(self):
@@ -659,6 +691,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(400, {"error": "base_url (string) required"})
             app.db.write_base_url(url)
             return self._send(200, {"base_url": app.db.read_base_url()})
+        hit = rules_route(app, "PUT", path, self._json_body())
+        if hit:
+            return self._send(*hit)
         return self._send(404, {"error": "not found"})
 
 
@@ -763,6 +798,10 @@ def main() -> int:
 
 if __name__ == "__main__":
     try:
+        if os.environ.get("STANDIN_ROLE") == "mail-sink":  # the lab's SMTP/POP sink (sink.py)
+            import sink
+
+            sys.exit(sink.main())
         sys.exit(main())
     except SystemExit:
         raise
