@@ -289,6 +289,7 @@ class OperationKind(models.TextChoices):
     INSTANCE_RESIZE = "instance.resize", "Instance heap change"
     INSTANCE_DELETE = "instance.delete", "Instance delete"
     INSTANCE_PURGE = "instance.purge", "Instance purge"
+    INSTANCE_OUTBOUND_ENABLE = "instance.outbound_enable", "Instance mail turned on"
     LICENSE_APPLY = "license.apply", "License apply"
 
 

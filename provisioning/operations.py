@@ -214,6 +214,21 @@ def instance_resize_run(ctx: OperationContext) -> dict:
     return {**result, "heap_mb": list(heap)}
 
 
+@operation_handler(OperationKind.INSTANCE_OUTBOUND_ENABLE, on_abort=instance_abort)
+@_remote
+def instance_outbound_enable_run(ctx: OperationContext) -> dict:
+    """Roll a copy out again without the mail-off JVM flags (see ``compose.mail_off_args``);
+    ``outbound_disabled`` is cleared only once it runs, so a failed rollout (rolled back to
+    the mute project) leaves the copy marked mute, as it is."""
+    instance = _instance(ctx)
+    instance.outbound_disabled = False  # what compose renders from
+    ctx.step(f"Turning outgoing and incoming mail back on for {instance.name}")
+    result = rollout.instance_rollout(ctx, instance, first=False)
+    AtlassianInstance.objects.filter(pk=instance.pk).update(outbound_disabled=False)
+    _transition(instance, InstanceStatus.RUNNING, ctx=ctx)
+    return {**result, "outbound_disabled": False}
+
+
 @operation_handler(OperationKind.INSTANCE_DELETE, on_abort=instance_abort)
 @_remote
 def instance_delete_run(ctx: OperationContext) -> dict:

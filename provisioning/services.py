@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -355,6 +355,39 @@ def instance_retry(
         instance=instance,
         action="retry",
         kind=OperationKind.INSTANCE_CREATE,
+        idempotency_key=idempotency_key,
+    )
+
+
+# A copy's mail is turned back on by a rollout, so the instance must be in a state a rollout
+# starts from (the same as a heap change).
+OUTBOUND_ENABLE_FROM = {InstanceStatus.RUNNING, InstanceStatus.STOPPED, InstanceStatus.FAILED}
+
+
+def instance_outbound_enable(
+    *, actor: Access, instance: AtlassianInstance, idempotency_key: str = ""
+) -> Operation:
+    """Staff turn outgoing and incoming mail back on for a copy that goes live: an operation
+    rolls it out without the mail-off JVM flags and clears ``outbound_disabled`` once it runs.
+
+    Staff only: a copy holds production's mail servers and users, so whether it may mail them
+    is a platform decision; the operation (and so the audit log) names who asked."""
+    if not (actor.is_staff_role and actor.can_write):
+        raise PermissionDenied("Only support staff turn a copy's mail back on.")
+    operation_conflict_check(instance_lock_key(instance))
+    if not instance.outbound_disabled:
+        raise ValidationError(f"{instance.name} already sends and fetches mail.")
+    if instance.status not in OUTBOUND_ENABLE_FROM:
+        raise InvalidTransition(
+            f"Cannot turn mail on for {instance.name} while it is "
+            f"{instance.get_status_display().lower()}."
+        )
+    return operation_start(
+        kind=OperationKind.INSTANCE_OUTBOUND_ENABLE,
+        actor=actor,
+        instance=instance,
+        params={"copy_of": instance.copy_of_name},
+        lock_key=instance_lock_key(instance),
         idempotency_key=idempotency_key,
     )
 

@@ -56,6 +56,7 @@ from provisioning.services import (
     ACTION_ALLOWED_FROM,
     INSTANCE_ACTIONS,
     instance_create,
+    instance_outbound_enable,
     license_add,
 )
 from tenants.selectors import tenants_administered
@@ -298,6 +299,27 @@ def instance_action_view(request: HttpRequest, pk: uuid.UUID, action: str) -> Ht
         done=f"{ACTION_LABELS[action]} of {instance.name} requested.",
     )
     return response or back  # with a ``back`` there is always a response
+
+
+@login_required
+@require_POST
+def instance_outbound_enable_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Staff turn a copy's mail back on (a rollout without the mail-off flags; audited)."""
+    access = access_for(request)
+    instance = instance_get(access, pk)
+    if not access.is_staff_role:
+        raise PermissionDenied("Only support staff turn a copy's mail back on.")
+    back = redirect("provisioning:instance_detail", pk=instance.pk)
+    response = operation_post(
+        request,
+        access=access,
+        start=lambda key: instance_outbound_enable(
+            actor=access, instance=instance, idempotency_key=key
+        ),
+        back=back.url,
+        done=f"Mail of {instance.name} is being turned back on.",
+    )
+    return response or back
 
 
 @login_required
