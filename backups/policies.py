@@ -1,5 +1,5 @@
-"""Backup policies: an instance's policy (made from its service tier's defaults the first time
-it is needed), its retention rule, and when the next scheduled backup is due."""
+"""Backup policies: an instance's policy (made from its service tier's and product's defaults
+the first time it is needed), its retention rule, and when the next scheduled backup is due."""
 
 from __future__ import annotations
 
@@ -21,11 +21,31 @@ DAY_MINUTES = 24 * 60
 # same times every day.
 _EPOCH = datetime(2000, 1, 3, tzinfo=UTC)
 
+# Products whose home and database must come from the same moment, which a hot backup (dump
+# first, home copy after) cannot give. Bitbucket: "consistent snapshots" of home and database
+# (https://confluence.atlassian.com/display/BITBUCKETSERVER091/Data+recovery+and+backups); its
+# DIY Backup exists to get them by locking the product
+# (https://confluence.atlassian.com/bitbucketserver091/bitbucket-diy-backup-1443039252.html), and
+# the Backup Client "is currently not supported in the Docker setup"
+# (https://atlassian.github.io/data-center-helm-charts/containers/BITBUCKET/, "Backup"). Until
+# the panel holds the sysadmin credential the lock needs, they are backed up cold by default.
+COLD_BY_DEFAULT = frozenset({"bitbucket"})
 
-def policy_defaults(tier: str) -> dict[str, Any]:
+
+def default_mode(product: str | None) -> str:
+    """The backup mode a new policy of ``product`` gets (None: a product not known yet)."""
+    return BackupMode.COLD if product in COLD_BY_DEFAULT else BackupMode.HOT
+
+
+def policy_defaults(tier: str, product: str | None = None) -> dict[str, Any]:
     """A policy that meets ``tier``'s RPO: one backup a day when the RPO is a day or longer,
     otherwise one every half RPO (so the newest point is never older than the RPO even when
-    one run fails), keeping the intra-day points of the last 24 hours."""
+    one run fails), keeping the intra-day points of the last 24 hours; cold for a product
+    whose home and database must be copied at one moment (:data:`COLD_BY_DEFAULT`), hot
+    otherwise. Callers with an instance pass its product.
+
+    Existing policies keep their mode: changing it would change a customer's downtime
+    without anyone deciding it."""
     rpo_minutes = int(objectives_for(tier).rpo.total_seconds() // 60)
     if rpo_minutes >= DAY_MINUTES:
         interval = DAY_MINUTES
@@ -42,16 +62,17 @@ def policy_defaults(tier: str) -> dict[str, Any]:
         "keep_daily": 7,
         "keep_weekly": 4,
         "keep_monthly": 12,
-        "mode": BackupMode.HOT,
+        "mode": default_mode(product),
     }
 
 
 def policy_for(instance: AtlassianInstance) -> BackupPolicy:
-    """The instance's policy, made from its tier's defaults the first time it is needed."""
+    """The instance's policy, made from its tier's and product's defaults the first time it is
+    needed."""
     policy = BackupPolicy.objects.filter(instance=instance).first()
     if policy is not None:
         return policy
-    policy = BackupPolicy(instance=instance, **policy_defaults(instance.tier))
+    policy = BackupPolicy(instance=instance, **policy_defaults(instance.tier, instance.product))
     policy.next_run_at = next_run_after(policy, timezone.now())
     try:
         with transaction.atomic():
