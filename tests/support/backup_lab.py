@@ -3,8 +3,10 @@
 ``lab_world()`` enrols the lab's backup host and app1 through the panel and provisions them
 (app1 pushes to backup1 with its rrsync-restricted key), creates a tenant with an admin,
 support staff and one running Jira stand-in, and commits those rows outside the tests'
-transactions. ``tests/backups/lab/conftest.py`` wraps it in its package-scoped ``lab``
-fixture; a module elsewhere builds its own with a fixture of its own scope.
+transactions. ``LabWorld.app2_host()`` enrols app2 as a second app host of backup1 on first
+use (from a fixture, so its rows are committed too), for restores onto another host.
+``tests/backups/lab/conftest.py`` wraps it in its package-scoped ``lab`` fixture; a module
+elsewhere builds its own with a fixture of its own scope.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from django.contrib.auth.models import Group, User
 from panel.access import PLATFORM_ADMIN_GROUP, SUPPORT_GROUP, access_for_user
 from panel.registry import registry
 from provisioning.models import AtlassianInstance, Host, Operation
+from provisioning.products import spec_for
 from tenants.models import Membership, Tenant
 from tests.support.lab import LAB_STATE, container_ip, lab_key_remove, run_operation, step_text
 
@@ -56,14 +59,54 @@ class LabWorld:
     instance: AtlassianInstance
     suffix: str
     extra_projects: list[str] = field(default_factory=list)
+    specs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    app2: Host | None = None
+
+    def app2_host(self) -> Host:
+        """Lab host app2, enrolled and provisioned as an app host of backup1 on first use.
+
+        Call it from a module- or package-scoped fixture (under ``django_db_blocker``): from a
+        test its rows would be rolled back while its key stays on the host."""
+        if self.app2 is None:
+            self.app2 = enrol_and_provision(
+                access_for_user(self.platform), self.specs["app2"], backup_host=self.backup_host
+            )
+        return self.app2
 
     @property
     def idir(self) -> str:
         return f"{self.app_host.data_root}/instances/{self.instance.name}"
 
-    def area(self, instance: AtlassianInstance | None = None) -> str:
+    def instance_dir(self, instance: AtlassianInstance) -> str:
+        """The instance's project directory on its host (the same path on this machine)."""
+        host = instance.host or self.app_host
+        return f"{host.data_root}/instances/{instance.name}"
+
+    def area(self, instance: AtlassianInstance | None = None, host: Host | None = None) -> str:
         name = (instance or self.instance).name
-        return f"{self.backup_host.data_root}/hosts/{self.app_host.name}/{name}"
+        return f"{self.backup_host.data_root}/hosts/{(host or self.app_host).name}/{name}"
+
+    def projects_remove(self, names: list[str]) -> None:
+        """Remove these instances' containers, volumes, directories and backup areas (on app1
+        and, when enrolled, app2). Their rows stay; it never fails (clean-up)."""
+        app_hosts = [self.app_host, *([self.app2] if self.app2 is not None else [])]
+        for name in names:
+            sh(
+                "docker",
+                "compose",
+                "-p",
+                name,
+                "down",
+                "-v",
+                "-t",
+                "3",
+                "--remove-orphans",
+                check=False,
+                timeout=180,
+            )
+            for host in app_hosts:
+                sh("rm", "-rf", f"{host.data_root}/instances/{name}", check=False)
+                backup1("rm", "-rf", self.area(AtlassianInstance(name=name), host), check=False)
 
     def fresh_area(self, instance: AtlassianInstance | None = None) -> None:
         backup1("rm", "-rf", self.area(instance))
@@ -90,7 +133,8 @@ class LabWorld:
     ) -> Any:
         inst = instance or self.instance
         ip = container_ip(inst.name, "app", "panel-proxy")
-        url = f"http://{ip}:8080{inst.context_path}/rest/standin/1.0/{path}"
+        port = spec_for(inst.product).http_port
+        url = f"http://{ip}:{port}{inst.context_path}/rest/standin/1.0/{path}"
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
             url,
@@ -176,7 +220,8 @@ def enrol_and_provision(actor: Any, spec: dict[str, Any], **extra: Any) -> Host:
 def create_instance(
     world_actor: Any, tenant: Tenant, host: Host, name: str, **fields: Any
 ) -> AtlassianInstance:
-    """Create a running Jira stand-in ``name`` of ``tenant`` on ``host`` (tier 3), inline."""
+    """Create a running stand-in ``name`` of ``tenant`` on ``host`` (tier 3; Jira unless
+    ``product`` says otherwise), inline."""
     from provisioning.services import instance_create
 
     op = instance_create(
@@ -187,8 +232,8 @@ def create_instance(
         version=fields.pop("version", "9.12.0"),
         hostname=f"{name}.lab.example",
         host=host,
-        heap_min_mb=512,
-        heap_max_mb=1024,
+        heap_min_mb=fields.pop("heap_min_mb", 512),
+        heap_max_mb=fields.pop("heap_max_mb", 1024),
         extra_env=FAST,
         tier=fields.pop("tier", "tier3"),
         **fields,
@@ -245,6 +290,7 @@ def lab_world(django_db_blocker: Any) -> Iterator[LabWorld]:
             backup_host=backup_host,
             instance=instance,
             suffix=suffix,
+            specs=specs,
         )
         try:
             yield world
@@ -255,24 +301,11 @@ def lab_world(django_db_blocker: Any) -> Iterator[LabWorld]:
 def _teardown(state: dict[str, Any], world: LabWorld) -> None:
     from django.core.management import call_command
 
-    names = [world.instance.name, *world.extra_projects]
-    for name in names:
-        sh(
-            "docker",
-            "compose",
-            "-p",
-            name,
-            "down",
-            "-v",
-            "-t",
-            "3",
-            "--remove-orphans",
-            check=False,
-            timeout=180,
-        )
-        sh("rm", "-rf", f"{world.app_host.data_root}/instances/{name}", check=False)
-        backup1("rm", "-rf", world.area(AtlassianInstance(name=name)), check=False)
-    for name, host in (("app1", world.app_host), ("backup1", world.backup_host)):
+    world.projects_remove([world.instance.name, *world.extra_projects])
+    enrolled = [("app1", world.app_host), ("backup1", world.backup_host)]
+    if world.app2 is not None:
+        enrolled.append(("app2", world.app2))
+    for name, host in enrolled:
         lab_key_remove(state, name, host.ssh_public_key)
     # The world's rows were committed outside any test transaction: remove them the way a
     # transactional test case does after each test.

@@ -1,5 +1,6 @@
 """Restores on the lab: an earlier point in place (exact files, owners, modes and rows come
-back), a point into a new instance (its own base URL), and a scheduled-style drill."""
+back), a point into a new instance (its own database named in its copied home, its own base
+URL; a point without a base URL is refused), and a scheduled-style drill."""
 
 from __future__ import annotations
 
@@ -11,15 +12,17 @@ from backups.models import Backup, BackupKind, BackupStatus, Restore, RestoreDri
 from backups.selectors import dr_dashboard
 from backups.services import backup_start, drill_start, restore_start
 from panel.access import access_for_user
+from provisioning.homefiles import db_config_read
 from provisioning.models import AtlassianInstance
 from tests.support.backup_lab import home_listing, sh, wait_ok
-from tests.support.lab import run_operation
+from tests.support.lab import run_operation, step_text
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
 
 HOME = "/var/atlassian/application-data/jira"
-# The stand-in, like Jira, rewrites its database config and appends to its log on every start.
-START_TOUCHED = ("log", "dbconfig.xml")
+# The stand-in, like Jira, appends to its log on every start (its dbconfig.xml is written on
+# the first start only, so an in-place restore must bring it back exactly).
+START_TOUCHED = ("log",)
 
 
 def _backup(lab) -> Backup:
@@ -108,6 +111,15 @@ def test_a_point_restored_into_a_new_instance_is_a_copy_with_its_own_base_url(la
     assert sh("cat", f"{lab.app_host.data_root}/instances/{name}/home/data/copied.txt") == (
         "copied file\n"
     )
+    # the copied dbconfig.xml names the copy's database (the stand-in reads only the file)
+    with open(f"{lab.app_host.data_root}/instances/{name}/home/dbconfig.xml", "rb") as fh:
+        named = db_config_read("jira-software", fh.read())
+    assert (named.database, named.user, named.password) == (
+        copy.db_name,
+        copy.db_user,
+        copy.db_password,
+    )
+    assert f"now names {copy.db_name} as user {copy.db_user}" in step_text(op)
     # production still points at itself
     assert lab.api("info")["base_url"] == f"https://{lab.instance.hostname}"
 
@@ -161,3 +173,45 @@ def test_a_restore_that_fails_half_way_brings_the_instance_back_to_its_state_bef
     assert (
         lab.psql("SELECT count(*) FROM pg_database WHERE datname LIKE '%restore%'").strip() == "0"
     )
+
+
+def test_a_restore_whose_point_has_no_base_url_fails_with_the_reason(lab, staff):
+    # A point whose database holds an empty base URL (as if it was never set): a copy of it
+    # would take whatever URL it is first reached by, so the restore refuses to call it done.
+    update = (
+        "UPDATE propertystring SET propertyvalue = '{}' WHERE id IN "
+        "(SELECT id FROM propertyentry WHERE property_key = 'jira.baseurl')"
+    )
+    try:
+        lab.psql(update.format(""))
+        point = _backup(lab)
+    finally:
+        lab.psql(update.format(lab.instance.base_url))  # a lab hostname: no quotes in it
+    name = f"b{lab.suffix}-nourl"
+    lab.extra_projects.append(name)
+    op = run_operation(
+        restore_start(
+            actor=staff,
+            backup=point,
+            mode="new_instance",
+            name=name,
+            hostname=f"{name}.staging.example",
+        )
+    )
+    assert op.status == "failed", step_text(op)
+    assert "property jira.baseurl" in op.error and "held no base URL" in op.error
+    assert f"would not link to https://{name}.staging.example" in op.error
+    copy = AtlassianInstance.objects.get(name=name)
+    assert copy.status == "failed"
+    # it never started its app
+    running = sh(
+        "docker",
+        "ps",
+        "-q",
+        "--filter",
+        f"label=com.docker.compose.project={name}",
+        "--filter",
+        "label=com.docker.compose.service=app",
+    )
+    assert running.strip() == ""
+    assert lab.api("info")["base_url"] == lab.instance.base_url
