@@ -33,9 +33,22 @@ PANEL_EXTRA_VERSIONS = [
         "bamboo",
         "crowd",
     )
+] + [
+    # X.Y.Z-failing: marks the database with X.Y.Z, then answers ERROR (a failed upgrade that
+    # leaves an upgraded schema behind; scripts/lab builds them, lab/README.md).
+    "jira-software=9.18.0-failing",
+    "jira-servicemanagement=5.18.0-failing",
+    "confluence=8.10.0-failing",
+    "bitbucket=9.5.0-failing",
+    "bamboo=9.7.0-failing",
+    "crowd=5.4.0-failing",
 ]
 PANEL_ROLLOUT_TIMEOUT = 90
 PANEL_ROLLOUT_POLL_INTERVAL = 1
+PANEL_ROLLOUT_MAINTENANCE_TIMEOUT = 60
+PANEL_ROLLOUT_ERROR_GRACE = 10
+# Explicit, whatever the environment says: the upgrade tests prove the cold pre-upgrade point.
+PANEL_UPGRADE_BACKUP_MODE = "cold"
 # Generous limits so the suite itself is never throttled; tests of throttling lower them.
 REST_FRAMEWORK = {
     **REST_FRAMEWORK,  # noqa: F405

@@ -28,6 +28,7 @@ Only the standard library plus Debian's python3-psycopg2 are used.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import pwd
@@ -42,6 +43,8 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape as xml_escape
+
+import homefiles
 
 try:  # Present in the lab images (python3-psycopg2); optional for --self-test.
     import psycopg2
@@ -121,6 +124,22 @@ PRODUCTS = {
 
 API = "/rest/standin/1.0"
 
+# Health per product (plan S2): Jira/JSM, Confluence, Bitbucket, Crowd answer <ctx>/status with
+# {"state": ...} ([chart] {confluence,bitbucket}/templates/statefulset.yaml;
+# https://support.atlassian.com/jira/kb/jira-status-endpoint-response-meanings/); Bamboo answers
+# <ctx>/rest/api/latest/status with {"status": ...} ([chart] bamboo/templates/statefulset.yaml,
+# https://github.com/atlassian/data-center-helm-charts), and its /status is a 404.
+STATUS = {"bamboo": ("/rest/api/latest/status", "status")}
+STATUS_DEFAULT = ("/status", "state")
+# Jira's /status answers 503 MAINTENANCE while "startup is delayed by a reindexing event"
+# (the KB above); the other products report STARTING while their upgrade tasks run.
+MAINTENANCE_PRODUCTS = ("jira-software", "jira-servicemanagement")
+CODES = {"MAINTENANCE": 503, "ERROR": 500}
+
+
+class Refused(RuntimeError):
+    """The product refuses to run on this database or home (ERROR, permanently)."""
+
 
 def log(msg: str) -> None:
     ts = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -147,12 +166,22 @@ class Config:
         self.p = PRODUCTS[self.product]
         self.version = env.get("STANDIN_VERSION", "0.0.0")
         self.broken = env_bool("STANDIN_BROKEN") or self.version.endswith("-broken")
+        # X.Y.Z-failing: an upgrade that marks the schema with X.Y.Z and then fails (plan S3).
+        self.failing = self.version.endswith("-failing")
+        self.schema_version = self.version.split("-", 1)[0]
+        self.reindex_seconds = float(env.get("STANDIN_REINDEX_SECONDS", "0") or 0)
+        self.status_path, self.status_key = STATUS.get(self.product, STATUS_DEFAULT)
+        self.env = env
         self.startup_seconds = float(env.get("STANDIN_STARTUP_SECONDS", "5"))
         self.home = env.get("STANDIN_HOME", self.p["home"])
         self.port = int(env.get("STANDIN_PORT", self.p["port"]))
         ctx_env = self.p["context_env"]
         ctx = env[ctx_env] if ctx_env in env else self.p["default_context"]
         ctx = ctx.strip()
+        if self.product == "crowd" and ctx in ("", "/"):
+            # README CROWD: ATL_TOMCAT_CONTEXTPATH "(default: /crowd)"; the image's server.xml
+            # template treats an empty value as unset (unverified for 5.3: lab/README.md).
+            ctx = self.p["default_context"]
         if ctx in ("", "/"):
             ctx = ""
         elif not ctx.startswith("/"):
@@ -175,6 +204,31 @@ class Config:
             self.jdbc_url = env.get("ATL_JDBC_URL", "")
             self.jdbc_user = env.get("ATL_JDBC_USER", "")
             self.jdbc_password = env.get("ATL_JDBC_PASSWORD", "")
+        if self.product == "crowd":
+            # Crowd's README documents no database variable: its setup wizard writes
+            # shared/crowd.cfg.xml, and only that file counts.
+            self.jdbc_url = self.jdbc_user = self.jdbc_password = ""
+        # Where the connection comes from, settled by connection_settle() after the home
+        # files: "env" (Bitbucket's JDBC_URL), "file" (the product's config file) or None.
+        self.db_source = None
+
+    def connection_settle(self) -> None:
+        """Take the database connection from where the product takes it (plan S1): Jira, JSM,
+        Confluence, Bamboo and Crowd from their config file (written from the environment on
+        the first start only); Bitbucket from JDBC_* when JDBC_URL is set (Spring Boot: the
+        environment outranks property files,
+        https://docs.spring.io/spring-boot/reference/features/external-config.html), else from
+        shared/bitbucket.properties."""
+        if self.product == "bitbucket" and self.jdbc_url:
+            self.db_source = "env"
+            return
+        conn = homefiles.connection_read(self.product, self.home, self.p["config"])
+        if conn is None:
+            self.jdbc_url = self.jdbc_user = self.jdbc_password = ""
+            self.db_source = None
+            return
+        self.jdbc_url, self.jdbc_user, self.jdbc_password = conn["url"], conn["user"], conn["password"]
+        self.db_source = "file"
 
     def initial_base_url(self) -> str:
         """Base URL as the product derives it on its first start."""
@@ -221,6 +275,7 @@ class Database:
         self.lock = threading.Lock()
         self.conn = None
         self.initialized = False
+        self.upgraded_from = None  # the version an upgrade on this start came from
 
     @property
     def configured(self) -> bool:
@@ -273,6 +328,7 @@ class Database:
         product = self.cfg.product
 
         def work(cur):
+            self.schema_check(cur)
             cur.execute("""CREATE TABLE IF NOT EXISTS standin_item (
                 id serial PRIMARY KEY, title text NOT NULL,
                 created timestamptz NOT NULL DEFAULT now())""")
@@ -336,6 +392,35 @@ class Database:
         first = self.run(work)
         self.initialized = True
         log(f"database ready ({'first start, stored base URL ' + base if first else 'existing data'})")
+
+    def schema_check(self, cur) -> None:
+        """One-way upgrades (plan S3): the database carries the version that last ran on it.
+        An older image refuses it, as Jira's build version check does ("You upgraded Jira, and
+        then tried to downgrade", https://confluence.atlassian.com/jirakb/startup-check-jira-build-version-867185576.html);
+        a newer one upgrades it. Sets ``self.upgraded_from``; raises Refused."""
+        cfg = self.cfg
+        cur.execute("""CREATE TABLE IF NOT EXISTS standin_schema (
+            product text PRIMARY KEY, version text NOT NULL,
+            updated timestamptz NOT NULL DEFAULT now())""")
+        cur.execute("SELECT version FROM standin_schema ORDER BY updated DESC LIMIT 1")
+        row = cur.fetchone()
+        mine = cfg.schema_version
+        self.upgraded_from = None
+        if row is not None:
+            theirs = row[0]
+            if homefiles.version_key(theirs) > homefiles.version_key(mine):
+                raise Refused(f"database was upgraded by a newer version {theirs}; this is {mine}")
+            if homefiles.version_key(theirs) < homefiles.version_key(mine):
+                self.upgraded_from = theirs
+        if row is None or self.upgraded_from is not None:
+            cur.execute("DELETE FROM standin_schema")
+            cur.execute("INSERT INTO standin_schema (product, version) VALUES (%s, %s)",
+                        (cfg.product, mine))
+            if self.upgraded_from is not None:
+                log(f"upgrading the database from {self.upgraded_from} to {mine}")
+        if cfg.failing:
+            raise Refused(f"upgrade to {mine} failed after the database was marked {mine} "
+                          "(lab -failing tag)")
 
     def read_base_url(self):
         product = self.cfg.product
@@ -430,26 +515,12 @@ def write_home_files(cfg: Config) -> None:
     p = cfg.p
     for d in ["log"] + p.get("extra_dirs", []):
         os.makedirs(os.path.join(home, d), exist_ok=True)
-    conf_path = os.path.join(home, p["config"])
-    os.makedirs(os.path.dirname(conf_path), exist_ok=True)
-    if p["config"].endswith(".properties"):
-        body = (f"# written by the {p['name']} stand-in\n"
-                f"jdbc.driver=org.postgresql.Driver\njdbc.url={cfg.jdbc_url}\n"
-                f"jdbc.user={cfg.jdbc_user}\njdbc.password={cfg.jdbc_password}\n")
-    else:
-        body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                f"<!-- written by the {xml_escape(p['name'])} stand-in -->\n"
-                "<jdbc-datasource>\n"
-                f"  <database-type>{xml_escape(os.environ.get('ATL_DB_TYPE', 'postgres72'))}</database-type>\n"
-                f"  <url>{xml_escape(cfg.jdbc_url)}</url>\n"
-                f"  <driver-class>{xml_escape(os.environ.get('ATL_DB_DRIVER', 'org.postgresql.Driver'))}</driver-class>\n"
-                f"  <username>{xml_escape(cfg.jdbc_user)}</username>\n"
-                f"  <password>{xml_escape(cfg.jdbc_password)}</password>\n"
-                "</jdbc-datasource>\n")
-    tmp = conf_path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(body)
-    os.replace(tmp, conf_path)
+    # The config file: written on the first start only (or with ATL_FORCE_CFG_UPDATE=true),
+    # never for Crowd or Bitbucket (plan S1; homefiles.py has the sources).
+    done = homefiles.config_ensure(cfg.product, home, p["config"], cfg.env, cfg.schema_version)
+    if done != "none":
+        log(f"{p['config']}: {done}")
+    cfg.connection_settle()
     if cfg.product == "confluence":
         keyfile = os.path.join(home, "keys", "standin-key.txt")
         if not os.path.exists(keyfile):
@@ -485,6 +556,44 @@ class App:
         self.stop = threading.Event()
         self.ready = False
         self.lost_db = False
+        self.refused = None  # why the product refuses to run (ERROR), or None
+        self.maintenance = False  # reindexing after an upgrade
+        self.startup_lock = threading.Lock()
+
+    def configure_db(self) -> None:
+        """(Re)read where the database is (after Crowd's setup wrote its file)."""
+        self.cfg.connection_settle()
+        self.db = Database(self.cfg)
+
+    def home_check(self) -> None:
+        """Confluence "will not start up because the build number in the home directory [...]
+        is newer" (https://support.atlassian.com/confluence/kb/after-downgrading-confluence-will-no-longer-run/)."""
+        if self.cfg.product != "confluence":
+            return
+        home_build = homefiles.build_number_read(self.cfg.home, self.cfg.p["config"])
+        mine = homefiles.build_number(self.cfg.schema_version)
+        if home_build is not None and home_build > mine:
+            raise Refused(f"the build number in the home directory ({home_build}) is newer than "
+                          f"this Confluence ({mine}, version {self.cfg.schema_version})")
+
+    def home_upgrade(self) -> None:
+        """An upgrade also moves the build number in the home (Confluence)."""
+        if self.cfg.product != "confluence":
+            return
+        conf = os.path.join(self.cfg.home, self.cfg.p["config"])
+        if os.path.exists(conf):
+            homefiles.build_number_write(self.cfg.home, self.cfg.p["config"],
+                                         homefiles.build_number(self.cfg.schema_version))
+
+    def refuse(self, why: str) -> None:
+        self.refused = why
+        log(f"ERROR: {self.cfg.p['name']} refuses to start: {why}")
+        stamp = _dt.datetime.now(_dt.timezone.utc).isoformat()
+        try:
+            with open(os.path.join(self.cfg.home, self.cfg.p["log"]), "a") as f:
+                f.write(f"{stamp} FATAL [standin] {why}\n")
+        except OSError:
+            pass
         for rule in RULES:
             rule.attach(self)
 
@@ -494,12 +603,39 @@ class App:
             log("broken tag: will never finish starting")
             return
         self.stop.wait(self.cfg.startup_seconds)
-        if not self.db.configured:
-            log("no database configured (JDBC URL unset): setup wizard would show")
+        with self.startup_lock:
+            self._startup_db()
+
+    def _startup_db(self) -> None:
+        if self.ready or self.refused:
             return
+        try:
+            self.home_check()
+        except Refused as e:
+            return self.refuse(str(e))
+        if not self.db.configured:
+            if self.db.error:
+                return self.refuse(self.db.error)
+            log("no database configured: setup wizard would show (FIRST_RUN)")
+            return
+        where = f"{self.cfg.jdbc_url} as {self.cfg.jdbc_user or '?'} (from {self.cfg.db_source})"
+        log(f"connecting to the database {where}")
         while not self.stop.is_set():
             try:
-                self.db.initialize()
+                try:
+                    self.db.initialize()
+                except Refused as e:
+                    if self.cfg.failing:
+                        self.home_upgrade()
+                    return self.refuse(str(e))
+                if self.db.upgraded_from is not None:
+                    self.home_upgrade()
+                    if self.cfg.reindex_seconds > 0:
+                        self.maintenance = True
+                        log(f"reindexing after the upgrade from {self.db.upgraded_from} "
+                            f"({self.cfg.reindex_seconds:g} s)")
+                        self.stop.wait(self.cfg.reindex_seconds)
+                        self.maintenance = False
                 self.ready = True
                 log(f"{self.cfg.p['name']} {self.cfg.version} RUNNING")
                 for rule in RULES:
@@ -507,19 +643,42 @@ class App:
                 return
             except Exception as e:  # noqa: BLE001
                 self.db.error = f"{type(e).__name__}: {e}".strip()
-                log(f"database not ready yet: {self.db.error}")
+                log(f"cannot connect to the database {where}: {self.db.error}")
                 self.stop.wait(1.0)
+
+    def startup_after_setup(self) -> None:
+        with self.startup_lock:
+            self._startup_db()
 
     def state(self) -> str:
         if self.cfg.broken:
             return "STARTING"
         if time.monotonic() - self.started < self.cfg.startup_seconds:
             return "STARTING"
+        if self.refused:
+            return "ERROR"
         if not self.db.configured:
             return "FIRST_RUN"
+        if self.maintenance:
+            return "MAINTENANCE" if self.cfg.product in MAINTENANCE_PRODUCTS else "STARTING"
         if not self.ready:
             return "STARTING"
         return "RUNNING" if self.db.ping() else "ERROR"
+
+    def license(self) -> dict:
+        """Where the licence is read from (plan S5): Confluence's ATL_LICENSE_KEY only seeds
+        confluence.cfg.xml on the first start ([README CONFLUENCE], the template's
+        atlassian.license.message line), then only the file counts. The other products keep
+        their licence in the database (set in the UI); the stand-in reports the variable."""
+        if self.cfg.product == "confluence":
+            key = homefiles.property_read(self.cfg.home, self.cfg.p["config"],
+                                          homefiles.LICENSE_PROPERTY)
+            source = "cfg" if key else None
+        else:
+            key = self.cfg.env.get("ATL_LICENSE_KEY") or None
+            source = "env" if key else None
+        return {"source": source,
+                "key_sha256": hashlib.sha256(key.encode()).hexdigest() if key else None}
 
     def info(self) -> dict:
         base_url = None
@@ -559,8 +718,11 @@ class App:
                 "reachable": db_ok,
                 "jdbc_url": self.cfg.jdbc_url,
                 "user": self.cfg.jdbc_user,
+                "source": self.cfg.db_source,
                 "error": self.db.error,
             },
+            "refused": self.refused,
+            "license": self.license(),
             "proxy": {"name": self.cfg.proxy_name, "port": self.cfg.proxy_port,
                       "scheme": self.cfg.scheme, "secure": self.cfg.secure},
             "env": dict(sorted(os.environ.items())),
@@ -628,8 +790,9 @@ class Handler(BaseHTTPRequestHandler):
         path = self._route()
         if path is None:
             return self._send(404, {"error": "outside context path", "context_path": app.cfg.context})
-        if path in ("/status", "/rest/api/latest/server", "/rest/api/latest/status"):
-            return self._send(200, {"state": app.state()})
+        if path == app.cfg.status_path:
+            state = app.state()
+            return self._send(CODES.get(state, 200), {app.cfg.status_key: state})
         if path == API + "/info":
             return self._send(200, app.info())
         if path == API + "/items":
@@ -652,6 +815,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self._json_body()
         if not isinstance(body, dict):
             return self._send(400, {"error": "body must be a JSON object"})
+        if path == API + "/setup" and app.cfg.product == "crowd":
+            return self._crowd_setup(body)
         if path == API + "/items":
             if not app.ready:
                 return self._send(503, {"error": "not running", "state": app.state()})
@@ -678,6 +843,30 @@ class Handler(BaseHTTPRequestHandler):
         if hit:
             return self._send(*hit)
         return self._send(404, {"error": "not found", "path": path})
+
+    def _crowd_setup(self, body: dict):
+        """Stands in for finishing Crowd's setup wizard: it writes shared/crowd.cfg.xml with
+        the database connection, then Crowd connects (plan S2)."""
+        app = self.app
+        errors = {}
+        for key in ("jdbc_url", "user", "password"):
+            if not isinstance(body.get(key), str) or not body.get(key):
+                errors[key] = "a non-empty string is required"
+        if not errors:
+            try:
+                parse_jdbc_url(body["jdbc_url"])
+            except ValueError as e:
+                errors["jdbc_url"] = str(e)
+        if errors:
+            return self._send(400, {"error": "invalid setup", "fields": errors})
+        if app.db.configured:
+            return self._send(409, {"error": "already set up", "state": app.state()})
+        homefiles.crowd_setup_write(app.cfg.home, app.cfg.p["config"], body["jdbc_url"],
+                                    body["user"], body["password"])
+        app.configure_db()
+        log(f"setup wrote {app.cfg.p['config']} naming {body['jdbc_url']}")
+        threading.Thread(target=app.startup_after_setup, daemon=True).start()
+        return self._send(201, {"config": app.cfg.p["config"], "state": app.state()})
 
     def do_PUT(self):
         app = self.app

@@ -111,6 +111,11 @@ PRODUCTS: dict[str, dict[str, Any]] = {
 }
 ALL_PRODUCTS = list(PRODUCTS)
 API = "/rest/standin/1.0"
+# A started product: RUNNING, or FIRST_RUN when it waits in its setup (real images without a
+# licence; Crowd before its setup).
+UP = ("RUNNING", "FIRST_RUN")
+# Real images take minutes to start; the stand-ins a second.
+START_TIMEOUT = float(os.environ.get("PANEL_RULES_START_TIMEOUT", "60"))
 
 
 def lab_state() -> dict:
@@ -214,6 +219,10 @@ class Postgres:
         self.psql(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
         self.psql(f"CREATE DATABASE {name} OWNER {name}")
         return Database(name=name, user=name, password=password)
+
+    def schema_version(self, database: Database) -> str:
+        """The version the stand-in's ``standin_schema`` carries ("" if none)."""
+        return self.psql("SELECT version FROM standin_schema", database.name)
 
     def connections(self, database: Database) -> int:
         """Client connections to ``database`` now (``pg_stat_activity``)."""
@@ -346,7 +355,7 @@ class ImageUnderTest:
         state = body.get(self.spec["status_key"]) if isinstance(body, dict) else None
         return code, state
 
-    def wait_status(self, *states: str, timeout: float = 60) -> tuple[int, str | None]:
+    def wait_status(self, *states: str, timeout: float = START_TIMEOUT) -> tuple[int, str | None]:
         """Wait until the health state is one of ``states``; return (code, state)."""
         return wait_for(
             lambda: (s := self.status())[1] in states and s,
@@ -401,6 +410,45 @@ class ImageUnderTest:
         assert p.returncode == 0, p.stderr
         return p.stdout
 
+    def put_home_file(self, rel: str, content: str) -> None:
+        """Write a file into the home volume, owned by the product's uid (as an admin or a
+        restore leaves it there)."""
+        uid = self.spec["uid"]
+        run(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "-i",
+                "--label",
+                "panel-lab=1",
+                "--label",
+                TEST_LABEL,
+                "--user",
+                "0",
+                "--entrypoint",
+                "sh",
+                "-v",
+                f"{self.volume}:/home-under-test",
+                self.image,
+                "-c",
+                'f="/home-under-test/$1"; mkdir -p "$(dirname "$f")" && cat > "$f" '
+                '&& chown -R "$2:$2" /home-under-test',
+                "sh",
+                rel,
+                str(uid),
+            ],
+            input=content,
+        )
+
+    def crowd_setup(self, database: Database) -> tuple[int, Any]:
+        """Finish Crowd's setup the stand-in's way (``POST <ctx>/rest/standin/1.0/setup``)."""
+        return self.api(
+            "POST",
+            "/setup",
+            {"jdbc_url": database.jdbc_url, "user": database.user, "password": database.password},
+        )
+
     def home_owner(self) -> tuple[int, int]:
         """uid and gid of the home directory inside the running container."""
         assert self.container
@@ -445,10 +493,14 @@ def wait_log(image: ImageUnderTest, pattern: str, timeout: float = 30) -> str:
 
 
 def stays(image: ImageUnderTest, seconds: float) -> set[str | None]:
-    """Every health state seen during ``seconds``."""
+    """Every health state seen during ``seconds``, from the first answer on."""
+    wait_for(image.status, timeout=START_TIMEOUT, what=f"{image.product} /status answers")
     seen: set[str | None] = set()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        seen.add(image.status()[1])
+        try:
+            seen.add(image.status()[1])
+        except OSError as e:  # a product that stops answering is not RUNNING either
+            seen.add(f"no answer: {e}")
         time.sleep(0.3)
     return seen
