@@ -20,7 +20,7 @@ from provisioning.homefiles import (
     home_db_config_point,
     home_file_edit,
 )
-from provisioning.models import AtlassianInstance, Host
+from provisioning.models import AtlassianInstance, Host, Operation
 
 # Rendered from the images' templates (dbconfig.xml.j2 of docker-atlassian-jira,
 # confluence.cfg.xml.j2 of docker-atlassian-confluence-server) with a source instance's values.
@@ -370,3 +370,43 @@ def test_a_copied_home_with_a_damaged_file_fails_naming_the_file():
     conn = FakeConnection({_path("dbconfig.xml"): b"<jira-database-config/>"})
     with pytest.raises(OperationFailed, match=r"dbconfig\.xml in the copied home of acme-copy"):
         home_db_config_point(FakeContext(), conn, _copy())
+
+
+# --- applying a Confluence licence (the service that starts it) -------------------------------
+
+
+@pytest.mark.django_db
+def test_a_key_added_to_a_deployed_confluence_starts_a_licence_apply(
+    alice, acme, app_host, access_of, no_broker, django_capture_on_commit_callbacks
+):
+    from provisioning.licenses import license_encode_for_tests
+    from provisioning.services import license_add
+    from tests.support.factories import make_instance
+
+    wiki = make_instance(acme, "acme-wiki", product="confluence", version="8.5.0", host=app_host)
+    with django_capture_on_commit_callbacks(execute=True):
+        key = license_encode_for_tests({"SEN": "S1"})
+        license_add(actor=access_of(alice), instance=wiki, key=key)
+    apply = Operation.objects.get(instance=wiki, kind="license.apply")
+    assert apply.status == "pending" and no_broker == [apply.id]
+
+
+@pytest.mark.django_db
+def test_a_key_added_while_another_operation_runs_stays_not_applied_and_says_so(
+    alice, acme, app_host, access_of, no_broker
+):
+    from provisioning.licenses import license_encode_for_tests
+    from provisioning.services import license_add
+    from tenants.models import AuditEvent
+    from tests.support.factories import make_instance, make_operation
+
+    wiki = make_instance(acme, "acme-wiki", product="confluence", version="8.5.0", host=app_host)
+    make_operation(wiki, kind="instance.restart", status="running")
+    lic = license_add(
+        actor=access_of(alice), instance=wiki, key=license_encode_for_tests({"SEN": "S2"})
+    )
+    assert lic.pk  # the key is kept
+    # no other operation edits confluence.cfg.xml: nothing pretends the licence is applied
+    assert not Operation.objects.filter(instance=wiki, kind="license.apply").exists()
+    event = AuditEvent.objects.get(action="license.apply_deferred")
+    assert event.changes == {"instance": "acme-wiki", "busy_with": "instance.restart"}
