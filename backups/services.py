@@ -45,6 +45,7 @@ from provisioning.models import (
     InstanceStatus,
     Operation,
 )
+from provisioning.ports import HostPortsExhausted, instance_host_port_allocate
 from provisioning.services import instance_lock_key
 from tenants.tiers import objectives_for
 
@@ -334,6 +335,12 @@ def _restore_new_start(
     )
     target.full_clean()
     target.save()
+    # The copy's own git-over-SSH / agent port on the target host (not the source's).
+    assert host is not None  # a missing host was refused above
+    try:
+        instance_host_port_allocate(target, host)
+    except HostPortsExhausted as exc:
+        raise ValidationError({"host": str(exc)}) from exc
     audit_record(
         actor=actor,
         action="instance.create",

@@ -20,9 +20,10 @@ from certificates import proxy
 from certificates.dns import DnsError, provider_for, records_resolve
 from certificates.models import Certificate, DnsRecord, ProxySite
 from certificates.services.dns_records import dns_target, zone_ref
+from provisioning import ports
 from provisioning.compose import instance_alias
 from provisioning.models import AtlassianInstance
-from provisioning.products import spec_for
+from provisioning.products import Product, spec_for
 from provisioning.remote import HostConnection, RemoteError, SSHTarget
 
 
@@ -211,7 +212,7 @@ def _proxy_problems(
     return problems
 
 
-def _app_env(conn: HostConnection, instance: AtlassianInstance) -> dict[str, str] | None:
+def _app_container(conn: HostConnection, instance: AtlassianInstance) -> str | None:
     ids = conn.run(
         [
             "docker",
@@ -225,10 +226,17 @@ def _app_env(conn: HostConnection, instance: AtlassianInstance) -> dict[str, str
         timeout=30,
         record=False,
     ).stdout.split()
-    if not ids:
+    return ids[0] if ids else None
+
+
+def _app_env(conn: HostConnection, instance: AtlassianInstance) -> dict[str, str] | None:
+    container = _app_container(conn, instance)
+    if container is None:
         return None
     out = conn.run(
-        ["docker", "inspect", "--format", "{{json .Config.Env}}", ids[0]], timeout=30, record=False
+        ["docker", "inspect", "--format", "{{json .Config.Env}}", container],
+        timeout=30,
+        record=False,
     ).stdout
     env = {}
     for item in json.loads(out or "[]"):
@@ -281,6 +289,75 @@ def _app_problems(instance: AtlassianInstance, env: dict[str, str] | None) -> li
     return problems
 
 
+def _published_port_problems(
+    conn: HostConnection, instance: AtlassianInstance, env: dict[str, str] | None
+) -> list[dict]:
+    """Bitbucket's SSH and Bamboo's broker: the allocated host port, what the application was
+    told (``PLUGIN_SSH_BASEURL`` / ``ATL_BROKER_CLIENT_URI``), what Docker publishes, and for
+    Bitbucket an SSH banner read on the host's public address, as a git client reaches it."""
+    spec = spec_for(instance.product)
+    if spec.published_port is None or env is None or instance.host is None:
+        return []  # nothing to publish, or the application problem above already says why
+    what = f"{Product(instance.product).label}'s port {spec.published_port}"
+    if not instance.host_port:
+        return [
+            _problem(
+                "port",
+                f"{what} has no host port, so clients cannot reach it.",
+                "Contact support: the instance needs a host port and a new rollout.",
+            )
+        ]
+    for var, want in ports.published_environment(instance).items():
+        if env.get(var) != want:
+            return [
+                _problem(
+                    "port",
+                    f"The application has {var}={env.get(var)!r}, but {what} is published as "
+                    f"{want}.",
+                    f"Roll the instance out again (its compose file sets {var}).",
+                )
+            ]
+    container = _app_container(conn, instance)
+    out = conn.run(
+        ["docker", "port", container or "", f"{spec.published_port}/tcp"],
+        timeout=30,
+        record=False,
+        ok_codes=range(256),
+    ).stdout
+    bind = ports.publish_bind(instance.host)
+    want_bind = f"{bind}{instance.host_port}" if bind else None
+    published = [line.strip() for line in out.splitlines() if line.strip()]
+    if not any(
+        line == want_bind if want_bind else line.endswith(f":{instance.host_port}")
+        for line in published
+    ):
+        return [
+            _problem(
+                "port",
+                f"{what} is not published on host port {instance.host_port} "
+                f"(Docker publishes it on {', '.join(published) or 'no host port'}).",
+                "Roll the instance out again (its compose file publishes the port).",
+            )
+        ]
+    if instance.product == Product.BITBUCKET:
+        address = ports.public_address(instance.host)
+        try:
+            banner = ports.ssh_banner_read(address, instance.host_port)
+        except OSError as exc:
+            banner = f"no answer ({exc.strerror or exc})"
+        if not banner.startswith("SSH-"):
+            return [
+                _problem(
+                    "port",
+                    f"Git over SSH at {instance.published_url} does not answer as an SSH "
+                    f"server: {banner or 'no banner'}.",
+                    "Check that the host's firewall lets PANEL_INSTANCE_PORT_RANGE in and that "
+                    "Bitbucket's SSH server is enabled.",
+                )
+            ]
+    return []
+
+
 def endpoint_check(instance: AtlassianInstance) -> list[dict]:
     """Check ``instance`` and store the problems on its proxy site; returns them."""
     instance = AtlassianInstance.objects.select_related("host").get(pk=instance.pk)
@@ -295,7 +372,9 @@ def endpoint_check(instance: AtlassianInstance) -> list[dict]:
                 data = conn.read(layout.site_path(instance), missing_ok=True)
                 deployed = data.decode() if data is not None else None
                 problems += _proxy_problems(instance, site, deployed)
-                problems += _app_problems(instance, _app_env(conn, instance))
+                env = _app_env(conn, instance)
+                problems += _app_problems(instance, env)
+                problems += _published_port_problems(conn, instance, env)
         except RemoteError as exc:
             # The problem is shown to the tenant; the error names the host's address and SSH
             # user, so it goes into a staff-only detail (see certificates.api.serializers).

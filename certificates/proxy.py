@@ -20,6 +20,11 @@ from django.conf import settings
 from django.template.loader import render_to_string
 
 from provisioning.compose import EDGE_PREFIX, PROXY_NETWORK, instance_alias
+
+# public_address moved down to provisioning (instances' host ports need it, and provisioning
+# sits below certificates); re-exported for certificates code.
+from provisioning.ports import public_address as public_address
+from provisioning.ports import publish_bind
 from provisioning.products import Product, spec_for
 from provisioning.remote import CommandFailed, HostConnection
 
@@ -97,19 +102,11 @@ def proxy_image() -> str:
     return "nginx:1.27-bookworm"
 
 
-def public_address(host: Any) -> str:
-    """The address clients reach the host at (DNS records point there)."""
-    return (host.facts or {}).get("public_address") or host.address
-
-
 def compose_render(host: Any) -> str:
     """The proxy's compose file for ``host`` (published on the host's address, 80 and 443)."""
     layout = ProxyLayout.for_host(host)
-    try:
-        ipaddress.ip_address(host.address)
-        bind = f"{host.address}:"
-    except ValueError:
-        bind = ""
+    # The same address instances' own host ports are published on (provisioning.ports).
+    bind = publish_bind(host)
     document = {
         "name": layout.project,
         "services": {

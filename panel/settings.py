@@ -414,6 +414,10 @@ PANEL_OPERATION_LOG_SEPARATE = env_bool("PANEL_OPERATION_LOG_SEPARATE", default=
 PANEL_ROLLOUT_TIMEOUT = float(env("PANEL_ROLLOUT_TIMEOUT", "600"))
 PANEL_ROLLOUT_POLL_INTERVAL = float(env("PANEL_ROLLOUT_POLL_INTERVAL", "3"))
 PANEL_DELETED_RETENTION_DAYS = int(env("PANEL_DELETED_RETENTION_DAYS", "30"))
+# Host ports (first-last) where instances' non-HTTP ports are published, one per instance and
+# unique per host (provisioning/ports.py): Bitbucket's git over SSH, Bamboo's agent broker.
+# App hosts' firewalls must let this range in.
+PANEL_INSTANCE_PORT_RANGE = env("PANEL_INSTANCE_PORT_RANGE", "20000-20999")
 # Instance names Docker resolves on the shared proxy network (service names and the platform's
 # containers); names starting with panel- and ending in -app-<n>/-db-<n> are refused as well.
 PANEL_RESERVED_INSTANCE_NAMES = [

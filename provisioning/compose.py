@@ -15,6 +15,7 @@ import yaml
 from django.conf import settings
 
 from provisioning.models import AtlassianInstance
+from provisioning.ports import published_environment, published_ports_entry
 from provisioning.products import (
     APP_CAPABILITIES,
     DB_CAPABILITIES,
@@ -145,6 +146,8 @@ def _app_environment(instance: AtlassianInstance, spec: ProductSpec) -> dict[str
         )
     if spec.takes_license_env and _license_key(instance):
         env["ATL_LICENSE_KEY"] = "${PANEL_LICENSE_KEY}"
+    # The host port of git over SSH / the agent broker, as clients must use it.
+    env.update(published_environment(instance))
     for i, (name, _value) in enumerate(sorted(instance.extra_env.items())):
         # Opaque extras (e.g. a monitoring agent's settings) go through .env as well, since
         # they often hold keys; they may not override what the panel sets.
@@ -207,6 +210,7 @@ def compose_render(
     }
     limits = instance_limits(instance)
     ports = {"http": spec.http_port, **{f"extra{i}": p for i, p in enumerate(spec.extra_ports)}}
+    published = published_ports_entry(instance)
     document = {
         "name": instance.name,
         "services": {
@@ -219,6 +223,8 @@ def compose_render(
                 "networks": {"private": {}, "edge": {"aliases": [instance_alias(instance)]}},
                 "depends_on": {"db": {"condition": "service_healthy"}},
                 "expose": [str(p) for p in ports.values()],
+                # Bitbucket's SSH and Bamboo's broker on the instance's own host port.
+                **({"ports": published} if published else {}),
                 "labels": {**labels, "panel.role": "app"},
                 **_confinement(
                     limits.app_memory_mb, limits.app_cpus, limits.app_pids, APP_CAPABILITIES

@@ -176,6 +176,12 @@ class AtlassianInstance(models.Model):
     # provisioning sits below backups and must not refer to its models.
     copy_point = models.UUIDField(null=True, blank=True)
     copy_point_taken_at = models.DateTimeField(null=True, blank=True)
+    # The port on its host's public address where the product's non-HTTP port is published
+    # (Bitbucket's git over SSH, Bamboo's agent broker), allocated by provisioning.ports from
+    # PANEL_INSTANCE_PORT_RANGE; null for products that publish nothing but HTTP.
+    host_port = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -190,7 +196,14 @@ class AtlassianInstance(models.Model):
             models.CheckConstraint(
                 condition=Q(heap_min_mb__lte=models.F("heap_max_mb")),
                 name="instance_heap_min_le_max",
-            )
+            ),
+            # One instance per published port on a host; a deleted instance's containers are
+            # gone, so its port is free again.
+            models.UniqueConstraint(
+                fields=["host", "host_port"],
+                condition=Q(host_port__isnull=False) & ~Q(status="deleted"),
+                name="instance_host_port_unique",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -199,6 +212,18 @@ class AtlassianInstance(models.Model):
     @property
     def base_url(self) -> str:
         return f"https://{self.hostname}{self.context_path}"
+
+    @property
+    def published_url(self) -> str:
+        """What clients use for the published port (see ``host_port``): Bitbucket's SSH clone
+        base URL, Bamboo's broker URL for remote agents; ``""`` when nothing is published."""
+        if not self.host_port:
+            return ""
+        if self.product == Product.BITBUCKET:
+            return f"ssh://{self.hostname}:{self.host_port}/"
+        if self.product == Product.BAMBOO:
+            return f"failover:(tcp://{self.hostname}:{self.host_port})"
+        return ""
 
     @property
     def display_status(self) -> str:

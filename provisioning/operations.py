@@ -32,6 +32,11 @@ from provisioning.models import (
     InstanceStatus,
     OperationKind,
 )
+from provisioning.ports import (
+    HostPortsExhausted,
+    host_ports_in_use,
+    instance_host_port_allocate,
+)
 from provisioning.products import spec_for
 from provisioning.remote import RemoteError
 
@@ -96,6 +101,22 @@ def _hooks_run(moment: str, ctx: OperationContext, instance: AtlassianInstance) 
         hook(ctx, instance)
 
 
+def _host_port_allocate(ctx: OperationContext, instance: AtlassianInstance) -> None:
+    """Give a Bitbucket or Bamboo instance its own host port on its host (kept on a retry)."""
+    assert instance.host is not None
+    if instance.host_port is None and spec_for(instance.product).published_port is not None:
+        with rollout.connect(instance, ctx) as conn:
+            busy = host_ports_in_use(conn, instance.host)
+    else:
+        busy = set()
+    try:
+        port = instance_host_port_allocate(instance, instance.host, busy=busy)
+    except HostPortsExhausted as exc:
+        raise OperationFailed(str(exc)) from exc
+    if port is not None:
+        ctx.step(f"Host port {port} on {instance.host.name}: {instance.published_url}")
+
+
 @operation_handler(OperationKind.INSTANCE_CREATE, on_abort=instance_abort)
 @_remote
 def instance_create_run(ctx: OperationContext) -> dict:
@@ -119,6 +140,7 @@ def instance_create_run(ctx: OperationContext) -> dict:
     elif instance.host.status != instance.host.Status.READY:
         raise OperationFailed(f"Host {instance.host.name} is {instance.host.status}, not ready.")
     ctx.step(f"Placing {instance.name} on host {instance.host.name}")
+    _host_port_allocate(ctx, instance)
     result = rollout.instance_rollout(ctx, instance, first=True)
     instance_published(ctx, instance)
     _transition(instance, InstanceStatus.RUNNING, ctx=ctx)

@@ -191,6 +191,17 @@ class InstanceSerializer(serializers.ModelSerializer):
     host_name = serializers.CharField(source="host.name", read_only=True, allow_null=True)
     tier = serializers.ChoiceField(choices=TIER_CHOICES, read_only=True)
     licenses = LicenseSummarySerializer(many=True, read_only=True)
+    host_port = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text="Bitbucket and Bamboo: the port on the instance's address where git over SSH "
+        "or the remote agents' broker is published.",
+    )
+    published_url = serializers.CharField(
+        read_only=True,
+        help_text="Bitbucket: the SSH clone base URL; Bamboo: the broker URL for remote agents; "
+        "empty for the other products.",
+    )
     copy_of = serializers.UUIDField(
         source="copy_of_id",
         read_only=True,
@@ -228,6 +239,8 @@ class InstanceSerializer(serializers.ModelSerializer):
             "hostname",
             "context_path",
             "base_url",
+            "host_port",
+            "published_url",
             "host_name",
             "tier",
             "heap_min_mb",
