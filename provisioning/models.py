@@ -168,7 +168,7 @@ class AtlassianInstance(models.Model):
     # Staff turn it off, audited, when a copy goes live.
     outbound_disabled = models.BooleanField(default=False)
     copy_of = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="copies"
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     # Kept when the source is deleted, so the copy still says what it is a copy of.
     copy_of_name = models.CharField(max_length=40, blank=True)
@@ -314,6 +314,7 @@ class OperationKind(models.TextChoices):
     INSTANCE_RESIZE = "instance.resize", "Instance heap change"
     INSTANCE_DELETE = "instance.delete", "Instance delete"
     INSTANCE_PURGE = "instance.purge", "Instance purge"
+    INSTANCE_OUTBOUND_ENABLE = "instance.outbound_enable", "Instance mail turned on"
     INSTANCE_OUTBOUND_ENABLE = "instance.outbound_enable", "Instance mail turned on"
     LICENSE_APPLY = "license.apply", "License apply"
 

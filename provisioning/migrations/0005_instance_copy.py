@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
                 blank=True,
                 null=True,
                 on_delete=django.db.models.deletion.SET_NULL,
-                related_name="copies",
+                related_name="+",
                 to="provisioning.atlassianinstance",
             ),
         ),
