@@ -315,7 +315,6 @@ class OperationKind(models.TextChoices):
     INSTANCE_DELETE = "instance.delete", "Instance delete"
     INSTANCE_PURGE = "instance.purge", "Instance purge"
     INSTANCE_OUTBOUND_ENABLE = "instance.outbound_enable", "Instance mail turned on"
-    INSTANCE_OUTBOUND_ENABLE = "instance.outbound_enable", "Instance mail turned on"
     LICENSE_APPLY = "license.apply", "License apply"
 
 
