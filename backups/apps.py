@@ -27,8 +27,10 @@ class BackupsConfig(AppConfig):
             periodic_job_register,
         )
 
-        # A backup before every upgrade (the upgrade fails if it cannot be taken).
+        # A point before every upgrade (the upgrade fails if it cannot be taken), and a failed
+        # upgrade rolled back by restoring it (never the old image on the upgraded database).
         hook_register("instance_hooks", "pre_upgrade", operations.backup_before_upgrade)
+        hook_register("instance_hooks", "upgrade_failed", operations.restore_after_failed_upgrade)
         panel_register("dashboard_panels", "backups/_dashboard_backups.html")
         panel_register("instance_panels", "backups/_instance_backups.html")
         for name, task, seconds in PERIODIC_JOBS:

@@ -36,7 +36,7 @@ from panel.operations import (
     OperationFenced,
     operation_handler,
 )
-from provisioning.models import AtlassianInstance, Host, InstanceHealth
+from provisioning.models import AtlassianInstance, Host, InstanceHealth, Operation
 from provisioning.operations import instance_abort, instance_published
 from provisioning.remote import RemoteError
 from provisioning.services import instance_transition
@@ -112,27 +112,107 @@ def backup_create_run(ctx: OperationContext) -> dict:
     }
 
 
+# --- upgrades -------------------------------------------------------------------------------
+# An upgrade is one-way (the new version upgrades the database; the old one refuses it after),
+# so its only roll-back is Atlassian's: restore database and home taken before it
+# (http://confluence.atlassian.com/display/JIRA/Rolling+Back+a+JIRA+Upgrade). Both hooks run
+# inside the upgrade operation, which holds the instance's lock; BackupsConfig.ready()
+# registers them as the "pre_upgrade" and "upgrade_failed" instance hooks.
+
+
 def backup_before_upgrade(ctx: OperationContext, instance: AtlassianInstance) -> None:
-    """Pre-upgrade hook: a hot backup inside the upgrade operation (which holds the lock)."""
+    """Pre-upgrade hook: take the point a failed upgrade is rolled back to, or fail the
+    upgrade. In ``PANEL_UPGRADE_BACKUP_MODE`` "cold" (the default) the app is stopped for the
+    point and left stopped, so nothing is written between the point and the new version.
+    The point's id goes to ``ctx.operation.params["pre_upgrade_point"]`` (saved)."""
     instance = AtlassianInstance.objects.select_related("host__backup_host", "tenant").get(
         pk=instance.pk
     )
     if instance.host is None or instance.host.backup_host is None:
-        ctx.step(
-            f"No backup before the upgrade: {instance.name}'s app host has no backup host",
-            level="warning",
+        host = instance.host.name if instance.host is not None else "(none)"
+        raise OperationFailed(
+            f"The upgrade was not started: {instance.name}'s app host {host} has no backup "
+            "host, so no point could be taken to roll a failed upgrade back to."
         )
-        return
+    mode = BackupMode.HOT if settings.PANEL_UPGRADE_BACKUP_MODE == "hot" else BackupMode.COLD
     try:
-        backup = backup_take(ctx, instance, kind=BackupKind.PRE_UPGRADE, mode=BackupMode.HOT)
+        backup = backup_take(ctx, instance, kind=BackupKind.PRE_UPGRADE, mode=mode, restart=False)
     except (OperationFailed, RemoteError) as exc:
         raise OperationFailed(
             f"The backup before the upgrade failed, so the upgrade was not started. {exc}"
         ) from exc
-    ctx.step(f"Backup {backup.point_name} taken before the upgrade")
+    params = {**(ctx.operation.params or {}), "pre_upgrade_point": str(backup.pk)}
+    Operation.objects.filter(pk=ctx.operation.pk).update(params=params)
+    ctx.operation.params = params
+    ctx.step(
+        f"Point {_point_words(backup)} ({backup.taken_at:%Y-%m-%d %H:%M:%S} UTC, {mode}) taken "
+        "before the upgrade"
+        + ("; the app stays stopped until the new version starts" if mode == "cold" else "")
+    )
 
 
-# Registered as the "pre_upgrade" instance hook by BackupsConfig.ready().
+def restore_after_failed_upgrade(ctx: OperationContext, instance: AtlassianInstance) -> str:
+    """Upgrade-failed hook: restore the pre-upgrade point in place with the previous compose
+    files (the rollout put them back, unstarted), uncancellable. Returns the sentence for the
+    operation's error; raises ``OperationFailed`` with the instance left stopped and FAILED
+    if there is no point or its restore fails (never the old image on the upgraded DB)."""
+    target = _instance(ctx)
+    point_id = (ctx.operation.params or {}).get("pre_upgrade_point")
+    backup = (
+        Backup.objects.select_related("instance", "backup_host", "app_host")
+        .filter(pk=point_id, status=BackupStatus.SUCCEEDED)
+        .first()
+        if point_id
+        else None
+    )
+    if backup is None:
+        reason = (
+            f"No point taken before the upgrade is in the catalogue, so {target.name} was left "
+            f"stopped: {target.product} {target.version} refuses a database a newer version "
+            "upgraded."
+        )
+        _transition(ctx, target, "failed", reason)
+        raise OperationFailed(reason)
+    words = f"point {_point_words(backup)} ({backup.taken_at:%Y-%m-%d %H:%M:%S} UTC)"
+    ctx.step(
+        f"Bringing {target.product} {target.version} back by restoring {words}, taken before "
+        "the upgrade"
+    )
+    restore = Restore.objects.create(
+        instance=target,
+        source=target,
+        backup=backup,
+        point_name=backup.point_name,
+        point_label=backup.label,
+        mode="in_place",
+        operation=ctx.operation,
+    )
+    _transition(ctx, target, "restoring", f"Restoring {words} after a failed upgrade")
+    try:
+        with ctx.uncancellable():
+            outcome = restore_in_place(
+                ctx, target, backup, safety_backup=False, on_failure="leave_stopped"
+            )
+    except OperationFenced:
+        raise
+    except (OperationFailed, OperationCancelled, RemoteError) as exc:
+        reason = f"Restoring {words} after the failed upgrade failed too: {exc}"
+        Restore.objects.filter(pk=restore.pk).update(
+            status=Restore.Status.FAILED, error=str(exc)[:4000], finished_at=timezone.now()
+        )
+        _transition(ctx, target, "failed", reason[:4000])
+        raise OperationFailed(reason) from exc
+    Restore.objects.filter(pk=restore.pk).update(
+        status=Restore.Status.SUCCEEDED, finished_at=timezone.now(), health=outcome.health
+    )
+    _transition(ctx, target, "running", "")
+    AtlassianInstance.objects.filter(pk=target.pk).update(
+        health=InstanceHealth.HEALTHY, health_changed_at=timezone.now()
+    )
+    return (
+        f"Rolled back by restoring {words} with {target.product} {target.version}; "
+        f"{target.name} is running again (health: {outcome.health})."
+    )
 
 
 # --- restore --------------------------------------------------------------------------------

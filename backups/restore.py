@@ -442,8 +442,14 @@ def restore_in_place(
     *,
     on_safety: Any = None,
     safety_backup: bool = True,
+    on_failure: str = "bring_back",
 ) -> Outcome:
-    """Restore ``backup`` over ``instance`` (the caller holds its lock and set RESTORING)."""
+    """Restore ``backup`` over ``instance`` (the caller holds its lock and set RESTORING).
+
+    ``on_failure="leave_stopped"`` (restoring the point taken before a failed upgrade): if
+    the restore fails, the instance is left stopped instead of being brought back, since
+    its current database was upgraded by the newer version and the deployed (previous)
+    version would be started on it; the error says which database holds what."""
     started = time.monotonic()
     db = instance.db_name
     staged = f"{db}_restore"
@@ -482,6 +488,7 @@ def restore_in_place(
                 swapped=progress.swapped,
                 home_touched=progress.home_touched,
                 failure=exc,
+                leave_stopped=on_failure == "leave_stopped",
             )
             if not isinstance(exc, Exception):
                 raise  # e.g. SystemExit: rolled back, now let the worker go
@@ -659,11 +666,17 @@ def _rollback(
     swapped: bool,
     home_touched: bool = True,
     failure: BaseException,
+    leave_stopped: bool = False,
 ) -> Exception:
     """Bring the instance back to the state before the restore; returns the error to raise.
     Without a safety backup only the database can be put back. Runs uncancellable; only a lost
-    lease (:class:`OperationFenced`) stops it."""
+    lease (:class:`OperationFenced`) stops it. ``leave_stopped``: stop it instead (see
+    :func:`_leave_stopped`)."""
     with ctx.uncancellable():
+        if leave_stopped:
+            return _leave_stopped(
+                ctx, conn, instance, swapped=swapped, home_touched=home_touched, failure=failure
+            )
         return _rollback_steps(
             ctx,
             conn,
@@ -725,6 +738,66 @@ def _rollback_home(
             source_release(ctx, safety, source)
     elif not home_touched:
         ctx.step("Home was not touched yet; it stays as it was")
+
+
+def _leave_stopped(
+    ctx: OperationContext,
+    conn: HostConnection,
+    instance: AtlassianInstance,
+    *,
+    swapped: bool,
+    home_touched: bool,
+    failure: BaseException,
+) -> Exception:
+    """A failed restore of the point taken before a failed upgrade: stop everything and say
+    where each state is. Bringing the instance "back" would start the deployed (previous)
+    version on the database the newer one upgraded, which the products refuse
+    (http://confluence.atlassian.com/display/JIRA/Rolling+Back+a+JIRA+Upgrade restores
+    database and home instead)."""
+    why = failure_words(failure)
+    db = instance.db_name
+    staged, previous = f"{db}_restore", f"{db}_pre_restore"
+    ctx.step(f"Restore failed: {why} Leaving {instance.name} stopped", level="warning")
+    problems = []
+    try:
+        conn.run(
+            compose_argv(instance, "stop", "--timeout", "120"),
+            timeout=300,
+            message=f"Stopped {instance.name}",
+        )
+        conn.run(["rm", "-f", f"{instance_dir(instance)}/{RESTORE_DUMP_FILE}"], record=False)
+    except OperationFenced:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported in the error below
+        problems.append(f"stopping it failed too ({exc})")
+    if not swapped:
+        try:
+            if "db" not in running_services(conn, instance):
+                conn.run(compose_argv(instance, "up", "--detach", "db"), timeout=300)
+                db_wait_ready(ctx, conn, instance)
+            psql(
+                conn,
+                instance,
+                f"DROP DATABASE IF EXISTS {_ident(staged)};\n",
+                database="postgres",
+                message="Dropped the half-restored database",
+            )
+            conn.run(compose_argv(instance, "stop", "--timeout", "60", "db"), timeout=300)
+        except OperationFenced:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported in the error below
+            problems.append(f"database {staged} may be left behind ({exc})")
+    where = (
+        f"database {previous} holds the upgraded state and {db} the restored point"
+        if swapped
+        else f"database {db} holds the upgraded state"
+    )
+    home = "home holds the point's files" if home_touched else "home was not touched"
+    return OperationFailed(
+        f"Restore failed: {why} {instance.name} was left stopped rather than started on the "
+        f"upgraded database: {where}; {home}."
+        + (f" Also: {'; '.join(problems)}." if problems else "")
+    )
 
 
 def _rollback_steps(

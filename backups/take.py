@@ -71,11 +71,16 @@ def backup_take(
     kind: str,
     mode: str,
     taken_at: datetime | None = None,
+    restart: bool = True,
 ) -> Backup:
     """Take one backup point of ``instance`` (the caller holds the instance's lock).
 
     Hot: dump while everything runs, copy home. Cold: stop the app, dump the idle database,
     stop the database, copy, start again and wait for RUNNING; the downtime is recorded.
+    ``restart=False`` (cold only): once the point is stored, leave the app and its database
+    stopped for the caller (an upgrade starts the new image on exactly the state of the
+    point, with nothing written in between); the downtime is then counted up to the
+    hand-over. If the backup fails the instance is started again as usual.
     """
     instance = AtlassianInstance.objects.select_related("host__backup_host", "tenant").get(
         pk=instance.pk
@@ -95,6 +100,7 @@ def backup_take(
             host_connection(backup.backup_host, ctx=ctx) as bconn,
         ):
             services = _Services(running=running_services(app, instance))
+            stored = False
             try:
                 dump_sha, dump_bytes = _dump_take(ctx, app, instance, mode=mode, services=services)
                 ctx.check_cancelled()
@@ -107,11 +113,14 @@ def backup_take(
                     dump_sha256=dump_sha,
                     dump_bytes=dump_bytes,
                 )
+                stored = True
             finally:
                 # Compensation: a cancel (or a soft time limit) that stopped the copy must not
                 # also stop the restart, or a cold backup leaves the app down.
                 with ctx.uncancellable():
-                    downtime = _services_restore(ctx, app, instance, services)
+                    downtime = _services_restore(
+                        ctx, app, instance, services, restart=restart or not stored
+                    )
             if mode == BackupMode.HOT and services.app_was_running:
                 healthy, state, _ = instance_probe(app, instance)
                 if not healthy:
@@ -188,12 +197,21 @@ def _dump_take(
 
 
 def _services_restore(
-    ctx: OperationContext, app: HostConnection, instance: AtlassianInstance, services: _Services
+    ctx: OperationContext,
+    app: HostConnection,
+    instance: AtlassianInstance,
+    services: _Services,
+    *,
+    restart: bool = True,
 ) -> float:
-    """Put the instance's services back as they were and remove the dump from the app host;
-    returns the downtime of a cold backup (0 otherwise)."""
+    """Put the instance's services back as they were (``restart=False``: leave a cold
+    backup's stopped services stopped) and remove the dump from the app host; returns the
+    downtime of a cold backup (0 otherwise)."""
     downtime = 0.0
-    if services.stopped_at is not None:
+    if services.stopped_at is not None and not restart:
+        ctx.step(f"{instance.name} left stopped after the point, as asked")
+        downtime = time.monotonic() - services.stopped_at
+    elif services.stopped_at is not None:
         app.run(
             compose_argv(instance, "up", "--detach"),
             timeout=900,

@@ -14,8 +14,17 @@ Where a new thing goes (also in the README's "Layout" section):
   ["notification_scans"]`` in ``ready()``; the notifications app does the fan-out;
 - a panel on the dashboard or the instance page: ``panel_register("dashboard_panels" |
   "instance_panels", template_name)`` in ``ready()``;
-- a hook around an instance's life (after publishing, before an upgrade, on delete):
-  ``hook_register("instance_hooks", moment, func)`` in ``ready()``;
+- a hook around an instance's life (after publishing, before an upgrade, after a failed
+  upgrade, on delete): ``hook_register("instance_hooks", moment, func)`` in ``ready()``.
+  Each is called ``func(ctx, instance)``. A "pre_upgrade" hook that takes a backup point
+  records its id in ``ctx.operation.params["pre_upgrade_point"]`` (saved on the operation
+  row, so it outlives the hook). An "upgrade_failed" hook runs uncancellable once the new
+  version failed, was cancelled or timed out after ``up`` (its app already stopped and the
+  previous compose files back in place, not started): it brings the previous version back
+  on the state before the upgrade (backups restores that point) and returns a sentence for
+  the operation's error; it raises ``OperationFailed`` if it could not, leaving the instance
+  stopped. Never the old image on the upgraded database: the products refuse a database a
+  newer version upgraded;
 - something to hear about ended operations: ``hook_register("operation_listeners", "failed",
   func)``;
 - a count on the dashboard summary: ``registry["summary_counts"][key] = func(access)``.
@@ -70,8 +79,9 @@ registry: dict[str, Any] = _Registry(
     operation_kinds={},
     # event ("failed", "succeeded") -> callables taking the ended operation
     operation_listeners={"failed": [], "succeeded": []},
-    # moment ("publish", "unpublish", "pre_upgrade") -> callables (ctx, instance)
-    instance_hooks={"publish": [], "unpublish": [], "pre_upgrade": []},
+    # moment ("publish", "unpublish", "pre_upgrade", "upgrade_failed") -> callables
+    # (ctx, instance); see the module docstring for what the upgrade ones return
+    instance_hooks={"publish": [], "unpublish": [], "pre_upgrade": [], "upgrade_failed": []},
     # name -> PeriodicJob
     periodic_jobs={},
     # key -> NotificationEvent

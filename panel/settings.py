@@ -510,6 +510,11 @@ PANEL_BACKUP_MANUAL_PER_TENANT_PER_DAY = env_int("PANEL_BACKUP_MANUAL_PER_TENANT
 # A new point is refused when the backup host's disk would be fuller than this (percent).
 PANEL_BACKUP_DISK_MAX_PERCENT = env_float("PANEL_BACKUP_DISK_MAX_PERCENT", 90)
 PANEL_BACKUP_DRILL_INTERVAL_HOURS = env_int("PANEL_BACKUP_DRILL_INTERVAL_HOURS", 24)
+# The point every upgrade takes first: "cold" (default) stops the app and leaves it stopped
+# until the new version starts, so the point is exactly the state the new version upgrades
+# and restoring it loses nothing; "hot" keeps the app up until the new version is deployed
+# (shorter downtime; what is written in between is lost if a failed upgrade restores it).
+PANEL_UPGRADE_BACKUP_MODE = env("PANEL_UPGRADE_BACKUP_MODE", "cold")
 PANEL_BACKUP_RSYNC_BWLIMIT = env_int("PANEL_BACKUP_RSYNC_BWLIMIT", 0)
 # rsync's I/O timeout (seconds without data, its --timeout).
 PANEL_BACKUP_RSYNC_IO_TIMEOUT = env_int("PANEL_BACKUP_RSYNC_IO_TIMEOUT", 60)

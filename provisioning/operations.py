@@ -14,7 +14,12 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from panel.operations import OperationContext, OperationFailed, operation_handler
+from panel.operations import (
+    OperationContext,
+    OperationFailed,
+    OperationFenced,
+    operation_handler,
+)
 from panel.registry import registry
 from provisioning import rollout
 from provisioning.compose import instance_dir
@@ -93,12 +98,12 @@ def instance_published(ctx: OperationContext, instance: AtlassianInstance) -> No
     _hooks_run("publish", ctx, instance)
 
 
-def _hooks_run(moment: str, ctx: OperationContext, instance: AtlassianInstance) -> None:
+def _hooks_run(moment: str, ctx: OperationContext, instance: AtlassianInstance) -> list[Any]:
     # Hooks other apps registered in registry["instance_hooks"] from their ready(): "publish"
-    # (after a create), "pre_upgrade" (backups takes a backup), "unpublish" (on delete: DNS
-    # records, proxy config). A failing hook fails the operation, as before.
-    for hook in list(registry["instance_hooks"][moment]):
-        hook(ctx, instance)
+    # (after a create), "pre_upgrade" (backups takes a point), "upgrade_failed" (backups
+    # restores it), "unpublish" (on delete: DNS records, proxy config). A failing hook fails
+    # the operation, as before. Returns what the hooks returned (panel/registry.py).
+    return [hook(ctx, instance) for hook in list(registry["instance_hooks"][moment])]
 
 
 def _host_port_allocate(ctx: OperationContext, instance: AtlassianInstance) -> None:
@@ -214,15 +219,81 @@ def instance_restart_run(ctx: OperationContext) -> dict:
 @operation_handler(OperationKind.INSTANCE_UPGRADE, on_abort=instance_abort)
 @_remote
 def instance_upgrade_run(ctx: OperationContext) -> dict:
-    """Roll out another version; on failure the previous version is restored and started."""
+    """Roll out another version after a backup point of the current state; if the new
+    version fails after it started (an error, ERROR, a timeout, a cancel) the previous one
+    comes back by restoring that point, never by starting it on the upgraded database.
+
+    Upgrades are one-way: the new version upgrades the database on its first start and an
+    older version refuses it afterwards ("database was upgraded by a newer version").
+    Atlassian's roll-back procedure restores the database and the home taken before the
+    upgrade: http://confluence.atlassian.com/display/JIRA/Rolling+Back+a+JIRA+Upgrade
+    """
     instance = _instance(ctx)
+    was_running = instance.status == InstanceStatus.RUNNING
     version = ctx.operation.params["version"]
     ctx.step(f"Upgrading {instance.name} from {instance.version} to {version}")
-    _hooks_run("pre_upgrade", ctx, instance)  # the backups app takes a backup first
-    # The rollout writes the new version together with the deployed compose hash.
-    result = rollout.instance_rollout(ctx, instance, first=False, version=version)
+    # The backups app takes a point first (a cold one leaves the app stopped until the new
+    # version starts) and names it in ctx.operation.params["pre_upgrade_point"].
+    _hooks_run("pre_upgrade", ctx, instance)
+    started: list[bool] = []
+
+    def failed(failure: BaseException) -> str:
+        started.append(True)
+        return _upgrade_failed(ctx, instance, version)
+
+    try:
+        # The rollout writes the new version together with the deployed compose hash.
+        result = rollout.instance_rollout(
+            ctx, instance, first=False, version=version, on_failure=failed
+        )
+    except OperationFenced:
+        raise
+    except BaseException:
+        if not started and was_running:
+            # Failed before the new version started (its files refused, a cancel before the
+            # swap): the database is untouched, so the previous version may simply start.
+            with ctx.uncancellable():
+                _start_again(ctx, instance)
+        raise
     _transition(instance, InstanceStatus.RUNNING, ctx=ctx)
-    return {**result, "previous_version": instance.version}
+    return {
+        **result,
+        "previous_version": instance.version,
+        "pre_upgrade_point": (ctx.operation.params or {}).get("pre_upgrade_point"),
+    }
+
+
+def _upgrade_failed(ctx: OperationContext, instance: AtlassianInstance, version: str) -> str:
+    """Run the "upgrade_failed" hooks (the new app is stopped, the previous compose files are
+    back, unstarted); without one that answers, leave the instance stopped and failed."""
+    words = [w for w in _hooks_run("upgrade_failed", ctx, instance) if w]
+    if words:
+        return " ".join(words)
+    reason = (
+        f"Nothing restored the state before the upgrade, so {instance.name} was left stopped: "
+        f"{instance.product} {instance.version} refuses a database {version} upgraded."
+    )
+    _transition(instance, InstanceStatus.FAILED, reason, ctx=ctx)
+    raise OperationFailed(reason)
+
+
+def _start_again(ctx: OperationContext, instance: AtlassianInstance) -> None:
+    """Start the deployed (previous) files again after an upgrade that never started."""
+    try:
+        with rollout.connect(instance, ctx) as conn:
+            conn.compose(
+                instance_dir(instance),
+                "up",
+                "--detach",
+                project_name=instance.name,
+                timeout=900,
+                message=f"Started {instance.name} {instance.version} again",
+            )
+            rollout.wait_running(ctx, conn, instance, first=False)
+    except OperationFenced:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the upgrade's own error is the one raised
+        ctx.step(f"Could not start {instance.name} again: {exc}", level="warning")
 
 
 @operation_handler(OperationKind.INSTANCE_RESIZE, on_abort=instance_abort)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -195,6 +196,52 @@ def _rollback(
         ) from second
 
 
+def _hand_back(
+    ctx: OperationContext,
+    conn: HostConnection,
+    rendered: RenderedProject,
+    f: dict[str, str],
+    failure: BaseException,
+    on_failure: Callable[[BaseException], str],
+) -> str:
+    """A failed new version whose caller brings the previous one back itself (an upgrade):
+    stop the new app, put the previous files back without starting them, then ``on_failure``.
+    Starting the previous image here would run it on a database the new version may have
+    upgraded, which the products refuse ("database was upgraded by a newer version"). The
+    caller makes it uncancellable; returns ``on_failure``'s sentence."""
+    why = failure_words(failure)
+    ctx.step(
+        f"The new version failed: {why} Stopping it; the previous version is not started on "
+        "the database the new one may have upgraded",
+        level="warning",
+    )
+    try:
+        conn.compose(
+            rendered.directory,
+            "stop",
+            "--timeout",
+            "120",
+            "app",
+            project_name=rendered.project,
+            timeout=300,
+            message="Stopped the new version",
+        )
+        conn.run(["cp", "-p", f["compose_prev"], f["compose"]])
+        conn.run(["cp", "-p", f["env_prev"], f["env"]])
+    except OperationFenced:
+        raise
+    except Exception as second:  # reported with the first failure
+        raise OperationFailed(
+            f"{why} Stopping the new version also failed: {second}; nothing was restored."
+        ) from second
+    try:
+        return on_failure(failure)
+    except OperationFenced:
+        raise
+    except OperationFailed as second:
+        raise OperationFailed(f"{why} {second}") from second
+
+
 def instance_rollout(
     ctx: OperationContext,
     instance: AtlassianInstance,
@@ -202,8 +249,16 @@ def instance_rollout(
     first: bool,
     version: str | None = None,
     heap: tuple[int, int] | None = None,
+    on_failure: Callable[[BaseException], str] | None = None,
 ) -> dict[str, Any]:
-    """Deploy ``instance`` (optionally at a new version or heap) and wait until it is healthy."""
+    """Deploy ``instance`` (optionally at a new version or heap) and wait until it is healthy.
+
+    If the new files fail after ``up`` (an error, a timeout, a cancel), the previous files are
+    started again (same version: a heap change, a licence), unless ``on_failure`` is given:
+    then the new app is stopped, the previous files are put back unstarted and
+    ``on_failure(failure)`` brings the previous version back (an upgrade restores its
+    pre-upgrade point) and returns a sentence for the error; it raises ``OperationFailed``
+    if it could not."""
     rendered = compose_render(instance, version=version, heap=heap)
     ctx.add_secrets(rendered.secrets)
     f = _files(rendered.directory)
@@ -265,6 +320,14 @@ def instance_rollout(
                         "inspection."
                     ) from failure
                 raise
+            if on_failure is not None:
+                with ctx.uncancellable():
+                    words = _hand_back(ctx, conn, rendered, f, failure, on_failure)
+                if isinstance(failure, OperationCancelled):
+                    raise OperationCancelled(f"Cancelled on request; {words}") from failure
+                if not isinstance(failure, Exception):
+                    raise
+                raise OperationFailed(f"{failure_words(failure)} {words}") from failure
             with ctx.uncancellable():
                 _rollback(ctx, conn, instance, rendered, f, failure)
             if isinstance(failure, OperationCancelled):

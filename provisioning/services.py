@@ -281,12 +281,26 @@ def instance_restart(
 def instance_upgrade(
     *, actor: Access, instance: AtlassianInstance, version: str, idempotency_key: str = ""
 ) -> Operation:
-    """Upgrade to another offered version of the product (rolled back on failure)."""
+    """Upgrade to another offered version of the product, after a backup point of the current
+    state (a failed upgrade is rolled back by restoring it); refused when the instance's host
+    has no backup host, since then no point can be taken."""
 
     def validate() -> None:
         instance_validate_product_version(instance.product, version)
         if version == instance.version:
             raise ValidationError({"version": f"{instance.name} already runs {instance.version}."})
+        host = instance.host
+        if host is None or host.backup_host_id is None:
+            # Upgrades are one-way: an older version refuses a database a newer one upgraded,
+            # so the only roll-back is restoring a point taken just before (backups app).
+            raise ValidationError(
+                {
+                    "version": f"{instance.name} cannot be upgraded yet: its app host "
+                    f"{host.name if host else '(none)'} has no backup host, so no point can be "
+                    "taken to roll a failed upgrade back to. A platform admin must give the "
+                    "host a backup host first."
+                }
+            )
 
     return _instance_operation_start(
         actor=actor,

@@ -6,6 +6,7 @@ import pytest
 
 from provisioning.models import AtlassianInstance, Operation
 from tenants.models import Membership
+from tests.backups.factories import backup_host, with_backup_host
 from tests.support.factories import make_instance
 
 pytestmark = pytest.mark.django_db
@@ -238,6 +239,15 @@ def test_a_read_only_token_cannot_create(api, make_token, alice, acme):
 # --- lifecycle actions ------------------------------------------------------------------------
 
 
+@pytest.fixture
+def backed_jira(acme_jira, app_host) -> AtlassianInstance:
+    """acme-jira on an app host that has a backup host (an upgrade needs one for its point)."""
+    with_backup_host(app_host, backup_host())
+    AtlassianInstance.objects.filter(pk=acme_jira.pk).update(host=app_host)
+    acme_jira.refresh_from_db()
+    return acme_jira
+
+
 @pytest.mark.parametrize(
     ("status", "action", "body", "kind"),
     [
@@ -251,8 +261,9 @@ def test_a_read_only_token_cannot_create(api, make_token, alice, acme):
     ],
 )
 def test_lifecycle_actions_answer_202_with_the_operation(
-    api, alice, acme_jira, status, action, body, kind
+    api, alice, backed_jira, status, action, body, kind
 ):
+    acme_jira = backed_jira
     AtlassianInstance.objects.filter(pk=acme_jira.pk).update(status=status)
     response = api(alice).post(f"/api/instances/{acme_jira.pk}/{action}/", body, format="json")
     assert response.status_code == 202, response.json()
@@ -263,10 +274,30 @@ def test_lifecycle_actions_answer_202_with_the_operation(
     assert "confirm" not in op.params
 
 
-def test_upgrade_and_resize_pass_their_parameters(api, alice, acme_jira):
+def test_upgrade_and_resize_pass_their_parameters(api, alice, backed_jira):
     client = api(alice)
-    client.post(f"/api/instances/{acme_jira.pk}/upgrade/", {"version": "9.17.0"}, format="json")
+    client.post(f"/api/instances/{backed_jira.pk}/upgrade/", {"version": "9.17.0"}, format="json")
     assert Operation.objects.get().params == {"version": "9.17.0"}
+
+
+@pytest.mark.parametrize("placed", [False, True])
+def test_an_upgrade_without_a_backup_host_is_refused_up_front(
+    api, alice, acme_jira, app_host, placed
+):
+    # No point could be taken, and without one a failed upgrade cannot be rolled back.
+    if placed:
+        AtlassianInstance.objects.filter(pk=acme_jira.pk).update(host=app_host)
+    response = api(alice).post(
+        f"/api/instances/{acme_jira.pk}/upgrade/", {"version": "9.17.0"}, format="json"
+    )
+    assert response.status_code == 400
+    where = "app-one" if placed else "(none)"
+    assert response.json()["version"] == [
+        f"acme-jira cannot be upgraded yet: its app host {where} has no backup host, so no "
+        "point can be taken to roll a failed upgrade back to. A platform admin must give the "
+        "host a backup host first."
+    ]
+    assert not Operation.objects.exists()
 
 
 def test_an_action_with_a_repeated_idempotency_key_starts_one_operation(api, alice, acme_jira):

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from provisioning.models import AtlassianInstance, License, Operation
 from tenants.models import Membership
+from tests.backups.factories import backup_host, with_backup_host
 from tests.support.factories import make_instance, make_operation
 
 pytestmark = pytest.mark.django_db
@@ -332,12 +333,21 @@ def test_delete_requires_typing_the_instance_name(browser, alice, acme_jira):
     assert Operation.objects.get().kind == "instance.delete"
 
 
-def test_upgrade_offers_other_versions_and_refuses_unknown_ones(browser, alice, acme_jira):
+def test_upgrade_offers_other_versions_and_refuses_unknown_ones(
+    browser, alice, acme_jira, app_host
+):
     client = browser(alice)
     page = client.get(reverse("provisioning:instance_detail", args=[acme_jira.pk])).content
     assert b'<option value="9.17.0">' in page and b'<option value="9.12.0">' not in page
     _act(client, acme_jira, "upgrade", version="7.0.0")
     assert not Operation.objects.exists()
+    # A host without a backup host: refused with the reason on the form (no point possible).
+    AtlassianInstance.objects.filter(pk=acme_jira.pk).update(host=app_host)
+    response = _act(client, acme_jira, "upgrade", version="9.17.0")
+    page = client.get(response["Location"]).content.decode()
+    assert "its app host app-one has no backup host" in page
+    assert not Operation.objects.exists()
+    with_backup_host(app_host, backup_host())
     _act(client, acme_jira, "upgrade", version="9.17.0")
     operation = Operation.objects.get()
     assert operation.kind == "instance.upgrade" and operation.params == {"version": "9.17.0"}
