@@ -9,6 +9,7 @@ from django import forms
 from django.db.models import QuerySet
 
 from backups.models import Backup, BackupMode, BackupPolicy, RestoreMode, RestoreRequest
+from backups.selectors import RestoreTarget
 from provisioning import validators as v
 from provisioning.models import Host
 
@@ -25,6 +26,17 @@ class _PointChoice(forms.ModelChoiceField):
     def label_from_instance(self, obj: Backup) -> str:
         label = f" {obj.label}" if obj.label else ""
         return f"{obj.taken_at:%Y-%m-%d %H:%M} UTC{label} ({obj.get_kind_display().lower()})"
+
+
+class _TargetChoice(forms.ModelChoiceField):
+    """App hosts by name with their free capacity (``labels``, from the selector)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.labels: dict[Any, str] = {}
+
+    def label_from_instance(self, obj: Host) -> str:
+        return self.labels.get(obj.pk, obj.name)
 
 
 class RestoreForm(forms.Form):
@@ -52,16 +64,28 @@ class RestoreForm(forms.Form):
     hostname = forms.CharField(
         required=False, max_length=253, validators=[v.validate_fqdn], label="New instance hostname"
     )
-    host = forms.ModelChoiceField(
+    host = _TargetChoice(
         queryset=Host.objects.none(),
         required=False,
-        label="App host (empty: the same as the source)",
+        label="App host of the copy",
+        empty_label="The source's host (if it has room)",
+        help_text="Ready app hosts that read the point's backup host and have the memory and "
+        "disk the copy needs, with what they have free.",
+        error_messages={
+            "invalid_choice": "Choose one of the listed app hosts: only those are ready, read "
+            "the point's backup host and have room for the copy."
+        },
     )
 
-    def __init__(self, *args: Any, points: QuerySet, hosts: QuerySet, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, points: QuerySet, targets: list[RestoreTarget], **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.fields["backup"].queryset = points
-        self.fields["host"].queryset = hosts
+        host_field = self.fields["host"]
+        assert isinstance(host_field, _TargetChoice)
+        host_field.labels = {t.host.pk: t.label for t in targets}
+        host_field.queryset = Host.objects.filter(pk__in=list(host_field.labels)).order_by("name")
 
 
 class RestoreRequestForm(forms.Form):

@@ -251,9 +251,13 @@ def backup_restore_run(ctx: OperationContext) -> dict:
         mode=mode,
         operation=ctx.operation,
     )
+    # Where the copy goes is the support person's choice (params["host"]); the step names the
+    # host the instance really is on.
+    host_name = target.host.name if target.host is not None else ""
+    where = "in place" if mode == "in_place" else f"into {target.name} on host {host_name}"
     ctx.step(
         f"Restoring point {_point_words(backup)} ({backup.taken_at:%Y-%m-%d %H:%M} UTC) "
-        f"of {backup.instance.name} {'in place' if mode == 'in_place' else 'into ' + target.name}"
+        f"of {backup.instance.name} {where}"
     )
     if backup.version and backup.version != target.version:
         ctx.step(
@@ -293,6 +297,7 @@ def backup_restore_run(ctx: OperationContext) -> dict:
         "taken_at": backup.taken_at.isoformat(),
         "mode": mode,
         "instance": target.name,
+        "host": host_name,
         "rto_seconds": round(seconds, 1),
         "rto_objective_seconds": goals.rto.total_seconds(),
         "health": outcome.health,

@@ -3,9 +3,11 @@ drills, restore requests, the DR dashboard and the size chart."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -19,7 +21,8 @@ from backups.models import (
     RestoreRequest,
 )
 from panel.access import Access
-from provisioning.models import AtlassianInstance, InstanceStatus
+from provisioning.models import AtlassianInstance, Host, InstanceStatus
+from provisioning.services import host_fit_problem, host_free_memory_mb
 from tenants.tiers import ServiceTier, objectives_for
 
 WATCHED_STATUSES = (InstanceStatus.RUNNING, InstanceStatus.STOPPED)
@@ -38,6 +41,61 @@ def backup_get(access: Access, backup_id: Any) -> Backup:
 def instance_points(access: Access, instance: AtlassianInstance) -> QuerySet:
     """Retained points of an instance, newest first."""
     return backup_list(access).filter(instance=instance, status=BackupStatus.SUCCEEDED)
+
+
+@dataclass(frozen=True)
+class RestoreTarget:
+    """An app host a copy of a point can go to, with what it has free (the page shows it)."""
+
+    host: Host
+    free_memory_mb: int
+    free_disk_bytes: int
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.host.name} ({max(self.free_memory_mb, 0)} MB memory, "
+            f"{self.free_disk_bytes // 1024**3} GB disk free)"
+        )
+
+
+def restore_copy_of(source: AtlassianInstance, *, name: str = "") -> AtlassianInstance:
+    """An unsaved instance with the resources a copy of ``source`` takes (for capacity checks:
+    a new row, so the source keeps counting on its own host)."""
+    return AtlassianInstance(
+        tenant=source.tenant,
+        name=name,
+        product=source.product,
+        version=source.version,
+        heap_min_mb=source.heap_min_mb,
+        heap_max_mb=source.heap_max_mb,
+        tier=source.tier,
+    )
+
+
+def restore_target_hosts(access: Access, backup: Backup) -> list[RestoreTarget]:
+    """The app hosts a copy of ``backup`` can go to: READY app hosts that read points on the
+    point's backup host and have the memory and disk the copy needs, most free memory first.
+
+    For every staff role: support chooses where a copy goes as well as platform admins (host
+    rows are otherwise platform-admin only, see ``Host.objects``).
+    """
+    if not access.is_staff_role:
+        raise PermissionDenied("Only support staff restore backups.")
+    copy = restore_copy_of(backup.instance)
+    candidates = Host.objects.filter(
+        role=Host.Role.APP, status=Host.Status.READY, backup_host_id=backup.backup_host_id
+    ).order_by("name")
+    targets = [
+        RestoreTarget(
+            host=host,
+            free_memory_mb=host_free_memory_mb(host, exclude=copy),
+            free_disk_bytes=host.disk_free_bytes or 0,
+        )
+        for host in candidates
+        if host_fit_problem(copy, host) is None
+    ]
+    return sorted(targets, key=lambda t: -t.free_memory_mb)
 
 
 def policy_list(access: Access) -> QuerySet:

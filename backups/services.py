@@ -31,6 +31,7 @@ from backups.models import (
 )
 from backups.policies import next_run_after, policy_for
 from backups.restore import copy_marks
+from backups.selectors import restore_copy_of
 from backups.store import PointStore
 from panel.access import Access
 from panel.audit import audit_record
@@ -46,7 +47,7 @@ from provisioning.models import (
     Operation,
 )
 from provisioning.ports import HostPortsExhausted, instance_host_port_allocate
-from provisioning.services import instance_lock_key
+from provisioning.services import host_fit_problem, instance_lock_key
 from tenants.tiers import objectives_for
 
 log = logging.getLogger(__name__)
@@ -313,8 +314,15 @@ def _restore_new_start(
             f"{host.name} cannot read points on "
             f"{backup.backup_host.name}; choose an app host that backs up there."
         )
+    else:
+        # The copy is a new instance next to the source: the host needs room for it as well as
+        # for everything already on it (the same reckoning as placing a new instance).
+        problem = host_fit_problem(restore_copy_of(source, name=name), host)
+        if problem is not None:
+            errors["host"] = f"{problem} Choose an app host with room for the copy."
     if errors:
         raise ValidationError(errors)
+    params = {**params, "host": host.name}
     version = backup.version if backup.version in versions_for(source.product) else source.version
     target = AtlassianInstance(
         tenant=source.tenant,

@@ -11,6 +11,7 @@ import uuid
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -29,7 +30,7 @@ from backups.policies import policy_defaults
 from panel.access import Access, access_for
 from panel.forms import errors_onto_form
 from panel.htmx import login_required, new_idempotency_key, posted_idempotency_key
-from provisioning.models import AtlassianInstance, Host, Operation
+from provisioning.models import AtlassianInstance, Operation
 from provisioning.operation_pages import operation_post
 from provisioning.selectors import instance_get
 
@@ -121,6 +122,18 @@ def restore_request_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     return redirect("backups:instance_backups", pk=instance.pk)
 
 
+def _restore_targets(access: Access, points: QuerySet) -> list[selectors.RestoreTarget]:
+    """The hosts a copy of any listed point can go to (one list per backup host the points are
+    on; the service checks the chosen point's own backup host and the host's room again)."""
+    targets: dict[uuid.UUID, selectors.RestoreTarget] = {}
+    for backup_host_id in set(points.values_list("backup_host_id", flat=True)):
+        point = points.filter(backup_host_id=backup_host_id).first()
+        if point is not None:
+            for target in selectors.restore_target_hosts(access, point):
+                targets.setdefault(target.host.pk, target)
+    return sorted(targets.values(), key=lambda t: t.host.name)
+
+
 @login_required
 def restore_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """Staff restore a retained point, in place (typing the name) or into a new instance."""
@@ -128,11 +141,11 @@ def restore_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     instance = instance_get(access, pk)
     _require_staff(access)
     points = selectors.instance_points(access, instance)
-    hosts = Host.objects.for_user(access).filter(role=Host.Role.APP, status=Host.Status.READY)
+    targets = _restore_targets(access, points)
     if request.method == "POST":
         if not access.can_write:
             raise PermissionDenied
-        form = RestoreForm(request.POST, points=points, hosts=hosts)
+        form = RestoreForm(request.POST, points=points, targets=targets)
 
         def start(key: str) -> Operation:
             data = form.cleaned_data
@@ -148,9 +161,12 @@ def restore_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
                 idempotency_key=key,
             )
 
-        def done(_: Operation) -> str:
+        def done(operation: Operation) -> str:
             data = form.cleaned_data
-            where = "in place" if data["mode"] == RestoreMode.IN_PLACE else f"into {data['name']}"
+            if data["mode"] == RestoreMode.IN_PLACE:
+                where = "in place"
+            else:
+                where = f"into {data['name']} on host {operation.params.get('host', '')}"
             return f"Restore of {data['backup'].point_name} {where} started; follow it live below."
 
         response = operation_post(
@@ -165,7 +181,7 @@ def restore_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
             return response
     else:
         form = RestoreForm(
-            points=points, hosts=hosts, initial={"backup": request.GET.get("point") or None}
+            points=points, targets=targets, initial={"backup": request.GET.get("point") or None}
         )
     return render(
         request,

@@ -318,6 +318,8 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "panel.api.schema.common_refusals",
         "panel.api.schema.times_of_day",
+        # Request bodies take no key they do not declare (an unknown field answers 400).
+        "panel.api.schema.strict_request_bodies",
     ],
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {

@@ -442,21 +442,43 @@ def _memory_needed_mb(instance: AtlassianInstance, host: Host, heap_max_mb: int)
 INSTANCE_DISK_NEEDED = 5 * 1024**3
 
 
-def host_select_for_instance(instance: AtlassianInstance) -> Host | None:
-    """The ready app host with the most free memory that fits the instance and its data.
+def host_fit_problem(instance: AtlassianInstance, host: Host) -> str | None:
+    """Why ``host`` cannot take ``instance``, in a sentence, or None when it fits.
 
     An instance needs the memory limits of its containers (heap plus the JVM's other memory,
-    and its database); free memory is what the host has minus what its instances may use.
+    and its database); free memory is what the host has minus what its instances may use. Its
+    data needs ``INSTANCE_DISK_NEEDED`` of free disk.
     """
+    needed_mb = _memory_needed_mb(instance, host, instance.heap_max_mb)
+    free_mb = host_free_memory_mb(host, exclude=instance)
+    if free_mb < needed_mb:
+        return (
+            f"{host.name} has {max(free_mb, 0)} MB of memory that its instances do not use; "
+            f"{instance.name or 'the instance'} needs {needed_mb} MB."
+        )
+    free_disk = host.disk_free_bytes or 0
+    if free_disk < INSTANCE_DISK_NEEDED:
+        return (
+            f"{host.name} has {free_disk // 1024**3} GB of free disk; an instance needs "
+            f"{INSTANCE_DISK_NEEDED // 1024**3} GB."
+        )
+    return None
+
+
+def host_fits(instance: AtlassianInstance, host: Host) -> bool:
+    """Whether ``host`` has the memory and disk ``instance`` needs (see host_fit_problem)."""
+    return host_fit_problem(instance, host) is None
+
+
+def host_select_for_instance(instance: AtlassianInstance) -> Host | None:
+    """The ready app host with the most free memory that fits the instance and its data."""
     candidates = Host.objects.filter(role=Host.Role.APP, status=Host.Status.READY)
     best, best_free = None, -1
     for host in candidates:
+        if not host_fits(instance, host):
+            continue
         free_mb = host_free_memory_mb(host, exclude=instance)
-        if (
-            free_mb >= _memory_needed_mb(instance, host, instance.heap_max_mb)
-            and (host.disk_free_bytes or 0) >= INSTANCE_DISK_NEEDED
-            and free_mb > best_free
-        ):
+        if free_mb > best_free:
             best, best_free = host, free_mb
     return best
 

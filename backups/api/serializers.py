@@ -19,7 +19,8 @@ from backups.models import (
 )
 from backups.selectors import instance_points
 from panel.access import access_for
-from provisioning.models import AtlassianInstance
+from panel.api.serializers import StrictFieldsMixin
+from provisioning.models import AtlassianInstance, Host
 from provisioning.selectors import instance_list
 
 
@@ -77,7 +78,7 @@ class BackupSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class BackupStartSerializer(serializers.Serializer):
+class BackupStartSerializer(StrictFieldsMixin, serializers.Serializer):
     """Start an extra backup of an instance now (tenant admins and staff)."""
 
     instance = serializers.PrimaryKeyRelatedField(
@@ -99,7 +100,7 @@ class BackupStartSerializer(serializers.Serializer):
         return value
 
 
-class RestoreStartSerializer(serializers.Serializer):
+class RestoreStartSerializer(StrictFieldsMixin, serializers.Serializer):
     """Restore this point in place (``confirm`` = the instance's name) or into a new instance
     (``name`` and ``hostname`` of the copy)."""
 
@@ -113,9 +114,19 @@ class RestoreStartSerializer(serializers.Serializer):
     )
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=40)
     hostname = serializers.CharField(required=False, allow_blank=True, default="", max_length=253)
+    host: serializers.SlugRelatedField[Host] = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=Host.objects.filter(role=Host.Role.APP),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="New instance only: the app host of the copy, by name (a ready app host that "
+        "reads the point's backup host and has room); empty: the source's host.",
+        error_messages={"does_not_exist": "No app host is named {value}."},
+    )
 
 
-class BackupPolicySerializer(serializers.ModelSerializer):
+class BackupPolicySerializer(StrictFieldsMixin, serializers.ModelSerializer):
     """An instance's backup policy. Staff change it (PATCH); everyone who sees it reads it."""
 
     instance = serializers.UUIDField(source="instance_id", read_only=True)
@@ -233,7 +244,7 @@ class RestoreDrillSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DrillStartSerializer(serializers.Serializer):
+class DrillStartSerializer(StrictFieldsMixin, serializers.Serializer):
     instance = serializers.PrimaryKeyRelatedField(
         queryset=AtlassianInstance.objects.none(),
         required=False,
@@ -248,7 +259,7 @@ class DrillStartSerializer(serializers.Serializer):
             self.fields["instance"].queryset = instance_list(_access(self.context))
 
 
-class RestoreRequestSerializer(serializers.ModelSerializer):
+class RestoreRequestSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     """A customer's request that support restore a point."""
 
     instance = serializers.PrimaryKeyRelatedField(
@@ -310,7 +321,7 @@ class RestoreRequestSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class RestoreRequestHandleSerializer(serializers.Serializer):
+class RestoreRequestHandleSerializer(StrictFieldsMixin, serializers.Serializer):
     status = serializers.ChoiceField(
         choices=[RestoreRequest.Status.DONE, RestoreRequest.Status.DECLINED]
     )

@@ -110,7 +110,8 @@ class BackupViewSet(
         responses=STARTED,
         description="Restore this point (support staff and platform admins): "
         "`in_place` with `confirm` = the instance's name, or "
-        "`new_instance` with the copy's `name` and `hostname`.",
+        "`new_instance` with the copy's `name`, `hostname` and optionally the app `host` "
+        "(by name) it goes to.",
     )
     @action(detail=True, methods=["post"])
     def restore(self, request: Request, pk: str | None = None) -> Response:
@@ -131,6 +132,7 @@ class BackupViewSet(
                 confirm_name=data["confirm"],
                 name=data["name"],
                 hostname=data["hostname"],
+                host=data["host"],
                 skip_safety=data["skip_safety"],
                 idempotency_key=idempotency_key(request),
             )

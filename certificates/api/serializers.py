@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from certificates.models import Certificate, DnsProviderAccount, DnsRecord, DnsZone, ProxySite
 from panel.access import access_for
+from panel.api.serializers import StrictFieldsMixin
 from provisioning.selectors import host_mask
 
 MAX_EXPIRING_DAYS = 3650
@@ -128,7 +129,7 @@ class EndpointSerializer(serializers.Serializer):
     checked_at = serializers.DateTimeField(allow_null=True)
 
 
-class DnsProviderAccountSerializer(serializers.ModelSerializer):
+class DnsProviderAccountSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     credentials = serializers.JSONField(
         write_only=True, required=False, help_text="Secrets; stored encrypted, never returned."
     )
@@ -139,7 +140,7 @@ class DnsProviderAccountSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at"]
 
 
-class DnsZoneSerializer(serializers.ModelSerializer):
+class DnsZoneSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     account = serializers.PrimaryKeyRelatedField(queryset=DnsProviderAccount.objects.all())
 
     class Meta:

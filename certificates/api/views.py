@@ -38,6 +38,7 @@ from panel.access import Access, access_for
 from panel.api.mixins import ScopedQuerysetMixin, idempotency_key
 from panel.api.permissions import IsPlatformAdmin, PanelPermission
 from panel.api.schema import NOT_FOUND
+from panel.api.serializers import request_body_refuse_fields
 from provisioning.api.operations import action_schema, operation_accepted, operation_replay
 from provisioning.selectors import instance_get
 
@@ -156,6 +157,7 @@ def _accepted_action(
         raise PermissionDenied("Only support staff can renew certificates on demand.")
     if not staff and not access.administers_tenant(instance.tenant_id):
         raise PermissionDenied("You need the admin role in this tenant to do this.")
+    request_body_refuse_fields(request)  # these actions take no body
     replay = operation_replay(access, request, kind=kind, instance=instance)
     if replay is not None:
         return replay

@@ -149,3 +149,46 @@ def times_of_day(result: dict[str, Any], generator: Any, request: Any, public: b
     """drf-spectacular postprocessing hook: times of day as DRF renders them (no offset)."""
     _times_without_offset(result)
     return result
+
+
+# --- request bodies carry only the fields they take -----------------------------------------
+
+
+def _strict(node: dict[str, Any], components: dict[str, Any], seen: set[str]) -> None:
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+        name = ref.rsplit("/", 1)[-1]
+        if name in seen or name not in components:
+            return
+        seen.add(name)
+        node = components[name]
+    for key in ("allOf", "oneOf", "anyOf"):
+        for part in node.get(key, []):
+            _strict(part, components, seen)
+    if "properties" in node and "additionalProperties" not in node:
+        # A serializer's shape. A free-form object (a JSON field such as ``extra_env``) says
+        # ``additionalProperties`` itself and keeps it.
+        node["additionalProperties"] = False
+    for prop in node.get("properties", {}).values():
+        _strict(prop, components, seen)
+    if isinstance(node.get("items"), dict):
+        _strict(node["items"], components, seen)
+
+
+def strict_request_bodies(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: every request body is an object without
+    additional properties, as the API answers them (``panel.api.serializers``: an unknown or
+    read-only key is a 400). With ``COMPONENT_SPLIT_REQUEST`` request bodies have their own
+    components, so response shapes stay open."""
+    components = result.get("components", {}).get("schemas", {})
+    seen: set[str] = set()
+    for methods in result.get("paths", {}).values():
+        for operation in methods.values():
+            if not isinstance(operation, dict):
+                continue
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                if isinstance(media.get("schema"), dict):
+                    _strict(media["schema"], components, seen)
+    return result

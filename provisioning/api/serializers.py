@@ -15,6 +15,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from panel.access import access_for
+from panel.api.serializers import StrictFieldsMixin
 from panel.operations import operation_kind_label, registered_kinds
 from panel.plain_text import refuse_control_characters
 from panel.sanitize import sanitize_data
@@ -130,7 +131,7 @@ class LicenseSerializer(serializers.ModelSerializer):
         return f"…{obj.key[-4:]}" if obj.key else ""
 
 
-class LicenseCreateSerializer(serializers.ModelSerializer):
+class LicenseCreateSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     """A license key for an instance the caller administers; facts by hand if it won't decode."""
 
     instance = serializers.PrimaryKeyRelatedField(
@@ -265,7 +266,7 @@ class InstanceSerializer(serializers.ModelSerializer):
         return data
 
 
-class InstanceCreateSerializer(serializers.ModelSerializer):
+class InstanceCreateSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     """What a new instance needs. ``tenant`` may be left out by a caller with one tenant."""
 
     tenant = serializers.PrimaryKeyRelatedField(
@@ -359,16 +360,16 @@ class InstanceCreateSerializer(serializers.ModelSerializer):
         return tenant
 
 
-class InstanceUpgradeSerializer(serializers.Serializer):
+class InstanceUpgradeSerializer(StrictFieldsMixin, serializers.Serializer):
     version = serializers.CharField(max_length=40, help_text="An offered version of the product.")
 
 
-class InstanceResizeSerializer(serializers.Serializer):
+class InstanceResizeSerializer(StrictFieldsMixin, serializers.Serializer):
     heap_min_mb = serializers.IntegerField(min_value=0, max_value=MAX_INT)
     heap_max_mb = serializers.IntegerField(min_value=0, max_value=MAX_INT)
 
 
-class InstanceDeleteSerializer(serializers.Serializer):
+class InstanceDeleteSerializer(StrictFieldsMixin, serializers.Serializer):
     confirm = serializers.CharField(
         max_length=100, help_text="The instance's name, to confirm the deletion."
     )

@@ -24,6 +24,7 @@ from panel.api.exceptions import Conflict
 from panel.api.mixins import ScopedQuerysetMixin, idempotency_key
 from panel.api.permissions import PanelPermission, TenantAdminForChanges
 from panel.api.schema import CONFLICT, FORBIDDEN, IDEMPOTENCY_KEY, NOT_FOUND, VALIDATION_ERROR
+from panel.api.serializers import request_body_refuse_fields
 from panel.operations import operation_cancel
 from provisioning import selectors, services
 from provisioning.api.operations import (
@@ -144,7 +145,9 @@ class InstanceViewSet(
         if replay is not None:
             return replay
         arguments: dict[str, Any] = {}
-        if with_body:
+        if not with_body:
+            request_body_refuse_fields(request)  # a field sent to an action without one: 400
+        else:
             serializer = self.get_serializer(
                 data=request.data,
                 context={**self.get_serializer_context(), "instance": instance},
@@ -342,6 +345,7 @@ class OperationViewSet(
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         """Cancel a pending operation at once, or ask a running one to stop at its next step."""
         operation = self.get_object()
+        request_body_refuse_fields(request)
         if operation.is_terminal:
             raise Conflict(f"This operation already ended ({operation.status}).")
         operation = operation_cancel(operation, actor=self.access)

@@ -21,6 +21,7 @@ from panel.access import Access
 from panel.api.mixins import ScopedQuerysetMixin, idempotency_key
 from panel.api.permissions import IsPlatformAdmin, PanelPermission
 from panel.api.schema import CONFLICT, FORBIDDEN, IDEMPOTENCY_KEY, NOT_FOUND, VALIDATION_ERROR
+from panel.api.serializers import StrictFieldsMixin, request_body_refuse_fields
 from provisioning import selectors
 from provisioning import validators as v
 from provisioning.api.operations import (
@@ -90,7 +91,7 @@ class HostSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class HostEnrolSerializer(serializers.Serializer):
+class HostEnrolSerializer(StrictFieldsMixin, serializers.Serializer):
     """What an admin gives to enrol a host. Every value is checked before it nears a command."""
 
     name = serializers.CharField(
@@ -155,7 +156,7 @@ class HostEnrolSerializer(serializers.Serializer):
     )
 
 
-class HostTrustSerializer(serializers.Serializer):
+class HostTrustSerializer(StrictFieldsMixin, serializers.Serializer):
     """The fingerprint an admin compared with the host's, and optionally a one-time password."""
 
     fingerprint = serializers.CharField(max_length=60, validators=[v.validate_fingerprint])
@@ -256,6 +257,7 @@ class HostViewSet(
     @action(detail=True, methods=["post"])
     def provision(self, request: Request, pk: str | None = None) -> Response:
         host = self.get_object()
+        request_body_refuse_fields(request)
         replay = operation_replay(
             self.access, request, kind=OperationKind.HOST_PROVISION, host=host
         )
@@ -270,6 +272,7 @@ class HostViewSet(
     @action(detail=True, methods=["post"])
     def health(self, request: Request, pk: str | None = None) -> Response:
         host = self.get_object()
+        request_body_refuse_fields(request)
         replay = operation_replay(self.access, request, kind=OperationKind.HOST_HEALTH, host=host)
         if replay is not None:
             return replay

@@ -7,6 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from panel.access import access_for
+from panel.api.serializers import StrictFieldsMixin
 from tenants.models import ApiToken, Membership, Tenant
 from tenants.selectors import tenant_list, tenants_managed
 from tenants.tiers import ServiceTier
@@ -17,7 +18,7 @@ def _access(context: dict[str, Any]) -> Any:
     return access_for(context["request"])
 
 
-class TenantSerializer(serializers.ModelSerializer):
+class TenantSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     """A customer company."""
 
     class Meta:
@@ -42,7 +43,7 @@ class _UsernameField(serializers.CharField):
         return value.get_username() if hasattr(value, "get_username") else str(value)
 
 
-class MembershipSerializer(serializers.ModelSerializer):
+class MembershipSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     """A user's role in a tenant. ``tenant`` accepts only tenants the caller administers."""
 
     tenant = serializers.PrimaryKeyRelatedField(
@@ -68,7 +69,7 @@ class MembershipSerializer(serializers.ModelSerializer):
             self.fields["tenant"].queryset = tenants_managed(_access(self.context))
 
 
-class ApiTokenSerializer(serializers.ModelSerializer):
+class ApiTokenSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     """One of the caller's API tokens (the secret itself is never shown again)."""
 
     tenant = serializers.PrimaryKeyRelatedField(

@@ -20,6 +20,7 @@ from panel.access import Access, access_for
 from panel.api.mixins import ScopedQuerysetMixin
 from panel.api.permissions import PanelPermission, PlatformAdminForChanges, TenantAdminForChanges
 from panel.api.schema import FORBIDDEN, NOT_FOUND, VALIDATION_ERROR
+from panel.api.serializers import request_body_refuse_fields
 from tenants import selectors, services
 from tenants.api.serializers import (
     ApiTokenCreatedSerializer,
@@ -210,7 +211,9 @@ class ApiTokenViewSet(
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: str | None = None) -> Response:
         """Revoke the token: it stops working at once and stays listed as revoked."""
-        token = services.token_revoke(actor=access_for(request), token=self.get_object())
+        token = self.get_object()
+        request_body_refuse_fields(request)
+        token = services.token_revoke(actor=access_for(request), token=token)
         return Response(self.get_serializer(token).data)
 
 

@@ -3,13 +3,15 @@ customers see none of it (404); a restore and a backup on one instance at once a
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from backups.models import Backup, BackupPolicy, RestoreRequest
 from backups.services import backup_start, policy_for, restore_start
 from panel.access import access_for_user
 from panel.operations import OperationConflict
-from provisioning.models import AtlassianInstance, Operation
+from provisioning.models import AtlassianInstance, Host, Operation
 from tests.backups.factories import backup_host, make_point, with_backup_host
 
 pytestmark = pytest.mark.django_db
@@ -250,3 +252,99 @@ def test_policies_are_listed_only_for_visible_instances(api, charlie, jira):
 
 # Another tenant's 404 and anonymous 401 on every backup route and verb: the one route walker
 # in tests/api/test_isolation.py (tests/support/isolation.py).
+
+
+def _app_host(name: str, backup: Host | None, *, memory_mb: int = 16384, **fields: Any) -> Host:
+    return Host.objects.create(
+        name=name,
+        role=Host.Role.APP,
+        address=f"127.0.1.{Host.objects.count() + 1}",
+        status=fields.pop("status", Host.Status.READY),
+        backup_host=backup,
+        memory_mb=memory_mb,
+        cpu_count=4,
+        disk_total_bytes=200 * 1024**3,
+        disk_free_bytes=fields.pop("disk_free_bytes", 150 * 1024**3),
+        **fields,
+    )
+
+
+def _copy(name: str, **extra: Any) -> dict:
+    return {"mode": "new_instance", "name": name, "hostname": f"{name}.acme.example", **extra}
+
+
+def test_support_restores_into_a_new_instance_on_a_host_chosen_by_name(api, sam, point):
+    roomy = _app_host("app-two", point.backup_host)
+    response = api(sam).post(
+        f"/api/backups/{point.pk}/restore/", _copy("acme-copy", host="app-two")
+    )
+    assert response.status_code == 202, response.content
+    copy = AtlassianInstance.objects.get(name="acme-copy")
+    assert copy.host_id == roomy.pk and point.instance.host_id != roomy.pk
+    op = Operation.objects.get(pk=response.json()["id"])
+    assert op.params["host"] == "app-two"
+    # Without a host the copy goes next to the source, and the operation says so too.
+    same = api(sam).post(f"/api/backups/{point.pk}/restore/", _copy("acme-copy2"))
+    assert same.status_code == 202, same.content
+    assert AtlassianInstance.objects.get(name="acme-copy2").host_id == point.instance.host_id
+    assert Operation.objects.get(pk=same.json()["id"]).params["host"] == point.instance.host.name
+
+
+def test_a_host_without_capacity_or_on_another_backup_host_is_refused(api, sam, point):
+    _app_host("app-full", point.backup_host, memory_mb=1024)
+    _app_host("app-nodisk", point.backup_host, disk_free_bytes=1024**3)
+    _app_host("app-elsewhere", backup_host("backup-two"))
+    _app_host("app-new", point.backup_host, status=Host.Status.ENROLLED)
+    backup_only = Host.objects.get(pk=point.backup_host_id).name
+    refusals = {
+        "app-full": "MB of memory",
+        "app-nodisk": "GB of free disk",
+        "app-elsewhere": "cannot read points on backup-one",
+        "app-new": "Choose a ready app host.",
+        "no-such-host": "No app host is named no-such-host.",
+        backup_only: f"No app host is named {backup_only}.",  # a backup host is no app host
+    }
+    for host, reason in refusals.items():
+        response = api(sam).post(f"/api/backups/{point.pk}/restore/", _copy("acme-copy", host=host))
+        assert response.status_code == 400, (host, response.content)
+        assert reason in " ".join(response.json()["host"]), (host, response.json())
+    assert not AtlassianInstance.objects.filter(name="acme-copy").exists()
+    assert not Operation.objects.exists()
+
+
+def test_an_unknown_field_answers_400(api, sam, point):
+    response = api(sam).post(
+        f"/api/backups/{point.pk}/restore/",
+        {"mode": "in_place", "confirm": "acme-jira", "target_host": "app-one"},
+    )
+    assert response.status_code == 400
+    assert "Unknown field" in response.json()["target_host"][0]
+    assert "host" in response.json()["target_host"][0]  # it lists what the request takes
+    read_only = api(sam).patch(
+        f"/api/backup-policies/{policy_for(point.instance).pk}/", {"instance_name": "x"}
+    )
+    assert read_only.status_code == 400
+    assert read_only.json() == {"instance_name": ["Read-only field; it cannot be set here."]}
+    assert not Operation.objects.exists()
+
+
+def test_the_operation_names_the_host_the_copy_went_to(api, browser, sam, point, monkeypatch):
+    # The remote work is stubbed (the lab tests run it); this checks what the operation says.
+    from backups import operations
+    from backups.restore import Outcome
+    from panel.operations import operation_execute
+
+    monkeypatch.setattr(operations, "restore_new", lambda ctx, target, backup: Outcome(1.0, "ok"))
+    monkeypatch.setattr(operations, "instance_published", lambda ctx, target: None)
+    _app_host("app-two", point.backup_host)
+    response = api(sam).post(
+        f"/api/backups/{point.pk}/restore/", _copy("acme-copy", host="app-two")
+    )
+    assert response.status_code == 202, response.content
+    operation_execute(response.json()["id"])
+    op = Operation.objects.get(pk=response.json()["id"])
+    assert op.status == "succeeded", op.error
+    assert "of acme-jira into acme-copy on host app-two" in op.steps.order_by("id")[0].message
+    assert op.result["host"] == "app-two" and op.result["instance"] == "acme-copy"
+    page = browser(sam).get(f"/operations/{op.pk}/")
+    assert page.status_code == 200 and b"into acme-copy on host app-two" in page.content

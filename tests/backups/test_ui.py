@@ -4,6 +4,7 @@ restore (no restore button); support restores with the instance's name typed; st
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from backups.models import BackupPolicy, RestoreRequest
 from backups.services import policy_for
-from provisioning.models import AtlassianInstance, Operation
+from provisioning.models import AtlassianInstance, Host, Operation
 from tests.backups.factories import backup_host, make_point, with_backup_host
 from tests.support.factories import make_instance
 
@@ -245,3 +246,80 @@ def test_support_sees_the_dr_dashboard_and_the_restore_requests(browser, sam, al
     )
     request.refresh_from_db()
     assert request.status == "done" and request.handled_by == sam
+
+
+def _app_host(name: str, backup, *, memory_mb: int = 16384, **fields) -> Host:
+    return Host.objects.create(
+        name=name,
+        role=Host.Role.APP,
+        address=f"127.0.2.{Host.objects.count() + 1}",
+        status=fields.pop("status", Host.Status.READY),
+        backup_host=backup,
+        memory_mb=memory_mb,
+        cpu_count=4,
+        disk_total_bytes=200 * 1024**3,
+        disk_free_bytes=150 * 1024**3,
+        **fields,
+    )
+
+
+def _choices(content: bytes) -> list[str]:
+    select = re.search(rb'<select name="host".*?</select>', content, re.S)
+    assert select is not None, content
+    return [m.decode() for m in re.findall(rb"<option[^>]*>([^<]*)</option>", select.group(0))]
+
+
+def test_support_sees_ready_hosts_with_capacity_by_name(browser, sam, points):
+    instance = points[0].instance
+    backup = points[0].backup_host
+    _app_host("app-two", backup, memory_mb=32768)
+    _app_host("app-full", backup, memory_mb=1024)
+    _app_host("app-elsewhere", backup_host("backup-two"))
+    _app_host("app-new", backup, status=Host.Status.ENROLLED)
+    url = reverse("backups:restore", args=[instance.pk])
+    client = browser(sam)  # support staff: no platform-admin role
+    choices = _choices(client.get(url).content)
+    assert choices[0] == "The source&#x27;s host (if it has room)"
+    names = [c.split(" ")[0] for c in choices[1:]]
+    assert names == ["app-one", "app-two"], choices  # by name; no full, foreign or new host
+    assert re.fullmatch(r"app-two \(\d+ MB memory, 150 GB disk free\)", choices[2]), choices
+    form = {
+        "backup": str(points[0].pk),
+        "mode": "new_instance",
+        "name": "acme-copy",
+        "hostname": "acme-copy.acme.example",
+    }
+    full = Host.objects.get(name="app-full")
+    refused = client.post(url, {**form, "host": str(full.pk), "idempotency_key": "ui-h1"})
+    assert refused.status_code == 200 and b"Choose one of the listed app hosts" in refused.content
+    assert not Operation.objects.exists()
+    two = Host.objects.get(name="app-two")
+    started = client.post(url, {**form, "host": str(two.pk), "idempotency_key": "ui-h2"})
+    op = Operation.objects.get()
+    assert started["Location"] == reverse("provisioning:operation_detail", args=[op.pk])
+    assert op.params["host"] == "app-two"
+    assert AtlassianInstance.objects.get(name="acme-copy").host_id == two.pk
+
+
+def test_a_copy_onto_the_source_host_without_room_is_a_form_error(browser, sam, points):
+    instance = points[0].instance
+    # The source's own host is too small for a second instance of its size.
+    Host.objects.filter(pk=instance.host_id).update(memory_mb=6000)
+    url = reverse("backups:restore", args=[instance.pk])
+    response = browser(sam).post(
+        url,
+        {
+            "backup": str(points[0].pk),
+            "mode": "new_instance",
+            "name": "acme-copy",
+            "hostname": "acme-copy.acme.example",
+            "host": "",
+            "idempotency_key": "ui-h3",
+        },
+    )
+    assert response.status_code == 200
+    assert b'data-testid="error-host"' in response.content
+    assert b"Choose an app host with room for the copy." in response.content
+    assert b'data-testid="no-target-hosts"' in response.content
+    assert not Operation.objects.exists()
+    assert not AtlassianInstance.objects.filter(name="acme-copy").exists()
