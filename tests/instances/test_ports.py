@@ -4,17 +4,22 @@ the host's proxy publishes on, and the product is told that port."""
 
 from __future__ import annotations
 
+import socket
+import threading
+
 import pytest
 import yaml
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 
 from backups.services import restore_start
+from certificates.consistency import _published_port_problems
 from panel.access import access_for_user
 from provisioning.compose import compose_render
 from provisioning.models import AtlassianInstance, Host
 from provisioning.ports import (
     HostPortsExhausted,
+    host_ports_in_use,
     instance_host_port_allocate,
     port_range,
     publish_bind,
@@ -182,3 +187,86 @@ def test_a_restore_into_a_new_instance_gets_its_own_port_on_the_target_host(acme
     )
     copy = AtlassianInstance.objects.get(name="acme-git-copy")
     assert (copy.host_id, copy.host_port) == (target_host.pk, 20001)
+
+
+class _Result:
+    def __init__(self, stdout: str) -> None:
+        self.stdout = stdout
+
+
+class _FakeHost:
+    """A host connection that answers `docker ps` / `docker port` with canned output."""
+
+    def __init__(self, **answers: str) -> None:
+        self.answers = answers
+        self.commands: list[list[str]] = []
+
+    def run(self, argv: list[str], **kw) -> _Result:
+        self.commands.append(argv)
+        return _Result(self.answers.get(argv[1], ""))
+
+
+def test_ports_containers_publish_on_the_hosts_address_are_busy(acme, app_host):
+    conn = _FakeHost(
+        ps="127.0.0.11:20000->7999/tcp, 7990/tcp\n"
+        "0.0.0.0:20010-20011->54663-54664/tcp, [::]:20010-20011->54663-54664/tcp\n"
+        "127.0.0.12:20002->7999/tcp\n"
+        "127.0.0.11:80->80/tcp, 127.0.0.11:443->443/tcp\n"
+        "5432/tcp\n"
+    )
+    assert host_ports_in_use(conn, app_host) == {20000, 20010, 20011, 80, 443}
+    git = _bitbucket(acme, "acme-git", app_host)
+    assert instance_host_port_allocate(git, app_host, busy={20000, 20001}) == 20002
+
+
+def _ssh_server(banner: bytes) -> tuple[socket.socket, int]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        conn.sendall(banner)
+        conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("docker_port", "banner", "expect"),
+    [
+        (None, b"SSH-2.0-OpenSSH_9.6\r\n", None),
+        ("127.0.0.1:20999\n", b"SSH-2.0-OpenSSH_9.6\r\n", "not published on host port"),
+        (None, b"HTTP/1.1 400 Bad Request\r\n", "does not answer as an SSH server"),
+    ],
+)
+def test_the_endpoint_check_compares_docker_port_and_reads_the_ssh_banner(
+    acme, docker_port, banner, expect
+):
+    server, port = _ssh_server(banner)
+    host = Host.objects.create(name="app-local", role=Host.Role.APP, address="127.0.0.1")
+    git = _bitbucket(acme, "acme-git", host, hostname="git.acme.example", host_port=port)
+    conn = _FakeHost(ps="abc123\n", port=docker_port or f"127.0.0.1:{port}\n")
+    env = {"PLUGIN_SSH_BASEURL": f"ssh://git.acme.example:{port}/"}
+    try:
+        problems = _published_port_problems(conn, git, env)
+    finally:
+        server.close()
+    if expect is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and expect in problems[0]["problem"], problems
+        assert problems[0]["component"] == "port"
+    assert ["docker", "port", "abc123", "7999/tcp"] in conn.commands
+
+
+def test_the_endpoint_check_names_a_base_url_the_app_was_not_given(acme, app_host):
+    git = _bitbucket(acme, "acme-git", app_host, hostname="git.acme.example", host_port=20001)
+    problems = _published_port_problems(_FakeHost(), git, {"PLUGIN_SSH_BASEURL": ""})
+    assert len(problems) == 1
+    assert "PLUGIN_SSH_BASEURL=''" in problems[0]["problem"]
+    assert "ssh://git.acme.example:20001/" in problems[0]["problem"]
+    assert "Roll the instance out again" in problems[0]["fix"]
+    jira = make_instance(acme, "acme-jira", host=app_host)
+    assert _published_port_problems(_FakeHost(), jira, {}) == []
