@@ -28,6 +28,7 @@ from tests.support.factories import make_instance, make_user
 pytest_plugins = [
     "tests.support.lab",  # the lab's hosts, enrolment, inline operations, compose cleanup
     "tests.support.lab_edge",  # the lab's BIND, pebble and proxy; moto's Route53
+    "tests.support.mail_sink",  # the lab's SMTP/POP sink (mail_sink)
 ]
 
 

@@ -139,8 +139,12 @@ class Counter:
         if self.started:
             return
         self.started = True
-        self.schema_ensure()
-        self.state()  # logs a mismatch found at start (a torn restore)
+        try:
+            self.schema_ensure()
+            self.state()  # logs a mismatch found at start (a torn restore)
+        except Exception as exc:  # noqa: BLE001 - never undo the start; push() reports again
+            self.error = f"{type(exc).__name__}: {exc}"
+            log(f"consistency: cannot check the counter at start: {self.error}")
         if self.interval > 0:
             threading.Thread(target=self._pusher, name="pusher", daemon=True).start()
 
