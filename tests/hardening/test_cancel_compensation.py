@@ -185,7 +185,7 @@ def test_a_cancelled_drill_removes_its_scratch_instance(backed_up, worker, pat, 
     _assert_running_and_clean(instance)
 
 
-def test_a_cancelled_upgrade_rolls_back_and_the_database_names_the_deployed_version(
+def test_a_cancelled_upgrade_is_undone_by_restoring_its_point_and_names_the_deployed_version(
     backed_up,
     worker,
     pat,
@@ -208,9 +208,18 @@ def test_a_cancelled_upgrade_rolls_back_and_the_database_names_the_deployed_vers
     op = _ended(op)
     text = step_text(op)
     assert op.status == "cancelled", text
-    assert "Rolling back" in text and "rolled back to the previous compose file" in op.error
+    # The new version may have upgraded the database already: the previous one comes back
+    # on the point taken before the upgrade, never on that database.
+    point = Backup.objects.get(pk=op.params["pre_upgrade_point"])
+    assert point.kind == "pre_upgrade" and point.mode == "cold" and point.version == before
+    assert op.error.startswith("Cancelled on request; Rolled back by restoring point "), op.error
+    named = point.point_name + (f" ({point.label})" if point.label else "")
+    assert f"{named} ({point.taken_at:%Y-%m-%d %H:%M:%S} UTC)" in op.error
+    assert "Stopped the new version" in text and "Rolling back" not in text
+    restore = Restore.objects.get(operation=op)
+    assert restore.status == Restore.Status.SUCCEEDED and restore.backup == point
     instance = _assert_running_and_clean(instance)
-    assert instance.version == before
+    assert instance.version == before and _databases(instance) == []
     compose = open(f"{instance.host.data_root}/instances/{instance.name}/compose.yml").read()
     assert f":{before}" in compose and ":9.17.0" not in compose
     assert all(":9.17.0" not in line for line in _containers(instance.name))
