@@ -99,17 +99,19 @@ APPLINK_UPDATE: dict[str, str] = {
     "OR property_key LIKE 'applinks.admin.%.display.url') "
     "AND propertyvalue NOT LIKE '%.applink-disabled.invalid%';",
 }
-# Answers "<links> <links still pointing at a real host>".
+# Answers "<links> <link URLs still pointing at a real host>" (a link has two URL rows).
 APPLINK_COUNT: dict[str, str] = {
-    "confluence": "SELECT count(*) || ' ' || count(*) FILTER (WHERE bandanavalue ~ 'https?://' "
+    "confluence": "SELECT count(DISTINCT split_part(bandanakey, '.', 3)) || ' ' || "
+    "count(*) FILTER (WHERE bandanavalue ~ 'https?://' "
     "AND bandanavalue NOT LIKE '%.applink-disabled.invalid%') FROM bandana "
     "WHERE bandanakey LIKE 'applinks.admin.%.rpc.url' "
     "OR bandanakey LIKE 'applinks.admin.%.display.url';",
-    "jira": "SELECT count(*) || ' ' || count(*) FILTER (WHERE propertyvalue ~ 'https?://' "
-    "AND propertyvalue NOT LIKE '%.applink-disabled.invalid%') FROM propertystring "
-    "WHERE id IN (SELECT id FROM propertyentry "
-    "WHERE property_key LIKE 'applinks.admin.%.rpc.url' "
-    "OR property_key LIKE 'applinks.admin.%.display.url');",
+    "jira": "SELECT count(DISTINCT split_part(e.property_key, '.', 3)) || ' ' || "
+    "count(*) FILTER (WHERE s.propertyvalue ~ 'https?://' "
+    "AND s.propertyvalue NOT LIKE '%.applink-disabled.invalid%') "
+    "FROM propertystring s JOIN propertyentry e ON e.id = s.id "
+    "WHERE e.property_key LIKE 'applinks.admin.%.rpc.url' "
+    "OR e.property_key LIKE 'applinks.admin.%.display.url';",
 }
 
 
@@ -382,11 +384,11 @@ def applinks_neutralise(
     found, live = (int(n) for n in counts.split())
     if live:
         raise OperationFailed(
-            f"{live} of {found} application links of {target.name} still point at a real "
-            "host after the rewrite; the copy would call production."
+            f"{live} URL(s) of the {found} application links of {target.name} still point at "
+            "a real host after the rewrite; the copy would call production."
         )
     ctx.step(
-        f"Neutralised {found} application links (now under {APPLINK_SUFFIX.lstrip('.')})"
+        f"Neutralised {found} application link(s) (now under {APPLINK_SUFFIX.lstrip('.')})"
         if found
         else "The restored database holds no application links"
     )
