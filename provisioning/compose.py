@@ -109,8 +109,13 @@ def _confinement(memory_mb: int, cpus: float, pids: int, caps: tuple[str, ...]) 
     }
 
 
+def instance_jdbc_url(instance: AtlassianInstance) -> str:
+    """The JDBC URL of the instance's own database as the app container reaches it."""
+    return f"jdbc:postgresql://db:5432/{instance.db_name}"
+
+
 def _app_environment(instance: AtlassianInstance, spec: ProductSpec) -> dict[str, str]:
-    jdbc_url = f"jdbc:postgresql://db:5432/{instance.db_name}"
+    jdbc_url = instance_jdbc_url(instance)
     env: dict[str, str] = {
         "JVM_MINIMUM_MEMORY": f"{instance.heap_min_mb}m",
         "JVM_MAXIMUM_MEMORY": f"{instance.heap_max_mb}m",
@@ -136,14 +141,24 @@ def _app_environment(instance: AtlassianInstance, spec: ProductSpec) -> dict[str
                 "ATL_PROXY_PORT": "443",
                 "ATL_TOMCAT_SCHEME": "https",
                 "ATL_TOMCAT_SECURE": "true",
-                "ATL_TOMCAT_CONTEXTPATH": instance.context_path,
-                "ATL_JDBC_URL": jdbc_url,
-                "ATL_JDBC_USER": instance.db_user,
-                "ATL_JDBC_PASSWORD": "${PANEL_DB_PASSWORD}",
-                "ATL_DB_TYPE": "postgres72" if spec.product.startswith("jira") else "postgresql",
-                "ATL_DB_DRIVER": "org.postgresql.Driver",
+                # Crowd's image serves at /crowd when this is empty (ProductSpec.default_context).
+                "ATL_TOMCAT_CONTEXTPATH": spec.served_context(instance.context_path),
             }
         )
+        if spec.db_env:
+            env.update(
+                {
+                    "ATL_JDBC_URL": jdbc_url,
+                    "ATL_JDBC_USER": instance.db_user,
+                    "ATL_JDBC_PASSWORD": "${PANEL_DB_PASSWORD}",
+                    "ATL_DB_TYPE": (
+                        "postgres72" if spec.product.startswith("jira") else "postgresql"
+                    ),
+                    "ATL_DB_DRIVER": "org.postgresql.Driver",
+                }
+            )
+        # Crowd (db_env False) ignores database variables: its setup wizard asks for the
+        # database and writes shared/crowd.cfg.xml; the instance page shows what to type.
     if spec.takes_license_env and _license_key(instance):
         env["ATL_LICENSE_KEY"] = "${PANEL_LICENSE_KEY}"
     # The host port of git over SSH / the agent broker, as clients must use it.

@@ -57,7 +57,10 @@ class InstanceCreateForm(forms.Form):
         max_length=64,
         required=False,
         validators=[v.validate_context_path],
-        help_text="Optional single path segment such as /jira; leave empty to serve at /.",
+        help_text=(
+            "Optional single path segment such as /jira; leave empty to serve at / "
+            "(Crowd: at /crowd, where its image answers)."
+        ),
     )
     heap_min_mb = forms.IntegerField(label="Minimum heap (MB)", initial=1024, min_value=256)
     heap_max_mb = forms.IntegerField(label="Maximum heap (MB)", initial=2048, min_value=256)

@@ -1,6 +1,6 @@
-"""Periodic checks of running instances: health (``/status``) with history, and drift between
-what the panel deployed and what runs on the host. Read-only, so they are not Operations; one
-SSH connection per host serves all of its instances."""
+"""Periodic checks of running instances: health (each product's status answer) with history,
+and drift between what the panel deployed and what runs on the host. Read-only, so they are
+not Operations; one SSH connection per host serves all of its instances."""
 
 from __future__ import annotations
 
@@ -19,12 +19,28 @@ from provisioning.models import (
     InstanceHealthCheck,
     InstanceStatus,
 )
+from provisioning.products import spec_for
 from provisioning.remote import HostConnection, RemoteError, SSHTarget
 
 log = logging.getLogger(__name__)
 
 # Consecutive failed checks before a running instance is shown as degraded.
 DEGRADED_AFTER = 2
+# Answers that are not faults: MAINTENANCE (Jira's start-up waits for a reindex,
+# https://support.atlassian.com/jira/kb/jira-status-endpoint-response-meanings/) and, until
+# the app has been seen RUNNING, FIRST_RUN (its setup wizard waits for the customer).
+MAINTENANCE = "MAINTENANCE"
+FIRST_RUN = "FIRST_RUN"
+
+
+def setup_pending(instance: AtlassianInstance) -> bool:
+    """Whether ``instance`` has never been seen RUNNING, so FIRST_RUN is its settled state
+    (Crowd stays there until someone finishes its setup wizard)."""
+    return not InstanceHealthCheck.objects.filter(instance=instance, state="RUNNING").exists()
+
+
+def _waiting(instance: AtlassianInstance, state: str) -> bool:
+    return state == MAINTENANCE or (state == FIRST_RUN and setup_pending(instance))
 
 
 def _by_host(instances: Any) -> dict[Host, list[AtlassianInstance]]:
@@ -37,19 +53,27 @@ def _by_host(instances: Any) -> dict[Host, list[AtlassianInstance]]:
 def instance_health_record(
     instance: AtlassianInstance, ok: bool, state: str, detail: str, response_ms: int | None = None
 ) -> InstanceHealthCheck:
-    """Store one check and update the instance's health (degraded after repeated failures)."""
+    """Store one check and update the instance's health (degraded after repeated failures).
+
+    A MAINTENANCE answer (or FIRST_RUN before the setup was ever finished) is recorded as not
+    ok but leaves the health as it is, and does not count towards DEGRADED."""
+    waiting = not ok and _waiting(instance, state)
     check = InstanceHealthCheck.objects.create(
         instance=instance, ok=ok, state=state[:40], detail=detail[:500], response_ms=response_ms
     )
     if ok:
         new = InstanceHealth.HEALTHY
+    elif waiting:
+        new = instance.health
     else:
         recent = list(
             InstanceHealthCheck.objects.filter(instance=instance)
+            .exclude(state=MAINTENANCE)
             .order_by("-checked_at")
             .values_list("ok", flat=True)[:DEGRADED_AFTER]
         )
-        new = InstanceHealth.DEGRADED if not any(recent) else instance.health
+        failed = len(recent) == DEGRADED_AFTER and not any(recent)
+        new = InstanceHealth.DEGRADED if failed else instance.health
     if new != instance.health:
         AtlassianInstance.objects.filter(pk=instance.pk).update(
             health=new, health_changed_at=timezone.now()
@@ -59,7 +83,8 @@ def instance_health_record(
 
 
 def instances_health_check(host_ids: list[Any] | None = None) -> int:
-    """Poll ``/status`` of every running instance (optionally on some hosts); returns count."""
+    """Poll the health answer of every running instance (optionally on some hosts); returns
+    how many were checked."""
     from provisioning.rollout import instance_probe
 
     qs = AtlassianInstance.objects.filter(
@@ -112,6 +137,16 @@ def instances_drift_check() -> int:
 def instance_drift(conn: HostConnection, instance: AtlassianInstance) -> list[str]:
     """What differs on the host from what the panel deployed for ``instance``."""
     problems = []
+    spec = spec_for(instance.product)
+    if spec.default_context and not instance.context_path:
+        # Rows made before the panel knew Crowd's default keep their empty context: moving
+        # them would change their base URL, so the difference is reported instead.
+        problems.append(
+            f"{instance.get_product_display()} answers at {spec.default_context} (its image's "
+            f"default when the context path is empty), but this instance's base URL is "
+            f"{instance.base_url}; it was left as it is because changing it changes the base "
+            "URL."
+        )
     data = conn.read(f"{instance_dir(instance)}/compose.yml", missing_ok=True)
     if data is None:
         problems.append("The compose file is missing on the host.")

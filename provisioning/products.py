@@ -50,6 +50,29 @@ class ProductSpec:
     # The licence lives in a home file (Confluence: atlassian.license.message in
     # confluence.cfg.xml); ATL_LICENSE_KEY only seeds it on the first start.
     license_in_home_file: bool = False
+    # Where the health answer is and which key of its JSON names the state. Jira, JSM,
+    # Confluence, Bitbucket and Crowd answer <ctx>/status with {"state": ...}
+    # (https://support.atlassian.com/jira/kb/jira-status-endpoint-response-meanings/); Bamboo
+    # answers <ctx>/rest/api/latest/status with {"status": ...}: Atlassian's chart probes that
+    # path and its test reads .status (data-center-helm-charts, src/main/charts/bamboo/
+    # templates/statefulset.yaml and templates/tests/test-application-status.yaml).
+    status_path: str = "/status"
+    status_key: str = "state"
+    # The context the image serves at when ATL_TOMCAT_CONTEXTPATH is empty: Crowd's image
+    # README documents it "(default: /crowd)" and Atlassian's chart tests /crowd/status
+    # (https://hub.docker.com/r/atlassian/crowd, mirrored in github.com/atlassian/
+    # data-center-helm-charts docs/docs/containers/CROWD.md; src/main/charts/crowd/values.yaml
+    # and templates/tests/test-application-status.yaml).
+    default_context: str = ""
+    # Whether the image takes its database from ATL_JDBC_*/ATL_DB_* (or JDBC_*). Crowd's image
+    # README (same CROWD.md) documents no database variable, and its entrypoint renders only
+    # server.xml and crowd-init.properties: the database is chosen in Crowd's setup wizard,
+    # which writes shared/crowd.cfg.xml.
+    db_env: bool = True
+
+    def served_context(self, context_path: str) -> str:
+        """The context the app really answers at for an instance's ``context_path``."""
+        return context_path or self.default_context
 
 
 CATALOGUE: dict[str, ProductSpec] = {
@@ -120,6 +143,8 @@ CATALOGUE: dict[str, ProductSpec] = {
         512,
         db_config_file="bamboo.cfg.xml",
         published_port=54663,
+        status_path="/rest/api/latest/status",
+        status_key="status",
     ),
     Product.CROWD: ProductSpec(
         Product.CROWD,
@@ -132,6 +157,8 @@ CATALOGUE: dict[str, ProductSpec] = {
         ("5.3.0",),
         512,
         db_config_file="shared/crowd.cfg.xml",
+        default_context="/crowd",
+        db_env=False,
     ),
 }
 

@@ -2,8 +2,9 @@
 
 A rollout renders the project, uploads it next to the deployed one, validates it with the real
 ``docker compose config`` on the host, swaps it in (keeping the previous file for rollback),
-runs ``up -d`` and waits for ``<context>/status`` to say RUNNING in the body. If the new
-version does not come up, the previous files are restored and started again.
+runs ``up -d`` and waits for the product's health answer (``<context>/status``; Bamboo's
+``/rest/api/latest/status``) to say RUNNING in the body. If the new version does not come
+up, the previous files are restored and started again.
 
 A cancel takes effect before the files are swapped (nothing changed) or while the new version
 starts (it is rolled back, uncancellably, like a failure). The version and heap in the
@@ -32,19 +33,30 @@ from panel.operations import (
 )
 from provisioning.compose import RenderedProject, compose_render, instance_dir
 from provisioning.models import AtlassianInstance, InstanceHealth
+from provisioning.monitoring import setup_pending
 from provisioning.products import spec_for
 from provisioning.remote import CommandFailed, HostConnection, RemoteError, SSHTarget
 
 # Executed inside the app container (the real images and the stand-ins both ship python3), so
-# the check needs no published port and no tool on the host.
+# the check needs no published port and no tool on the host. It prints the HTTP code on the
+# first line and the body after it; a 503 or 500 raises HTTPError, whose code and body are
+# the answer (Jira's MAINTENANCE and ERROR come that way), not a failure to answer.
 _STATUS_PROBE = (
-    "import sys,urllib.request\n"
+    "import sys,urllib.request,urllib.error\n"
     "try:\n"
     "    r=urllib.request.urlopen(sys.argv[1],timeout=5)\n"
-    "    print(r.status); print(r.read(2000).decode())\n"
+    "    print(r.status); print(r.read(2000).decode(errors='replace'))\n"
+    "except urllib.error.HTTPError as e:\n"
+    "    print(e.code); print(e.read(2000).decode(errors='replace'))\n"
     "except Exception as e:\n"
-    "    print(0); print(type(e).__name__)\n"
+    "    print(0); print(type(e).__name__, getattr(e, 'reason', '') or '')\n"
 )
+
+# Jira answers 503 MAINTENANCE while its start-up waits for a reindex and 500 ERROR when it
+# refuses to run (https://support.atlassian.com/jira/kb/jira-status-endpoint-response-meanings/).
+MAINTENANCE = "MAINTENANCE"
+ERROR = "ERROR"
+FIRST_RUN = "FIRST_RUN"
 
 
 def connect(instance: AtlassianInstance, ctx: OperationContext | None) -> HostConnection:
@@ -55,12 +67,33 @@ def connect(instance: AtlassianInstance, ctx: OperationContext | None) -> HostCo
 
 
 def status_url(instance: AtlassianInstance) -> str:
+    """The product's own health address inside its container (Bamboo's is not ``/status``;
+    Crowd answers under ``/crowd`` when its context path is empty)."""
     spec = spec_for(instance.product)
-    return f"http://localhost:{spec.http_port}{instance.context_path}/status"
+    context = spec.served_context(instance.context_path)
+    return f"http://localhost:{spec.http_port}{context}{spec.status_path}"
+
+
+def status_state(body: str, key: str) -> str:
+    """The state named in a health answer's JSON body, under ``key`` or ``state``."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    for name in (key, "state"):
+        value = data.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
 
 
 def instance_probe(conn: HostConnection, instance: AtlassianInstance) -> tuple[bool, str, str]:
-    """Ask the app for ``/status`` from inside its container: (healthy, state, detail)."""
+    """Ask the app for its health answer from inside its container: (healthy, state, detail).
+
+    ``detail`` is the body (and the HTTP code when it is not 200), or why nothing answered.
+    """
     try:
         result = conn.run(
             [
@@ -87,15 +120,32 @@ def instance_probe(conn: HostConnection, instance: AtlassianInstance) -> tuple[b
     if result.exit_code != 0:
         return False, "", (result.stderr.strip() or "the app container is not running")[-300:]
     lines = result.stdout.strip().splitlines()
-    code = lines[0] if lines else "0"
-    body = "\n".join(lines[1:])
-    try:
-        state = str(json.loads(body).get("state", ""))
-    except (ValueError, AttributeError):
-        state = ""
+    code = lines[0].strip() if lines else "0"
+    body = "\n".join(lines[1:]).strip()
+    state = status_state(body, spec_for(instance.product).status_key)
+    if code == "0":
+        return False, "", f"no answer: {body[:200]}"
     if code != "200":
         return False, state, f"HTTP {code}: {body[:200]}"
     return state == "RUNNING", state, body[:200]
+
+
+def _state_words(instance: AtlassianInstance, state: str, detail: str, timeout: float) -> str:
+    """One line saying what the app is doing, for the operation log."""
+    if state == MAINTENANCE:
+        limit = settings.PANEL_ROLLOUT_MAINTENANCE_TIMEOUT
+        return (
+            f"{instance.name} is in MAINTENANCE (a reindex holds its start-up); waiting up to "
+            f"{limit:g} s for it, which does not count against the {timeout:g} s"
+        )
+    if state == ERROR:
+        grace = settings.PANEL_ROLLOUT_ERROR_GRACE
+        return f"{instance.name} answers ERROR; the rollout fails if it lasts {grace:g} s"
+    if state == FIRST_RUN:
+        return f"{instance.name} is at FIRST_RUN (its setup wizard), not RUNNING"
+    if state:
+        return f"{instance.name} is {state}"
+    return f"{instance.name} is not answering yet ({detail[:120] or 'no answer'})"
 
 
 def wait_running(
@@ -106,22 +156,62 @@ def wait_running(
     first: bool,
     timeout: float | None = None,
 ) -> float:
-    """Poll ``/status`` until RUNNING (FIRST_RUN too for a new instance); return seconds."""
+    """Poll the health answer until RUNNING; return seconds. FIRST_RUN (the setup wizard
+    waits) is enough for a new instance, and for one never seen RUNNING since (a Crowd whose
+    setup nobody finished comes back to FIRST_RUN after each restart or cold backup).
+
+    MAINTENANCE is progress: it is waited for up to ``PANEL_ROLLOUT_MAINTENANCE_TIMEOUT`` in
+    all, and ``timeout`` counts only the time spent outside it, so a long reindex after an
+    upgrade is not rolled back. An ERROR answer that lasts ``PANEL_ROLLOUT_ERROR_GRACE`` fails
+    at once, quoting the body, instead of waiting out the timeout.
+    """
     timeout = timeout or settings.PANEL_ROLLOUT_TIMEOUT
-    started = time.monotonic()
-    last_state = None
-    ctx.step(f"Waiting up to {timeout:g} s for {status_url(instance)} to answer RUNNING")
+    maintenance_limit = settings.PANEL_ROLLOUT_MAINTENANCE_TIMEOUT
+    grace = settings.PANEL_ROLLOUT_ERROR_GRACE
+    started = last_poll = time.monotonic()
+    in_maintenance = 0.0
+    error_since: float | None = None
+    previous: str | None = None  # the state seen at the last poll
+    reported: str | None = None  # the last state written to the log
+    ctx.step(
+        f"Waiting up to {timeout:g} s for {status_url(instance)} to answer RUNNING "
+        f"(MAINTENANCE is waited for separately, up to {maintenance_limit:g} s)"
+    )
     while True:
         ctx.check_cancelled()
         healthy, state, detail = instance_probe(conn, instance)
-        if healthy or (first and state == "FIRST_RUN"):
-            elapsed = time.monotonic() - started
-            ctx.step(f"{instance.name} answers {state} after {elapsed:.0f} s")
+        now = time.monotonic()
+        # The time since the last poll belongs to the state seen then.
+        if previous == MAINTENANCE:
+            in_maintenance += now - last_poll
+        last_poll, previous = now, state
+        if healthy or (state == FIRST_RUN and (first or setup_pending(instance))):
+            elapsed = now - started
+            spent = f" ({in_maintenance:.0f} s of them in MAINTENANCE)" if in_maintenance else ""
+            ctx.step(f"{instance.name} answers {state} after {elapsed:.0f} s{spent}")
             return elapsed
-        if state != last_state:
-            ctx.step(f"{instance.name} is {state or 'not answering yet'}", output=detail)
-            last_state = state
-        if time.monotonic() - started > timeout:
+        if state != reported:
+            ctx.step(
+                _state_words(instance, state, detail, timeout),
+                level="warning" if state == ERROR else "info",
+                output=detail,
+            )
+            reported = state
+        if state == ERROR:
+            error_since = now if error_since is None else error_since
+            if now - error_since >= grace:
+                raise OperationFailed(
+                    f"{instance.name} answered ERROR for {now - error_since:.0f} s (the grace "
+                    f"is {grace:g} s): {detail}"
+                )
+        else:
+            error_since = None
+        if in_maintenance > maintenance_limit:
+            raise OperationFailed(
+                f"{instance.name} was in MAINTENANCE for {in_maintenance:.0f} s, longer than "
+                f"the {maintenance_limit:g} s allowed (last answer: {detail})."
+            )
+        if now - started - in_maintenance > timeout:
             raise OperationFailed(
                 f"{instance.name} did not answer RUNNING within {timeout:g} s "
                 f"(last state: {state or detail or 'no answer'})."

@@ -12,6 +12,7 @@ from django.utils import timezone
 from panel.access import Access
 from panel.customer_view import HostMask
 from panel.registry import registry
+from provisioning.compose import instance_jdbc_url
 from provisioning.models import (
     AtlassianInstance,
     Host,
@@ -21,6 +22,8 @@ from provisioning.models import (
     OperationStatus,
     OperationStep,
 )
+from provisioning.monitoring import setup_pending
+from provisioning.products import spec_for
 from tenants.tiers import ServiceTier
 
 EXPIRY_WARNING_DAYS = (60, 30, 7)
@@ -37,6 +40,20 @@ def instance_list(access: Access, *, include_deleted: bool = False) -> QuerySet:
 def instance_get(access: Access, instance_id: Any) -> AtlassianInstance:
     """One instance the caller may see, or 404."""
     return get_object_or_404(instance_list(access, include_deleted=True), pk=instance_id)
+
+
+def instance_database_setup(instance: AtlassianInstance) -> dict[str, Any] | None:
+    """What to type into the setup wizard of a product that takes no database variables
+    (Crowd): the JDBC URL and user of the instance's own database, and whether the app has
+    never been seen RUNNING (its setup is still to be finished). None for other products."""
+    if spec_for(instance.product).db_env:
+        return None
+    return {
+        "jdbc_url": instance_jdbc_url(instance),
+        "user": instance.db_user,
+        "driver": "PostgreSQL",
+        "pending": setup_pending(instance),
+    }
 
 
 def host_list(access: Access) -> QuerySet:

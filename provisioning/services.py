@@ -168,6 +168,9 @@ def instance_create(
         return existing
     instance_validate_product_version(product, version)
     instance_validate_heap(product, heap_min_mb, heap_max_mb)
+    # Crowd's image serves at /crowd when no context is given; the row says so, so its base
+    # URL and proxy location are where Crowd answers (rows made before keep their "").
+    context_path = context_path or spec_for(product).default_context
     instance = AtlassianInstance(
         tenant=tenant,
         name=name,
@@ -404,6 +407,25 @@ def instance_outbound_enable(
         lock_key=instance_lock_key(instance),
         idempotency_key=idempotency_key,
     )
+
+
+def instance_db_password_reveal(*, actor: Access, instance: AtlassianInstance) -> str:
+    """The database password of an instance whose setup wizard asks for it (Crowd takes no
+    database variable, https://hub.docker.com/r/atlassian/crowd), for its tenant's
+    administrators and staff; every reveal is audited (the password itself never is)."""
+    if not actor.administers_tenant(instance.tenant_id):
+        raise PermissionDenied("Only the tenant's administrators can see the database password.")
+    if spec_for(instance.product).db_env:
+        raise ValidationError(
+            f"{instance.name} is given its database by the panel; its password is not shown."
+        )
+    audit_record(
+        actor=actor,
+        action="instance.db_password_reveal",
+        target=instance,
+        changes={"purpose": "setup wizard"},
+    )
+    return instance.db_password
 
 
 # The lifecycle services by the action name the pages and ACTION_ALLOWED_FROM use; each form

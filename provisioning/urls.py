@@ -19,6 +19,11 @@ urlpatterns = [
         views.instance_outbound_enable_view,
         name="instance_outbound_enable",
     ),
+    path(
+        "instances/<uuid:pk>/database/password/",
+        views.instance_db_password_view,
+        name="instance_db_password",
+    ),
     path("instances/<uuid:pk>/licenses/new/", views.license_add_view, name="license_add"),
     path("operations/", views.operation_list_view, name="operation_list"),
     path("operations/<uuid:pk>/", views.operation_detail, name="operation_detail"),

@@ -42,6 +42,7 @@ from provisioning.models import AtlassianInstance, Operation, OperationKind, Ope
 from provisioning.operation_pages import operation_post
 from provisioning.selectors import (
     dashboard_summary,
+    instance_database_setup,
     instance_get,
     instance_list,
     instance_search,
@@ -56,6 +57,7 @@ from provisioning.services import (
     ACTION_ALLOWED_FROM,
     INSTANCE_ACTIONS,
     instance_create,
+    instance_db_password_reveal,
     instance_outbound_enable,
     license_add,
 )
@@ -190,6 +192,7 @@ def _instance_context(access: Access, instance: AtlassianInstance, **forms: Any)
         "can_manage": can_manage,
         "allowed_actions": allowed if can_manage else set(),
         "idempotency_key": new_idempotency_key(),
+        "database_setup": instance_database_setup(instance),
     }
     if can_manage:
         for action in ("upgrade", "resize", "delete"):
@@ -320,6 +323,29 @@ def instance_outbound_enable_view(request: HttpRequest, pk: uuid.UUID) -> HttpRe
         done=f"Mail of {instance.name} is being turned back on.",
     )
     return response or back
+
+
+@login_required
+@require_POST
+def instance_db_password_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Show the database password to type into Crowd's setup wizard (audited; a POST, so a
+    link or a prefetch never reveals it)."""
+    access = access_for(request)
+    instance = instance_get(access, pk)
+    try:
+        password = instance_db_password_reveal(actor=access, instance=instance)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("provisioning:instance_detail", pk=instance.pk)
+    if htmx_targets(request, "crowd-db-password"):
+        context: dict[str, Any] = {"instance": instance, "db_password": password}
+        response = render(request, "provisioning/_db_password.html", context)
+    else:
+        context = _instance_context(access, instance)
+        context["db_password"] = password
+        response = render(request, "provisioning/instance_detail.html", context)
+    response["Cache-Control"] = "no-store"  # a secret: never kept by a browser or a proxy
+    return response
 
 
 @login_required

@@ -188,3 +188,29 @@ def test_containers_keep_only_the_capabilities_the_official_entrypoints_need(
         # chown the home, then su/gosu to the run user
         assert {"CHOWN", "SETUID", "SETGID"} <= set(service["cap_add"]), name
         assert not {"NET_RAW", "NET_ADMIN", "SYS_ADMIN", "MKNOD"} & set(service["cap_add"]), name
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("context", "served"), [("", "/crowd"), ("/crowd", "/crowd"), ("/id", "/id")]
+)
+def test_crowd_gets_its_context_and_no_database_variable(acme, app_host, tmp_path, context, served):
+    inst = make_instance(
+        acme, "acme-crowd", host=app_host, product="crowd", version="5.3.0", context_path=context
+    )
+    rendered = compose_render(inst)
+    env = _compose_config(tmp_path, rendered)["services"]["app"]["environment"]
+    # Crowd's image ignores database variables: its setup wizard writes crowd.cfg.xml
+    assert not [name for name in env if name.startswith(("ATL_JDBC_", "ATL_DB_", "JDBC_"))]
+    assert env["ATL_TOMCAT_CONTEXTPATH"] == served
+    assert env["ATL_PROXY_NAME"] == "acme-crowd.example.com"
+    # the database container still gets its password from .env
+    assert "PANEL_DB_PASSWORD=pw-acme-crowd-secret" in rendered.env_file
+
+
+@pytest.mark.django_db
+def test_bamboo_keeps_its_database_variables(acme, app_host, tmp_path):
+    inst = make_instance(acme, "acme-bamboo", host=app_host, product="bamboo", version="9.6.0")
+    env = _compose_config(tmp_path, compose_render(inst))["services"]["app"]["environment"]
+    assert env["ATL_JDBC_URL"] == "jdbc:postgresql://db:5432/acme_bamboo"
+    assert env["ATL_DB_TYPE"] == "postgresql" and env["ATL_TOMCAT_CONTEXTPATH"] == ""
