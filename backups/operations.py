@@ -197,6 +197,11 @@ def restore_after_failed_upgrade(ctx: OperationContext, instance: AtlassianInsta
         raise
     except (OperationFailed, OperationCancelled, RemoteError) as exc:
         reason = f"Restoring {words} after the failed upgrade failed too: {exc}"
+        if isinstance(exc, RestoreRefused):  # _leave_stopped says this when it ran
+            reason += (
+                f" {target.name} was left stopped: its database {target.db_name} holds the "
+                "state the failed upgrade left."
+            )
         Restore.objects.filter(pk=restore.pk).update(
             status=Restore.Status.FAILED, error=str(exc)[:4000], finished_at=timezone.now()
         )

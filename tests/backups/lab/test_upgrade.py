@@ -17,11 +17,13 @@ import time
 import pytest
 
 from backups.models import Backup, BackupKind, BackupMode, BackupStatus, Restore
+from backups.store import DUMP_FILE, store_of
 from panel.access import access_for_user
+from panel.registry import registry
 from provisioning.models import AtlassianInstance, InstanceStatus
 from provisioning.products import spec_for
 from provisioning.services import instance_upgrade
-from tests.support.backup_lab import LabWorld, create_instance, sh
+from tests.support.backup_lab import LabWorld, backup1, create_instance, sh
 from tests.support.lab import run_operation, step_text
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
@@ -153,3 +155,43 @@ def test_a_good_upgrade_sticks_after_a_cold_point(lab, product, old, new):
     assert [t for t in lab.titles(instance=inst) if t in titles] == titles
     assert _schema(lab, inst) == new
     assert not Restore.objects.filter(operation=op).exists()
+
+
+def test_a_failing_upgrade_whose_point_cannot_be_restored_leaves_the_instance_stopped(
+    lab, settings, monkeypatch
+):
+    settings.PANEL_ROLLOUT_TIMEOUT = 60
+    inst = _instance(lab, "jira-software", "9.12.0")
+    _markers(lab, inst)
+
+    def damage(ctx, instance) -> None:
+        # What a failing disk on the backup host does: the point's dump no longer matches
+        # its manifest, so restoring it is refused.
+        point = Backup.objects.get(pk=ctx.operation.params["pre_upgrade_point"])
+        dump = f"{store_of(point).point(point.point_name)}/{DUMP_FILE}"
+        backup1("sh", "-c", f"echo damaged >> {dump}")
+
+    monkeypatch.setitem(
+        registry["instance_hooks"],
+        "pre_upgrade",
+        [*registry["instance_hooks"]["pre_upgrade"], damage],
+    )
+    op = run_operation(
+        instance_upgrade(actor=access_for_user(lab.admin), instance=inst, version="9.18.0-failing")
+    )
+    text = step_text(op)
+    assert op.status == "failed", text
+    point = _point(op)
+    assert "after the failed upgrade failed too" in op.error and "damaged" in op.error, op.error
+    assert "Rolled back" not in op.error
+    assert f"left stopped: its database {inst.db_name} holds the state" in op.error
+    inst.refresh_from_db()
+    assert inst.status == InstanceStatus.FAILED and inst.version == "9.12.0"
+    assert point.point_name in inst.status_reason
+    assert Restore.objects.get(operation=op).status == Restore.Status.FAILED
+    # Left stopped: the previous image was not started on the database 9.18.0 upgraded.
+    running = sh("docker", "compose", "-p", inst.name, "ps", "--status", "running", "-q", "app")
+    assert running.strip() == ""
+    assert "upgraded by a newer version" not in _app_log(inst)
+    compose = open(f"{lab.instance_dir(inst)}/compose.yml").read()
+    assert "9.12.0" in compose and "9.18.0-failing" not in compose
