@@ -126,6 +126,7 @@ def test_a_failing_upgrade_is_undone_by_restoring_its_point(lab, settings):
 
 GOOD_UPGRADES = [
     ("jira-software", "9.12.0", "9.17.0"),
+    ("jira-servicemanagement", "5.12.0", "5.17.0"),
     ("confluence", "8.5.0", "8.9.0"),
     ("bitbucket", "8.19.0", "9.4.0"),
 ]
