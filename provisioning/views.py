@@ -311,7 +311,7 @@ def instance_outbound_enable_view(request: HttpRequest, pk: uuid.UUID) -> HttpRe
     access = access_for(request)
     instance = instance_get(access, pk)
     if not access.is_staff_role:
-        raise PermissionDenied("Only support staff turn a copy's mail back on.")
+        raise Http404  # a staff page: customers do not learn it exists
     back = redirect("provisioning:instance_detail", pk=instance.pk)
     response = operation_post(
         request,
