@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -210,6 +211,18 @@ class InstanceViewSet(
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         return self._act(request, OperationKind.INSTANCE_CREATE, services.instance_retry)
+
+    @action_schema(
+        description="Staff: turn a copy's outgoing and incoming mail back on when it goes live "
+        "(a rollout without the mail-off JVM flags; `outbound_disabled` clears when it runs)."
+    )
+    @action(detail=True, methods=["post"], url_path="outbound-enable", url_name="outbound-enable")
+    def outbound_enable(self, request: Request, pk: str | None = None) -> Response:
+        if not self.access.is_staff_role:
+            raise PermissionDenied("Only support staff turn a copy's mail back on.")
+        return self._act(
+            request, OperationKind.INSTANCE_OUTBOUND_ENABLE, services.instance_outbound_enable
+        )
 
 
 # --- licenses -------------------------------------------------------------------------------

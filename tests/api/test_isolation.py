@@ -59,6 +59,7 @@ RULES: dict[str, Rule] = {
     "api-instance-resize": Rule("instance"),
     "api-instance-restart": Rule("instance"),
     "api-instance-retry": Rule("instance"),
+    "api-instance-outbound-enable": Rule("instance", staff_only=True),
     "api-instance-start": Rule("instance"),
     "api-instance-stop": Rule("instance"),
     "api-instance-upgrade": Rule("instance"),

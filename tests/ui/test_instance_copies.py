@@ -22,10 +22,12 @@ POINT = "5f0c1e2d-0000-4000-8000-000000000001"
 TAKEN = datetime(2026, 11, 30, 3, 15, tzinfo=UTC)
 
 
-def _copy(tenant: Tenant, source: AtlassianInstance, **fields: Any) -> AtlassianInstance:
+def _copy(
+    tenant: Tenant, source: AtlassianInstance, name: str = "acme-jira-copy", **fields: Any
+) -> AtlassianInstance:
     return make_instance(
         tenant,
-        "acme-jira-copy",
+        name,
         outbound_disabled=True,
         copy_of=source,
         copy_of_name=source.name,
@@ -147,3 +149,23 @@ def test_the_api_shows_what_an_instance_is_a_copy_of(
     api(alice).patch(f"/api/instances/{copy.pk}/", {"outbound_disabled": False}, format="json")
     copy.refresh_from_db()
     assert copy.outbound_disabled is True
+
+
+def test_the_api_turns_a_copys_mail_on_for_staff_only(
+    api: Any, alice: User, sam: User, acme: Tenant, acme_jira: AtlassianInstance
+) -> None:
+    copy = _copy(acme, acme_jira)
+    url = f"/api/instances/{copy.pk}/outbound-enable/"
+    assert api(alice).post(url, HTTP_IDEMPOTENCY_KEY="k-alice").status_code == 403
+    response = api(sam).post(url, HTTP_IDEMPOTENCY_KEY="k-sam")
+    assert response.status_code == 202
+    op = Operation.objects.get(instance=copy, kind="instance.outbound_enable")
+    assert str(op.pk) in response["Location"] and op.requested_by == sam
+    # a repeated request answers with the same operation; a field it does not take is a 400
+    assert api(sam).post(url, HTTP_IDEMPOTENCY_KEY="k-sam").status_code in (200, 202)
+    assert Operation.objects.filter(instance=copy, kind="instance.outbound_enable").count() == 1
+    other = _copy(acme, acme_jira, name="acme-jira-copy2", hostname="copy2.acme.example")
+    bad = api(sam).post(
+        f"/api/instances/{other.pk}/outbound-enable/", {"force": True}, format="json"
+    )
+    assert bad.status_code == 400
