@@ -418,10 +418,10 @@ PANEL_ROLLOUT_POLL_INTERVAL = float(env("PANEL_ROLLOUT_POLL_INTERVAL", "3"))
 # How long a rollout waits for an app that answers 503 MAINTENANCE (Jira's start-up held by a
 # reindex after an upgrade can take hours on a large instance); this time does not count
 # against PANEL_ROLLOUT_TIMEOUT.
-PANEL_ROLLOUT_MAINTENANCE_TIMEOUT = float(env("PANEL_ROLLOUT_MAINTENANCE_TIMEOUT", "14400"))
+PANEL_ROLLOUT_MAINTENANCE_TIMEOUT = env_float("PANEL_ROLLOUT_MAINTENANCE_TIMEOUT", 14400)
 # How long an app may answer 500 ERROR before the rollout fails with its answer (instead of
 # waiting out PANEL_ROLLOUT_TIMEOUT).
-PANEL_ROLLOUT_ERROR_GRACE = float(env("PANEL_ROLLOUT_ERROR_GRACE", "60"))
+PANEL_ROLLOUT_ERROR_GRACE = env_float("PANEL_ROLLOUT_ERROR_GRACE", 60)
 PANEL_DELETED_RETENTION_DAYS = int(env("PANEL_DELETED_RETENTION_DAYS", "30"))
 # Host ports (first-last) where instances' non-HTTP ports are published, one per instance and
 # unique per host (provisioning/ports.py): Bitbucket's git over SSH, Bamboo's agent broker.

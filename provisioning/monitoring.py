@@ -61,6 +61,7 @@ def instance_health_record(
     check = InstanceHealthCheck.objects.create(
         instance=instance, ok=ok, state=state[:40], detail=detail[:500], response_ms=response_ms
     )
+    new: str
     if ok:
         new = InstanceHealth.HEALTHY
     elif waiting:

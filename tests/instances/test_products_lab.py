@@ -53,6 +53,7 @@ def _create(
         extra_env=f.pop("extra_env", FAST),
         **f,
     )
+    assert op.instance_id is not None
     inst = AtlassianInstance.objects.get(pk=op.instance_id)
     cleanup.append(inst)
     op = run(op)

@@ -8,7 +8,7 @@ import hashlib
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -172,7 +172,7 @@ ANSWERS = {
 
 
 @pytest.fixture
-def app(monkeypatch, settings):
+def app(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Callable[..., Clock]:
     """Script the app's answers, one per poll (the last one repeats); one poll per second."""
     settings.PANEL_ROLLOUT_POLL_INTERVAL = 1
     settings.PANEL_ROLLOUT_MAINTENANCE_TIMEOUT = 60
