@@ -34,6 +34,7 @@ OBJECTS = {
     "api-instance-certificate-renew": "instance",
     "api-instance-delete": "instance",
     "api-instance-dns-update": "instance",
+    "api-instance-outbound-enable": "instance",
     "api-instance-proxy-deploy": "instance",
     "api-instance-resize": "instance",
     "api-instance-restart": "instance",
