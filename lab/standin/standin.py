@@ -559,6 +559,8 @@ class App:
         self.refused = None  # why the product refuses to run (ERROR), or None
         self.maintenance = False  # reindexing after an upgrade
         self.startup_lock = threading.Lock()
+        for rule in RULES:
+            rule.attach(self)
 
     def configure_db(self) -> None:
         """(Re)read where the database is (after Crowd's setup wrote its file)."""
@@ -594,8 +596,6 @@ class App:
                 f.write(f"{stamp} FATAL [standin] {why}\n")
         except OSError:
             pass
-        for rule in RULES:
-            rule.attach(self)
 
     # Background start-up: wait the start-up delay, then bring up the DB.
     def startup(self) -> None:
@@ -638,13 +638,17 @@ class App:
                         self.maintenance = False
                 self.ready = True
                 log(f"{self.cfg.p['name']} {self.cfg.version} RUNNING")
-                for rule in RULES:
-                    rule.on_running(self)
-                return
+                break
             except Exception as e:  # noqa: BLE001
                 self.db.error = f"{type(e).__name__}: {e}".strip()
                 log(f"cannot connect to the database {where}: {self.db.error}")
                 self.stop.wait(1.0)
+        if self.ready:
+            for rule in RULES:
+                try:
+                    rule.on_running(self)
+                except Exception:  # noqa: BLE001 - a rule's failure is not a DB failure
+                    log(f"{rule.__name__}.on_running failed:\n{traceback.format_exc()}")
 
     def startup_after_setup(self) -> None:
         with self.startup_lock:
@@ -852,7 +856,7 @@ class Handler(BaseHTTPRequestHandler):
         for key in ("jdbc_url", "user", "password"):
             if not isinstance(body.get(key), str) or not body.get(key):
                 errors[key] = "a non-empty string is required"
-        if not errors:
+        if "jdbc_url" not in errors:
             try:
                 parse_jdbc_url(body["jdbc_url"])
             except ValueError as e:
