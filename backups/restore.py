@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
+from xml.sax.saxutils import unescape as xml_unescape
 
 from django.conf import settings
 from django.utils import timezone
@@ -40,6 +41,7 @@ from panel.operations import (
     failure_words,
 )
 from provisioning.compose import compose_render, instance_dir
+from provisioning.homefiles import home_db_config_point
 from provisioning.hosts import host_connection
 from provisioning.models import AtlassianInstance, Host, InstanceHealth
 from provisioning.remote import HostConnection, RemoteError
@@ -61,6 +63,14 @@ BASE_URL_UPDATE: dict[str, str] = {
     "WHERE bandana_key = 'bamboo.baseUrl';",
     "crowd": "UPDATE cwd_property SET property_value = :'new_url' "
     "WHERE property_key = 'crowd' AND property_name = 'base.url';",
+}
+# Where each family keeps it, for the reason a restore gives when it is missing.
+BASE_URL_WHERE: dict[str, str] = {
+    "jira": "property jira.baseurl (propertyentry/propertystring)",
+    "confluence": "<baseUrl> of bandana atlassian.confluence.settings",
+    "bitbucket": "app_property instance.url",
+    "bamboo": "bandana bamboo.baseUrl",
+    "crowd": "cwd_property crowd base.url",
 }
 BASE_URL_READ: dict[str, str] = {
     "jira": "SELECT s.propertyvalue FROM propertyentry e JOIN propertystring s ON s.id = e.id "
@@ -338,15 +348,22 @@ def base_url_rewrite(
         database=instance.db_name,
         message="Read the base URL back",
     ).strip()
+    where = BASE_URL_WHERE[family]
     if not before:
-        ctx.step(
-            "The restored database held no base URL yet; the product will derive one",
-            level="warning",
+        # A copy without a stored base URL would take whatever URL it is first reached by,
+        # and its mails and links would say so; the restore does not pretend it is done.
+        raise OperationFailed(
+            f"{instance.product}: {where} held no base URL in the restored database, so "
+            f"{instance.name} would not link to {new_url} but to wherever it is first reached "
+            "(the source if its links are followed). Choose a point taken after the source's "
+            "setup, or set its base URL and take a new point."
         )
-    elif new_url not in after:
-        raise OperationFailed(f"The base URL is still {after!r} after the rewrite.")
-    else:
-        ctx.step(f"Base URL {before} -> {after}")
+    if not after or new_url not in xml_unescape(after):
+        raise OperationFailed(
+            f"{instance.product}: {where} holds {after!r} after the rewrite, not {new_url}; "
+            f"{instance.name} would keep linking elsewhere."
+        )
+    ctx.step(f"Base URL {before} -> {after}")
     return after
 
 
@@ -887,6 +904,9 @@ def restore_new(ctx: OperationContext, target: AtlassianInstance, backup: Backup
                 source,
                 what=f"Copied home of point {backup.point_name} into {target.name}",
             )
+            # The copied home still names the source's database (the images write their
+            # config file on the first start only): point it at the target's, before it starts.
+            home_db_config_point(ctx, conn, target)
             dump = dump_pull(ctx, conn, target, backup, source)
             ctx.progress(3)
             conn.run(
