@@ -29,7 +29,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from backups.dump import RESTORE_DUMP_FILE, compose_argv, db_wait_ready, running_services
-from backups.models import Backup, BackupKind, BackupMode
+from backups.models import Backup, BackupKind
+from backups.policies import default_mode
 from backups.store import DUMP_FILE, PointStore, store_of
 from backups.take import backup_take
 from backups.transfer import manifest_check, rsync_base, rsync_remote, rsync_run
@@ -618,7 +619,11 @@ def _in_place_prepare(
         safety = None
         if safety_backup:
             ctx.step("Taking a safety backup of the current state first")
-            safety = backup_take(ctx, instance, kind=BackupKind.SAFETY, mode=BackupMode.HOT)
+            # Bitbucket's home and database must come from one moment, so its safety point is
+            # cold like its scheduled ones.
+            safety = backup_take(
+                ctx, instance, kind=BackupKind.SAFETY, mode=default_mode(instance.product)
+            )
             if on_safety is not None:
                 on_safety(safety)
         else:

@@ -203,7 +203,7 @@ def policy_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     can_edit = access.is_staff_role and access.can_write
     # Reading shows the tier's defaults until a policy exists; only a change creates one.
     policy = BackupPolicy.objects.filter(instance=instance).first() or BackupPolicy(
-        instance=instance, **policy_defaults(instance.tier)
+        instance=instance, **policy_defaults(instance.tier, instance.product)
     )
     if request.method == "POST":
         if not can_edit:

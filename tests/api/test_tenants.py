@@ -33,12 +33,17 @@ def test_a_platform_admin_creates_and_changes_tenants(api, pat, db):
     assert response.status_code == 201
     tenant = Tenant.objects.get(slug="initech")
     assert response.json()["id"] == str(tenant.pk) and tenant.default_tier == "tier1"
+    # The slug is read-only: sending it is refused with its name, and nothing changes.
     response = client.patch(
         f"/api/tenants/{tenant.pk}/", {"name": "Initech Ltd", "slug": "x"}, format="json"
     )
+    assert response.status_code == 400 and "slug" in response.json()
+    tenant.refresh_from_db()
+    assert tenant.name == "Initech" and tenant.slug == "initech"
+    response = client.patch(f"/api/tenants/{tenant.pk}/", {"name": "Initech Ltd"}, format="json")
     assert response.status_code == 200 and response.json()["name"] == "Initech Ltd"
     tenant.refresh_from_db()
-    assert tenant.name == "Initech Ltd" and tenant.slug == "initech"  # the slug stays
+    assert tenant.name == "Initech Ltd" and tenant.slug == "initech"
     assert AuditEvent.objects.filter(action__in=["tenant.create", "tenant.update"]).count() == 2
 
 

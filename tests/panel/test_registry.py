@@ -15,7 +15,7 @@ from django.apps import apps
 from django.urls import reverse
 
 from backups.models import BackupOperationKind
-from backups.operations import backup_before_upgrade
+from backups.operations import backup_before_upgrade, restore_after_failed_upgrade
 from certificates import services as certificate_services
 from certificates.models import CertificateOperationKind
 from panel import operations
@@ -87,6 +87,7 @@ def test_the_instance_hooks_are_registered_once_each_even_if_ready_runs_again():
         "publish": [certificate_services.instance_publish],
         "unpublish": [certificate_services.instance_unpublish],
         "pre_upgrade": [backup_before_upgrade],
+        "upgrade_failed": [restore_after_failed_upgrade],
     }
     assert registry["instance_hooks"] == expected
     _ready_again()

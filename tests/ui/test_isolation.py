@@ -43,6 +43,7 @@ RULES: dict[str, Rule] = {
     "provisioning:instance_detail": Rule(obj="instance"),
     "provisioning:instance_action": Rule("post", "instance", ("stop",), mutates=True),
     "provisioning:license_add": Rule("post", "instance", mutates=True),
+    "provisioning:instance_db_password": Rule("post", "instance", mutates=True),
     "provisioning:instance_outbound_enable": Rule("post", "instance", staff_only=True),
     "provisioning:operation_list": Rule(),
     "provisioning:operation_detail": Rule(obj="operation"),
