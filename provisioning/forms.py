@@ -136,13 +136,25 @@ class InstanceCreateForm(forms.Form):
         return data
 
 
-class UpgradeForm(forms.Form):
+class InstanceActionForm(forms.Form):
+    """The form of one lifecycle action: built for an instance, ``params()`` are the keyword
+    arguments of the action's service."""
+
+    def __init__(self, *args: Any, instance: AtlassianInstance, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.instance = instance
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+
+class UpgradeForm(InstanceActionForm):
     """Move an instance to another offered version of its product."""
 
     version = forms.ChoiceField(label="New version")
 
     def __init__(self, *args: Any, instance: AtlassianInstance, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, instance=instance, **kwargs)
         self.fields["version"].choices = [
             (ver, ver) for ver in versions_for(instance.product) if ver != instance.version
         ]
@@ -152,7 +164,7 @@ class UpgradeForm(forms.Form):
         return {"version": self.cleaned_data["version"]}
 
 
-class ResizeForm(forms.Form):
+class ResizeForm(InstanceActionForm):
     """Change an instance's JVM heap."""
 
     heap_min_mb = forms.IntegerField(label="Minimum heap (MB)", min_value=1)
@@ -162,7 +174,7 @@ class ResizeForm(forms.Form):
         kwargs.setdefault(
             "initial", {"heap_min_mb": instance.heap_min_mb, "heap_max_mb": instance.heap_max_mb}
         )
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, instance=instance, **kwargs)
         self.fields["heap_min_mb"].widget.attrs["id"] = "resize-heap-min"
         self.fields["heap_max_mb"].widget.attrs["id"] = "resize-heap-max"
 
@@ -173,14 +185,13 @@ class ResizeForm(forms.Form):
         }
 
 
-class DeleteForm(forms.Form):
+class DeleteForm(InstanceActionForm):
     """Deleting is only done by typing the instance's name."""
 
     confirm_name = forms.CharField(label="Type the instance name to confirm")
 
     def __init__(self, *args: Any, instance: AtlassianInstance, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.instance = instance
+        super().__init__(*args, instance=instance, **kwargs)
         self.fields["confirm_name"].widget.attrs.update(
             id="delete-confirm-name", autocomplete="off", spellcheck="false"
         )
@@ -197,19 +208,13 @@ class DeleteForm(forms.Form):
         return {"confirm": self.cleaned_data["confirm_name"]}
 
 
-class NoParamsForm(forms.Form):
+class NoParamsForm(InstanceActionForm):
     """Start, stop, restart and retry take no parameters."""
-
-    def __init__(self, *args: Any, instance: AtlassianInstance, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-
-    def params(self) -> dict[str, Any]:
-        return {}
 
 
 # One form per lifecycle service (``provisioning.services.INSTANCE_ACTIONS``): its ``params()``
 # are that service's keyword arguments.
-ACTION_FORMS: dict[str, type[forms.Form]] = {
+ACTION_FORMS: dict[str, type[InstanceActionForm]] = {
     "start": NoParamsForm,
     "stop": NoParamsForm,
     "restart": NoParamsForm,
