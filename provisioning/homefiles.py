@@ -474,6 +474,27 @@ def home_path(instance: AtlassianInstance, relpath: str) -> str:
     return posixpath.join(instance_dir(instance), "home", relpath)
 
 
+def _links_refuse(conn: HostConnection, instance: AtlassianInstance, relpath: str) -> None:
+    """Refuse a home file reached through a symbolic link. The home is written by the tenant's
+    own app (and a restore copies its links back out of a point), while the panel reads and
+    writes it as root: a planted ``confluence.cfg.xml -> <another home>/...`` or ``shared ->
+    <another home>/shared`` would make the panel read or overwrite another tenant's files."""
+    sftp = conn.sftp()
+    path = posixpath.join(instance_dir(instance), "home")
+    for part in relpath.split("/"):
+        path = posixpath.join(path, part)
+        try:
+            mode = sftp.lstat(path).st_mode or 0
+        except FileNotFoundError:
+            return  # nothing further down exists either; the caller treats it as missing
+        if stat.S_ISLNK(mode):
+            raise OperationFailed(
+                f"{relpath} in the home of {instance.name} is reached through a symbolic link "
+                f"({path}); the panel does not follow links in a home. Replace the link with "
+                "the file itself."
+            )
+
+
 def home_file_edit(
     conn: HostConnection,
     instance: AtlassianInstance,
@@ -486,6 +507,7 @@ def home_file_edit(
     mode and owner kept (an atomic upload). Returns ``None`` when the file does not exist,
     else whether it changed. The content never reaches the operation log."""
     path = home_path(instance, relpath)
+    _links_refuse(conn, instance, relpath)
     data = conn.read(path, missing_ok=True)
     if data is None:
         return None
@@ -505,7 +527,9 @@ def home_file_edit(
 
 def home_file_read(conn: HostConnection, instance: AtlassianInstance, relpath: str) -> bytes | None:
     """The content of ``relpath`` of the instance's home (``None`` when it does not exist)."""
-    return conn.read(home_path(instance, relpath), missing_ok=True)
+    path = home_path(instance, relpath)
+    _links_refuse(conn, instance, relpath)
+    return conn.read(path, missing_ok=True)
 
 
 def home_db_config_point(

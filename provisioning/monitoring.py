@@ -35,7 +35,13 @@ FIRST_RUN = "FIRST_RUN"
 
 def setup_pending(instance: AtlassianInstance) -> bool:
     """Whether ``instance`` has never been seen RUNNING, so FIRST_RUN is its settled state
-    (Crowd stays there until someone finishes its setup wizard)."""
+    (Crowd stays there until someone finishes its setup wizard).
+
+    A copy (a restore into a new instance, a drill) is never pending: its source was set up
+    (a restore refuses a point without a base URL), so a copy answering FIRST_RUN has lost its
+    configuration, which is exactly what a restore and a drill must catch."""
+    if instance.copy_point is not None:
+        return False
     return not InstanceHealthCheck.objects.filter(instance=instance, state="RUNNING").exists()
 
 

@@ -4,8 +4,10 @@ remote edit that keeps a file's mode and owner."""
 
 from __future__ import annotations
 
+import stat
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from provisioning.homefiles import (
     db_config_rewrite,
     home_db_config_point,
     home_file_edit,
+    home_file_read,
 )
 from provisioning.models import AtlassianInstance, Host, Operation
 
@@ -282,6 +285,7 @@ class FakeConnection:
     files: dict[str, bytes] = field(default_factory=dict)
     stats: dict[str, _Stat] = field(default_factory=dict)
     uploads: list[dict[str, Any]] = field(default_factory=list)
+    links: set[str] = field(default_factory=set)
 
     def read(self, path: str, *, missing_ok: bool = False, record: bool = False) -> bytes | None:
         if path not in self.files and missing_ok:
@@ -293,6 +297,16 @@ class FakeConnection:
 
     def stat(self, path: str) -> _Stat:
         return self.stats[path]
+
+    def lstat(self, path: str) -> Any:
+        """What SFTP's lstat says: a link is a link, a directory holds files, else missing."""
+        if path in self.links:
+            return SimpleNamespace(st_mode=stat.S_IFLNK | 0o777)
+        if path in self.files:
+            return SimpleNamespace(st_mode=stat.S_IFREG | 0o600)
+        if any(f.startswith(path + "/") for f in self.files):
+            return SimpleNamespace(st_mode=stat.S_IFDIR | 0o755)
+        raise FileNotFoundError(path)
 
     def upload(self, path: str, data: bytes, **kwargs: Any) -> None:
         self.files[path] = data
@@ -339,6 +353,25 @@ def test_a_home_file_edit_keeps_the_files_mode_and_owner():
     assert home_file_edit(conn, _copy(), "absent.xml", lambda data: b"") is None
     with pytest.raises(ValueError, match="inside home"):
         home_file_edit(conn, _copy(), "../compose.yml", lambda data: data)
+
+
+@pytest.mark.parametrize("link", ["confluence.cfg.xml", "shared"])
+def test_a_home_file_reached_through_a_link_is_refused_and_never_read_or_written(link):
+    # The tenant's app writes its home; the panel works in it as root, so a planted link to
+    # another tenant's home must not be followed (neither the file nor a directory on the way).
+    relpath = "confluence.cfg.xml" if link == "confluence.cfg.xml" else "shared/crowd.cfg.xml"
+    conn = FakeConnection(
+        {_path(relpath): CONFLUENCE_CFG}, {_path(relpath): _Stat(0o100600, 2002, 2002)}
+    )
+    conn.links.add(_path(link))
+    reads = []
+    original = conn.read
+    conn.read = lambda path, **kw: reads.append(path) or original(path, **kw)
+    with pytest.raises(OperationFailed, match="symbolic link"):
+        home_file_edit(conn, _copy(), relpath, lambda data: b"changed")
+    with pytest.raises(OperationFailed, match="symbolic link"):
+        home_file_read(conn, _copy(), relpath)
+    assert reads == [] and conn.uploads == []
 
 
 def test_restoring_points_the_copied_home_at_the_copys_database_without_logging_its_password():

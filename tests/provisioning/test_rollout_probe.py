@@ -8,6 +8,7 @@ import hashlib
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -262,6 +263,18 @@ def test_first_run_ends_a_first_start_and_a_start_of_an_app_never_seen_running(a
     assert _wait(inst, Ctx(), first=True) == 2
     # a restart before anyone finished the setup wizard comes back to FIRST_RUN: that is fine
     assert _wait(inst, Ctx(), first=False) >= 0
+
+
+@pytest.mark.django_db
+def test_a_copy_answering_first_run_has_lost_its_configuration_and_is_not_accepted(
+    acme, app_host, app
+):
+    inst = make_instance(acme, "acme-jira-copy", host=app_host)
+    inst.copy_point = uuid.uuid4()
+    inst.save(update_fields=["copy_point"])
+    app(("FIRST_RUN", 1))
+    with pytest.raises(OperationFailed, match=r"last state: FIRST_RUN"):
+        _wait(inst, Ctx(), first=False)
 
 
 @pytest.mark.django_db
