@@ -18,6 +18,7 @@ from rest_framework import serializers
 UNKNOWN_FIELD = "Unknown field; this request takes: {fields}."
 UNKNOWN_FIELD_NO_FIELDS = "Unknown field; this request takes no fields."
 READ_ONLY_FIELD = "Read-only field; it cannot be set here."
+FORM_CSRF_FIELD = "csrfmiddlewaretoken"
 
 
 def _unknown_field_errors(data: Any, fields: Mapping[str, serializers.Field]) -> dict[str, list]:
@@ -31,7 +32,9 @@ def _unknown_field_errors(data: Any, fields: Mapping[str, serializers.Field]) ->
     )
     errors: dict[str, list] = {}
     for key in data:
-        if key in writable:
+        # Django's CSRF token rides along in every form post of the browsable API; it is the
+        # request's, not the resource's.
+        if key in writable or key == FORM_CSRF_FIELD:
             continue
         if key in fields:
             errors[key] = [READ_ONLY_FIELD]

@@ -126,6 +126,14 @@ def test_the_message_lists_the_fields_a_route_takes_and_other_errors_stay(api, p
     assert api(pat).post(f"/api/operations/{world['operation'].pk}/cancel/").status_code == 200
 
 
+def test_the_browsable_apis_csrf_token_in_a_form_post_is_not_an_unknown_field(api, pat, world):
+    # DRF's browsable API posts HTML forms, which carry Django's csrfmiddlewaretoken.
+    url = f"/api/operations/{world['operation'].pk}/cancel/"
+    assert api(pat).post(url, {"csrfmiddlewaretoken": "x"}).status_code == 200
+    refused = api(pat).post(url, {"csrfmiddlewaretoken": "x", "why": "y"})
+    assert refused.status_code == 400 and list(refused.json()) == ["why"]
+
+
 def test_the_schema_says_request_bodies_take_no_other_keys(client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     components = schema["components"]["schemas"]
