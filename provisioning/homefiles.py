@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from xml.parsers import expat
 
 from panel.operations import OperationContext, OperationFailed
-from provisioning.compose import instance_dir
+from provisioning.compose import instance_dir, instance_jdbc_url
 from provisioning.models import AtlassianInstance
 from provisioning.products import spec_for
 from provisioning.remote import HostConnection
@@ -74,11 +74,6 @@ class DbConnection:
         """The database name of a ``jdbc:postgresql://host:port/NAME?...`` URL."""
         tail = self.url.split("//", 1)[-1]
         return tail.split("/", 1)[1].split("?", 1)[0] if "/" in tail else ""
-
-
-def instance_jdbc_url(instance: AtlassianInstance) -> str:
-    """The JDBC URL of the instance's own database service (as its environment names it)."""
-    return f"jdbc:postgresql://db:5432/{instance.db_name}"
 
 
 # --- XML: find elements by byte range, change only their text ---------------------------------

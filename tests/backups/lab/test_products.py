@@ -27,7 +27,8 @@ from backups.models import Backup
 from backups.restore import BASE_URL_READ, _family
 from backups.services import backup_start, restore_start
 from panel.access import access_for_user
-from provisioning.homefiles import db_config_read, instance_jdbc_url
+from provisioning.compose import instance_jdbc_url
+from provisioning.homefiles import db_config_read
 from provisioning.models import AtlassianInstance, Host, InstanceStatus, Operation
 from provisioning.products import spec_for
 from tests.support.backup_lab import LabWorld, create_instance, sh
