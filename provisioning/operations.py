@@ -418,6 +418,17 @@ def _license_file_write(ctx: OperationContext, instance: AtlassianInstance, key:
     not exist yet (never started: the first start writes it from ATL_LICENSE_KEY)."""
     with rollout.connect(instance, ctx) as conn:
         directory = instance_dir(instance)
+        # Check the file takes the key while the app still runs: a file that is not
+        # Confluence's shape must not cost the customer a stopped wiki.
+        current = home_file_read(conn, instance, CONFLUENCE_CFG)
+        if current is not None:
+            try:
+                confluence_license_set(current, key)
+            except HomeFileError as exc:
+                raise OperationFailed(
+                    f"{CONFLUENCE_CFG} of {instance.name} is not what Confluence writes: {exc}. "
+                    f"The licence was not applied; {instance.name} keeps running."
+                ) from None
         if conn.exists(f"{directory}/compose.yml"):
             conn.compose(
                 directory,

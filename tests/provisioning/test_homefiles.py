@@ -443,3 +443,20 @@ def test_a_key_added_while_another_operation_runs_stays_not_applied_and_says_so(
     assert not Operation.objects.filter(instance=wiki, kind="license.apply").exists()
     event = AuditEvent.objects.get(action="license.apply_deferred")
     assert event.changes == {"instance": "acme-wiki", "busy_with": "instance.restart"}
+
+
+def test_a_licence_for_a_confluence_cfg_of_the_wrong_shape_fails_before_the_app_is_stopped(
+    monkeypatch,
+):
+    from contextlib import nullcontext
+
+    from provisioning import operations, rollout
+
+    conn = FakeConnection({_path("confluence.cfg.xml"): b"<confluence-configuration><properties>"})
+    calls = []
+    conn.exists = lambda path: True  # type: ignore[attr-defined]
+    conn.compose = lambda *args, **kwargs: calls.append(args)  # type: ignore[attr-defined]
+    monkeypatch.setattr(rollout, "connect", lambda instance, ctx: nullcontext(conn))
+    with pytest.raises(OperationFailed, match="acme-copy keeps running"):
+        operations._license_file_write(FakeContext(), _copy("confluence"), "AAAB-new-key")
+    assert calls == [] and conn.uploads == []  # never stopped, nothing written
