@@ -45,6 +45,7 @@ from provisioning.compose import compose_render, instance_dir
 from provisioning.homefiles import home_db_config_point
 from provisioning.hosts import host_connection
 from provisioning.models import AtlassianInstance, Host, InstanceHealth
+from provisioning.ports import HostPortsExhausted, host_ports_in_use, instance_host_port_allocate
 from provisioning.remote import HostConnection, RemoteError
 from provisioning.rollout import instance_probe, wait_running
 
@@ -411,6 +412,30 @@ def applinks_neutralise(
         else "The restored database holds no application links"
     )
     return found
+
+
+def _host_port_recheck(
+    ctx: OperationContext, conn: HostConnection, instance: AtlassianInstance
+) -> None:
+    """The copy's host port was allocated from the panel's records when the restore was asked
+    for; a container the records do not know may publish it on the target host meanwhile (the
+    create path asks Docker too). Take another free one before the compose file is written."""
+    if instance.host is None or instance.host_port is None:
+        return
+    busy = host_ports_in_use(conn, instance.host)
+    if instance.host_port not in busy:
+        return
+    taken = instance.host_port
+    AtlassianInstance.objects.filter(pk=instance.pk).update(host_port=None)
+    instance.host_port = None
+    try:
+        port = instance_host_port_allocate(instance, instance.host, busy=busy)
+    except HostPortsExhausted as exc:
+        raise OperationFailed(str(exc)) from exc
+    ctx.step(
+        f"Host port {taken} is already published on {instance.host.name}; "
+        f"{instance.name} takes {port} instead"
+    )
 
 
 def deploy_files(ctx: OperationContext, conn: HostConnection, instance: AtlassianInstance) -> str:
@@ -899,6 +924,7 @@ def restore_new(ctx: OperationContext, target: AtlassianInstance, backup: Backup
     source = source_prepare(ctx, backup, target)
     try:
         with host_connection(target.host, ctx=ctx) as conn:
+            _host_port_recheck(ctx, conn, target)
             compose_hash = deploy_files(ctx, conn, target)
             ctx.progress(2)
             home_pull(

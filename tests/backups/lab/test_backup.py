@@ -71,24 +71,6 @@ def test_a_cold_backup_stops_the_instance_records_its_downtime_and_starts_it_aga
     assert lab.instance.status == "running"
 
 
-def test_an_upgrade_takes_a_backup_before_it_changes_anything(lab):
-    from provisioning.services import instance_upgrade
-
-    op = wait_ok(
-        instance_upgrade(
-            actor=access_for_user(lab.admin),
-            instance=lab.refresh(),
-            version="9.17.0",
-        )
-    )
-    point = Backup.objects.get(operation=op)
-    assert point.kind == "pre_upgrade" and point.status == BackupStatus.SUCCEEDED
-    assert point.version == "9.12.0" and point.point_name.endswith("-upgrade")
-    text = step_text(op)
-    assert text.index("taken before the upgrade") < text.index("Uploaded the new compose file")
-    assert lab.api("info")["version"] == "9.17.0"
-
-
 def test_the_catalogue_follows_what_is_really_on_the_backup_host(lab):
     from backups.catalogue import catalogue_refresh
 
