@@ -4,8 +4,9 @@ port: the lowest free ones per host, none for other products or deleted rows."""
 from __future__ import annotations
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.state import StateApps
+
+from tests.support.migrations import migrate_to, migrated_back_to, pending_migrations
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -15,9 +16,12 @@ AFTER = [("provisioning", "0007_instance_host_port_allocate")]
 
 def test_existing_bitbucket_and_bamboo_rows_get_the_lowest_free_ports_per_host(settings):
     settings.PANEL_INSTANCE_PORT_RANGE = "21000-21999"
-    executor = MigrationExecutor(connection)
-    executor.migrate(BEFORE)
-    apps = executor.loader.project_state(BEFORE).apps
+    with migrated_back_to(BEFORE) as apps:
+        _check_allocation(apps)
+    assert pending_migrations() == []
+
+
+def _check_allocation(apps: StateApps) -> None:
     tenant = apps.get_model("tenants", "Tenant").objects.create(
         name="Acme", slug="acme", contact_email="ops@acme.example"
     )
@@ -45,8 +49,7 @@ def test_existing_bitbucket_and_bamboo_rows_get_the_lowest_free_ports_per_host(s
     row("gone", "bitbucket", one, status="deleted")
     row("unplaced", "bitbucket", None)
 
-    executor.loader.build_graph()
-    executor.migrate(AFTER)
+    migrate_to(AFTER)
     ports = dict(instance_model.objects.values_list("name", "host_port"))
     assert ports == {
         "git-a": 21000,
@@ -57,5 +60,3 @@ def test_existing_bitbucket_and_bamboo_rows_get_the_lowest_free_ports_per_host(s
         "gone": None,
         "unplaced": None,
     }
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
