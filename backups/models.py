@@ -21,6 +21,9 @@ class BackupOperationKind(models.TextChoices):
     BACKUP_CREATE = "backup.create", "Backup"
     BACKUP_RESTORE = "backup.restore", "Restore"
     BACKUP_DRILL = "backup.drill", "Restore drill"
+    WAL_ENABLE = "backup.wal_enable", "Turn on point-in-time recovery"
+    WAL_BASE = "backup.wal_base", "Base backup"
+    RESTORE_TIME = "backup.restore_time", "Restore to a point in time"
 
 
 class BackupMode(models.TextChoices):
@@ -321,3 +324,63 @@ class RestoreRequest(models.Model):
 
     def __str__(self) -> str:
         return f"Restore request for {self.instance_id} ({self.status})"
+
+
+class BaseBackup(models.Model):
+    """A physical base backup of an instance's database (``pg_basebackup``, tar, gzip), the
+    start of the WAL replay of a point-in-time restore. Lives on the backup host at
+    ``hosts/<app host>/<instance>/wal-base/<label>/base.tar.gz``."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    instance = models.ForeignKey(
+        AtlassianInstance, on_delete=models.CASCADE, related_name="base_backups"
+    )
+    backup_host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="+")
+    app_host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="+")
+    operation = models.ForeignKey(
+        Operation, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    label = models.CharField(max_length=40)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(default=timezone.now)
+    # Recovery may stop at any moment after this (the backup's end is consistent).
+    finished_at = models.DateTimeField(null=True, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    objects = scoped_manager("instance__tenant")
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "label"], name="base_backup_label_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instance.name} base {self.label}"
+
+
+class WalArchive(models.Model):
+    """The state of one instance's continuous WAL archive, as last read from its app host:
+    when the shipper last copied WAL to the backup host, and what went wrong if it did not."""
+
+    instance = models.OneToOneField(
+        AtlassianInstance, on_delete=models.CASCADE, related_name="wal_archive"
+    )
+    enabled_at = models.DateTimeField(default=timezone.now)
+    # The last moment the shipper finished a copy of everything pg_receivewal had written.
+    shipped_at = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    receiver_running = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+
+    objects = scoped_manager("instance__tenant")
+
+    def __str__(self) -> str:
+        return f"WAL archive of {self.instance.name}"

@@ -4,17 +4,20 @@ and the pre-upgrade hook that takes a backup before an instance is upgraded."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
+from backups import wal
 from backups.models import (
     Backup,
     BackupKind,
     BackupMode,
     BackupOperationKind,
     BackupStatus,
+    BaseBackup,
     Restore,
     RestoreDrill,
 )
@@ -429,3 +432,60 @@ def backup_drill_run(ctx: OperationContext) -> dict:
         "within_rto": seconds <= goals.rto.total_seconds(),
         "cleaned_up": cleaned,
     }
+
+
+# --- point-in-time recovery -----------------------------------------------------------------
+
+
+def wal_base_abort(operation: Any, reason: str) -> None:
+    """A base backup that ends badly leaves no base 'in progress'."""
+    BaseBackup.objects.filter(operation_id=operation.pk, status=BaseBackup.Status.RUNNING).update(
+        status=BaseBackup.Status.FAILED, error=reason[:4000], finished_at=timezone.now()
+    )
+
+
+@operation_handler(BackupOperationKind.WAL_ENABLE, on_abort=wal_base_abort)
+def wal_enable_run(ctx: OperationContext) -> dict:
+    """Turn on continuous WAL archiving for the instance and take its first base backup."""
+    instance = _instance(ctx)
+    try:
+        base = wal.wal_enable(ctx, instance)
+    except RemoteError as exc:
+        raise OperationFailed(str(exc)) from exc
+    return {"base_backup": base.label, "size_bytes": base.size_bytes}
+
+
+@operation_handler(BackupOperationKind.WAL_BASE, on_abort=wal_base_abort)
+def wal_base_run(ctx: OperationContext) -> dict:
+    """Take a base backup of an instance whose WAL is archived."""
+    instance = _instance(ctx)
+    if not instance.wal_archiving:
+        raise OperationFailed(f"{instance.name} does not archive its WAL.")
+    try:
+        base = wal.base_backup_take(ctx, instance)
+    except RemoteError as exc:
+        raise OperationFailed(str(exc)) from exc
+    return {"base_backup": base.label, "size_bytes": base.size_bytes}
+
+
+@operation_handler(BackupOperationKind.RESTORE_TIME, staff_cancel=True)
+def restore_time_run(ctx: OperationContext) -> dict:
+    """Restore the instance in place to a second inside its recoverable window."""
+    started = time.monotonic()
+    instance = _instance(ctx)
+    target = datetime.fromisoformat(ctx.operation.params["target_time"])
+    previous = instance.status
+    _transition(ctx, instance, "restoring", f"Restoring to {target:%Y-%m-%d %H:%M:%S} UTC")
+    try:
+        result = wal.restore_to_time(ctx, instance, target)
+    except BaseException:
+        _transition(ctx, instance, previous, "")
+        raise
+    _transition(ctx, instance, "running", "")
+    seconds = round(time.monotonic() - started, 1)
+    ctx.step(
+        f"Restored {instance.name} to {target:%Y-%m-%d %H:%M:%S} UTC in {_words(seconds)} "
+        f"(database replayed to {result['recovered_to']}; home from point "
+        f"{result['home_point']})"
+    )
+    return {**result, "rto_seconds": seconds}

@@ -47,7 +47,7 @@ from provisioning.hosts import host_connection
 from provisioning.models import AtlassianInstance, Host, InstanceHealth
 from provisioning.ports import HostPortsExhausted, host_ports_in_use, instance_host_port_allocate
 from provisioning.remote import HostConnection, RemoteError
-from provisioning.rollout import instance_probe, wait_running
+from provisioning.rollout import instance_probe, owned_dirs_create, wait_running
 
 _IDENT_RE = re.compile(r"\A[a-z_][a-z0-9_]{0,62}\Z")
 
@@ -447,6 +447,7 @@ def deploy_files(ctx: OperationContext, conn: HostConnection, instance: Atlassia
         ["mkdir", "-p", rendered.home_dir, rendered.db_dir],
         message="Created the instance directories",
     )
+    owned_dirs_create(conn, rendered)
     conn.run(["chmod", "0700", rendered.directory])
     conn.upload(
         f"{rendered.directory}/compose.yml",

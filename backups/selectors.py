@@ -16,9 +16,11 @@ from backups.models import (
     Backup,
     BackupPolicy,
     BackupStatus,
+    BaseBackup,
     Restore,
     RestoreDrill,
     RestoreRequest,
+    WalArchive,
 )
 from panel.access import Access
 from provisioning.models import AtlassianInstance, Host, InstanceStatus
@@ -277,3 +279,71 @@ def size_chart(points: list[Backup], width: int = 560, height: int = 150) -> dic
         "last": data[-1].taken_at,
         "count": len(data),
     }
+
+
+def recovery_state(instance: AtlassianInstance) -> dict[str, Any]:
+    """What the API and the instance's backups page show about point-in-time recovery."""
+    archive = WalArchive.objects.filter(instance=instance).first()
+    window = recovery_window(instance)
+    lag = rpo_lag(instance)
+    return {
+        "instance": instance.pk,
+        "wal_archiving": instance.wal_archiving,
+        "shipped_at": archive.shipped_at if archive else None,
+        "lag_seconds": round(lag.total_seconds(), 1) if lag is not None else None,
+        "receiver_running": archive.receiver_running if archive else False,
+        "error": archive.error if archive else "",
+        "window_start": window.start if window else None,
+        "window_end": window.end if window else None,
+        "base_backups": list(
+            BaseBackup.objects.filter(instance=instance).order_by("-started_at")[:20]
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class Window:
+    """From when to when an instance can be restored to any second."""
+
+    start: datetime
+    end: datetime
+    bases: int
+
+
+def recovery_window_start(instance: AtlassianInstance) -> datetime | None:
+    """The earliest second a restore to a time can reach: the oldest retained base backup's
+    end, or the oldest home point if that is later (None: no base backup or point yet)."""
+    first = (
+        BaseBackup.objects.filter(instance=instance, status=BaseBackup.Status.SUCCEEDED)
+        .order_by("finished_at")
+        .first()
+    )
+    home = (
+        Backup.objects.filter(instance=instance, status=BackupStatus.SUCCEEDED)
+        .order_by("taken_at")
+        .first()
+    )
+    if first is None or first.finished_at is None or home is None:
+        return None
+    return max(first.finished_at, home.taken_at)
+
+
+def recovery_window(instance: AtlassianInstance) -> Window | None:
+    """The recoverable window: from the oldest retained base backup's end (with a home point
+    at or before it) to the last WAL shipped. None when there is none yet."""
+    archive = WalArchive.objects.filter(instance=instance).first()
+    start = recovery_window_start(instance)
+    if archive is None or archive.shipped_at is None or start is None:
+        return None
+    if archive.shipped_at <= start:
+        return None
+    bases = BaseBackup.objects.filter(instance=instance, status=BaseBackup.Status.SUCCEEDED)
+    return Window(start=start, end=archive.shipped_at, bases=bases.count())
+
+
+def rpo_lag(instance: AtlassianInstance, now: datetime | None = None) -> timedelta | None:
+    """How old the newest archived WAL is (None when archiving is off or never shipped)."""
+    archive = WalArchive.objects.filter(instance=instance).first()
+    if archive is None or archive.shipped_at is None:
+        return None
+    return (now or timezone.now()) - archive.shipped_at

@@ -31,7 +31,7 @@ from backups.models import (
 )
 from backups.policies import next_run_after, policy_for
 from backups.restore import copy_marks
-from backups.selectors import restore_copy_of
+from backups.selectors import recovery_window_start, restore_copy_of
 from backups.store import PointStore
 from panel.access import Access
 from panel.audit import audit_record
@@ -199,6 +199,86 @@ def backup_start(
             "backup_host": str(instance.host.backup_host_id),
             "app_host": str(instance.host_id),
         },
+        lock_key=instance_lock_key(instance),
+        idempotency_key=idempotency_key,
+    )
+
+
+# --- point-in-time recovery -----------------------------------------------------------------
+
+
+def wal_enable_start(*, actor: Access, instance: AtlassianInstance) -> Operation:
+    """Turn on continuous WAL archiving (the database restarts once) and take the first base
+    backup. Staff only."""
+    _require_staff(actor)
+    operation_conflict_check(instance_lock_key(instance))
+    backup_check_possible(instance)
+    return operation_start(
+        kind=BackupOperationKind.WAL_ENABLE,
+        actor=actor,
+        instance=instance,
+        params={},
+        lock_key=instance_lock_key(instance),
+    )
+
+
+def wal_base_start(*, actor: Access | None, instance: AtlassianInstance) -> Operation:
+    """Take a base backup now (staff, or the scheduler with no actor)."""
+    if actor is not None:
+        _require_staff(actor)
+    if not instance.wal_archiving:
+        raise ValidationError(f"{instance.name} does not archive its WAL.")
+    operation_conflict_check(instance_lock_key(instance))
+    return operation_start(
+        kind=BackupOperationKind.WAL_BASE,
+        actor=actor,
+        instance=instance,
+        params={},
+        lock_key=instance_lock_key(instance),
+    )
+
+
+def restore_to_time_start(
+    *,
+    actor: Access,
+    instance: AtlassianInstance,
+    target_time: datetime,
+    confirm_name: str = "",
+    idempotency_key: str = "",
+) -> Operation:
+    """Restore ``instance`` in place to ``target_time`` (UTC, to the second), inside its
+    recoverable window. Staff only; the instance's name typed to confirm."""
+    _require_staff(actor)
+    operation_conflict_check(instance_lock_key(instance))
+    if not instance.wal_archiving:
+        raise ValidationError(
+            {"target_time": f"{instance.name} does not archive its WAL; restore a point instead."}
+        )
+    if confirm_name.strip() != instance.name:
+        raise ValidationError({"confirm": f"Type {instance.name} to confirm the restore."})
+    if instance.status not in RESTORE_IN_PLACE_FROM:
+        raise ValidationError(
+            f"{instance.name} is {instance.get_status_display().lower()}; it cannot be "
+            "restored in place now."
+        )
+    if timezone.is_naive(target_time):
+        raise ValidationError({"target_time": "Give the time with its zone (e.g. ...Z)."})
+    target_time = target_time.replace(microsecond=0)
+    start = recovery_window_start(instance)
+    if start is None or not (start <= target_time <= timezone.now()):
+        span = (
+            f"{start:%Y-%m-%d %H:%M:%S} UTC to now"
+            if start is not None
+            else "not open yet (it opens with the first base backup and backup point)"
+        )
+        raise ValidationError(
+            {"target_time": f"Choose a time inside the recoverable window: {span}."}
+        )
+    return operation_start(
+        kind=BackupOperationKind.RESTORE_TIME,
+        actor=actor,
+        instance=instance,
+        params={"target_time": target_time.isoformat()},
         lock_key=instance_lock_key(instance),
         idempotency_key=idempotency_key,
     )

@@ -535,6 +535,11 @@ PANEL_BACKUP_DUMP_TIMEOUT = env_int("PANEL_BACKUP_DUMP_TIMEOUT", 4 * 3600)
 # How long a copy waits while the backup host's rrsync serves another copy of the same app
 # host (rrsync allows one at a time per directory), in seconds.
 PANEL_BACKUP_RRSYNC_BUSY_WAIT = env_int("PANEL_BACKUP_RRSYNC_BUSY_WAIT", 300)
+# Point-in-time recovery (backups.wal): seconds between the app host shipper's passes, how
+# long an operation waits for WAL to reach the backup host, and for a replay to finish.
+PANEL_WAL_SHIP_INTERVAL = env_int("PANEL_WAL_SHIP_INTERVAL", 5)
+PANEL_WAL_SHIP_WAIT = env_int("PANEL_WAL_SHIP_WAIT", 150)
+PANEL_WAL_RECOVERY_TIMEOUT = env_int("PANEL_WAL_RECOVERY_TIMEOUT", 4 * 3600)
 # A scheduled backup whose instance is busy with another operation is tried again after this.
 PANEL_BACKUP_RETRY_SECONDS = env_int("PANEL_BACKUP_RETRY_SECONDS", 300)
 # Days extra, pre-upgrade and safety points are kept besides the retention policy's points.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 import uuid
 from dataclasses import dataclass
 
@@ -60,6 +61,8 @@ class RenderedProject:
     home_dir: str
     db_dir: str
     uid: int
+    # More directories the project mounts, with the uid that owns them (the wal service's).
+    owned_dirs: tuple[tuple[str, int], ...] = ()
 
     @property
     def compose_hash(self) -> str:
@@ -202,6 +205,44 @@ def _env_file(instance: AtlassianInstance, spec: ProductSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The replication slot pg_receivewal streams from, and the most WAL it may hold back on the
+# database's disk when the receiver is down (then the slot is dropped by PostgreSQL and the
+# archive has a gap, which backups.wal reports, instead of the app host's disk filling).
+WAL_SLOT = "panel_wal"
+WAL_SLOT_KEEP = "4GB"
+WAL_DIR = "wal"  # <instance dir>/wal: what pg_receivewal wrote, shipped by the host's shipper
+SOCKET_DIR = "run"  # <instance dir>/run: the database's socket, shared with the wal service
+
+
+def _wal_services(instance: AtlassianInstance, directory: str, labels: dict[str, str]) -> dict:
+    """The `wal` service: pg_receivewal (from the database's own image) over the database's
+    unix socket, so the replication connection needs no network access and no pg_hba change
+    (the official image's initdb trusts local replication connections)."""
+    user = instance.db_user
+    socket = "/var/run/postgresql"
+    create = shlex.join(
+        ["pg_receivewal", "-h", socket, "-U", user, f"--slot={WAL_SLOT}"]
+        + ["--create-slot", "--if-not-exists"]
+    )
+    stream = shlex.join(
+        ["pg_receivewal", "-h", socket, "-U", user, f"--slot={WAL_SLOT}", "-D", "/wal"]
+        + ["--no-loop", "--status-interval=1", "--verbose"]
+    )
+    return {
+        "wal": {
+            "image": settings.PANEL_POSTGRES_IMAGE,
+            "restart": "unless-stopped",
+            "user": "999:999",
+            "entrypoint": ["sh", "-c", f"{create} && exec {stream}"],
+            "volumes": [f"{directory}/{SOCKET_DIR}:{socket}", f"{directory}/{WAL_DIR}:/wal"],
+            "network_mode": "none",
+            "depends_on": {"db": {"condition": "service_healthy"}},
+            "labels": {**labels, "panel.role": "wal"},
+            **_confinement(128, 0.25, 64, DB_CAPABILITIES),
+        }
+    }
+
+
 def compose_render(
     instance: AtlassianInstance, *, version: str | None = None, heap: tuple[int, int] | None = None
 ) -> RenderedProject:
@@ -255,7 +296,20 @@ def compose_render(
                     "POSTGRES_PASSWORD": "${PANEL_DB_PASSWORD}",
                     "POSTGRES_INITDB_ARGS": "--encoding=UTF8 --lc-collate=C --lc-ctype=C",
                 },
-                "volumes": [f"{db_dir}:/var/lib/postgresql/data"],
+                "volumes": [
+                    f"{db_dir}:/var/lib/postgresql/data",
+                    # the socket directory, shared with the wal service
+                    *(
+                        [f"{directory}/{SOCKET_DIR}:/var/run/postgresql"]
+                        if instance.wal_archiving
+                        else []
+                    ),
+                ],
+                **(
+                    {"command": ["postgres", "-c", f"max_slot_wal_keep_size={WAL_SLOT_KEEP}"]}
+                    if instance.wal_archiving
+                    else {}
+                ),
                 "networks": ["private"],
                 "healthcheck": {
                     "test": ["CMD", "pg_isready", "-U", instance.db_user, "-d", instance.db_name],
@@ -268,6 +322,7 @@ def compose_render(
                     limits.db_memory_mb, limits.db_cpus, limits.db_pids, DB_CAPABILITIES
                 ),
             },
+            **(_wal_services(instance, directory, labels) if instance.wal_archiving else {}),
         },
         "networks": {
             # The database is reachable only on this instance's own network.
@@ -292,4 +347,9 @@ def compose_render(
         home_dir=home_dir,
         db_dir=db_dir,
         uid=spec.uid,
+        owned_dirs=(
+            ((f"{directory}/{SOCKET_DIR}", 999), (f"{directory}/{WAL_DIR}", 999))
+            if instance.wal_archiving
+            else ()
+        ),
     )

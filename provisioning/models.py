@@ -167,6 +167,10 @@ class AtlassianInstance(models.Model):
     # (https://confluence.atlassian.com/adminjiraserver072/establishing-staging-server-environments-for-jira-applications-828787655.html).
     # Staff turn it off, audited, when a copy goes live.
     outbound_disabled = models.BooleanField(default=False)
+    # Continuous WAL archiving for point-in-time recovery (backups.wal): the compose project
+    # gets a `wal` service streaming the database's WAL with pg_receivewal, and the app
+    # host's shipper copies it to the backup host every few seconds.
+    wal_archiving = models.BooleanField(default=False)
     copy_of = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

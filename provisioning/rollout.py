@@ -59,6 +59,13 @@ ERROR = "ERROR"
 FIRST_RUN = "FIRST_RUN"
 
 
+def owned_dirs_create(conn: HostConnection, rendered: RenderedProject) -> None:
+    """Create the extra directories the project mounts (the wal service's), with owners."""
+    for path, uid in rendered.owned_dirs:
+        conn.run(["mkdir", "-p", path], record=False)
+        conn.run(["chown", f"{uid}:{uid}", path], message=f"{path} owned by uid {uid}")
+
+
 def connect(instance: AtlassianInstance, ctx: OperationContext | None) -> HostConnection:
     """A pinned connection to the instance's host, logging into ``ctx`` when given."""
     if instance.host is None:
@@ -362,6 +369,7 @@ def instance_rollout(
             ["chown", f"{rendered.uid}:{rendered.uid}", rendered.home_dir],
             message=f"Home directory owned by uid {rendered.uid}",
         )
+        owned_dirs_create(conn, rendered)
         conn.run(["chmod", "0700", rendered.directory])
         conn.upload(
             f["compose_new"],

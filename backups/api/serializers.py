@@ -12,6 +12,7 @@ from backups.models import (
     Backup,
     BackupMode,
     BackupPolicy,
+    BaseBackup,
     Restore,
     RestoreDrill,
     RestoreMode,
@@ -344,3 +345,35 @@ class TierFiguresSerializer(serializers.Serializer):
     last_drill = serializers.DateTimeField(allow_null=True)
     worst_rto_seconds = serializers.FloatField(allow_null=True)
     worst_rto_ok = serializers.BooleanField()
+
+
+class BaseBackupSerializer(serializers.ModelSerializer):
+    """A physical base backup of an instance's database (the start of a replay)."""
+
+    class Meta:
+        model = BaseBackup
+        fields = ["id", "label", "status", "started_at", "finished_at", "size_bytes", "error"]
+        read_only_fields = fields
+
+
+class RecoveryStateSerializer(serializers.Serializer):
+    """An instance's point-in-time recovery: whether its WAL is archived, how far the archive
+    reaches, and the window a restore to a time may choose from."""
+
+    instance = serializers.UUIDField()
+    wal_archiving = serializers.BooleanField()
+    shipped_at = serializers.DateTimeField(allow_null=True)
+    lag_seconds = serializers.FloatField(allow_null=True)
+    receiver_running = serializers.BooleanField()
+    error = serializers.CharField(allow_blank=True)
+    window_start = serializers.DateTimeField(allow_null=True)
+    window_end = serializers.DateTimeField(allow_null=True)
+    base_backups = BaseBackupSerializer(many=True)
+
+
+class RestoreToTimeSerializer(StrictFieldsMixin, serializers.Serializer):
+    """Restore in place to ``target_time`` (ISO 8601 with a zone, to the second), inside the
+    recoverable window; ``confirm`` = the instance's name."""
+
+    target_time = serializers.DateTimeField()
+    confirm = serializers.CharField(required=False, allow_blank=True, default="")

@@ -10,6 +10,7 @@ router.register("backups", views.BackupViewSet, basename="api-backup")
 router.register("backup-policies", views.BackupPolicyViewSet, basename="api-backup-policy")
 router.register("restores", views.RestoreViewSet, basename="api-restore")
 router.register("restore-drills", views.RestoreDrillViewSet, basename="api-restore-drill")
+router.register("point-in-time", views.RecoveryViewSet, basename="api-point-in-time")
 router.register("restore-requests", views.RestoreRequestViewSet, basename="api-restore-request")
 urlpatterns = [
     *router.urls,

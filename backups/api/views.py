@@ -25,11 +25,13 @@ from backups.api.serializers import (
     BackupSerializer,
     BackupStartSerializer,
     DrillStartSerializer,
+    RecoveryStateSerializer,
     RestoreDrillSerializer,
     RestoreRequestHandleSerializer,
     RestoreRequestSerializer,
     RestoreSerializer,
     RestoreStartSerializer,
+    RestoreToTimeSerializer,
     TierFiguresSerializer,
 )
 from backups.models import Backup, BackupOperationKind, BackupPolicy, RestoreRequest
@@ -38,6 +40,7 @@ from panel.api.mixins import ScopedQuerysetMixin, idempotency_key
 from panel.api.permissions import IsStaffRole, PanelPermission
 from panel.api.schema import CONFLICT, FORBIDDEN, IDEMPOTENCY_KEY, NOT_FOUND, VALIDATION_ERROR
 from provisioning.api.operations import ACCEPTED, operation_accepted, operation_replay
+from provisioning.selectors import instance_list
 
 STARTED = {202: ACCEPTED, 400: VALIDATION_ERROR, 403: FORBIDDEN, 404: NOT_FOUND, 409: CONFLICT}
 
@@ -299,3 +302,69 @@ class DrDashboardView(APIView):
 
         rows = selectors.dr_dashboard(access_for(request))
         return Response(TierFiguresSerializer(rows, many=True).data, status=status.HTTP_200_OK)
+
+
+class RecoveryViewSet(ScopedQuerysetMixin, viewsets.GenericViewSet):
+    """Point-in-time recovery per instance (``/api/point-in-time/<instance id>/``): everyone
+    who sees the instance reads its window; staff turn archiving on, take base backups and
+    restore to a second."""
+
+    permission_classes = [PanelPermission]
+    lookup_value_converter = "uuid"
+    serializer_class = RecoveryStateSerializer
+
+    def scoped_queryset(self, access: Access) -> QuerySet:
+        return instance_list(access)
+
+    def get_serializer_class(self) -> type:
+        return RestoreToTimeSerializer if self.action == "restore" else RecoveryStateSerializer
+
+    @extend_schema(responses={200: RecoveryStateSerializer, 404: NOT_FOUND})
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        instance = self.get_object()
+        return Response(RecoveryStateSerializer(selectors.recovery_state(instance)).data)
+
+    def _staff(self) -> None:
+        if not self.access.is_staff_role:
+            raise exceptions.PermissionDenied("Only support staff manage point-in-time recovery.")
+
+    @extend_schema(request=None, responses=STARTED)
+    @action(detail=True, methods=["post"])
+    def enable(self, request: Request, pk: str | None = None) -> Response:
+        """Turn on continuous WAL archiving (the database restarts once) and take the first
+        base backup."""
+        instance = self.get_object()
+        self._staff()
+        return operation_accepted(
+            services.wal_enable_start(actor=self.access, instance=instance), request
+        )
+
+    @extend_schema(request=None, responses=STARTED)
+    @action(detail=True, methods=["post"], url_path="base-backup")
+    def base_backup(self, request: Request, pk: str | None = None) -> Response:
+        """Take a base backup now."""
+        instance = self.get_object()
+        self._staff()
+        return operation_accepted(
+            services.wal_base_start(actor=self.access, instance=instance), request
+        )
+
+    @extend_schema(request=RestoreToTimeSerializer, parameters=[IDEMPOTENCY_KEY], responses=STARTED)
+    @action(detail=True, methods=["post"])
+    def restore(self, request: Request, pk: str | None = None) -> Response:
+        """Restore the instance in place to ``target_time``."""
+        instance = self.get_object()
+        self._staff()
+        replay = operation_replay(self.access, request, kind=BackupOperationKind.RESTORE_TIME)
+        if replay is not None:
+            return replay
+        serializer = RestoreToTimeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        operation = services.restore_to_time_start(
+            actor=self.access,
+            instance=instance,
+            target_time=serializer.validated_data["target_time"],
+            confirm_name=serializer.validated_data["confirm"],
+            idempotency_key=idempotency_key(request),
+        )
+        return operation_accepted(operation, request)

@@ -1,0 +1,637 @@
+"""Point-in-time recovery: continuous WAL archiving, base backups and restores to a second.
+
+How WAL gets from an instance's database to its backup host (README "Point-in-time recovery"):
+
+1. The compose project's ``wal`` service (:func:`provisioning.compose._wal_services`) runs
+   ``pg_receivewal`` from the database's own image over the database's unix socket, into
+   ``<instance dir>/wal/`` on the app host, through a replication slot (no WAL is lost while
+   the receiver restarts; ``max_slot_wal_keep_size`` caps what the slot may hold back).
+2. The app host's shipper (:data:`SHIPPER`, run by cron every minute, one pass every few
+   seconds) pushes completed segments with the host's restricted backup key into the
+   instance's ``wal/`` on the backup host (write-only, never overwriting an existing file) and
+   removes them locally; the segment being written (``.partial``) goes gzip-compressed under a
+   name of its own each time it changed, so the newest second written is on the backup host
+   within seconds, not when a 16 MB segment fills.
+3. Base backups (``pg_basebackup --format=tar --gzip --wal-method=none``: the archive holds
+   the WAL) are pushed the same way and moved by the panel into the read-only area.
+
+A restore to a time (:func:`restore_to_time`) takes the newest base backup finished before
+the target, every archived segment, the newest partial segment, and the home of the newest
+backup point taken before the target; PostgreSQL replays the WAL to ``recovery_target_time``
+and promotes. The safety state is kept on the app host itself (the old data directory moved
+aside, the home hard-linked), so nothing crosses the network twice.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.utils import timezone
+
+from backups.dump import compose_argv
+from backups.models import Backup, BackupStatus, BaseBackup, WalArchive
+from backups.restore import home_pull, psql, source_prepare, source_release
+from backups.selectors import Window, recovery_window
+from backups.store import PointStore, effective_backup_host
+from backups.transfer import rsync_base, rsync_remote, rsync_run
+from panel.operations import OperationContext, OperationFailed
+from provisioning.compose import WAL_DIR, instance_dir
+from provisioning.hosts import host_backup_ssh_argv, host_connection
+from provisioning.models import AtlassianInstance, Host
+from provisioning.remote import HostConnection
+from provisioning.rollout import instance_rollout, wait_running
+
+SHIPPER_PATH = "/usr/local/sbin/panel-wal-ship"
+SHIPPER_CRON = "/etc/cron.d/panel-wal-ship"
+SHIP_ON = "wal-ship.on"  # in <instance dir>: this instance's WAL is shipped
+SHIP_OK = "wal-ship.ok"  # epoch seconds of the last pass that copied everything
+SHIP_ERROR = "wal-ship.error"  # the last failed pass's rsync output
+BASE_STAGING = "wal-base"  # <instance dir>/wal-base/<label>/: a base backup being pushed
+PITR_STAGING = "pitr"  # <instance dir>/pitr/: what a restore to a time pulled
+PITR_WAL = "pitr-wal"  # inside the restored data directory: the WAL recovery reads
+
+# The shipper (run on the app host by cron; rendered per host with its backup key's ssh).
+SHIPPER = """#!/bin/sh
+# Installed by the panel: ships each instance's streamed WAL to the backup host.
+# Run every minute by cron ({cron}); passes every {interval} s for most of the minute.
+set -u
+ROOT={root}
+SSH={ssh}
+DEST={dest}
+exec 9>"$ROOT/.wal-ship.lock"
+flock -n 9 || exit 0
+end=$(( $(date +%s) + 50 ))
+ship_one() {{
+  dir=$1; name=$2; now=$(date +%s); out="$dir/.wal-ship.out"
+  # Completed segments and timeline history files: once each (the backup host never lets a
+  # push overwrite an existing file), then removed here.
+  if rsync -a --timeout=30 -e "$SSH" --remove-source-files --include='????????????????????????' \\
+      --include='*.history' --exclude='*' "$dir/wal/" "$DEST:/$name/wal/" >"$out" 2>&1; then
+    p=$(cd "$dir/wal" && ls -1 | grep '[.]partial$' | tail -n 1)
+    if [ -n "$p" ]; then
+      m=$(stat -c %.9Y "$dir/wal/$p")
+      if [ "$p $m" != "$(cat "$dir/.wal-ship.partial" 2>/dev/null)" ]; then
+        rm -rf "$dir/.wal-stage"; mkdir -p "$dir/.wal-stage"
+        gzip -1 -c "$dir/wal/$p" > "$dir/.wal-stage/$p.$(date +%s%N).gz"
+        rsync -a --timeout=30 -e "$SSH" "$dir/.wal-stage/" "$DEST:/$name/wal-partial/" \\
+          >"$out" 2>&1 || {{ tail -c 400 "$out" > "$dir/{error}"; return; }}
+        echo "$p $m" > "$dir/.wal-ship.partial"
+      fi
+    fi
+    echo "$now" > "$dir/{ok}.tmp" && mv "$dir/{ok}.tmp" "$dir/{ok}"
+    rm -f "$dir/{error}"
+  else
+    tail -c 400 "$out" > "$dir/{error}"
+  fi
+}}
+while :; do
+  for on in "$ROOT"/*/{on}; do
+    [ -f "$on" ] || continue
+    dir=${{on%/*}}; ship_one "$dir" "${{dir##*/}}"
+  done
+  [ "$(date +%s)" -ge "$end" ] && break
+  sleep {interval}
+done
+"""
+
+
+def _instances_root(host: Host) -> str:
+    return f"{host.data_root}/instances"
+
+
+def shipper_render(app_host: Host) -> tuple[str, str]:
+    """The shipper script and its cron file for ``app_host``."""
+    backup = app_host.backup_host
+    if backup is None:
+        raise OperationFailed(f"{app_host.name} has no backup host to archive WAL to.")
+    interval = int(settings.PANEL_WAL_SHIP_INTERVAL)
+    script = SHIPPER.format(
+        cron=SHIPPER_CRON,
+        interval=interval,
+        root=shlex.quote(_instances_root(app_host)),
+        ssh=shlex.quote(shlex.join(host_backup_ssh_argv(app_host))),
+        dest=shlex.quote(f"{backup.ssh_user}@{backup.peer_address}"),
+        on=SHIP_ON,
+        ok=SHIP_OK,
+        error=SHIP_ERROR,
+    )
+    cron = f"# Installed by the panel: WAL shipping\n* * * * * root {SHIPPER_PATH}\n"
+    return script, cron
+
+
+def shipper_install(conn: HostConnection, app_host: Host) -> None:
+    """Install (or update) the app host's WAL shipper and its cron entry."""
+    script, cron = shipper_render(app_host)
+    conn.upload(SHIPPER_PATH, script, mode=0o755, message="Installed the WAL shipper")
+    conn.upload(SHIPPER_CRON, cron, mode=0o644, message="Scheduled the WAL shipper (cron)")
+
+
+@dataclass(frozen=True)
+class WalPaths:
+    """Where one instance's archive lives on its backup host."""
+
+    store: PointStore
+
+    @property
+    def push_wal(self) -> str:
+        return f"{self.store.push_area}/wal"
+
+    @property
+    def push_partial(self) -> str:
+        return f"{self.store.push_area}/wal-partial"
+
+    @property
+    def push_base(self) -> str:
+        return f"{self.store.push_area}/{BASE_STAGING}"
+
+    @property
+    def bases(self) -> str:
+        return f"{self.store.area}/{BASE_STAGING}"
+
+    def staging(self, key: str) -> str:
+        return f"{self.store.area}/{PITR_STAGING}/{key}"
+
+
+def _app_host(instance: AtlassianInstance) -> Host:
+    if instance.host is None:
+        raise OperationFailed(f"{instance.name} is not placed on an app host.")
+    return instance.host
+
+
+def wal_paths(instance: AtlassianInstance) -> WalPaths:
+    app_host = _app_host(instance)
+    backup_host = effective_backup_host(instance, app_host)
+    return WalPaths(PointStore(backup_host, app_host.name, instance.name))
+
+
+# --- turning it on --------------------------------------------------------------------------
+
+
+def wal_enable(ctx: OperationContext, instance: AtlassianInstance) -> BaseBackup:
+    """Turn on continuous archiving for ``instance``: the backup host's areas, the app host's
+    shipper, the compose project with its ``wal`` service (the database restarts once, to
+    share its socket), then a first base backup. Safe to run again."""
+    paths = wal_paths(instance)
+    with host_connection(paths.store.backup_host, ctx=ctx) as bconn:
+        bconn.run(
+            ["mkdir", "-p", paths.push_wal, paths.push_partial, paths.push_base, paths.bases],
+            message=f"Made the WAL archive's directories on {paths.store.backup_host.name}",
+        )
+    AtlassianInstance.objects.filter(pk=instance.pk).update(wal_archiving=True)
+    instance.wal_archiving = True
+    ctx.step("Deploying the instance with its WAL receiver (the database restarts once)")
+    instance_rollout(ctx, instance, first=False)
+    idir = instance_dir(instance)
+    with host_connection(_app_host(instance), ctx=ctx) as conn:
+        shipper_install(conn, _app_host(instance))
+        conn.run(["touch", f"{idir}/{SHIP_ON}"], message="WAL shipping on for this instance")
+    WalArchive.objects.update_or_create(instance=instance, defaults={"error": ""})
+    return base_backup_take(ctx, instance)
+
+
+# --- state ----------------------------------------------------------------------------------
+
+
+def wal_state_read(conn: HostConnection, instance: AtlassianInstance) -> WalArchive:
+    """Read the shipper's and the receiver's state on the app host into the catalogue."""
+    idir = instance_dir(instance)
+    out = conn.run(
+        [
+            "sh",
+            "-c",
+            'cat "$1/' + SHIP_OK + '" 2>/dev/null; echo "|"; cat "$1/' + SHIP_ERROR + '" '
+            '2>/dev/null; echo "|"; docker ps -q --filter "label=panel.instance-id=$2" '
+            '--filter "label=panel.role=wal" --filter status=running',
+            "sh",
+            idir,
+            str(instance.pk),
+        ],
+        record=False,
+        ok_codes=range(256),
+    ).stdout
+    ok, error, running = (out.split("|") + ["", "", ""])[:3]
+    shipped = datetime.fromtimestamp(int(ok.strip()), tz=UTC) if ok.strip().isdigit() else None
+    archive, _ = WalArchive.objects.get_or_create(instance=instance)
+    archive.shipped_at = shipped or archive.shipped_at
+    archive.error = error.strip()[-1000:]
+    archive.receiver_running = bool(running.strip())
+    archive.checked_at = timezone.now()
+    archive.save()
+    return archive
+
+
+def wal_shipped_wait(
+    ctx: OperationContext, conn: HostConnection, instance: AtlassianInstance, after: datetime
+) -> WalArchive:
+    """Wait until the shipper finished a pass that started after ``after``."""
+    deadline = time.monotonic() + float(settings.PANEL_WAL_SHIP_WAIT)
+    while True:
+        archive = wal_state_read(conn, instance)
+        if archive.shipped_at is not None and archive.shipped_at > after:
+            return archive
+        if time.monotonic() > deadline:
+            raise OperationFailed(
+                f"The WAL of {instance.name} did not reach the backup host within "
+                f"{int(settings.PANEL_WAL_SHIP_WAIT)} s"
+                + (f": {archive.error}" if archive.error else ".")
+            )
+        ctx.check_cancelled()
+        time.sleep(2)
+
+
+# --- base backups ---------------------------------------------------------------------------
+
+
+def base_backup_take(ctx: OperationContext, instance: AtlassianInstance) -> BaseBackup:
+    """A base backup of the running database, pushed to the backup host (no downtime)."""
+    paths = wal_paths(instance)
+    started = time.monotonic()
+    now = timezone.now().replace(microsecond=0)
+    label = now.strftime("%Y-%m-%dT%H%M%SZ")
+    base = BaseBackup.objects.create(
+        instance=instance,
+        backup_host=paths.store.backup_host,
+        app_host=_app_host(instance),
+        operation=ctx.operation,
+        label=label,
+    )
+    idir = instance_dir(instance)
+    local = f"{idir}/{BASE_STAGING}/{label}"
+    try:
+        with host_connection(_app_host(instance), ctx=ctx) as conn:
+            conn.run(["rm", "-rf", f"{idir}/{BASE_STAGING}"], record=False)
+            conn.run(["mkdir", "-p", local], record=False)
+            conn.run(["chown", "-R", "999:999", f"{idir}/{BASE_STAGING}"], record=False)
+            conn.run(
+                compose_argv(
+                    instance,
+                    "run",
+                    "--rm",
+                    "--no-deps",
+                    "-T",
+                    "--volume",
+                    f"{idir}/{BASE_STAGING}:/base",
+                    "--entrypoint",
+                    "pg_basebackup",
+                    "wal",
+                    "-h",
+                    "/var/run/postgresql",
+                    "-U",
+                    instance.db_user,
+                    "-D",
+                    f"/base/{label}",
+                    "--format=tar",
+                    "--gzip",
+                    "--wal-method=none",
+                    "--checkpoint=fast",
+                ),
+                timeout=float(settings.PANEL_BACKUP_RSYNC_TIMEOUT),
+                message="pg_basebackup of the running database (tar, gzip; WAL from the archive)",
+            )
+            size = int(conn.run(["du", "-s", "-B1", local], record=False).stdout.split()[0] or 0)
+            rsync_run(
+                ctx,
+                conn,
+                rsync_base(_app_host(instance))
+                + [
+                    f"{local}/",
+                    rsync_remote(_app_host(instance), f"/{instance.name}/wal-base/{label}/"),
+                ],
+                backup_host_name=paths.store.backup_host.name,
+                message=f"Pushed base backup {label} to {paths.store.backup_host.name}",
+            )
+            conn.run(["rm", "-rf", f"{idir}/{BASE_STAGING}"], record=False)
+        with host_connection(paths.store.backup_host, ctx=ctx) as bconn:
+            bconn.run(
+                [
+                    "sh",
+                    "-c",
+                    'set -e; mkdir -p "$3"; test -s "$1/$2/base.tar.gz"; mv "$1/$2" "$3/$2"',
+                    "sh",
+                    paths.push_base,
+                    label,
+                    paths.bases,
+                ],
+                message=f"Moved base backup {label} into the read-only area",
+            )
+    except Exception as exc:
+        BaseBackup.objects.filter(pk=base.pk).update(
+            status=BaseBackup.Status.FAILED, error=str(exc)[:4000], finished_at=timezone.now()
+        )
+        raise
+    BaseBackup.objects.filter(pk=base.pk).update(
+        status=BaseBackup.Status.SUCCEEDED,
+        finished_at=timezone.now(),
+        size_bytes=size,
+        duration_seconds=round(time.monotonic() - started, 1),
+    )
+    base.refresh_from_db()
+    ctx.step(f"Base backup {label}: {size} bytes in {base.duration_seconds} s")
+    return base
+
+
+# --- restore to a time ----------------------------------------------------------------------
+
+
+def _stage_on_backup_host(
+    ctx: OperationContext, paths: WalPaths, base: BaseBackup, key: str
+) -> tuple[str, int]:
+    """Hard-link the base and the archived WAL into a staging directory the app host can read,
+    with the newest partial segment uncompressed under its segment's name. Returns the staging
+    path and how many segments it holds."""
+    staging = paths.staging(key)
+    script = r"""
+set -e
+staging="$1"; base="$2"; wal="$3"; partial="$4"
+rm -rf "$staging"; mkdir -p "$staging/wal"
+cp -al "$base/base.tar.gz" "$staging/base.tar.gz"
+find "$wal" -maxdepth 1 -type f -exec cp -al {} "$staging/wal/" \;
+newest=$(ls -1 "$partial" 2>/dev/null | LC_ALL=C sort | tail -n 1)
+if [ -n "$newest" ]; then
+  seg=${newest%%.*}
+  if [ ! -e "$staging/wal/$seg" ]; then gzip -dc "$partial/$newest" > "$staging/wal/$seg"; fi
+fi
+ls -1 "$staging/wal" | wc -l
+"""
+    with host_connection(paths.store.backup_host, ctx=ctx) as bconn:
+        out = bconn.run(
+            [
+                "sh",
+                "-c",
+                script,
+                "sh",
+                staging,
+                f"{paths.bases}/{base.label}",
+                paths.push_wal,
+                paths.push_partial,
+            ],
+            message=f"Staged base backup {base.label} and the archived WAL (hard links)",
+        ).stdout
+    return staging, int(out.strip().splitlines()[-1] or 0)
+
+
+def _home_point(instance: AtlassianInstance, target: datetime) -> Backup:
+    point = (
+        Backup.objects.filter(
+            instance=instance, status=BackupStatus.SUCCEEDED, taken_at__lte=target
+        )
+        .order_by("-taken_at")
+        .first()
+    )
+    if point is None:
+        raise OperationFailed(
+            f"No backup point of {instance.name}'s home was taken before "
+            f"{target:%Y-%m-%d %H:%M:%S} UTC."
+        )
+    return point
+
+
+def restore_to_time(
+    ctx: OperationContext, instance: AtlassianInstance, target: datetime
+) -> dict[str, str]:
+    """Restore ``instance`` in place to ``target`` (a second inside its window): database
+    replayed to that second, home from the newest point before it. On failure after the stop,
+    the previous data directory and home are put back and started."""
+    window = _window_with_marker(ctx, instance)
+    if window is None or not (window.start <= target <= window.end):
+        span = (
+            f"{window.start:%Y-%m-%d %H:%M:%S} to {window.end:%Y-%m-%d %H:%M:%S} UTC"
+            if window
+            else "empty"
+        )
+        raise OperationFailed(
+            f"{target:%Y-%m-%d %H:%M:%S} UTC is outside {instance.name}'s recoverable window "
+            f"({span})."
+        )
+    base = (
+        BaseBackup.objects.filter(
+            instance=instance, status=BaseBackup.Status.SUCCEEDED, finished_at__lte=target
+        )
+        .order_by("-finished_at")
+        .first()
+    )
+    assert base is not None  # the window starts at the oldest base's end
+    point = _home_point(instance, target)
+    ctx.step(
+        f"Database: base backup {base.label} replayed to {target:%Y-%m-%d %H:%M:%S} UTC; "
+        f"home: point {point.point_name} ({point.taken_at:%Y-%m-%d %H:%M:%S} UTC)"
+    )
+    paths = wal_paths(instance)
+    key = str(ctx.operation.pk)
+    staging, segments = _stage_on_backup_host(ctx, paths, base, key)
+    ctx.step(f"{segments} WAL files staged for the replay")
+    idir = instance_dir(instance)
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
+    aside_db, aside_home = f"{idir}/db.pre-restore-{stamp}", f"{idir}/home.pre-restore-{stamp}"
+    source = source_prepare(ctx, point, instance)
+    stopped = False
+    try:
+        with host_connection(_app_host(instance), ctx=ctx) as conn:
+            pull = f"{idir}/{PITR_STAGING}"
+            conn.run(["rm", "-rf", pull], record=False)
+            rsync_run(
+                ctx,
+                conn,
+                rsync_base(_app_host(instance))
+                + [
+                    rsync_remote(
+                        _app_host(instance), paths.store.rsync_path(f"{PITR_STAGING}/{key}/")
+                    ),
+                    f"{pull}/",
+                ],
+                backup_host_name=paths.store.backup_host.name,
+                message="Pulled the base backup and the WAL to the app host",
+            )
+            ctx.check_cancelled()
+            conn.run(
+                compose_argv(instance, "stop", "app", "wal", "db"),
+                timeout=600,
+                message="Stopped the app, the WAL receiver and the database",
+            )
+            stopped = True
+            # The safety state stays on the app host: the old data directory moved aside,
+            # the home hard-linked (rsync writes a new file and renames it, so the links keep
+            # the old content).
+            conn.run(["mv", f"{idir}/db", aside_db], message="Kept the current database aside")
+            conn.run(
+                ["cp", "-al", f"{idir}/home", aside_home],
+                message="Kept the current home aside (hard links)",
+            )
+            home_pull(ctx, conn, instance, point, source, what="Pulled the point's home")
+            _database_from_base(conn, idir, pull, target)
+            conn.run(
+                compose_argv(instance, "up", "-d", "--no-deps", "db"),
+                timeout=300,
+                message="Started the database: it replays the WAL to the target",
+            )
+            reached = _recovery_wait(ctx, conn, instance)
+            ctx.step(f"Recovery finished; newest replayed transaction: {reached}")
+            psql(
+                conn,
+                instance,
+                "ALTER SYSTEM RESET restore_command; ALTER SYSTEM RESET recovery_target_time;"
+                " ALTER SYSTEM RESET recovery_target_action; SELECT pg_reload_conf();",
+                database=instance.db_name,
+                message="Removed the recovery settings",
+            )
+            conn.run(["rm", "-rf", f"{idir}/db/{PITR_WAL}", pull], record=False)
+            # What the receiver wrote on the abandoned timeline would make it ask the new
+            # timeline for a position past its fork; it starts from the new slot instead.
+            conn.run(
+                [
+                    "sh",
+                    "-c",
+                    'rm -rf "$1"/* "$2"',
+                    "sh",
+                    f"{idir}/{WAL_DIR}",
+                    f"{idir}/.wal-ship.partial",
+                ],
+                message="Emptied the WAL receiver's directory (a new timeline starts)",
+            )
+            conn.run(
+                compose_argv(instance, "up", "-d"),
+                timeout=300,
+                message="Started the app and the WAL receiver",
+            )
+            wait_running(ctx, conn, instance, first=False)
+            conn.run(["rm", "-rf", "--one-file-system", aside_db, aside_home], record=False)
+    except BaseException as exc:
+        if stopped:
+            _put_back(ctx, instance, aside_db, aside_home)
+        raise OperationFailed(f"Restore to {target:%Y-%m-%d %H:%M:%S} UTC failed: {exc}") from exc
+    finally:
+        source_release(ctx, point, source)
+        with ctx.uncancellable(), host_connection(paths.store.backup_host, ctx=ctx) as bconn:
+            bconn.run(["rm", "-rf", "--one-file-system", staging], record=False)
+    # A new timeline began at the target: a base backup on it starts the window afresh.
+    base_after = base_backup_take(ctx, instance)
+    return {
+        "target_time": target.isoformat(),
+        "base_backup": base.label,
+        "home_point": point.point_name,
+        "home_taken_at": point.taken_at.isoformat(),
+        "recovered_to": reached,
+        "new_base_backup": base_after.label,
+    }
+
+
+def _database_from_base(conn: HostConnection, idir: str, pull: str, target: datetime) -> None:
+    """A data directory from the base backup, set to replay the pulled WAL to ``target``."""
+    db = f"{idir}/db"
+    settings_text = (
+        f"restore_command = 'cp /var/lib/postgresql/data/{PITR_WAL}/%f \"%p\"'\n"
+        f"recovery_target_time = '{target.astimezone(UTC):%Y-%m-%d %H:%M:%S}+00'\n"
+        "recovery_target_action = 'promote'\n"
+    )
+    conn.run(
+        [
+            "sh",
+            "-c",
+            'set -e; mkdir -m 0700 "$1"; tar -xzf "$2/base.tar.gz" -C "$1" --same-owner; '
+            'mv "$2/wal" "$1/$3"; printf "%s" "$4" >> "$1/postgresql.auto.conf"; '
+            'touch "$1/recovery.signal"; chown -R 999:999 "$1"',
+            "sh",
+            db,
+            pull,
+            PITR_WAL,
+            settings_text,
+        ],
+        message="Unpacked the base backup and set the recovery target",
+    )
+
+
+def _recovery_wait(ctx: OperationContext, conn: HostConnection, instance: AtlassianInstance) -> str:
+    """Wait until the database has replayed to its target and promoted; the newest replayed
+    commit time. A database that stops (e.g. the target is past the archived WAL) fails with
+    its log's last lines."""
+    deadline = time.monotonic() + float(settings.PANEL_WAL_RECOVERY_TIMEOUT)
+    probe = compose_argv(
+        instance,
+        "exec",
+        "-T",
+        "db",
+        "psql",
+        "-X",
+        "-A",
+        "-t",
+        "-U",
+        instance.db_user,
+        "-d",
+        instance.db_name,
+        "-c",
+        "SELECT pg_is_in_recovery(), coalesce(pg_last_xact_replay_timestamp()::text, '')",
+    )
+    while True:
+        ctx.check_cancelled()
+        result = conn.run(probe, ok_codes=range(256), record=False)
+        if result.exit_code == 0 and result.stdout.strip().startswith("f"):
+            return result.stdout.strip().split("|", 1)[-1] or "unknown"
+        state = conn.run(
+            compose_argv(instance, "ps", "--all", "--format", "{{.State}}", "db"),
+            ok_codes=range(256),
+            record=False,
+        ).stdout.strip()
+        if state in ("exited", "dead") or time.monotonic() > deadline:
+            log = conn.run(
+                compose_argv(instance, "logs", "--tail", "15", "--no-color", "db"),
+                ok_codes=range(256),
+                record=False,
+            ).stdout
+            raise OperationFailed(f"The database did not finish its recovery: {log[-1500:]}")
+        time.sleep(2)
+
+
+def _put_back(
+    ctx: OperationContext, instance: AtlassianInstance, aside_db: str, aside_home: str
+) -> None:
+    """Compensation: the data directory and home as they were before the restore, started."""
+    idir = instance_dir(instance)
+    with ctx.uncancellable(), host_connection(_app_host(instance), ctx=ctx) as conn:
+        conn.run(
+            compose_argv(instance, "stop", "app", "wal", "db"), timeout=600, ok_codes=range(256)
+        )
+        conn.run(
+            [
+                "sh",
+                "-c",
+                'set -e; if [ -d "$2" ]; then rm -rf --one-file-system "$1/db"; '
+                'mv "$2" "$1/db"; fi; '
+                'if [ -d "$3" ]; then rm -rf --one-file-system "$1/home"; mv "$3" "$1/home"; fi; '
+                'rm -rf "$1/' + PITR_STAGING + '"',
+                "sh",
+                idir,
+                aside_db,
+                aside_home,
+            ],
+            message="Put the previous database and home back",
+        )
+        conn.run(compose_argv(instance, "up", "-d"), timeout=300, message="Started it again")
+        wait_running(ctx, conn, instance, first=False)
+
+
+def _window_with_marker(ctx: OperationContext, instance: AtlassianInstance) -> Window | None:
+    """The window, after writing one commit on the running database and waiting until it is
+    archived: recovery to a time stops at the first commit after it, and fails ("recovery
+    ended before configured recovery target was reached") if the WAL holds none."""
+    with host_connection(_app_host(instance), ctx=ctx) as conn:
+        marked = timezone.now()
+        psql(
+            conn,
+            instance,
+            "SELECT txid_current();",
+            database=instance.db_name,
+            message="Wrote a commit for the replay to stop at",
+        )
+        wal_shipped_wait(ctx, conn, instance, marked)
+    return recovery_window(instance)
+
+
+def wal_window_now(ctx: OperationContext, instance: AtlassianInstance) -> Window | None:
+    """The window with the archive's state read from the app host now."""
+    with host_connection(_app_host(instance), ctx=ctx) as conn:
+        wal_state_read(conn, instance)
+    return recovery_window(instance)
