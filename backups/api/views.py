@@ -39,6 +39,7 @@ from panel.access import Access
 from panel.api.mixins import ScopedQuerysetMixin, idempotency_key
 from panel.api.permissions import IsStaffRole, PanelPermission
 from panel.api.schema import CONFLICT, FORBIDDEN, IDEMPOTENCY_KEY, NOT_FOUND, VALIDATION_ERROR
+from panel.api.serializers import request_body_refuse_fields
 from provisioning.api.operations import ACCEPTED, operation_accepted, operation_replay
 from provisioning.selectors import instance_list
 
@@ -335,6 +336,7 @@ class RecoveryViewSet(ScopedQuerysetMixin, viewsets.GenericViewSet):
         base backup."""
         instance = self.get_object()
         self._staff()
+        request_body_refuse_fields(request)  # a field sent to an action without one: 400
         return operation_accepted(
             services.wal_enable_start(actor=self.access, instance=instance), request
         )
@@ -345,6 +347,7 @@ class RecoveryViewSet(ScopedQuerysetMixin, viewsets.GenericViewSet):
         """Take a base backup now."""
         instance = self.get_object()
         self._staff()
+        request_body_refuse_fields(request)
         return operation_accepted(
             services.wal_base_start(actor=self.access, instance=instance), request
         )

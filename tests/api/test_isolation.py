@@ -89,6 +89,10 @@ RULES: dict[str, Rule] = {
     "api-restore-request-detail": Rule("restore_request"),
     "api-restore-request-handle": Rule("restore_request"),
     "api-dr-dashboard": Rule(staff_only=True),
+    "api-point-in-time-detail": Rule("instance"),
+    "api-point-in-time-enable": Rule("instance"),
+    "api-point-in-time-base-backup": Rule("instance"),
+    "api-point-in-time-restore": Rule("instance"),
     # certificates, DNS and the proxy
     "api-certificate-list": Rule(),
     "api-certificate-detail": Rule("certificate"),
@@ -108,7 +112,13 @@ RULES: dict[str, Rule] = {
 }
 # Verbs only staff may use on routes that are otherwise a customer's: a customer of the
 # object's own tenant gets 403 (another tenant's customer gets 404, as everywhere).
-STAFF_ONLY_VERBS = {("api-restore-drill-list", "post"), ("api-restore-request-handle", "post")}
+STAFF_ONLY_VERBS = {
+    ("api-restore-drill-list", "post"),
+    ("api-restore-request-handle", "post"),
+    ("api-point-in-time-enable", "post"),
+    ("api-point-in-time-base-backup", "post"),
+    ("api-point-in-time-restore", "post"),
+}
 # Documentation pages whose prose names the example tenant (``e.g. acme-jira``): only ids count.
 API_DOCS = {"api-schema", "api-docs"}
 

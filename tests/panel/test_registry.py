@@ -68,9 +68,13 @@ def test_every_app_kind_is_registered_with_a_handler_and_its_label():
     assert operations.operation_kind_label("backup.drill") == "Restore drill"
     assert operations.operation_kind_label("proxy.deploy") == "Proxy config deploy"
     assert operations.operation_kind_label("diagnostic") == "Diagnostic"
-    # Backups' restores and drills are the kinds only staff may cancel.
+    # Backups' restores (of a point or to a time) and drills are the kinds only staff cancel.
     staff_only = {key for key, spec in kinds.items() if spec.staff_cancel}
-    assert staff_only == {BackupOperationKind.BACKUP_RESTORE, BackupOperationKind.BACKUP_DRILL}
+    assert staff_only == {
+        BackupOperationKind.BACKUP_RESTORE,
+        BackupOperationKind.BACKUP_DRILL,
+        BackupOperationKind.RESTORE_TIME,
+    }
 
 
 def test_provisioning_binds_the_runner_to_its_models_and_status_constants():
