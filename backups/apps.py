@@ -8,6 +8,8 @@ PERIODIC_JOBS = (
     ("backups-dispatch", "backups.tasks.backups_dispatch", 60.0),
     ("backups-drills", "backups.tasks.drills_dispatch", 900.0),
     ("backups-rpo-check", "backups.tasks.rpo_check", 300.0),
+    ("backups-wal-check", "backups.tasks.wal_check", 60.0),
+    ("backups-wal-bases", "backups.tasks.wal_bases_dispatch", 300.0),
     ("backups-purge-deleted", "backups.tasks.backups_purge_deleted", 3600.0),
     ("backups-catalogue-refresh", "backups.tasks.catalogue_refresh", 6 * 3600.0),
 )

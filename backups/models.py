@@ -352,6 +352,9 @@ class BaseBackup(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     size_bytes = models.BigIntegerField(default=0)
     duration_seconds = models.FloatField(null=True, blank=True)
+    # The first WAL segment the replay from this base needs (its backup_label's START WAL
+    # LOCATION): the archive keeps every segment from the oldest retained base's on.
+    start_wal = models.CharField(max_length=24, blank=True)
     error = models.TextField(blank=True)
 
     objects = scoped_manager("instance__tenant")
@@ -379,6 +382,8 @@ class WalArchive(models.Model):
     checked_at = models.DateTimeField(null=True, blank=True)
     receiver_running = models.BooleanField(default=False)
     error = models.TextField(blank=True)
+    # Set while a "broken archiver" alert is open (the periodic check clears it on recovery).
+    alerted_at = models.DateTimeField(null=True, blank=True)
 
     objects = scoped_manager("instance__tenant")
 

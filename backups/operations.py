@@ -277,7 +277,8 @@ def backup_restore_run(ctx: OperationContext) -> dict:
             outcome = _restore_in_place_run(ctx, target, backup, restore)
         else:
             _transition(ctx, target, "provisioning", f"Restoring point {backup.point_name}")
-            outcome = restore_new(ctx, target, backup)
+            database = _database_to_time(ctx, backup, "To")
+            outcome = restore_new(ctx, target, backup, database=database)
             instance_published(ctx, target)
     except RemoteError as exc:
         raise OperationFailed(str(exc)) from exc
@@ -346,6 +347,22 @@ def _restore_in_place_run(
         raise
 
 
+def _database_to_time(
+    ctx: OperationContext, backup: Backup, words: str
+) -> wal.DatabaseBuilder | None:
+    """For a copy to a time (``params["target_time"]``): the point gives the home, the
+    source's base backup and archived WAL the database at that second. None: a point copy."""
+    target_time = ctx.operation.params.get("target_time")
+    if not target_time:
+        return None
+    moment = datetime.fromisoformat(target_time)
+    ctx.step(
+        f"{words} {moment:%Y-%m-%d %H:%M:%S} UTC: home from point {backup.point_name}, "
+        "database replayed from the archived WAL"
+    )
+    return wal.database_to_time(backup.instance, moment)
+
+
 # --- drill ----------------------------------------------------------------------------------
 
 
@@ -396,8 +413,10 @@ def backup_drill_run(ctx: OperationContext) -> dict:
     error = ""
     outcome = None
     interrupted: BaseException | None = None
+    target_time = ctx.operation.params.get("target_time")
+    database = _database_to_time(ctx, backup, "Drill to a random second of the window:")
     try:
-        outcome = restore_new(ctx, scratch, backup)
+        outcome = restore_new(ctx, scratch, backup, database=database)
     except OperationFenced:
         raise  # reaped: the drill record keeps the scratch name for whoever cleans up
     except (OperationFailed, RemoteError) as exc:
@@ -431,6 +450,7 @@ def backup_drill_run(ctx: OperationContext) -> dict:
         "rto_seconds": round(seconds, 1),
         "within_rto": seconds <= goals.rto.total_seconds(),
         "cleaned_up": cleaned,
+        **({"target_time": target_time} if target_time else {}),
     }
 
 
@@ -463,9 +483,10 @@ def wal_base_run(ctx: OperationContext) -> dict:
         raise OperationFailed(f"{instance.name} does not archive its WAL.")
     try:
         base = wal.base_backup_take(ctx, instance)
+        pruned = wal.wal_prune(ctx, instance)
     except RemoteError as exc:
         raise OperationFailed(str(exc)) from exc
-    return {"base_backup": base.label, "size_bytes": base.size_bytes}
+    return {"base_backup": base.label, "size_bytes": base.size_bytes, **pruned}
 
 
 @operation_handler(BackupOperationKind.RESTORE_TIME, staff_cancel=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
@@ -916,9 +917,22 @@ def _rollback_steps(
 # --- into a new instance (and drills) -------------------------------------------------------
 
 
-def restore_new(ctx: OperationContext, target: AtlassianInstance, backup: Backup) -> Outcome:
+# How a copy gets its database: from the point's dump (the default) or, for a restore to a
+# time, replayed from a base backup and the archived WAL (backups.wal.database_to_time).
+DatabaseBuilder = Callable[[OperationContext, HostConnection, AtlassianInstance], None]
+
+
+def restore_new(
+    ctx: OperationContext,
+    target: AtlassianInstance,
+    backup: Backup,
+    *,
+    database: DatabaseBuilder | None = None,
+) -> Outcome:
     """Restore ``backup`` into ``target``, a new instance with its own name, hostname and
-    database credentials, whose project does not exist yet. Leaves it running."""
+    database credentials, whose project does not exist yet. Leaves it running. ``database``
+    builds the copy's database instead of the point's dump (it leaves the database running
+    under the target's own name, user and password)."""
     started = time.monotonic()
     point_verify(ctx, backup)
     ctx.progress(1, 7)
@@ -939,15 +953,19 @@ def restore_new(ctx: OperationContext, target: AtlassianInstance, backup: Backup
             # The copied home still names the source's database (the images write their
             # config file on the first start only): point it at the target's, before it starts.
             home_db_config_point(ctx, conn, target)
-            dump = dump_pull(ctx, conn, target, backup, source)
-            ctx.progress(3)
-            conn.run(
-                compose_argv(target, "up", "--detach", "db"),
-                timeout=300,
-                message="Started the new database",
-            )
-            db_wait_ready(ctx, conn, target)
-            dump_restore(conn, target, dump, target.db_name)
+            if database is not None:
+                ctx.progress(3)
+                database(ctx, conn, target)
+            else:
+                dump = dump_pull(ctx, conn, target, backup, source)
+                ctx.progress(3)
+                conn.run(
+                    compose_argv(target, "up", "--detach", "db"),
+                    timeout=300,
+                    message="Started the new database",
+                )
+                db_wait_ready(ctx, conn, target)
+                dump_restore(conn, target, dump, target.db_name)
             ctx.progress(4)
             base_url = base_url_rewrite(ctx, conn, target)
             applinks_neutralise(ctx, conn, target)

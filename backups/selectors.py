@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -125,10 +126,15 @@ def restore_request_list(access: Access) -> QuerySet:
 
 
 def rpo_state(
-    instance: AtlassianInstance, last_good: datetime | None, *, now: datetime | None = None
+    instance: AtlassianInstance,
+    last_good: datetime | None,
+    *,
+    now: datetime | None = None,
+    wal_shipped: datetime | None = None,
 ) -> dict[str, Any]:
     """The age of the newest good backup against the tier's RPO. A new instance is not in
-    breach before one RPO has passed since it was created."""
+    breach before one RPO has passed since it was created. With WAL archiving on, the age of
+    the newest shipped WAL (``wal_shipped``) counts too: WAL lag over the RPO is a breach."""
     now = now or timezone.now()
     goals = objectives_for(instance.tier)
     age = now - last_good if last_good else None
@@ -136,12 +142,20 @@ def rpo_state(
         breached = now - instance.created_at > goals.rpo
     else:
         breached = age > goals.rpo
+    wal_age = None
+    wal_breached = False
+    if instance.wal_archiving:
+        wal_age = now - wal_shipped if wal_shipped else None
+        wal_breached = (wal_age or now - instance.created_at) > goals.rpo
+    watched = instance.status in WATCHED_STATUSES
     return {
         "rpo": goals.rpo,
         "rto": goals.rto,
         "last_good_at": last_good,
         "age": age,
-        "breached": breached and instance.status in WATCHED_STATUSES,
+        "wal_age": wal_age,
+        "wal_breached": wal_breached and watched,
+        "breached": (breached or wal_breached) and watched,
     }
 
 
@@ -301,6 +315,25 @@ def recovery_state(instance: AtlassianInstance) -> dict[str, Any]:
     }
 
 
+def wal_problem(archive: WalArchive, now: datetime | None = None) -> str:
+    """Why an instance's WAL archive is not working, in words ("" when it is): the receiver
+    is not running, the shipper's last pass failed, or nothing was shipped for
+    ``PANEL_WAL_BROKEN_AFTER`` seconds."""
+    now = now or timezone.now()
+    limit = timedelta(seconds=settings.PANEL_WAL_BROKEN_AFTER)
+    if archive.error:
+        return f"The WAL shipper failed: {archive.error}"
+    if archive.checked_at is not None and not archive.receiver_running:
+        return "The WAL receiver (pg_receivewal) is not running."
+    reference = archive.shipped_at or archive.enabled_at
+    if now - reference > limit:
+        minutes = int((now - reference).total_seconds() // 60)
+        if archive.shipped_at is None:
+            return f"No WAL was shipped since archiving was turned on {minutes} minutes ago."
+        return f"No WAL was shipped for {minutes} minutes."
+    return ""
+
+
 @dataclass(frozen=True)
 class Window:
     """From when to when an instance can be restored to any second."""
@@ -347,3 +380,68 @@ def rpo_lag(instance: AtlassianInstance, now: datetime | None = None) -> timedel
     if archive is None or archive.shipped_at is None:
         return None
     return (now or timezone.now()) - archive.shipped_at
+
+
+def wal_archive_overview(access: Access, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The DR dashboard's continuous archiving table: every instance the caller sees whose WAL
+    is archived, with its lag against the tier's RPO, the receiver's state, the window's start
+    and the newest base backup. One query whatever the number of instances."""
+    now = now or timezone.now()
+    bases = BaseBackup.objects.filter(instance=OuterRef("instance"))
+    succeeded = bases.filter(status=BaseBackup.Status.SUCCEEDED)
+    newest = bases.order_by("-started_at")
+    archives = (
+        WalArchive.objects.for_user(access)
+        .filter(instance__wal_archiving=True)
+        .exclude(instance__status=InstanceStatus.DELETED)
+        .select_related("instance", "instance__tenant")
+        .annotate(
+            first_base_end=Subquery(
+                succeeded.exclude(finished_at=None)
+                .order_by("finished_at")
+                .values("finished_at")[:1]
+            ),
+            first_point_at=Subquery(
+                Backup.objects.filter(instance=OuterRef("instance"), status=BackupStatus.SUCCEEDED)
+                .order_by("taken_at")
+                .values("taken_at")[:1]
+            ),
+            last_base_status=Subquery(newest.values("status")[:1]),
+            last_base_started_at=Subquery(newest.values("started_at")[:1]),
+            last_base_finished_at=Subquery(newest.values("finished_at")[:1]),
+        )
+        .order_by("instance__tenant__name", "instance__name")
+    )
+    rows = []
+    for archive in archives:
+        instance = archive.instance
+        rpo = objectives_for(instance.tier).rpo
+        # As recovery_window(): the oldest base's end, or the oldest home point if later, up
+        # to the last WAL shipped.
+        start = None
+        if archive.first_base_end is not None and archive.first_point_at is not None:
+            start = max(archive.first_base_end, archive.first_point_at)
+        if start is not None and (archive.shipped_at is None or archive.shipped_at <= start):
+            start = None
+        lag = now - archive.shipped_at if archive.shipped_at else None
+        # Never shipped: late once one RPO has passed since archiving was turned on.
+        over_rpo = now - (archive.shipped_at or archive.enabled_at) > rpo
+        rows.append(
+            {
+                "instance": instance,
+                "tenant": instance.tenant,
+                "tier": instance.tier,
+                "tier_label": instance.get_tier_display(),
+                "rpo": rpo,
+                "shipped_at": archive.shipped_at,
+                "lag": lag,
+                "over_rpo": over_rpo and instance.status in WATCHED_STATUSES,
+                "receiver_running": archive.receiver_running,
+                "checked_at": archive.checked_at,
+                "window_start": start,
+                "last_base_status": archive.last_base_status,
+                "last_base_at": archive.last_base_finished_at or archive.last_base_started_at,
+                "error": archive.error,
+            }
+        )
+    return rows

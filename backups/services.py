@@ -13,10 +13,11 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from backups import wal
 from backups.catalogue import catalogue_refresh
 from backups.models import (
     Backup,
@@ -25,13 +26,20 @@ from backups.models import (
     BackupOperationKind,
     BackupPolicy,
     BackupStatus,
+    BaseBackup,
     RestoreDrill,
     RestoreMode,
     RestoreRequest,
+    WalArchive,
 )
 from backups.policies import next_run_after, policy_for
 from backups.restore import copy_marks
-from backups.selectors import recovery_window_start, restore_copy_of
+from backups.selectors import (
+    recovery_window,
+    recovery_window_start,
+    restore_copy_of,
+    wal_problem,
+)
 from backups.store import PointStore
 from panel.access import Access
 from panel.audit import audit_record
@@ -47,6 +55,7 @@ from provisioning.models import (
     Operation,
 )
 from provisioning.ports import HostPortsExhausted, instance_host_port_allocate
+from provisioning.remote import RemoteError
 from provisioning.services import host_fit_problem, instance_lock_key
 from tenants.tiers import objectives_for
 
@@ -207,11 +216,15 @@ def backup_start(
 # --- point-in-time recovery -----------------------------------------------------------------
 
 
-def wal_enable_start(*, actor: Access, instance: AtlassianInstance) -> Operation:
+def wal_enable_start(
+    *, actor: Access, instance: AtlassianInstance, idempotency_key: str = ""
+) -> Operation:
     """Turn on continuous WAL archiving (the database restarts once) and take the first base
     backup. Staff only."""
     _require_staff(actor)
     operation_conflict_check(instance_lock_key(instance))
+    if instance.wal_archiving and WalArchive.objects.filter(instance=instance).exists():
+        raise ValidationError(f"{instance.name} archives its WAL already.")
     backup_check_possible(instance)
     return operation_start(
         kind=BackupOperationKind.WAL_ENABLE,
@@ -219,10 +232,13 @@ def wal_enable_start(*, actor: Access, instance: AtlassianInstance) -> Operation
         instance=instance,
         params={},
         lock_key=instance_lock_key(instance),
+        idempotency_key=idempotency_key,
     )
 
 
-def wal_base_start(*, actor: Access | None, instance: AtlassianInstance) -> Operation:
+def wal_base_start(
+    *, actor: Access | None, instance: AtlassianInstance, idempotency_key: str = ""
+) -> Operation:
     """Take a base backup now (staff, or the scheduler with no actor)."""
     if actor is not None:
         _require_staff(actor)
@@ -235,6 +251,7 @@ def wal_base_start(*, actor: Access | None, instance: AtlassianInstance) -> Oper
         instance=instance,
         params={},
         lock_key=instance_lock_key(instance),
+        idempotency_key=idempotency_key,
     )
 
 
@@ -245,18 +262,28 @@ def restore_to_time_start(
     target_time: datetime,
     confirm_name: str = "",
     idempotency_key: str = "",
+    mode: str = RestoreMode.IN_PLACE,
+    name: str = "",
+    hostname: str = "",
+    host: Host | None = None,
 ) -> Operation:
-    """Restore ``instance`` in place to ``target_time`` (UTC, to the second), inside its
-    recoverable window. Staff only; the instance's name typed to confirm."""
+    """Restore ``instance`` to ``target_time`` (UTC, to the second), inside its recoverable
+    window: in place (the instance's name typed to confirm), or into a new instance with its
+    own ``name`` and ``hostname`` (on ``host``, default the source's) whose home comes from the
+    newest point before the time and its database replayed to it. Staff only."""
     _require_staff(actor)
-    operation_conflict_check(instance_lock_key(instance))
+    in_place = mode == RestoreMode.IN_PLACE
+    if mode not in (RestoreMode.IN_PLACE, RestoreMode.NEW_INSTANCE):
+        raise ValidationError({"mode": "Choose in_place or new_instance."})
+    if in_place:
+        operation_conflict_check(instance_lock_key(instance))
     if not instance.wal_archiving:
         raise ValidationError(
             {"target_time": f"{instance.name} does not archive its WAL; restore a point instead."}
         )
-    if confirm_name.strip() != instance.name:
+    if in_place and confirm_name.strip() != instance.name:
         raise ValidationError({"confirm": f"Type {instance.name} to confirm the restore."})
-    if instance.status not in RESTORE_IN_PLACE_FROM:
+    if in_place and instance.status not in RESTORE_IN_PLACE_FROM:
         raise ValidationError(
             f"{instance.name} is {instance.get_status_display().lower()}; it cannot be "
             "restored in place now."
@@ -273,6 +300,30 @@ def restore_to_time_start(
         )
         raise ValidationError(
             {"target_time": f"Choose a time inside the recoverable window: {span}."}
+        )
+    if not in_place:
+        point = (
+            Backup.objects.filter(
+                instance=instance, status=BackupStatus.SUCCEEDED, taken_at__lte=target_time
+            )
+            .order_by("-taken_at")
+            .first()
+        )
+        if point is None:  # the window starts at the oldest point: not reached
+            raise ValidationError({"target_time": "No backup point was taken before that time."})
+        return _restore_new_start(
+            actor=actor,
+            backup=point,
+            params={
+                "backup": str(point.pk),
+                "mode": RestoreMode.NEW_INSTANCE,
+                "source": str(instance.pk),
+                "target_time": target_time.isoformat(),
+            },
+            name=name,
+            hostname=hostname,
+            host=host,
+            idempotency_key=idempotency_key,
         )
     return operation_start(
         kind=BackupOperationKind.RESTORE_TIME,
@@ -491,11 +542,29 @@ def drill_start(
     backup = latest_good_backup(instance)
     if backup is None:
         raise ValidationError(f"{instance.name} has no retained point to drill.")
+    params = {"backup": str(backup.pk), "scratch": f"drill-{secrets.token_hex(4)}"}
+    window = recovery_window(instance) if instance.wal_archiving else None
+    if window is not None:
+        # With point-in-time recovery, a drill restores a random second of the window: every
+        # part of the archive gets tried over time, not only the newest point.
+        span = int((window.end - window.start).total_seconds())
+        # To the second, never before the window's start (truncation takes less than 1 s).
+        offset = timedelta(seconds=random.randint(1, max(span, 1)))
+        target = (window.start + offset).replace(microsecond=0)
+        point = (
+            Backup.objects.filter(
+                instance=instance, status=BackupStatus.SUCCEEDED, taken_at__lte=target
+            )
+            .order_by("-taken_at")
+            .first()
+        )
+        if point is not None:
+            params = {**params, "backup": str(point.pk), "target_time": target.isoformat()}
     return operation_start(
         kind=BackupOperationKind.BACKUP_DRILL,
         actor=actor,
         instance=instance,
-        params={"backup": str(backup.pk), "scratch": f"drill-{secrets.token_hex(4)}"},
+        params=params,
         lock_key=f"drill:{instance.pk}",
         idempotency_key=idempotency_key,
     )
@@ -507,10 +576,12 @@ def drill_start(
 BACKUP_FAILED = "backup.failed"
 RPO_BREACHED = "backup.rpo_breached"
 RESTORE_REQUESTED = "backup.restore_requested"
+WAL_BROKEN = "backup.wal_broken"
 NOTIFICATION_EVENTS = (
     (BACKUP_FAILED, "A backup was missed or failed", False),
     (RPO_BREACHED, "The recovery point objective was breached", False),
     (RESTORE_REQUESTED, "A tenant asked for a restore (staff)", True),
+    (WAL_BROKEN, "An instance's WAL archiving stopped (staff)", True),
 )
 
 
@@ -689,11 +760,12 @@ def rpo_check(now: datetime | None = None) -> dict[str, list[str]]:
         AtlassianInstance.objects.filter(status__in=list(BACKUP_FROM))
         .select_related("tenant", "backup_policy")
         .annotate(
-            last_good=Max("backups__taken_at", filter=Q(backups__status=BackupStatus.SUCCEEDED))
+            last_good=Max("backups__taken_at", filter=Q(backups__status=BackupStatus.SUCCEEDED)),
+            wal_shipped=F("wal_archive__shipped_at"),
         )
     )
     for instance in instances:
-        state = rpo_state(instance, instance.last_good, now=now)
+        state = rpo_state(instance, instance.last_good, now=now, wal_shipped=instance.wal_shipped)
         policy = getattr(instance, "backup_policy", None)
         if state["breached"]:
             if policy is None:
@@ -718,6 +790,17 @@ def _rpo_alert(instance: AtlassianInstance, state: dict[str, Any]) -> None:
         f"the recovery point objective of {instance.get_tier_display()} is "
         f"{goals.rpo.total_seconds() / 3600:.0f} hours."
     )
+    if state.get("wal_breached"):
+        wal_age = state.get("wal_age")
+        text += (
+            " Its WAL archive "
+            + (
+                "never shipped anything"
+                if wal_age is None
+                else f"last shipped {wal_age.total_seconds() / 3600:.1f} hours ago"
+            )
+            + ", so a restore to a time cannot reach within the objective either."
+        )
     audit_record(
         actor=None,
         action="backup.rpo_breach",
@@ -821,3 +904,105 @@ def backups_purge_deleted(now: datetime | None = None) -> list[str]:
         )
         purged.append(store.instance_name)
     return purged
+
+
+# --- point-in-time recovery: the periodic check and the base backup schedule ----------------
+
+
+def wal_check(now: datetime | None = None) -> dict[str, list[str]]:
+    """Read every archiving instance's WAL state from its app host (one connection per host),
+    drop superseded partial segments on the backup hosts, and alert staff once when an
+    archive is broken (receiver down, shipper failing, or nothing shipped for
+    ``PANEL_WAL_BROKEN_AFTER`` seconds); the alert is resolved when it works again."""
+    instances = list(
+        AtlassianInstance.objects.filter(
+            wal_archiving=True, status__in=list(BACKUP_FROM), host__isnull=False
+        ).select_related("host__backup_host", "tenant")
+    )
+    by_app: dict[Any, list[AtlassianInstance]] = {}
+    for instance in instances:
+        by_app.setdefault(instance.host, []).append(instance)
+    by_backup: dict[Any, list[AtlassianInstance]] = {}
+    for app_host, group in by_app.items():
+        wal.wal_states_refresh(app_host, group)
+        if app_host.backup_host is not None:
+            by_backup.setdefault(app_host.backup_host, []).extend(group)
+    for backup_host, group in by_backup.items():
+        try:
+            wal.partials_prune(backup_host, group)
+        except RemoteError as exc:  # the next check retries
+            log.warning("pruning partial WAL on %s failed: %s", backup_host.name, exc)
+    now = now or timezone.now()
+    broken, recovered = [], []
+    for archive in WalArchive.objects.filter(instance__in=instances).select_related(
+        "instance__tenant"
+    ):
+        problem = wal_problem(archive, now)
+        if problem and archive.alerted_at is None:
+            WalArchive.objects.filter(pk=archive.pk).update(alerted_at=now)
+            _wal_alert(archive.instance, problem)
+            broken.append(archive.instance.name)
+        elif not problem and archive.alerted_at is not None:
+            WalArchive.objects.filter(pk=archive.pk).update(alerted_at=None)
+            notify_resolved(event=WAL_BROKEN, tenant=None, dedupe_key=f"wal:{archive.instance.pk}")
+            recovered.append(archive.instance.name)
+    return {"broken": broken, "recovered": recovered}
+
+
+def _wal_alert(instance: AtlassianInstance, problem: str) -> None:
+    audit_record(
+        actor=None, action="backup.wal_broken", target=instance, changes={"problem": problem}
+    )
+    notify(
+        event=WAL_BROKEN,
+        tenant=None,
+        obj=instance,
+        dedupe_key=f"wal:{instance.pk}",
+        subject=f"WAL archiving of {instance.name} stopped",
+        body=(
+            f"{problem}\n\nUntil it works again, a restore to a time can reach only the last "
+            "moment that was shipped."
+        ),
+        url=reverse("backups:instance_backups", args=[instance.pk]),
+    )
+
+
+def wal_bases_dispatch(now: datetime | None = None) -> list[str]:
+    """Start a base backup for every archiving instance whose newest one is older than
+    ``PANEL_WAL_BASE_INTERVAL_HOURS`` (a shorter replay on restore, and the point from which
+    retention can drop older WAL), at most ``PANEL_BACKUP_MAX_PER_BACKUP_HOST`` at a time per
+    backup host; the rest wait for the next tick."""
+    now = now or timezone.now()
+    hours = float(settings.PANEL_WAL_BASE_INTERVAL_HOURS)
+    if hours <= 0:
+        return []
+    fresh = BaseBackup.objects.filter(
+        status=BaseBackup.Status.SUCCEEDED, finished_at__gt=now - timedelta(hours=hours)
+    ).values("instance_id")
+    running = Operation.objects.filter(
+        kind=BackupOperationKind.WAL_BASE, status__in=ACTIVE_STATUSES
+    ).values_list("instance__host__backup_host_id", flat=True)
+    busy: dict[Any, int] = {}
+    for backup_host_id in running:
+        busy[backup_host_id] = busy.get(backup_host_id, 0) + 1
+    started = []
+    due = (
+        AtlassianInstance.objects.filter(
+            wal_archiving=True, status__in=list(BACKUP_FROM), host__backup_host__isnull=False
+        )
+        .exclude(pk__in=fresh)
+        .select_related("host")
+        .order_by("created_at")
+    )
+    for instance in due:
+        backup_host_id = instance.host.backup_host_id if instance.host else None
+        if busy.get(backup_host_id, 0) >= settings.PANEL_BACKUP_MAX_PER_BACKUP_HOST:
+            continue
+        try:
+            wal_base_start(actor=None, instance=instance)
+        except (ValidationError, OperationConflict) as exc:
+            log.info("no base backup of %s started: %s", instance.name, exc)
+            continue
+        busy[backup_host_id] = busy.get(backup_host_id, 0) + 1
+        started.append(instance.name)
+    return started

@@ -25,6 +25,18 @@ def rpo_check() -> dict:
     return services.rpo_check()
 
 
+@shared_task(name="backups.tasks.wal_check", soft_time_limit=240)
+def wal_check() -> dict:
+    """Read the WAL archives' state from the app hosts; alert staff on a broken one."""
+    return services.wal_check()
+
+
+@shared_task(name="backups.tasks.wal_bases_dispatch", soft_time_limit=120)
+def wal_bases_dispatch() -> list[str]:
+    """Start the scheduled base backups of archiving instances that are due."""
+    return services.wal_bases_dispatch()
+
+
 @shared_task(name="backups.tasks.catalogue_refresh", soft_time_limit=1800)
 def catalogue_refresh() -> int:
     """Re-read the backup hosts into the catalogue (missing points, labels, strays)."""

@@ -15,6 +15,21 @@ urlpatterns = [
     ),
     path("instances/<uuid:pk>/backups/restore/", views.restore_view, name="restore"),
     path("instances/<uuid:pk>/backups/policy/", views.policy_view, name="policy"),
+    path(
+        "instances/<uuid:pk>/backups/point-in-time/enable/",
+        views.wal_enable_view,
+        name="wal_enable",
+    ),
+    path(
+        "instances/<uuid:pk>/backups/point-in-time/base-backup/",
+        views.wal_base_view,
+        name="wal_base",
+    ),
+    path(
+        "instances/<uuid:pk>/backups/point-in-time/restore/",
+        views.restore_time_view,
+        name="restore_time",
+    ),
     path("staff/dr/", views.dr_dashboard_view, name="dr_dashboard"),
     path("staff/dr/drills/", views.drill_start_view, name="drill_start"),
     path("staff/restore-requests/", views.restore_requests_view, name="restore_requests"),

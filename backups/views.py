@@ -1,5 +1,6 @@
-"""Pages of the backups app: an instance's backups (points, size chart, RPO), an extra backup,
-restore requests (customers), restores and policies (staff), the DR dashboard and drills.
+"""Pages of the backups app: an instance's backups (points, size chart, RPO, point-in-time
+recovery), an extra backup, restore requests (customers), restores of a point or to a time and
+policies (staff), the DR dashboard and drills.
 
 Thin: selectors read through ``for_user`` (another tenant's instance is a 404), services do the
 work and audit it, remote work is an Operation whose live log is the operation page.
@@ -24,13 +25,14 @@ from backups.forms import (
     RequestHandleForm,
     RestoreForm,
     RestoreRequestForm,
+    RestoreToTimeForm,
 )
 from backups.models import BackupPolicy, RestoreMode, RestoreRequest
 from backups.policies import policy_defaults
 from panel.access import Access, access_for
 from panel.forms import errors_onto_form
 from panel.htmx import login_required, new_idempotency_key, posted_idempotency_key
-from provisioning.models import AtlassianInstance, Operation
+from provisioning.models import AtlassianInstance, Host, Operation
 from provisioning.operation_pages import operation_post
 from provisioning.selectors import instance_get
 
@@ -41,9 +43,25 @@ def _require_staff(access: Access) -> None:
         raise Http404
 
 
-def _page_context(access: Access, instance: AtlassianInstance, **extra: object) -> dict:
+def _recovery(instance: AtlassianInstance, summary: dict) -> dict:
+    """The point-in-time panel's facts: :func:`selectors.recovery_state` and whether the WAL
+    lag is over the tier's RPO."""
+    state = selectors.recovery_state(instance)
+    lag = state["lag_seconds"]
+    state["over_rpo"] = lag is not None and lag > summary["rpo"]["rpo"].total_seconds()
+    return state
+
+
+def _page_context(
+    access: Access,
+    instance: AtlassianInstance,
+    *,
+    restore_time_form: RestoreToTimeForm | None = None,
+    **extra: object,
+) -> dict:
     summary = selectors.instance_backup_summary(access, instance)
     points = selectors.instance_points(access, instance)
+    recovery = _recovery(instance, summary)
     return {
         "instance": instance,
         "summary": summary,
@@ -55,6 +73,13 @@ def _page_context(access: Access, instance: AtlassianInstance, **extra: object) 
         "is_staff": access.is_staff_role,
         "start_form": BackupStartForm(),
         "request_form": RestoreRequestForm(points=points),
+        "recovery": recovery,
+        "can_recover": access.is_staff_role and access.can_write,
+        "restore_time_form": RestoreToTimeForm(
+            window_start=recovery["window_start"], hosts=_copy_hosts(instance)
+        )
+        if restore_time_form is None
+        else restore_time_form,
         "idempotency_key": new_idempotency_key(),
         **extra,
     }
@@ -120,6 +145,15 @@ def restore_request_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     else:
         messages.error(request, "Choose one of the listed points.")
     return redirect("backups:instance_backups", pk=instance.pk)
+
+
+def _copy_hosts(instance: AtlassianInstance) -> QuerySet:
+    """Ready app hosts a copy of ``instance`` can go to: those of its backup host (the service
+    checks the chosen one's room)."""
+    backup_host_id = instance.host.backup_host_id if instance.host is not None else None
+    return Host.objects.filter(
+        role=Host.Role.APP, status=Host.Status.READY, backup_host_id=backup_host_id
+    ).order_by("name")
 
 
 def _restore_targets(access: Access, points: QuerySet) -> list[selectors.RestoreTarget]:
@@ -195,6 +229,103 @@ def restore_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     )
 
 
+# --- point-in-time recovery (staff) --------------------------------------------------------
+
+
+def _recovery_instance(request: HttpRequest, pk: uuid.UUID) -> tuple[Access, AtlassianInstance]:
+    """The instance of a point-in-time action: another tenant's is a 404 (like a missing one),
+    and so is every such action for customers (staff only, as the restore page)."""
+    access = access_for(request)
+    instance = instance_get(access, pk)
+    _require_staff(access)
+    return access, instance
+
+
+@login_required
+@require_POST
+def wal_enable_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Staff turn on continuous WAL archiving (the database restarts once)."""
+    access, instance = _recovery_instance(request, pk)
+    back = reverse("backups:instance_backups", args=[instance.pk])
+    return operation_post(
+        request,
+        access=access,
+        start=lambda key: services.wal_enable_start(
+            actor=access, instance=instance, idempotency_key=key
+        ),
+        back=back,
+        done=f"Point-in-time recovery of {instance.name} is being turned on: its database "
+        "restarts once, then the first base backup is taken.",
+    ) or redirect(back)
+
+
+@login_required
+@require_POST
+def wal_base_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Staff take a base backup now."""
+    access, instance = _recovery_instance(request, pk)
+    back = reverse("backups:instance_backups", args=[instance.pk])
+    return operation_post(
+        request,
+        access=access,
+        start=lambda key: services.wal_base_start(
+            actor=access, instance=instance, idempotency_key=key
+        ),
+        back=back,
+        done=f"Base backup of {instance.name} started.",
+    ) or redirect(back)
+
+
+@login_required
+def restore_time_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Staff restore an instance in place to a second of its recoverable window. Errors come
+    back on the backups page, on the form's fields, with what was typed still in them."""
+    access, instance = _recovery_instance(request, pk)
+    if request.method != "POST":
+        return redirect("backups:instance_backups", pk=instance.pk)
+    form = RestoreToTimeForm(
+        request.POST,
+        window_start=selectors.recovery_window_start(instance),
+        hosts=_copy_hosts(instance),
+    )
+
+    def start(key: str) -> Operation:
+        data = form.cleaned_data
+        return services.restore_to_time_start(
+            actor=access,
+            instance=instance,
+            target_time=data["target_time"],
+            confirm_name=data["confirm"],
+            idempotency_key=key,
+            mode=data["mode"],
+            name=data["name"],
+            hostname=data["hostname"],
+            host=data["host"],
+        )
+
+    def done(operation: Operation) -> str:
+        data = form.cleaned_data
+        where = (
+            f" into {data['name']} on host {operation.params.get('host', '')}"
+            if data["mode"] == RestoreMode.NEW_INSTANCE
+            else ""
+        )
+        return (
+            f"Restore of {instance.name} to {data['target_time']:%Y-%m-%d %H:%M:%S} UTC"
+            f"{where} started; follow it live below."
+        )
+
+    response = operation_post(request, access=access, start=start, form=form, done=done)
+    if response is not None:
+        return response
+    # A new key for the next submit: the posted one may be the reason it was refused.
+    return render(
+        request,
+        "backups/instance_backups.html",
+        _page_context(access, instance, restore_time_form=form),
+    )
+
+
 @login_required
 def policy_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     """An instance's backup policy: everyone who sees the instance reads it, staff change it."""
@@ -240,7 +371,8 @@ def policy_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 @login_required
 @require_GET
 def dr_dashboard_view(request: HttpRequest) -> HttpResponse:
-    """Staff: per tier, instances within their RPO, drills run and the worst RTO measured."""
+    """Staff: per tier, instances within their RPO, drills run and the worst RTO measured; the
+    instances whose WAL is archived, with their lag against the RPO."""
     access = access_for(request)
     _require_staff(access)
     return render(
@@ -250,6 +382,7 @@ def dr_dashboard_view(request: HttpRequest) -> HttpResponse:
             "tiers": selectors.dr_dashboard(access),
             "overview": selectors.rpo_overview(access),
             "drills": selectors.drill_list(access)[:25],
+            "archives": selectors.wal_archive_overview(access),
             "open_requests": selectors.restore_request_list(access)
             .filter(status=RestoreRequest.Status.OPEN)
             .count(),

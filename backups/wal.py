@@ -24,6 +24,8 @@ aside, the home hard-linked), so nothing crosses the network twice.
 
 from __future__ import annotations
 
+import copy
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -34,7 +36,13 @@ from django.utils import timezone
 
 from backups.dump import compose_argv
 from backups.models import Backup, BackupStatus, BaseBackup, WalArchive
-from backups.restore import home_pull, psql, source_prepare, source_release
+from backups.restore import (
+    DatabaseBuilder,
+    home_pull,
+    psql,
+    source_prepare,
+    source_release,
+)
 from backups.selectors import Window, recovery_window
 from backups.store import PointStore, effective_backup_host
 from backups.transfer import rsync_base, rsync_remote, rsync_run
@@ -42,7 +50,7 @@ from panel.operations import OperationContext, OperationFailed
 from provisioning.compose import WAL_DIR, instance_dir
 from provisioning.hosts import host_backup_ssh_argv, host_connection
 from provisioning.models import AtlassianInstance, Host
-from provisioning.remote import HostConnection
+from provisioning.remote import HostConnection, RemoteError
 from provisioning.rollout import instance_rollout, wait_running
 
 SHIPPER_PATH = "/usr/local/sbin/panel-wal-ship"
@@ -65,19 +73,20 @@ DEST={dest}
 exec 9>"$ROOT/.wal-ship.lock"
 flock -n 9 || exit 0
 end=$(( $(date +%s) + 50 ))
+version=$(cksum < "$0")
 ship_one() {{
   dir=$1; name=$2; now=$(date +%s); out="$dir/.wal-ship.out"
   # Completed segments and timeline history files: once each (the backup host never lets a
   # push overwrite an existing file), then removed here.
   if rsync -a --timeout=30 -e "$SSH" --remove-source-files --include='????????????????????????' \\
-      --include='*.history' --exclude='*' "$dir/wal/" "$DEST:/$name/wal/" >"$out" 2>&1; then
+      --include='*.history' --exclude='*' "$dir/wal/" "$DEST:/wal/$name/" >"$out" 2>&1; then
     p=$(cd "$dir/wal" && ls -1 | grep '[.]partial$' | tail -n 1)
     if [ -n "$p" ]; then
       m=$(stat -c %.9Y "$dir/wal/$p")
       if [ "$p $m" != "$(cat "$dir/.wal-ship.partial" 2>/dev/null)" ]; then
         rm -rf "$dir/.wal-stage"; mkdir -p "$dir/.wal-stage"
         gzip -1 -c "$dir/wal/$p" > "$dir/.wal-stage/$p.$(date +%s%N).gz"
-        rsync -a --timeout=30 -e "$SSH" "$dir/.wal-stage/" "$DEST:/$name/wal-partial/" \\
+        rsync -a --timeout=30 -e "$SSH" "$dir/.wal-stage/" "$DEST:/wal-partial/$name/" \\
           >"$out" 2>&1 || {{ tail -c 400 "$out" > "$dir/{error}"; return; }}
         echo "$p $m" > "$dir/.wal-ship.partial"
       fi
@@ -94,6 +103,8 @@ while :; do
     dir=${{on%/*}}; ship_one "$dir" "${{dir##*/}}"
   done
   [ "$(date +%s)" -ge "$end" ] && break
+  # The panel installed a new shipper (its layout may differ): continue with it at once.
+  [ "$(cksum < "$0")" = "$version" ] || exec "$0"
   sleep {interval}
 done
 """
@@ -135,14 +146,17 @@ class WalPaths:
     """Where one instance's archive lives on its backup host."""
 
     store: PointStore
+    # The streamed WAL has a write root of its own (host_backup_wal_dir), without rrsync's
+    # lock, so the shipper never waits for a home push of the same app host.
+    wal_root: str
 
     @property
     def push_wal(self) -> str:
-        return f"{self.store.push_area}/wal"
+        return f"{self.wal_root}/wal/{self.store.instance_name}"
 
     @property
     def push_partial(self) -> str:
-        return f"{self.store.push_area}/wal-partial"
+        return f"{self.wal_root}/wal-partial/{self.store.instance_name}"
 
     @property
     def push_base(self) -> str:
@@ -165,7 +179,11 @@ def _app_host(instance: AtlassianInstance) -> Host:
 def wal_paths(instance: AtlassianInstance) -> WalPaths:
     app_host = _app_host(instance)
     backup_host = effective_backup_host(instance, app_host)
-    return WalPaths(PointStore(backup_host, app_host.name, instance.name))
+    return WalPaths(
+        PointStore(backup_host, app_host.name, instance.name),
+        # the layout of provisioning.hosts.host_backup_wal_dir, on the effective backup host
+        f"{backup_host.data_root}/wal-incoming/{app_host.name}",
+    )
 
 
 # --- turning it on --------------------------------------------------------------------------
@@ -189,6 +207,12 @@ def wal_enable(ctx: OperationContext, instance: AtlassianInstance) -> BaseBackup
     with host_connection(_app_host(instance), ctx=ctx) as conn:
         shipper_install(conn, _app_host(instance))
         conn.run(["touch", f"{idir}/{SHIP_ON}"], message="WAL shipping on for this instance")
+        # Cron notices a new file in /etc/cron.d only at a minute's turn: start the first
+        # round now (detached; its flock keeps it the only one), so WAL flows at once.
+        conn.run(
+            ["setsid", "-f", "sh", "-c", f"{SHIPPER_PATH} </dev/null >/dev/null 2>&1"],
+            message="Started the shipper's first round",
+        )
     WalArchive.objects.update_or_create(instance=instance, defaults={"error": ""})
     return base_backup_take(ctx, instance)
 
@@ -222,6 +246,38 @@ def wal_state_read(conn: HostConnection, instance: AtlassianInstance) -> WalArch
     archive.checked_at = timezone.now()
     archive.save()
     return archive
+
+
+def wal_states_refresh(app_host: Host, instances: list[AtlassianInstance]) -> None:
+    """Read the archive state of ``instances`` (all on ``app_host``) over one connection; a
+    host that cannot be reached is recorded as the archives' error (their lag keeps growing,
+    so the periodic check alerts when it lasts)."""
+    try:
+        with host_connection(app_host) as conn:
+            for instance in instances:
+                wal_state_read(conn, instance)
+    except RemoteError as exc:
+        WalArchive.objects.filter(instance__in=instances).update(
+            error=f"The state could not be read from {app_host.name}: {exc}"[:1000],
+            checked_at=timezone.now(),
+        )
+
+
+def partials_prune(backup_host: Host, instances: list[AtlassianInstance]) -> int:
+    """Remove the superseded compressed partial segments of ``instances`` on ``backup_host``:
+    the shipper pushes a new one under a new name on each pass that saw a change (the push key
+    never overwrites), and a restore reads only the newest."""
+    dirs = [wal_paths(i).push_partial for i in instances]
+    if not dirs:
+        return 0
+    script = (
+        'n=0; for d in "$@"; do [ -d "$d" ] || continue; cd "$d" || continue; '
+        'for f in $(ls -1 | LC_ALL=C sort | head -n -1); do rm -f -- "$f"; n=$((n+1)); done; '
+        'done; echo "$n"'
+    )
+    with host_connection(backup_host) as bconn:
+        out = bconn.run(["sh", "-c", script, "sh", *dirs], record=False).stdout
+    return int((out.strip().splitlines() or ["0"])[-1] or 0)
 
 
 def wal_shipped_wait(
@@ -293,6 +349,10 @@ def base_backup_take(ctx: OperationContext, instance: AtlassianInstance) -> Base
                 message="pg_basebackup of the running database (tar, gzip; WAL from the archive)",
             )
             size = int(conn.run(["du", "-s", "-B1", local], record=False).stdout.split()[0] or 0)
+            label_text = conn.run(
+                ["tar", "-xzOf", f"{local}/base.tar.gz", "backup_label"], record=False
+            ).stdout
+            start_wal = base_start_segment(label_text)
             rsync_run(
                 ctx,
                 conn,
@@ -328,22 +388,127 @@ def base_backup_take(ctx: OperationContext, instance: AtlassianInstance) -> Base
         finished_at=timezone.now(),
         size_bytes=size,
         duration_seconds=round(time.monotonic() - started, 1),
+        start_wal=start_wal,
     )
     base.refresh_from_db()
-    ctx.step(f"Base backup {label}: {size} bytes in {base.duration_seconds} s")
+    ctx.step(
+        f"Base backup {label}: {size} bytes in {base.duration_seconds} s "
+        f"(its replay starts at WAL segment {start_wal})"
+    )
     return base
+
+
+_START_WAL = re.compile(r"^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)", re.MULTILINE)
+
+
+def base_start_segment(backup_label: str) -> str:
+    """The first WAL segment a base backup's replay needs, from its ``backup_label`` (see
+    https://www.postgresql.org/docs/15/continuous-archiving.html#BACKUP-LOWLEVEL-BASE-BACKUP-DATA)."""
+    found = _START_WAL.search(backup_label)
+    if found is None:
+        raise OperationFailed("The base backup has no readable backup_label (START WAL LOCATION).")
+    return found.group(1)
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+def bases_to_prune(bases: list[BaseBackup], keep_from: datetime | None) -> list[BaseBackup]:
+    """Which base backups retention removes: every succeeded base that finished after
+    ``keep_from`` stays, and so does the newest one that finished at or before it (the replay
+    to ``keep_from`` starts there); older and failed ones go. ``keep_from`` None (no retained
+    point to reach back to) keeps only the newest base."""
+    good = sorted(
+        (b for b in bases if b.status == BaseBackup.Status.SUCCEEDED and b.finished_at),
+        key=lambda b: b.finished_at or datetime.min.replace(tzinfo=UTC),
+    )
+    failed = [b for b in bases if b.status == BaseBackup.Status.FAILED]
+    if not good:
+        return failed
+    if keep_from is None:
+        return good[:-1] + failed
+    covering = [b for b in good if b.finished_at and b.finished_at <= keep_from]
+    first_kept = covering[-1] if covering else good[0]
+    return good[: good.index(first_kept)] + failed
+
+
+def segment_before(name: str, start: str) -> bool:
+    """Whether WAL file ``name`` (a segment, or a compressed partial segment) lies wholly
+    before segment ``start``: the log and segment numbers compared, whatever the timeline
+    (positions only grow across timelines). History files are never "before"."""
+    seg = name.split(".", 1)[0]
+    if len(seg) != 24 or not _HEX24.fullmatch(seg) or name.endswith(".history"):
+        return False
+    return seg[8:] < start[8:]
+
+
+_HEX24 = re.compile(r"[0-9A-F]{24}")
+
+
+def wal_prune(ctx: OperationContext, instance: AtlassianInstance) -> dict[str, int]:
+    """Retention of the archive: base backups older than the oldest retained backup point
+    needs go (keeping the newest base before that point), then every WAL file before the
+    oldest kept base's first segment. The window then reaches back to the oldest point."""
+    oldest_point = (
+        Backup.objects.filter(instance=instance, status=BackupStatus.SUCCEEDED)
+        .order_by("taken_at")
+        .values_list("taken_at", flat=True)
+        .first()
+    )
+    bases = list(
+        BaseBackup.objects.filter(instance=instance).exclude(status=BaseBackup.Status.RUNNING)
+    )
+    doomed = bases_to_prune(bases, oldest_point)
+    kept = [b for b in bases if b not in doomed and b.status == BaseBackup.Status.SUCCEEDED]
+    paths = wal_paths(instance)
+    removed_wal = 0
+    oldest: BaseBackup | None = None
+    with host_connection(paths.store.backup_host, ctx=ctx) as bconn:
+        for base in doomed:
+            bconn.run(
+                ["rm", "-rf", "--one-file-system", f"{paths.bases}/{base.label}"],
+                message=f"Removed base backup {base.label} (older than retention needs)",
+            )
+            base.delete()
+        oldest = min(kept, key=lambda b: b.finished_at or timezone.now(), default=None)
+        if oldest is not None and oldest.start_wal:
+            for directory in (paths.push_wal, paths.push_partial):
+                listing = bconn.run(
+                    ["sh", "-c", 'ls -1 "$1" 2>/dev/null || true', "sh", directory],
+                    record=False,
+                ).stdout.split()
+                names = [n for n in listing if segment_before(n, oldest.start_wal)]
+                for i in range(0, len(names), 500):
+                    bconn.run(
+                        ["sh", "-c", 'cd "$1" && shift && rm -f -- "$@"', "sh", directory]
+                        + names[i : i + 500],
+                        record=False,
+                    )
+                removed_wal += len(names)
+    if doomed or removed_wal:
+        ctx.step(
+            f"Retention: removed {len(doomed)} base backup(s) and {removed_wal} WAL file(s) "
+            "that no retained point needs"
+            + (f" (the archive starts at segment {oldest.start_wal})" if oldest else "")
+        )
+    return {"bases_removed": len(doomed), "wal_removed": removed_wal}
 
 
 # --- restore to a time ----------------------------------------------------------------------
 
 
 def _stage_on_backup_host(
-    ctx: OperationContext, paths: WalPaths, base: BaseBackup, key: str
+    ctx: OperationContext,
+    paths: WalPaths,
+    base: BaseBackup,
+    key: str,
+    into: PointStore | None = None,
 ) -> tuple[str, int]:
-    """Hard-link the base and the archived WAL into a staging directory the app host can read,
-    with the newest partial segment uncompressed under its segment's name. Returns the staging
-    path and how many segments it holds."""
-    staging = paths.staging(key)
+    """Hard-link the base and the archived WAL into a staging directory the app host can read
+    (``into``: another instance's area, for a copy on another app host), with the newest
+    partial segment uncompressed under its segment's name. Returns the staging path and how
+    many segments it holds."""
+    staging = f"{(into or paths.store).area}/{PITR_STAGING}/{key}"
     script = r"""
 set -e
 staging="$1"; base="$2"; wal="$3"; partial="$4"
@@ -390,12 +555,23 @@ def _home_point(instance: AtlassianInstance, target: datetime) -> Backup:
     return point
 
 
-def restore_to_time(
-    ctx: OperationContext, instance: AtlassianInstance, target: datetime
-) -> dict[str, str]:
-    """Restore ``instance`` in place to ``target`` (a second inside its window): database
-    replayed to that second, home from the newest point before it. On failure after the stop,
-    the previous data directory and home are put back and started."""
+def _base_for(instance: AtlassianInstance, target: datetime) -> BaseBackup:
+    """The newest base backup finished at or before ``target``: the replay starts there."""
+    base = (
+        BaseBackup.objects.filter(
+            instance=instance, status=BaseBackup.Status.SUCCEEDED, finished_at__lte=target
+        )
+        .order_by("-finished_at")
+        .first()
+    )
+    if base is None:
+        raise OperationFailed(
+            f"No base backup of {instance.name} finished before {target:%Y-%m-%d %H:%M:%S} UTC."
+        )
+    return base
+
+
+def _window_check(ctx: OperationContext, instance: AtlassianInstance, target: datetime) -> None:
     window = _window_with_marker(ctx, instance)
     if window is None or not (window.start <= target <= window.end):
         span = (
@@ -407,14 +583,16 @@ def restore_to_time(
             f"{target:%Y-%m-%d %H:%M:%S} UTC is outside {instance.name}'s recoverable window "
             f"({span})."
         )
-    base = (
-        BaseBackup.objects.filter(
-            instance=instance, status=BaseBackup.Status.SUCCEEDED, finished_at__lte=target
-        )
-        .order_by("-finished_at")
-        .first()
-    )
-    assert base is not None  # the window starts at the oldest base's end
+
+
+def restore_to_time(
+    ctx: OperationContext, instance: AtlassianInstance, target: datetime
+) -> dict[str, str]:
+    """Restore ``instance`` in place to ``target`` (a second inside its window): database
+    replayed to that second, home from the newest point before it. On failure after the stop,
+    the previous data directory and home are put back and started."""
+    _window_check(ctx, instance, target)
+    base = _base_for(instance, target)
     point = _home_point(instance, target)
     ctx.step(
         f"Database: base backup {base.label} replayed to {target:%Y-%m-%d %H:%M:%S} UTC; "
@@ -519,6 +697,136 @@ def restore_to_time(
     }
 
 
+def database_to_time(source: AtlassianInstance, target_time: datetime) -> DatabaseBuilder:
+    """How a copy of ``source`` gets its database for a restore to ``target_time`` into a new
+    instance (given to :func:`backups.restore.restore_new`): the newest base backup before the
+    time, replayed with the archived WAL on the copy's app host, then renamed to the copy's own
+    database, user and password. Leaves the copy's database running."""
+
+    def build(ctx: OperationContext, conn: HostConnection, target: AtlassianInstance) -> None:
+        _window_check(ctx, source, target_time)
+        base = _base_for(source, target_time)
+        ctx.step(
+            f"Database: base backup {base.label} of {source.name} replayed to "
+            f"{target_time:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        paths = wal_paths(source)
+        if target.host is None:
+            raise OperationFailed(f"{target.name} is not placed on an app host.")
+        into = PointStore(paths.store.backup_host, target.host.name, target.name)
+        key = str(ctx.operation.pk)
+        staging, segments = _stage_on_backup_host(ctx, paths, base, key, into=into)
+        ctx.step(f"{segments} WAL files staged for the replay")
+        idir = instance_dir(target)
+        pull = f"{idir}/{PITR_STAGING}"
+        try:
+            conn.run(["rm", "-rf", pull], record=False)
+            rsync_run(
+                ctx,
+                conn,
+                rsync_base(target.host)
+                + [
+                    rsync_remote(target.host, into.rsync_path(f"{PITR_STAGING}/{key}/")),
+                    f"{pull}/",
+                ],
+                backup_host_name=paths.store.backup_host.name,
+                message="Pulled the base backup and the WAL to the app host",
+            )
+            # A new instance's database directory is empty (or not there): never replace data.
+            conn.run(["sh", "-c", 'if [ -d "$1" ]; then rmdir "$1"; fi', "sh", f"{idir}/db"])
+            _database_from_base(conn, idir, pull, target_time)
+            conn.run(
+                compose_argv(target, "up", "-d", "--no-deps", "db"),
+                timeout=300,
+                message="Started the copy's database: it replays the WAL to the target",
+            )
+            # Until it is renamed, the database has the source's name and owner.
+            as_source = copy.copy(target)
+            as_source.db_user, as_source.db_name = source.db_user, source.db_name
+            reached = _recovery_wait(ctx, conn, as_source)
+            ctx.step(f"Recovery finished; newest replayed transaction: {reached}")
+            _reached_check(reached, target_time)
+            psql(
+                conn,
+                as_source,
+                "ALTER SYSTEM RESET restore_command; ALTER SYSTEM RESET recovery_target_time;"
+                " ALTER SYSTEM RESET recovery_target_action; SELECT pg_reload_conf();",
+                database=source.db_name,
+                message="Removed the recovery settings",
+            )
+            _database_rename(ctx, conn, as_source, target)
+            conn.run(["rm", "-rf", f"{idir}/db/{PITR_WAL}", pull], record=False)
+        finally:
+            with ctx.uncancellable(), host_connection(paths.store.backup_host, ctx=ctx) as bconn:
+                bconn.run(["rm", "-rf", "--one-file-system", staging], record=False)
+
+    return build
+
+
+def _reached_check(reached: str, target_time: datetime) -> None:
+    """The replay must stop at or before the target (the first commit after it is not
+    replayed): a later newest transaction means the copy holds data from after the time."""
+    try:
+        moment = datetime.fromisoformat(reached)
+    except ValueError:
+        return  # "unknown": nothing was replayed after the base, which is before the target
+    if moment > target_time:
+        raise OperationFailed(
+            f"The replay went past the target: its newest transaction is from {reached}, "
+            f"after {target_time:%Y-%m-%d %H:%M:%S} UTC."
+        )
+
+
+RENAME_ROLE = "panel_rename"
+
+
+def _database_rename(
+    ctx: OperationContext,
+    conn: HostConnection,
+    as_source: AtlassianInstance,
+    target: AtlassianInstance,
+) -> None:
+    """Give the recovered database the copy's own name, owner and password. PostgreSQL will not
+    rename the role a session runs as, so a short-lived superuser does it (trusted over the
+    container's local socket, as the official image's pg_hba.conf allows) and is dropped."""
+    ctx.add_secrets([target.db_password])
+    psql(
+        conn,
+        as_source,
+        f"CREATE ROLE {RENAME_ROLE} SUPERUSER LOGIN;",
+        database="postgres",
+        message="Made a short-lived role to rename the copy's database and owner",
+    )
+    as_renamer = copy.copy(as_source)
+    as_renamer.db_user = RENAME_ROLE
+    # The password goes on stdin (never in a command line); psql quotes it (:'password').
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", target.db_password):
+        raise OperationFailed("The copy's database password has unexpected characters.")
+    psql(
+        conn,
+        as_renamer,
+        f"\\set password '{target.db_password}'\n"
+        'ALTER DATABASE :"src_db" RENAME TO :"db";\n'
+        'ALTER ROLE :"src_user" RENAME TO :"user";\n'
+        "ALTER ROLE :\"user\" PASSWORD :'password';\n",
+        database="postgres",
+        variables={
+            "src_db": as_source.db_name,
+            "db": target.db_name,
+            "src_user": as_source.db_user,
+            "user": target.db_user,
+        },
+        message=f"Renamed the database to {target.db_name}, owned by {target.db_user}",
+    )
+    psql(
+        conn,
+        target,
+        f"DROP ROLE {RENAME_ROLE};",
+        database=target.db_name,
+        message="Dropped the short-lived role",
+    )
+
+
 def _database_from_base(conn: HostConnection, idir: str, pull: str, target: datetime) -> None:
     """A data directory from the base backup, set to replay the pulled WAL to ``target``."""
     db = f"{idir}/db"
@@ -575,7 +883,9 @@ def _recovery_wait(ctx: OperationContext, conn: HostConnection, instance: Atlass
             ok_codes=range(256),
             record=False,
         ).stdout.strip()
-        if state in ("exited", "dead") or time.monotonic() > deadline:
+        # "restarting": the server stopped and its restart policy brings it back to fail the
+        # same way (e.g. a segment the replay needs is missing); waiting would never end.
+        if state in ("exited", "dead", "restarting") or time.monotonic() > deadline:
             log = conn.run(
                 compose_argv(instance, "logs", "--tail", "15", "--no-color", "db"),
                 ok_codes=range(256),

@@ -429,11 +429,14 @@ PANEL_DELETED_RETENTION_DAYS = int(env("PANEL_DELETED_RETENTION_DAYS", "30"))
 PANEL_INSTANCE_PORT_RANGE = env("PANEL_INSTANCE_PORT_RANGE", "20000-20999")
 # Instance names Docker resolves on the shared proxy network (service names and the platform's
 # containers); names starting with panel- and ending in -app-<n>/-db-<n> are refused as well.
+# wal and wal-partial: the WAL areas on backup hosts (a point push under such a name would be
+# routed to the WAL area by the backup key's forced command).
 PANEL_RESERVED_INSTANCE_NAMES = [
     n.strip()
     for n in (
         env("PANEL_RESERVED_INSTANCE_NAMES")
-        or "app,db,proxy,nginx,postgres,panel,host,gateway,localhost,docker,synchrony"
+        or "app,db,proxy,nginx,postgres,panel,host,gateway,localhost,docker,synchrony,"
+        "wal,wal-partial"
     ).split(",")
     if n.strip()
 ]
@@ -540,6 +543,12 @@ PANEL_BACKUP_RRSYNC_BUSY_WAIT = env_int("PANEL_BACKUP_RRSYNC_BUSY_WAIT", 300)
 PANEL_WAL_SHIP_INTERVAL = env_int("PANEL_WAL_SHIP_INTERVAL", 5)
 PANEL_WAL_SHIP_WAIT = env_int("PANEL_WAL_SHIP_WAIT", 150)
 PANEL_WAL_RECOVERY_TIMEOUT = env_int("PANEL_WAL_RECOVERY_TIMEOUT", 4 * 3600)
+# An archive that shipped nothing for this long (seconds) is broken: staff are alerted. The
+# shipper passes every few seconds, so a few minutes means the receiver or the link is down.
+PANEL_WAL_BROKEN_AFTER = env_int("PANEL_WAL_BROKEN_AFTER", 300)
+# Hours between scheduled base backups of an archiving instance (0: only on demand). A base
+# bounds a restore's replay and lets retention drop the WAL before it.
+PANEL_WAL_BASE_INTERVAL_HOURS = env_float("PANEL_WAL_BASE_INTERVAL_HOURS", 24.0)
 # A scheduled backup whose instance is busy with another operation is tried again after this.
 PANEL_BACKUP_RETRY_SECONDS = env_int("PANEL_BACKUP_RETRY_SECONDS", 300)
 # Days extra, pre-upgrade and safety points are kept besides the retention policy's points.

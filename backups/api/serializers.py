@@ -101,6 +101,19 @@ class BackupStartSerializer(StrictFieldsMixin, serializers.Serializer):
         return value
 
 
+def _copy_host_field(help_text: str) -> serializers.SlugRelatedField[Host]:
+    """The app host a copy goes to, by name (None: the source's)."""
+    return serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=Host.objects.filter(role=Host.Role.APP),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text=help_text,
+        error_messages={"does_not_exist": "No app host is named {value}."},
+    )
+
+
 class RestoreStartSerializer(StrictFieldsMixin, serializers.Serializer):
     """Restore this point in place (``confirm`` = the instance's name) or into a new instance
     (``name`` and ``hostname`` of the copy)."""
@@ -115,15 +128,9 @@ class RestoreStartSerializer(StrictFieldsMixin, serializers.Serializer):
     )
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=40)
     hostname = serializers.CharField(required=False, allow_blank=True, default="", max_length=253)
-    host: serializers.SlugRelatedField[Host] = serializers.SlugRelatedField(
-        slug_field="name",
-        queryset=Host.objects.filter(role=Host.Role.APP),
-        required=False,
-        allow_null=True,
-        default=None,
-        help_text="New instance only: the app host of the copy, by name (a ready app host that "
-        "reads the point's backup host and has room); empty: the source's host.",
-        error_messages={"does_not_exist": "No app host is named {value}."},
+    host: serializers.SlugRelatedField[Host] = _copy_host_field(
+        "New instance only: the app host of the copy, by name (a ready app host that "
+        "reads the point's backup host and has room); empty: the source's host."
     )
 
 
@@ -372,8 +379,17 @@ class RecoveryStateSerializer(serializers.Serializer):
 
 
 class RestoreToTimeSerializer(StrictFieldsMixin, serializers.Serializer):
-    """Restore in place to ``target_time`` (ISO 8601 with a zone, to the second), inside the
-    recoverable window; ``confirm`` = the instance's name."""
+    """Restore to ``target_time`` (ISO 8601 with a zone, to the second), inside the
+    recoverable window: ``in_place`` (``confirm`` = the instance's name) or ``new_instance``
+    (the copy's ``name``, ``hostname`` and optionally its app ``host``)."""
 
     target_time = serializers.DateTimeField()
+    mode = serializers.ChoiceField(
+        choices=RestoreMode.choices, required=False, default=RestoreMode.IN_PLACE
+    )
     confirm = serializers.CharField(required=False, allow_blank=True, default="")
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=40)
+    hostname = serializers.CharField(required=False, allow_blank=True, default="", max_length=253)
+    host: serializers.SlugRelatedField[Host] = _copy_host_field(
+        "New instance only: the app host of the copy, by name; empty: the source's."
+    )

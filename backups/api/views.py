@@ -34,7 +34,13 @@ from backups.api.serializers import (
     RestoreToTimeSerializer,
     TierFiguresSerializer,
 )
-from backups.models import Backup, BackupOperationKind, BackupPolicy, RestoreRequest
+from backups.models import (
+    Backup,
+    BackupOperationKind,
+    BackupPolicy,
+    RestoreMode,
+    RestoreRequest,
+)
 from panel.access import Access
 from panel.api.mixins import ScopedQuerysetMixin, idempotency_key
 from panel.api.permissions import IsStaffRole, PanelPermission
@@ -355,19 +361,30 @@ class RecoveryViewSet(ScopedQuerysetMixin, viewsets.GenericViewSet):
     @extend_schema(request=RestoreToTimeSerializer, parameters=[IDEMPOTENCY_KEY], responses=STARTED)
     @action(detail=True, methods=["post"])
     def restore(self, request: Request, pk: str | None = None) -> Response:
-        """Restore the instance in place to ``target_time``."""
+        """Restore the instance to ``target_time``: in place, or into a new instance."""
         instance = self.get_object()
         self._staff()
-        replay = operation_replay(self.access, request, kind=BackupOperationKind.RESTORE_TIME)
-        if replay is not None:
-            return replay
         serializer = RestoreToTimeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        # A copy is a point restore into a new instance (with the database replayed).
+        kind = (
+            BackupOperationKind.BACKUP_RESTORE
+            if data["mode"] == RestoreMode.NEW_INSTANCE
+            else BackupOperationKind.RESTORE_TIME
+        )
+        replay = operation_replay(self.access, request, kind=kind)
+        if replay is not None:
+            return replay
         operation = services.restore_to_time_start(
             actor=self.access,
             instance=instance,
-            target_time=serializer.validated_data["target_time"],
-            confirm_name=serializer.validated_data["confirm"],
+            target_time=data["target_time"],
+            confirm_name=data["confirm"],
             idempotency_key=idempotency_key(request),
+            mode=data["mode"],
+            name=data["name"],
+            hostname=data["hostname"],
+            host=data["host"],
         )
         return operation_accepted(operation, request)

@@ -33,6 +33,7 @@ from provisioning.hosts.backup_access import (
     host_backup_push_dir,
     host_backup_rsync_destination,
     host_backup_ssh_argv,
+    host_backup_wal_dir,
 )
 from provisioning.hosts.connection import host_connection, host_peer_ssh_port
 from provisioning.hosts.health import host_health_probe, host_health_probe_by_id
@@ -57,6 +58,7 @@ __all__ = [
     "host_abort",
     "host_backup_dir",
     "host_backup_push_dir",
+    "host_backup_wal_dir",
     "host_backup_rsync_destination",
     "host_backup_ssh_argv",
     "host_connection",

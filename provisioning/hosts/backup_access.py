@@ -22,12 +22,28 @@ BACKUP_KNOWN_HOSTS = ".ssh/known_hosts_backup"
 BACKUP_FORCED_COMMAND = "/usr/local/sbin/panel-backup-rsync"
 BACKUP_FORCED_SCRIPT = """#!/bin/sh
 # Installed by the panel: forced command of app hosts' backup keys (authorized_keys).
-# Usage: panel-backup-rsync RRSYNC READ_ROOT WRITE_ROOT
+# Usage: panel-backup-rsync RRSYNC READ_ROOT WRITE_ROOT [WAL_ROOT]
 set -eu
-rrsync="$1"; read_root="$2"; write_root="$3"
+rrsync="$1"; read_root="$2"; write_root="$3"; wal_root="${4:-}"
+last=${SSH_ORIGINAL_COMMAND##* }
 case "${SSH_ORIGINAL_COMMAND:-}" in
   "rsync --server --sender "*)
     exec "$rrsync" -ro -munge "$read_root" ;;
+esac
+case "${SSH_ORIGINAL_COMMAND:-}" in "rsync --server "*) ;; *) last="" ;; esac
+case "$last" in
+  /wal/*|/wal-partial/*)
+    # Streamed WAL: its own write root, without rrsync's single-run lock, so a long home push
+    # never delays it; nothing committed lives there (the lock guards committed points).
+    if [ -z "$wal_root" ]; then
+      echo "panel-backup-rsync: no WAL area for this key; provision the app host again" >&2
+      exit 1
+    fi
+    SSH_ORIGINAL_COMMAND="rsync --server --ignore-existing ${SSH_ORIGINAL_COMMAND#rsync --server }"
+    export SSH_ORIGINAL_COMMAND
+    exec "$rrsync" -wo -munge -no-lock "$wal_root" ;;
+esac
+case "${SSH_ORIGINAL_COMMAND:-}" in
   "rsync --server "*)
     SSH_ORIGINAL_COMMAND="rsync --server --ignore-existing ${SSH_ORIGINAL_COMMAND#rsync --server }"
     export SSH_ORIGINAL_COMMAND
@@ -56,6 +72,14 @@ def host_backup_push_dir(app_host: Host) -> str:
     return f"{app_host.backup_host.data_root}/incoming/{app_host.name}"
 
 
+def host_backup_wal_dir(app_host: Host) -> str:
+    """The app host's WAL area on its backup host (the write-only root of its streamed WAL,
+    ``wal/<instance>/`` and ``wal-partial/<instance>/``), apart from the incoming points."""
+    if app_host.backup_host is None:
+        raise ValueError(f"{app_host.name} has no backup host")
+    return f"{app_host.backup_host.data_root}/wal-incoming/{app_host.name}"
+
+
 def backup_access_line(app_host: Host, *, rrsync: str, sources: list[str], public_key: str) -> str:
     """The ``authorized_keys`` line of ``app_host``'s backup key on its backup host.
 
@@ -65,12 +89,13 @@ def backup_access_line(app_host: Host, *, rrsync: str, sources: list[str], publi
     leads nowhere on the backup host.
     """
     read_root, write_root = host_backup_dir(app_host), host_backup_push_dir(app_host)
-    for value in (rrsync, read_root, write_root, *sources):
+    wal_root = host_backup_wal_dir(app_host)
+    for value in (rrsync, read_root, write_root, wal_root, *sources):
         if not re.fullmatch(r"[A-Za-z0-9._:/@%-]+", value):
             raise OperationFailed(
                 f"Refusing an unusual path or address in authorized_keys: {value!r}"
             )
-    command = " ".join([BACKUP_FORCED_COMMAND, rrsync, read_root, write_root])
+    command = " ".join([BACKUP_FORCED_COMMAND, rrsync, read_root, write_root, wal_root])
     return (
         f'restrict,from="{",".join(sources)}",command="{command}" {public_key} '
         f"panel-backup@{app_host.name}"

@@ -23,6 +23,7 @@ from provisioning.hosts.backup_access import (
     host_backup_push_dir,
     host_backup_rsync_destination,
     host_backup_ssh_argv,
+    host_backup_wal_dir,
 )
 from provisioning.hosts.connection import host_connection, host_peer_ssh_port
 from provisioning.models import Host
@@ -302,7 +303,7 @@ class Provisioner:
                     "(Debian 12: /usr/bin/rrsync). Provision the backup host again."
                 )
             push_dir = host_backup_push_dir(self.host)
-            for directory in (target_dir, push_dir):
+            for directory in (target_dir, push_dir, host_backup_wal_dir(self.host)):
                 if not bconn.exists(directory):
                     bconn.run(
                         ["mkdir", "-p", "-m", "0750", directory],

@@ -334,7 +334,9 @@ def test_the_operation_names_the_host_the_copy_went_to(api, browser, sam, point,
     from backups.restore import Outcome
     from panel.operations import operation_execute
 
-    monkeypatch.setattr(operations, "restore_new", lambda ctx, target, backup: Outcome(1.0, "ok"))
+    monkeypatch.setattr(
+        operations, "restore_new", lambda ctx, target, backup, **kw: Outcome(1.0, "ok")
+    )
     monkeypatch.setattr(operations, "instance_published", lambda ctx, target: None)
     _app_host("app-two", point.backup_host)
     response = api(sam).post(

@@ -68,6 +68,10 @@ RULES["backups:backup_start"] = Rule("post", "instance", mutates=True)
 RULES["backups:restore_request"] = Rule("post", "instance", mutates=True)
 RULES["backups:restore"] = Rule(obj="instance", staff_only=True)
 RULES["backups:policy"] = Rule(obj="instance")
+# Point-in-time recovery: staff only (customers read the window on the backups page).
+RULES["backups:wal_enable"] = Rule("post", "instance", staff_only=True)
+RULES["backups:wal_base"] = Rule("post", "instance", staff_only=True)
+RULES["backups:restore_time"] = Rule("post", "instance", staff_only=True)
 RULES["backups:dr_dashboard"] = Rule(staff_only=True)
 RULES["backups:drill_start"] = Rule("post", staff_only=True)
 RULES["backups:restore_requests"] = Rule(staff_only=True)
@@ -95,7 +99,13 @@ COVERED_ELSEWHERE = {
     "otp-disable": "tests/hardening/test_two_factor_bypass.py",
     "otp-reset": "tests/hardening/test_two_factor_bypass.py",
 }
-BODY = {"confirm_name": "acme-jira", "license-key": "AAAB-isolation-key", "token-name": "x"}
+BODY = {
+    "confirm_name": "acme-jira",
+    "confirm": "acme-jira",
+    "target_time": "2025-03-01T10:00:00",
+    "license-key": "AAAB-isolation-key",
+    "token-name": "x",
+}
 
 
 def test_every_ui_route_has_a_rule():

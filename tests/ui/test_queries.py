@@ -1,4 +1,5 @@
-"""List pages cost the same number of queries for 3 rows as for 25."""
+"""List pages cost the same number of queries for 3 rows as for 25; the backups page and the
+DR dashboard cost a pinned number, whatever the number of base backups or archived instances."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
+from backups.models import BaseBackup
+from tests.backups.factories import backup_host, with_backup_host
 from tests.support.factories import make_instance, make_operation, make_step
+from tests.ui.test_point_in_time_ui import archive_with_window
 
 pytestmark = pytest.mark.django_db
 
@@ -35,3 +40,63 @@ def test_list_pages_take_a_constant_number_of_queries(browser, alice, acme, app_
     few = _queries(client, url)
     _add(acme, app_host, alice, 3, 22)
     assert _queries(client, url) == few
+
+
+# --- the backups page and the DR dashboard with point-in-time recovery ------------------------
+# Pinned: a change in either number is a change to review (a new panel's reads, or an N+1).
+# staff read the app hosts a copy can go to (one query, whatever their number)
+BACKUPS_PAGE_QUERIES = {"sam": 24, "alice": 25}
+DR_PAGE_QUERIES = 10
+
+
+def _base_backups(instance, app_host, count: int, start: int = 0) -> None:
+    """``count`` more base backups, failed ones (whose errors customers see masked)."""
+    for i in range(start, start + count):
+        BaseBackup.objects.create(
+            instance=instance,
+            backup_host=app_host.backup_host,
+            app_host=app_host,
+            label=f"more-{i:02d}",
+            status=BaseBackup.Status.FAILED,
+            error="pg_basebackup: could not connect",
+        )
+
+
+def _archived(tenant, name: str, app_host, base_backups: int = 1):
+    instance = make_instance(tenant, name, host=app_host)
+    archive_with_window(instance, now=timezone.now())
+    _base_backups(instance, app_host, base_backups - 1)
+    return instance
+
+
+@pytest.fixture
+def backed_app_host(app_host):
+    return with_backup_host(app_host, backup_host())
+
+
+@pytest.mark.parametrize("who", sorted(BACKUPS_PAGE_QUERIES))
+def test_the_backups_page_with_point_in_time_recovery_takes_a_pinned_number_of_queries(
+    browser, request, acme, backed_app_host, who
+):
+    client = browser(request.getfixturevalue(who))
+    instance = _archived(acme, "acme-pitr", backed_app_host, base_backups=2)
+    url = reverse("backups:instance_backups", args=[instance.pk])
+    client.get(url)  # the session's first read is not part of the page
+    assert _queries(client, url) == BACKUPS_PAGE_QUERIES[who]
+    _base_backups(instance, backed_app_host, 14, start=1)
+    assert _queries(client, url) == BACKUPS_PAGE_QUERIES[who]
+
+
+def test_the_dr_dashboard_with_its_archiving_table_takes_a_pinned_number_of_queries(
+    browser, sam, acme, backed_app_host
+):
+    client = browser(sam)
+    url = reverse("backups:dr_dashboard")
+    _archived(acme, "acme-pitr00", backed_app_host)
+    client.get(url)
+    assert _queries(client, url) == DR_PAGE_QUERIES
+    for i in range(1, 8):
+        _archived(acme, f"acme-pitr{i:02d}", backed_app_host, base_backups=3)
+    html = client.get(url).content.decode()
+    assert html.count('data-testid="dr-archive"') == 8
+    assert _queries(client, url) == DR_PAGE_QUERIES

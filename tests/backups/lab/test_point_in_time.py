@@ -4,6 +4,7 @@ base backup, and a restore in place to a chosen second, checked by the rows."""
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import timedelta
 from typing import Any
@@ -12,12 +13,26 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from backups.models import Backup, BaseBackup, WalArchive
+from backups import operations as backup_operations
+from backups import services as backup_services
+from backups.models import Backup, BaseBackup, RestoreDrill, WalArchive
 from backups.selectors import recovery_state
-from backups.services import backup_start, restore_to_time_start, wal_enable_start
+from backups.services import (
+    WAL_BROKEN,
+    backup_start,
+    drill_start,
+    restore_to_time_start,
+    wal_base_start,
+    wal_bases_dispatch,
+    wal_check,
+    wal_enable_start,
+)
+from backups.wal import segment_before
+from notifications.models import NotificationEvent
 from panel.access import access_for_user
-from provisioning.models import AtlassianInstance
+from provisioning.models import AtlassianInstance, Host, Operation
 from tests.support.backup_lab import LabWorld, backup1, create_instance, sh, wait_ok
+from tests.support.lab import step_text
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
 
@@ -32,8 +47,17 @@ def pitr(lab: LabWorld, django_db_blocker: Any) -> AtlassianInstance:
         instance = create_instance(access_for_user(lab.platform), lab.tenant, lab.app_host, name)
         op = wait_ok(wal_enable_start(actor=access_for_user(lab.support), instance=instance))
         assert op.result["base_backup"]
+        # A home point after the first base opens the window. (Each test's own rows are rolled
+        # back after it, while what it did on the hosts stays: the module's rows are made here.)
+        wait_ok(backup_start(actor=access_for_user(lab.admin), instance=instance))
         instance.refresh_from_db()
         return instance
+
+
+def _wal_dirs(lab: LabWorld, instance: AtlassianInstance) -> tuple[str, str]:
+    """The instance's archived segments and compressed partial segments on the backup host."""
+    root = f"{lab.backup_host.data_root}/wal-incoming/{lab.app_host.name}"
+    return f"{root}/wal/{instance.name}", f"{root}/wal-partial/{instance.name}"
 
 
 def _titles(lab: LabWorld, instance: AtlassianInstance) -> list[str]:
@@ -69,11 +93,13 @@ def test_wal_streams_to_the_backup_host_and_a_base_backup_is_there(lab, pitr):
     before = timezone.now()
     lab.api("items", {"title": "streamed"}, instance=pitr)
     _wait_shipped_after(pitr, before)
-    push = f"{lab.backup_host.data_root}/incoming/{lab.app_host.name}/{pitr.name}"
-    partials = backup1("sh", "-c", f"ls -1 {push}/wal-partial").split()
+    wal, partial = _wal_dirs(lab, pitr)
+    partials = backup1("sh", "-c", f"ls -1 {partial}").split()
     assert partials and all(p.endswith(".gz") and ".partial." in p for p in partials)
-    # and never outside the backup host's area of this app host
-    assert backup1("sh", "-c", f"ls -1 {push}/wal | wc -l").strip().isdigit()
+    assert backup1("sh", "-c", f"ls -1 {wal} | wc -l").strip().isdigit()
+    # The WAL has its own area, apart from the incoming points (whose rrsync lock it skips).
+    points_push = f"{lab.backup_host.data_root}/incoming/{lab.app_host.name}/{pitr.name}"
+    assert backup1("sh", "-c", f"ls -1 {points_push}/wal 2>&1 || true").count("No such") == 1
 
 
 def test_a_restore_to_a_second_brings_the_rows_of_that_second_and_not_later(lab, pitr):
@@ -132,3 +158,193 @@ def test_a_time_outside_the_window_is_refused_before_anything_starts(lab, pitr):
     with pytest.raises(ValidationError) as unconfirmed:
         restore_to_time_start(actor=staff, instance=pitr, target_time=timezone.now())
     assert "confirm" in str(unconfirmed.value)
+
+
+def _wal_container(instance: AtlassianInstance, *, all_states: bool = False) -> str:
+    return sh(
+        "docker",
+        "ps",
+        "-q",
+        *(["--all"] if all_states else []),
+        "--filter",
+        f"label=panel.instance-id={instance.pk}",
+        "--filter",
+        "label=panel.role=wal",
+    ).strip()
+
+
+def test_the_periodic_check_alerts_staff_when_the_receiver_stops_and_clears_when_it_runs(lab, pitr):
+    assert wal_check()["broken"] == []
+    archive = WalArchive.objects.get(instance=pitr)
+    assert archive.receiver_running and archive.checked_at is not None
+    assert archive.alerted_at is None
+    container = _wal_container(pitr)
+    sh("docker", "stop", container)
+    try:
+        assert wal_check()["broken"] == [pitr.name]
+        event = NotificationEvent.objects.get(event=WAL_BROKEN, resolved_at__isnull=True)
+        assert "pg_receivewal" in event.body and event.tenant_id is None  # staff, not customer
+        assert wal_check()["broken"] == []  # told once
+    finally:
+        sh("docker", "start", container)
+    moment = timezone.now()
+    lab.api("items", {"title": "after-receiver-restart"}, instance=pitr)
+    _wait_shipped_after(pitr, moment)
+    assert wal_check()["recovered"] == [pitr.name]
+    assert NotificationEvent.objects.get(event=WAL_BROKEN).resolved_at is not None
+
+
+@pytest.fixture(scope="module")
+def app2(lab: LabWorld, django_db_blocker: Any) -> Host:
+    """The lab's second app host (enrolled once for the package; see LabWorld.app2_host)."""
+    with django_db_blocker.unblock():
+        return lab.app2_host()
+
+
+def test_a_restore_to_a_second_into_a_new_instance_on_another_app_host(lab, pitr, app2):
+    staff = access_for_user(lab.support)
+    lab.api("items", {"title": "copy-before"}, instance=pitr)
+    time.sleep(2)
+    target = timezone.now().replace(microsecond=0)
+    time.sleep(2)
+    lab.api("items", {"title": "copy-after"}, instance=pitr)
+    name = f"t{lab.suffix}-jira"
+    lab.extra_projects.append(name)
+
+    op = wait_ok(
+        restore_to_time_start(
+            actor=staff,
+            instance=pitr,
+            target_time=target,
+            mode="new_instance",
+            name=name,
+            hostname=f"{name}.staging.example",
+            host=app2,
+        )
+    )
+
+    copy = AtlassianInstance.objects.get(name=name)
+    assert copy.host == app2 and copy.copy_of == pitr and copy.status == "running"
+    assert op.kind == "backup.restore" and op.params["target_time"] == target.isoformat()
+    # The app reads the copy's database with the copy's own user and password (its home's
+    # config was pointed there): the rows of that second, not later ones.
+    titles = sorted(lab.titles(copy))
+    assert "copy-before" in titles and "copy-after" not in titles
+    assert "copy-after" in _titles(lab, pitr)  # the source is untouched
+    roles = lab.psql("SELECT string_agg(rolname, ',') FROM pg_roles WHERE rolcanlogin", copy)
+    assert roles.strip() == copy.db_user  # the source's role renamed, the helper role gone
+    assert lab.psql("SELECT current_database()", copy).strip() == copy.db_name
+    text = step_text(op)
+    assert "replayed to" in text and copy.db_password not in text
+
+
+def test_a_drill_restores_a_random_second_of_the_window_into_a_scratch_copy(lab, pitr, monkeypatch):
+    lab.api("items", {"title": "drill-before"}, instance=pitr)
+    time.sleep(2)
+    target = timezone.now().replace(microsecond=0)
+    time.sleep(2)
+    lab.api("items", {"title": "drill-after"}, instance=pitr)
+    _wait_shipped_after(pitr, timezone.now())
+    wal_check()  # what the periodic check keeps current: the window's end
+    window = recovery_state(pitr)
+    assert window["window_start"] is not None
+    # The drill's "random" second, made the one between the two rows (random.randint is what
+    # drill_start draws the offset from the window's start with).
+    offset = math.ceil((target - window["window_start"]).total_seconds())
+    monkeypatch.setattr(backup_services.random, "randint", lambda a, b: offset)
+    seen = {}  # scratch name -> its titles
+    remove = backup_operations.scratch_remove
+
+    def read_then_remove(ctx: Any, scratch: AtlassianInstance) -> bool:
+        try:
+            seen[scratch.name] = sorted(lab.titles(scratch))
+        except AssertionError:  # no running copy: the drill's own failure says why
+            seen[scratch.name] = []
+        return remove(ctx, scratch)
+
+    monkeypatch.setattr(backup_operations, "scratch_remove", read_then_remove)
+
+    op = wait_ok(drill_start(actor=access_for_user(lab.support), instance=pitr))
+
+    drill = RestoreDrill.objects.get(operation=op)
+    assert drill.status == RestoreDrill.Status.PASSED and drill.cleaned_up
+    assert op.result["target_time"] == target.isoformat()
+    titles = seen[drill.scratch_name]
+    assert "drill-before" in titles and "drill-after" not in titles
+    assert "Drill to a random second of the window" in step_text(op)
+
+
+def test_wal_ships_while_a_push_of_the_same_app_host_holds_rrsyncs_lock(lab, pitr):
+    # A long home push holds rrsync's lock on the app host's incoming area (the panel's commit
+    # takes the same lock); the WAL goes to its own area without that lock, so it still ships.
+    incoming = f"{lab.backup_host.data_root}/incoming/{lab.app_host.name}"
+    sh("docker", "exec", "-d", "panel-lab-backup1", "flock", "--exclusive", incoming, "sleep", "40")
+    time.sleep(1)
+    held = backup1("sh", "-c", f"flock --nonblock {incoming} true && echo free || echo held")
+    assert held.strip() == "held"
+    moment = timezone.now()
+    lab.api("items", {"title": "during-a-long-push"}, instance=pitr)
+    _wait_shipped_after(pitr, moment, timeout=30)
+    wal_check()
+    assert WalArchive.objects.get(instance=pitr).error == ""
+
+
+# Last in the module: it removes the module's first base backup from the backup host, while
+# the row (made by the module fixture) comes back when the test's transaction is rolled back.
+def test_a_scheduled_base_backup_drops_what_no_retained_point_needs_and_restores_still_work(
+    lab, pitr, settings
+):
+    staff = access_for_user(lab.support)
+    admin = access_for_user(lab.admin)
+    # Completed segments: each pg_switch_wal ends one, the receiver writes it whole and the
+    # shipper moves it to the backup host.
+    for n in range(3):
+        lab.api("items", {"title": f"segment-{n}"}, instance=pitr)
+        lab.psql("SELECT pg_switch_wal()", instance=pitr)
+    # A base after the module's point: retention keeps the older base, which covers the point.
+    middle_op = wait_ok(wal_base_start(actor=staff, instance=pitr))
+    assert middle_op.result["bases_removed"] == 0
+    middle = BaseBackup.objects.get(instance=pitr, label=middle_op.result["base_backup"])
+    time.sleep(1.1)  # a point's time is to the second: let it fall after the base's end
+    wait_ok(backup_start(actor=admin, instance=pitr))
+    newest_point = Backup.objects.filter(instance=pitr).latest("taken_at")
+    lab.api("items", {"title": "after-the-point"}, instance=pitr)
+    time.sleep(2)
+    target = timezone.now().replace(microsecond=0)
+    time.sleep(2)
+    lab.api("items", {"title": "after-the-target"}, instance=pitr)
+    # Retention of the home points (tested elsewhere) has dropped the older point: the
+    # catalogue keeps only the newest, so the archive must reach back to it and no further.
+    Backup.objects.filter(instance=pitr).exclude(pk=newest_point.pk).delete()
+    doomed = list(BaseBackup.objects.filter(instance=pitr, finished_at__lt=middle.finished_at))
+    assert doomed and middle.start_wal
+    wal, partial = _wal_dirs(lab, pitr)
+    before = backup1("sh", "-c", f"ls -1 {wal}").split()
+    assert any(segment_before(n, middle.start_wal) for n in before), before
+
+    settings.PANEL_WAL_BASE_INTERVAL_HOURS = 0.0001  # every base is "old": one is due now
+    assert wal_bases_dispatch() == [pitr.name]
+    op = wait_ok(
+        Operation.objects.filter(instance=pitr, kind="backup.wal_base").latest("created_at")
+    )
+
+    assert op.result["bases_removed"] == len(doomed) and op.result["wal_removed"] > 0
+    left = backup1("sh", "-c", f"ls -1 {lab.area(pitr)}/wal-base").split()
+    assert all(b.label not in left for b in doomed) and middle.label in left
+    after = backup1("sh", "-c", f"ls -1 {wal}").split()
+    assert after and not any(segment_before(n, middle.start_wal) for n in after), after
+    wal_check()  # superseded partial segments go with the periodic check
+    # the newest one stays (and the shipper may just have pushed a newer one)
+    assert 1 <= len(backup1("sh", "-c", f"ls -1 {partial}").split()) <= 2
+    assert recovery_state(pitr)["window_start"] == newest_point.taken_at
+
+    # The replay from the base that covers the oldest point still finds every segment.
+    restore = wait_ok(
+        restore_to_time_start(
+            actor=staff, instance=pitr, target_time=target, confirm_name=pitr.name
+        )
+    )
+    assert restore.result["base_backup"] == middle.label
+    titles = _titles(lab, pitr)
+    assert "after-the-point" in titles and "segment-2" in titles
+    assert "after-the-target" not in titles
