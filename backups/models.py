@@ -384,6 +384,10 @@ class WalArchive(models.Model):
     error = models.TextField(blank=True)
     # Set while a "broken archiver" alert is open (the periodic check clears it on recovery).
     alerted_at = models.DateTimeField(null=True, blank=True)
+    # [[from, to], ...] (ISO 8601): a restore in place to ``from``, finished at ``to``, forked a
+    # new timeline there; a time in between can no longer be restored (a replay would follow
+    # the new timeline and silently give the database as of ``from``).
+    gaps = models.JSONField(default=list, blank=True)
 
     objects = scoped_manager("instance__tenant")
 

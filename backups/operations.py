@@ -503,6 +503,7 @@ def restore_time_run(ctx: OperationContext) -> dict:
         _transition(ctx, instance, previous, "")
         raise
     _transition(ctx, instance, "running", "")
+    wal.gap_record(instance, target)
     seconds = round(time.monotonic() - started, 1)
     ctx.step(
         f"Restored {instance.name} to {target:%Y-%m-%d %H:%M:%S} UTC in {_words(seconds)} "

@@ -131,6 +131,7 @@ def rpo_state(
     *,
     now: datetime | None = None,
     wal_shipped: datetime | None = None,
+    wal_enabled: datetime | None = None,
 ) -> dict[str, Any]:
     """The age of the newest good backup against the tier's RPO. A new instance is not in
     breach before one RPO has passed since it was created. With WAL archiving on, the age of
@@ -145,8 +146,11 @@ def rpo_state(
     wal_age = None
     wal_breached = False
     if instance.wal_archiving:
-        wal_age = now - wal_shipped if wal_shipped else None
-        wal_breached = (wal_age or now - instance.created_at) > goals.rpo
+        wal_age = now - wal_shipped if wal_shipped is not None else None
+        # Never shipped yet: count from when archiving was turned on.
+        reference = wal_shipped if wal_shipped is not None else (wal_enabled or instance.created_at)
+        # a stopped instance writes nothing (its receiver stops with its database)
+        wal_breached = now - reference > goals.rpo and instance.status == InstanceStatus.RUNNING
     watched = instance.status in WATCHED_STATUSES
     return {
         "rpo": goals.rpo,
@@ -163,6 +167,9 @@ def instance_backup_summary(access: Access, instance: AtlassianInstance) -> dict
     """What the instance page shows about backups."""
     points = list(instance_points(access, instance)[:60])
     last_good = points[0].taken_at if points else None
+    archive = (
+        WalArchive.objects.filter(instance=instance).first() if instance.wal_archiving else None
+    )
     policy = BackupPolicy.objects.for_user(access).filter(instance=instance).first()
     recent = list(backup_list(access).filter(instance=instance).order_by("-taken_at")[:8])
     return {
@@ -170,7 +177,12 @@ def instance_backup_summary(access: Access, instance: AtlassianInstance) -> dict
         "point_count": instance_points(access, instance).count(),
         "recent": recent,
         "policy": policy,
-        "rpo": rpo_state(instance, last_good),
+        "rpo": rpo_state(
+            instance,
+            last_good,
+            wal_shipped=archive.shipped_at if archive else None,
+            wal_enabled=archive.enabled_at if archive else None,
+        ),
         "last_drill": drill_list(access).filter(instance=instance).first(),
         "last_restore": restore_list(access).filter(instance=instance).first(),
         "open_requests": restore_request_list(access)
@@ -307,6 +319,7 @@ def recovery_state(instance: AtlassianInstance) -> dict[str, Any]:
         "lag_seconds": round(lag.total_seconds(), 1) if lag is not None else None,
         "receiver_running": archive.receiver_running if archive else False,
         "error": archive.error if archive else "",
+        "gaps": list(archive.gaps) if archive else [],
         "window_start": window.start if window else None,
         "window_end": window.end if window else None,
         "base_backups": list(
@@ -332,6 +345,16 @@ def wal_problem(archive: WalArchive, now: datetime | None = None) -> str:
             return f"No WAL was shipped since archiving was turned on {minutes} minutes ago."
         return f"No WAL was shipped for {minutes} minutes."
     return ""
+
+
+def recovery_gap(instance: AtlassianInstance, moment: datetime) -> tuple[datetime, datetime] | None:
+    """The gap of the window ``moment`` falls in (see ``WalArchive.gaps``), or None."""
+    archive = WalArchive.objects.filter(instance=instance).only("gaps").first()
+    for start, end in (archive.gaps if archive else []) or []:
+        begins, ends = datetime.fromisoformat(start), datetime.fromisoformat(end)
+        if begins < moment <= ends:
+            return begins, ends
+    return None
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from backups.models import (
 from backups.policies import next_run_after, policy_for
 from backups.restore import copy_marks
 from backups.selectors import (
+    recovery_gap,
     recovery_window,
     recovery_window_start,
     restore_copy_of,
@@ -301,6 +302,22 @@ def restore_to_time_start(
         raise ValidationError(
             {"target_time": f"Choose a time inside the recoverable window: {span}."}
         )
+    gap = recovery_gap(instance, target_time)
+    if gap is not None:
+        raise ValidationError(
+            {
+                "target_time": f"{instance.name} was restored to {gap[0]:%Y-%m-%d %H:%M:%S} UTC "
+                f"at {gap[1]:%Y-%m-%d %H:%M:%S} UTC; the times in between cannot be restored. "
+                "Choose a time before or after them."
+            }
+        )
+    if not in_place and instance.status != InstanceStatus.RUNNING:
+        # The copy writes one commit on the source and waits for it to be archived (a replay
+        # stops at the first commit after its target).
+        raise ValidationError(
+            f"{instance.name} is {instance.get_status_display().lower()}; a copy to a time "
+            "needs it running."
+        )
     if not in_place:
         point = (
             Backup.objects.filter(
@@ -543,7 +560,8 @@ def drill_start(
     if backup is None:
         raise ValidationError(f"{instance.name} has no retained point to drill.")
     params = {"backup": str(backup.pk), "scratch": f"drill-{secrets.token_hex(4)}"}
-    window = recovery_window(instance) if instance.wal_archiving else None
+    running = instance.status == InstanceStatus.RUNNING  # the replay needs a marker commit
+    window = recovery_window(instance) if instance.wal_archiving and running else None
     if window is not None:
         # With point-in-time recovery, a drill restores a random second of the window: every
         # part of the archive gets tried over time, not only the newest point.
@@ -551,6 +569,9 @@ def drill_start(
         # To the second, never before the window's start (truncation takes less than 1 s).
         offset = timedelta(seconds=random.randint(1, max(span, 1)))
         target = (window.start + offset).replace(microsecond=0)
+        gap = recovery_gap(instance, target)
+        if gap is not None:  # past a restore's fork: the first second after it
+            target = (gap[1] + timedelta(seconds=1)).replace(microsecond=0)
         point = (
             Backup.objects.filter(
                 instance=instance, status=BackupStatus.SUCCEEDED, taken_at__lte=target
@@ -558,7 +579,7 @@ def drill_start(
             .order_by("-taken_at")
             .first()
         )
-        if point is not None:
+        if point is not None and target <= window.end:
             params = {**params, "backup": str(point.pk), "target_time": target.isoformat()}
     return operation_start(
         kind=BackupOperationKind.BACKUP_DRILL,
@@ -762,10 +783,17 @@ def rpo_check(now: datetime | None = None) -> dict[str, list[str]]:
         .annotate(
             last_good=Max("backups__taken_at", filter=Q(backups__status=BackupStatus.SUCCEEDED)),
             wal_shipped=F("wal_archive__shipped_at"),
+            wal_enabled=F("wal_archive__enabled_at"),
         )
     )
     for instance in instances:
-        state = rpo_state(instance, instance.last_good, now=now, wal_shipped=instance.wal_shipped)
+        state = rpo_state(
+            instance,
+            instance.last_good,
+            now=now,
+            wal_shipped=instance.wal_shipped,
+            wal_enabled=instance.wal_enabled,
+        )
         policy = getattr(instance, "backup_policy", None)
         if state["breached"]:
             if policy is None:
@@ -915,8 +943,9 @@ def wal_check(now: datetime | None = None) -> dict[str, list[str]]:
     archive is broken (receiver down, shipper failing, or nothing shipped for
     ``PANEL_WAL_BROKEN_AFTER`` seconds); the alert is resolved when it works again."""
     instances = list(
+        # Running only: a stopped instance's receiver is stopped with its database.
         AtlassianInstance.objects.filter(
-            wal_archiving=True, status__in=list(BACKUP_FROM), host__isnull=False
+            wal_archiving=True, status=InstanceStatus.RUNNING, host__isnull=False
         ).select_related("host__backup_host", "tenant")
     )
     by_app: dict[Any, list[AtlassianInstance]] = {}

@@ -25,6 +25,7 @@ aside, the home hard-linked), so nothing crosses the network twice.
 from __future__ import annotations
 
 import copy
+import logging
 import re
 import shlex
 import time
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from backups.dump import compose_argv
@@ -52,6 +54,8 @@ from provisioning.hosts import host_backup_ssh_argv, host_connection
 from provisioning.models import AtlassianInstance, Host
 from provisioning.remote import HostConnection, RemoteError
 from provisioning.rollout import instance_rollout, wait_running
+
+log = logging.getLogger(__name__)
 
 SHIPPER_PATH = "/usr/local/sbin/panel-wal-ship"
 SHIPPER_CRON = "/etc/cron.d/panel-wal-ship"
@@ -254,26 +258,35 @@ def wal_states_refresh(app_host: Host, instances: list[AtlassianInstance]) -> No
     so the periodic check alerts when it lasts)."""
     try:
         with host_connection(app_host) as conn:
+            # The current shipper (an upgrade of the panel may change it; it re-execs itself).
+            script, cron = shipper_render(app_host)
+            conn.upload_if_changed(SHIPPER_PATH, script, mode=0o755, message="WAL shipper")
+            conn.upload_if_changed(SHIPPER_CRON, cron, mode=0o644, message="WAL shipper cron")
             for instance in instances:
                 wal_state_read(conn, instance)
-    except RemoteError as exc:
-        WalArchive.objects.filter(instance__in=instances).update(
-            error=f"The state could not be read from {app_host.name}: {exc}"[:1000],
-            checked_at=timezone.now(),
-        )
+    except (RemoteError, OperationFailed) as exc:
+        # Not an error of the archive yet: its lag grows, and the check alerts once it
+        # passes PANEL_WAL_BROKEN_AFTER (a short network blip must not page anyone).
+        log.warning("WAL state of %s could not be read: %s", app_host.name, exc)
 
 
 def partials_prune(backup_host: Host, instances: list[AtlassianInstance]) -> int:
     """Remove the superseded compressed partial segments of ``instances`` on ``backup_host``:
     the shipper pushes a new one under a new name on each pass that saw a change (the push key
     never overwrites), and a restore reads only the newest."""
-    dirs = [wal_paths(i).push_partial for i in instances]
+    dirs = []
+    for instance in instances:
+        try:
+            dirs.append(wal_paths(instance).push_partial)
+        except OperationFailed:  # e.g. a policy names a backup host not yet provisioned
+            continue
     if not dirs:
         return 0
+    # Names are read line by line, never expanded by the shell (the app host chose them).
     script = (
-        'n=0; for d in "$@"; do [ -d "$d" ] || continue; cd "$d" || continue; '
-        'for f in $(ls -1 | LC_ALL=C sort | head -n -1); do rm -f -- "$f"; n=$((n+1)); done; '
-        'done; echo "$n"'
+        'for d in "$@"; do [ -d "$d" ] || continue; (cd "$d" && ls -1 | LC_ALL=C sort | '
+        'head -n -1 | while IFS= read -r f; do rm -f -- "$f" && echo removed; done); '
+        "done | wc -l"
     )
     with host_connection(backup_host) as bconn:
         out = bconn.run(["sh", "-c", script, "sh", *dirs], record=False).stdout
@@ -432,6 +445,15 @@ def bases_to_prune(bases: list[BaseBackup], keep_from: datetime | None) -> list[
     return good[: good.index(first_kept)] + failed
 
 
+def prune_floor(kept: list[BaseBackup]) -> BaseBackup | None:
+    """The kept base whose first segment is the lowest: WAL before it can go. Not the oldest
+    base's: a restore to a time forks a new timeline at a lower position than later bases of
+    the old one. None (prune nothing) when there is none, or one has no known first segment."""
+    if not kept or not all(b.start_wal for b in kept):
+        return None
+    return min(kept, key=lambda b: b.start_wal[8:])
+
+
 def segment_before(name: str, start: str) -> bool:
     """Whether WAL file ``name`` (a segment, or a compressed partial segment) lies wholly
     before segment ``start``: the log and segment numbers compared, whatever the timeline
@@ -470,8 +492,8 @@ def wal_prune(ctx: OperationContext, instance: AtlassianInstance) -> dict[str, i
                 message=f"Removed base backup {base.label} (older than retention needs)",
             )
             base.delete()
-        oldest = min(kept, key=lambda b: b.finished_at or timezone.now(), default=None)
-        if oldest is not None and oldest.start_wal:
+        oldest = prune_floor(kept)
+        if oldest is not None:
             for directory in (paths.push_wal, paths.push_partial):
                 listing = bconn.run(
                     ["sh", "-c", 'ls -1 "$1" 2>/dev/null || true', "sh", directory],
@@ -518,7 +540,10 @@ find "$wal" -maxdepth 1 -type f -exec cp -al {} "$staging/wal/" \;
 newest=$(ls -1 "$partial" 2>/dev/null | LC_ALL=C sort | tail -n 1)
 if [ -n "$newest" ]; then
   seg=${newest%%.*}
-  if [ ! -e "$staging/wal/$seg" ]; then gzip -dc "$partial/$newest" > "$staging/wal/$seg"; fi
+  # a hard link first: the periodic check may drop this partial once a newer one arrives
+  np="$staging/newest-partial.gz"; cp -al "$partial/$newest" "$np"
+  if [ ! -e "$staging/wal/$seg" ]; then gzip -dc "$np" > "$staging/wal/$seg"; fi
+  rm -f "$np"
 fi
 ls -1 "$staging/wal" | wc -l
 """
@@ -648,6 +673,7 @@ def restore_to_time(
             )
             reached = _recovery_wait(ctx, conn, instance)
             ctx.step(f"Recovery finished; newest replayed transaction: {reached}")
+            _reached_check(reached, target)
             psql(
                 conn,
                 instance,
@@ -715,11 +741,12 @@ def database_to_time(source: AtlassianInstance, target_time: datetime) -> Databa
             raise OperationFailed(f"{target.name} is not placed on an app host.")
         into = PointStore(paths.store.backup_host, target.host.name, target.name)
         key = str(ctx.operation.pk)
-        staging, segments = _stage_on_backup_host(ctx, paths, base, key, into=into)
-        ctx.step(f"{segments} WAL files staged for the replay")
+        staging = f"{into.area}/{PITR_STAGING}/{key}"
         idir = instance_dir(target)
         pull = f"{idir}/{PITR_STAGING}"
         try:
+            _staging, segments = _stage_on_backup_host(ctx, paths, base, key, into=into)
+            ctx.step(f"{segments} WAL files staged for the replay")
             conn.run(["rm", "-rf", pull], record=False)
             rsync_run(
                 ctx,
@@ -754,8 +781,16 @@ def database_to_time(source: AtlassianInstance, target_time: datetime) -> Databa
                 database=source.db_name,
                 message="Removed the recovery settings",
             )
-            _database_rename(ctx, conn, as_source, target)
+            with ctx.uncancellable():  # a half-renamed database is worse than either
+                _database_rename(ctx, conn, as_source, target)
             conn.run(["rm", "-rf", f"{idir}/db/{PITR_WAL}", pull], record=False)
+        except BaseException:
+            # The copy fails (restore_new marks it): no database left replaying or restarting,
+            # and no pulled base and WAL left on its host.
+            with ctx.uncancellable():
+                conn.run(compose_argv(target, "stop", "db"), timeout=300, ok_codes=range(256))
+                conn.run(["rm", "-rf", pull], record=False, ok_codes=range(256))
+            raise
         finally:
             with ctx.uncancellable(), host_connection(paths.store.backup_host, ctx=ctx) as bconn:
                 bconn.run(["rm", "-rf", "--one-file-system", staging], record=False)
@@ -825,6 +860,15 @@ def _database_rename(
         database=target.db_name,
         message="Dropped the short-lived role",
     )
+
+
+def gap_record(instance: AtlassianInstance, target: datetime) -> None:
+    """Remember that a restore in place to ``target`` forked a new timeline there: the times
+    from ``target`` to now can no longer be restored to (see ``WalArchive.gaps``)."""
+    with transaction.atomic():
+        archive, _ = WalArchive.objects.select_for_update().get_or_create(instance=instance)
+        archive.gaps = [*archive.gaps, [target.isoformat(), timezone.now().isoformat()]]
+        archive.save(update_fields=["gaps"])
 
 
 def _database_from_base(conn: HostConnection, idir: str, pull: str, target: datetime) -> None:

@@ -34,11 +34,17 @@ case "${SSH_ORIGINAL_COMMAND:-}" in "rsync --server "*) ;; *) last="" ;; esac
 case "$last" in
   /wal/*|/wal-partial/*)
     # Streamed WAL: its own write root, without rrsync's single-run lock, so a long home push
-    # never delays it; nothing committed lives there (the lock guards committed points).
+    # never delays it (the lock guards the incoming points while the panel commits them).
     if [ -z "$wal_root" ]; then
       echo "panel-backup-rsync: no WAL area for this key; provision the app host again" >&2
       exit 1
     fi
+    # WAL stays where it was pushed (the archive itself): no option that deletes there.
+    case "$SSH_ORIGINAL_COMMAND" in
+      *" --del"*|*" --backup"*)
+        echo "panel-backup-rsync: the WAL area takes no --delete or --backup" >&2
+        exit 1 ;;
+    esac
     SSH_ORIGINAL_COMMAND="rsync --server --ignore-existing ${SSH_ORIGINAL_COMMAND#rsync --server }"
     export SSH_ORIGINAL_COMMAND
     exec "$rrsync" -wo -munge -no-lock "$wal_root" ;;

@@ -14,7 +14,7 @@ from django.utils import timezone
 from backups.models import BackupOperationKind, BaseBackup, WalArchive
 from backups.selectors import rpo_state, wal_problem
 from backups.services import drill_start, restore_to_time_start, rpo_check, wal_bases_dispatch
-from backups.wal import base_start_segment, bases_to_prune, segment_before
+from backups.wal import base_start_segment, bases_to_prune, prune_floor, segment_before
 from notifications.models import NotificationEvent
 from panel.access import access_for_user
 from panel.operations import OperationFailed
@@ -204,3 +204,52 @@ def test_a_drill_of_an_archiving_instance_restores_a_random_second_of_its_window
         targets.add(target)
         Operation.objects.filter(pk=op.pk).update(status="succeeded")
     assert len(targets) > 1  # random, not always the same second
+
+
+def test_the_times_a_restore_in_place_forked_away_cannot_be_chosen_and_drills_skip_them(
+    archiving, sam
+):
+    _base(archiving, 5)
+    make_point(archiving, taken_at=timezone.now() - timedelta(hours=4))
+    now = timezone.now()
+    fork, done = now - timedelta(hours=3), now - timedelta(hours=2)
+    WalArchive.objects.create(
+        instance=archiving, shipped_at=now, gaps=[[fork.isoformat(), done.isoformat()]]
+    )
+    inside = (fork + timedelta(minutes=30)).replace(microsecond=0)
+    with pytest.raises(ValidationError) as refused:
+        restore_to_time_start(
+            actor=access_for_user(sam),
+            instance=archiving,
+            target_time=inside,
+            confirm_name="acme-jira",
+        )
+    assert "cannot be restored" in refused.value.message_dict["target_time"][0]
+    for _ in range(6):
+        op = drill_start(actor=None, instance=archiving)
+        target = datetime.fromisoformat(op.params["target_time"])
+        assert not (fork < target <= done), target
+        Operation.objects.filter(pk=op.pk).update(status="succeeded")
+
+
+def test_a_stopped_instance_is_not_in_breach_for_its_wal_and_a_new_archive_counts_from_enable(
+    archiving,
+):
+    now = timezone.now()
+    AtlassianInstance.objects.filter(pk=archiving.pk).update(created_at=now - timedelta(days=9))
+    archiving.refresh_from_db()
+    enabled = now - timedelta(minutes=5)
+    state = rpo_state(archiving, now, wal_shipped=None, wal_enabled=enabled)
+    assert not state["wal_breached"]  # never shipped yet, but enabled 5 minutes ago
+    late = rpo_state(archiving, now, wal_shipped=now - timedelta(hours=9))
+    assert late["wal_breached"]
+    archiving.status = "stopped"
+    assert not rpo_state(archiving, now, wal_shipped=now - timedelta(hours=9))["wal_breached"]
+
+
+def test_wal_is_kept_from_the_lowest_first_segment_of_any_kept_base_across_timelines():
+    old_tl = BaseBackup(label="tl1", start_wal="000000010000000000000040")
+    forked = BaseBackup(label="tl2", start_wal="000000020000000000000021")  # forked lower
+    assert prune_floor([old_tl, forked]) is forked
+    assert prune_floor([old_tl, BaseBackup(label="unknown", start_wal="")]) is None
+    assert prune_floor([]) is None

@@ -70,3 +70,9 @@ def test_a_key_installed_before_the_wal_area_refuses_wal_instead_of_misplacing_i
 def test_anything_but_rsync_is_refused(forced, command):
     done = forced(command, *ROOTS)
     assert done.returncode == 1 and "only rsync" in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize("option", ["--delete", "--delete-during", "--backup-dir=x", "--backup"])
+def test_the_wal_area_refuses_pushes_that_would_delete_or_move_archived_wal(forced, option):
+    done = forced(f"rsync --server -logDtpre.iLsfxCIvu {option} . /wal/jira/", *ROOTS)
+    assert done.returncode == 1 and "no --delete" in done.stderr and done.stdout == ""
