@@ -12,6 +12,7 @@ PERIODIC_JOBS = (
     ("backups-wal-bases", "backups.tasks.wal_bases_dispatch", 300.0),
     ("backups-purge-deleted", "backups.tasks.backups_purge_deleted", 3600.0),
     ("backups-catalogue-refresh", "backups.tasks.catalogue_refresh", 6 * 3600.0),
+    ("backups-evacuate-auto", "backups.tasks.evacuations_auto", 60.0),
 )
 
 
@@ -21,7 +22,7 @@ class BackupsConfig(AppConfig):
     name = "backups"
 
     def ready(self) -> None:
-        from backups import operations, services
+        from backups import evacuate, operations, services  # noqa: F401 - evacuate: its kinds
         from panel.registry import (
             hook_register,
             notification_event_register,
@@ -35,6 +36,7 @@ class BackupsConfig(AppConfig):
         hook_register("instance_hooks", "upgrade_failed", operations.restore_after_failed_upgrade)
         panel_register("dashboard_panels", "backups/_dashboard_backups.html")
         panel_register("instance_panels", "backups/_instance_backups.html")
+        panel_register("host_panels", "backups/_host_evacuation.html")
         for name, task, seconds in PERIODIC_JOBS:
             periodic_job_register(name, task=task, seconds=seconds)
         for key, label, platform in services.NOTIFICATION_EVENTS:

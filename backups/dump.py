@@ -9,7 +9,7 @@ import time
 from django.conf import settings
 
 from panel.operations import OperationContext, OperationFailed
-from provisioning.compose import instance_dir
+from provisioning.compose import instance_dir, project_name
 from provisioning.models import AtlassianInstance
 from provisioning.remote import HostConnection
 
@@ -39,7 +39,7 @@ def compose_argv(instance: AtlassianInstance, *args: str) -> list[str]:
         "--project-directory",
         instance_dir(instance),
         "--project-name",
-        instance.name,
+        project_name(instance),
         *args,
     ]
 
@@ -110,7 +110,7 @@ def dump_create(
             _DUMP_SCRIPT,
             "sh",
             instance_dir(instance),
-            instance.name,
+            project_name(instance),
             instance.db_user,
             instance.db_name,
         ],

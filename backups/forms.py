@@ -260,3 +260,21 @@ class RequestHandleForm(forms.Form):
     response = forms.CharField(
         required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
     )
+
+
+class HostEvacuateForm(forms.Form):
+    """Evacuate a failed app host: its name typed to confirm (the service checks the rest)."""
+
+    confirm_name = forms.CharField(max_length=40, label="Type the host's name to confirm")
+
+    def __init__(self, *args: Any, host: Host, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.host = host
+
+    def clean_confirm_name(self) -> str:
+        value = self.cleaned_data["confirm_name"].strip()
+        if value != self.host.name:
+            raise ValidationError(
+                f"Type the host's name, {self.host.name}, exactly to confirm the evacuation."
+            )
+        return value

@@ -24,6 +24,8 @@ class BackupOperationKind(models.TextChoices):
     WAL_ENABLE = "backup.wal_enable", "Turn on point-in-time recovery"
     WAL_BASE = "backup.wal_base", "Base backup"
     RESTORE_TIME = "backup.restore_time", "Restore to a point in time"
+    HOST_EVACUATE = "host.evacuate", "Evacuate host"
+    INSTANCE_EVACUATE = "backup.evacuate", "Evacuation of an instance"
 
 
 class BackupMode(models.TextChoices):

@@ -928,11 +928,13 @@ def restore_new(
     backup: Backup,
     *,
     database: DatabaseBuilder | None = None,
+    copy: bool = True,
 ) -> Outcome:
     """Restore ``backup`` into ``target``, a new instance with its own name, hostname and
     database credentials, whose project does not exist yet. Leaves it running. ``database``
     builds the copy's database instead of the point's dump (it leaves the database running
-    under the target's own name, user and password)."""
+    under the target's own name, user and password). ``copy=False`` is the instance itself
+    brought back on another host (an evacuation): its application links stay as they are."""
     started = time.monotonic()
     point_verify(ctx, backup)
     ctx.progress(1, 7)
@@ -968,7 +970,8 @@ def restore_new(
                 dump_restore(conn, target, dump, target.db_name)
             ctx.progress(4)
             base_url = base_url_rewrite(ctx, conn, target)
-            applinks_neutralise(ctx, conn, target)
+            if copy:
+                applinks_neutralise(ctx, conn, target)
             ctx.progress(5)
             conn.run(
                 compose_argv(target, "up", "--detach"),

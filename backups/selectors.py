@@ -1,5 +1,5 @@
 """Reads of the backups app, always through ``for_user`` scoping: the catalogue, RPO state,
-drills, restore requests, the DR dashboard and the size chart."""
+drills, restore requests, the DR dashboard, the size chart and host evacuations."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
+from backups.evacuate import evacuation_plan
 from backups.models import (
     Backup,
+    BackupOperationKind,
     BackupPolicy,
     BackupStatus,
     BaseBackup,
@@ -24,7 +26,14 @@ from backups.models import (
     WalArchive,
 )
 from panel.access import Access
-from provisioning.models import AtlassianInstance, Host, InstanceStatus
+from provisioning.models import (
+    AtlassianInstance,
+    EvacuatedCopy,
+    Host,
+    InstanceStatus,
+    Operation,
+    OperationStatus,
+)
 from provisioning.services import host_fit_problem, host_free_memory_mb
 from tenants.tiers import ServiceTier, objectives_for
 
@@ -215,9 +224,14 @@ def rpo_overview(access: Access) -> dict[str, Any]:
                     "rpo": goals.rpo,
                 }
             )
+    breached = {row["id"] for row in breaches}
+    # "Within its RPO" needs a backup: a new instance with none yet is not in breach (one RPO
+    # has not passed since it was made), and it is counted apart, not as within.
+    waiting = [r for r in rows if r["last_good"] is None and r["id"] not in breached]
     return {
         "total": len(rows),
-        "within": len(rows) - len(breaches),
+        "within": len(rows) - len(breaches) - len(waiting),
+        "no_backup_yet": len(waiting),
         "breaches": breaches[:10],
         "breach_count": len(breaches),
     }
@@ -468,3 +482,124 @@ def wal_archive_overview(access: Access, *, now: datetime | None = None) -> list
             }
         )
     return rows
+
+
+# --- host evacuation -----------------------------------------------------------------------
+
+# The host states an evacuation starts from (``backups.evacuate.host_evacuate_start``).
+HOST_DOWN = (Host.Status.UNREACHABLE, Host.Status.ERROR)
+
+
+def evacuation_hosts(access: Access) -> QuerySet:
+    """The app hosts whose evacuation the caller sees: every app host for staff (support and
+    platform admins), none for customers (so a host's id is a 404 to them, as any object they
+    do not see). Hosts' own pages stay platform admins' (``Host.objects.for_user``)."""
+    if not access.is_staff_role:
+        return Host.objects.none()
+    return Host.objects.filter(role=Host.Role.APP).select_related("backup_host")
+
+
+def hosts_down(access: Access) -> QuerySet:
+    """The app hosts the caller could evacuate now (down: unreachable or in error)."""
+    return evacuation_hosts(access).filter(status__in=HOST_DOWN).order_by("name")
+
+
+def _plan_row(row: Any) -> dict[str, Any]:
+    """A :class:`backups.evacuate.PlanRow` as the pages and the API show it."""
+    return {
+        **row.as_dict(),
+        "tier_label": row.instance.get_tier_display(),
+        "instance": row.instance.pk,
+        "point": row.point.pk if row.point else None,
+        "point_name": row.point.point_name if row.point else "",
+        "point_taken_at": row.point.taken_at if row.point else None,
+    }
+
+
+def _evacuation(operation: Operation, children: list[Operation]) -> dict[str, Any]:
+    """The figures of one ``host.evacuate`` operation: per instance its part's status, target,
+    RTO and data age (read from the parts, so they show while it runs), and the parent's totals
+    once it ended (its result; kept on a failed evacuation too)."""
+    result = operation.result or {}
+    plan = operation.params.get("plan", []) if operation.params else []
+    targets = {row.get("instance"): row.get("target", "") for row in plan}
+    instances = []
+    for child in children:
+        outcome = child.result or {}
+        instances.append(
+            {
+                "instance": child.instance.name if child.instance else "",
+                "instance_id": child.instance_id,
+                "status": child.status,
+                "operation": child.pk,
+                "to_host": outcome.get("to_host") or targets.get(str(child.instance_id), ""),
+                "rto_seconds": outcome.get("rto_seconds"),
+                "rto_objective_seconds": outcome.get("rto_objective_seconds"),
+                "data_age_seconds": outcome.get("data_age_seconds"),
+                "restore_seconds": outcome.get("restore_seconds"),
+                "error": child.error,
+            }
+        )
+    restores = [i["restore_seconds"] for i in instances if i["restore_seconds"] is not None]
+    return {
+        "operation": operation.pk,
+        "host": operation.host_id,
+        "host_name": operation.host.name if operation.host else result.get("host", ""),
+        "status": operation.status,
+        "automatic": bool((operation.params or {}).get("automatic")),
+        "created_at": operation.created_at,
+        "started_at": operation.started_at,
+        "finished_at": operation.finished_at,
+        "error": operation.error,
+        "instances": instances,
+        "not_moved": [row for row in plan if not row.get("target")],
+        "succeeded": sum(1 for i in instances if i["status"] == OperationStatus.SUCCEEDED),
+        "failed": sum(
+            1
+            for i in instances
+            if i["status"] in (OperationStatus.FAILED, OperationStatus.CANCELLED)
+        ),
+        "seconds": result.get("seconds"),
+        "sum_of_restores_seconds": round(sum(restores), 1) if restores else None,
+    }
+
+
+def _evacuation_of(operations: QuerySet) -> dict[str, Any] | None:
+    """The newest of ``operations`` with its parts (two queries), or None."""
+    operation = operations.select_related("host").order_by("-created_at").first()
+    if operation is None:
+        return None
+    children = list(
+        Operation.objects.filter(parent=operation).select_related("instance").order_by("created_at")
+    )
+    return _evacuation(operation, children)
+
+
+def evacuation_state(host: Host, *, plan: bool = True) -> dict[str, Any]:
+    """What the evacuation API and pages show of ``host``: its state, where each instance on it
+    would go now (``plan``; the plan's own reads grow with the instances on the host, so the
+    host page's panel leaves it out), its last evacuation and the copies of evacuated instances
+    it keeps (pending: to be fenced when it comes back; fenced: kept aside until purged)."""
+    copies = list(EvacuatedCopy.objects.filter(host=host).order_by("-evacuated_at")[:100])
+    return {
+        "host": host.pk,
+        "name": host.name,
+        "role": host.role,
+        "status": host.status,
+        "status_reason": host.status_reason,
+        "last_seen_at": host.last_seen_at,
+        "down": host.status in HOST_DOWN,
+        "plan": [_plan_row(row) for row in evacuation_plan(host)] if plan else [],
+        "last_evacuation": _evacuation_of(
+            Operation.objects.filter(kind=BackupOperationKind.HOST_EVACUATE, host=host)
+        ),
+        "copies": copies,
+        "copies_pending": sum(1 for c in copies if c.status == EvacuatedCopy.Status.PENDING),
+        "copies_fenced": sum(1 for c in copies if c.status == EvacuatedCopy.Status.FENCED),
+    }
+
+
+def last_evacuation() -> dict[str, Any] | None:
+    """The DR dashboard's last evacuation (of any host) with its figures, or None (two
+    queries). Staff only: the dashboard's view checks the role."""
+    return _evacuation_of(Operation.objects.filter(kind=BackupOperationKind.HOST_EVACUATE))

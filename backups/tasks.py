@@ -7,6 +7,14 @@ from celery import shared_task
 from backups import services
 
 
+@shared_task(name="backups.tasks.evacuations_auto", soft_time_limit=120)
+def evacuations_auto() -> list[str]:
+    """Evacuate the failed hosts whose tiers' automatic delays passed (off by default)."""
+    from backups import evacuate
+
+    return evacuate.evacuations_auto()
+
+
 @shared_task(name="backups.tasks.backups_dispatch", soft_time_limit=120)
 def backups_dispatch() -> dict:
     """Start the scheduled backups that are due (caps, jitter, missed-schedule detection)."""

@@ -30,6 +30,8 @@ urlpatterns = [
         views.restore_time_view,
         name="restore_time",
     ),
+    path("hosts/<uuid:pk>/evacuate/", views.host_evacuate_view, name="host_evacuate"),
+    path("hosts/<uuid:pk>/purge-fenced/", views.host_purge_fenced_view, name="host_purge_fenced"),
     path("staff/dr/", views.dr_dashboard_view, name="dr_dashboard"),
     path("staff/dr/drills/", views.drill_start_view, name="drill_start"),
     path("staff/restore-requests/", views.restore_requests_view, name="restore_requests"),

@@ -1,6 +1,6 @@
 """Pages of the backups app: an instance's backups (points, size chart, RPO, point-in-time
 recovery), an extra backup, restore requests (customers), restores of a point or to a time and
-policies (staff), the DR dashboard and drills.
+policies (staff), the DR dashboard and drills, and the evacuation of a failed app host (staff).
 
 Thin: selectors read through ``for_user`` (another tenant's instance is a 404), services do the
 work and audit it, remote work is an Operation whose live log is the operation page.
@@ -19,8 +19,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from backups import selectors, services
+from backups.evacuate import host_evacuate_start
 from backups.forms import (
     BackupStartForm,
+    HostEvacuateForm,
     PolicyForm,
     RequestHandleForm,
     RestoreForm,
@@ -32,6 +34,7 @@ from backups.policies import policy_defaults
 from panel.access import Access, access_for
 from panel.forms import errors_onto_form
 from panel.htmx import login_required, new_idempotency_key, posted_idempotency_key
+from provisioning.hosts.fence import fenced_copies_purge_start
 from provisioning.models import AtlassianInstance, Host, Operation
 from provisioning.operation_pages import operation_post
 from provisioning.selectors import instance_get
@@ -62,8 +65,16 @@ def _page_context(
     summary = selectors.instance_backup_summary(access, instance)
     points = selectors.instance_points(access, instance)
     recovery = _recovery(instance, summary)
+    try:
+        services.backup_check_possible(instance)
+        backup_blocked = ""
+    except ValidationError as exc:
+        backup_blocked = " ".join(exc.messages)
     return {
         "instance": instance,
+        # Why "Start backup" cannot work now (shown beside the disabled button), or "".
+        "backup_blocked": backup_blocked,
+        "has_points": bool(summary["points"]),
         "summary": summary,
         "attempts": selectors.backup_list(access).filter(instance=instance)[:100],
         "restores": selectors.restore_list(access).filter(instance=instance)[:20],
@@ -383,6 +394,8 @@ def dr_dashboard_view(request: HttpRequest) -> HttpResponse:
             "overview": selectors.rpo_overview(access),
             "drills": selectors.drill_list(access)[:25],
             "archives": selectors.wal_archive_overview(access),
+            "last_evacuation": selectors.last_evacuation(),
+            "hosts_down": list(selectors.hosts_down(access)),
             "open_requests": selectors.restore_request_list(access)
             .filter(status=RestoreRequest.Status.OPEN)
             .count(),
@@ -443,3 +456,63 @@ def restore_request_handle_view(request: HttpRequest, pk: uuid.UUID) -> HttpResp
         )
         messages.success(request, "Request updated.")
     return redirect("backups:restore_requests")
+
+
+# --- evacuation of a failed app host (staff) ------------------------------------------------
+
+
+def _evacuation_host(request: HttpRequest, pk: uuid.UUID) -> tuple[Access, Host]:
+    """The app host of an evacuation page: a 404 for customers (they see no host) and for a
+    host that is not an app host."""
+    access = access_for(request)
+    return access, get_object_or_404(selectors.evacuation_hosts(access), pk=pk)
+
+
+@login_required
+def host_evacuate_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Staff evacuate a failed app host: the plan (target, point or problem per instance, tier
+    order), then the host's name typed to confirm; a started evacuation lands on its
+    operation's page, a refused one comes back as form errors."""
+    access, host = _evacuation_host(request, pk)
+    form = HostEvacuateForm(request.POST if request.method == "POST" else None, host=host)
+    if request.method == "POST":
+        if not access.can_write:
+            raise PermissionDenied
+        response = operation_post(
+            request,
+            access=access,
+            form=form,
+            start=lambda key: host_evacuate_start(actor=access, host=host, idempotency_key=key),
+            done=f"Evacuation of {host.name} started; follow it live below.",
+        )
+        if response is not None:
+            return response
+    state = selectors.evacuation_state(host)
+    return render(
+        request,
+        "backups/host_evacuate.html",
+        {
+            "host": host,
+            "state": state,
+            "placed": sum(1 for row in state["plan"] if row["target"]),
+            "form": form,
+            "can_start": state["down"] and access.can_write,
+            "is_platform_admin": access.is_platform_admin,
+            "idempotency_key": posted_idempotency_key(request) or new_idempotency_key(),
+        },
+    )
+
+
+@login_required
+@require_POST
+def host_purge_fenced_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """Platform admins purge the fenced copies of evacuated instances a host keeps."""
+    access, host = _evacuation_host(request, pk)
+    back = reverse("hosts:detail", args=[host.pk])
+    return operation_post(
+        request,
+        access=access,
+        start=lambda key: fenced_copies_purge_start(actor=access, host=host),
+        back=back,
+        done=f"Purge of the fenced copies on {host.name} started.",
+    ) or redirect(back)

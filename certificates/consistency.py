@@ -21,7 +21,7 @@ from certificates.dns import DnsError, provider_for, records_resolve
 from certificates.models import Certificate, DnsRecord, ProxySite
 from certificates.services.dns_records import dns_target, zone_ref
 from provisioning import ports
-from provisioning.compose import instance_alias
+from provisioning.compose import instance_alias, project_name
 from provisioning.models import AtlassianInstance
 from provisioning.products import Product, spec_for
 from provisioning.remote import HostConnection, RemoteError, SSHTarget
@@ -219,7 +219,7 @@ def _app_container(conn: HostConnection, instance: AtlassianInstance) -> str | N
             "ps",
             "-q",
             "--filter",
-            f"label=com.docker.compose.project={instance.name}",
+            f"label=com.docker.compose.project={project_name(instance)}",
             "--filter",
             "label=com.docker.compose.service=app",
         ],

@@ -19,7 +19,7 @@ import yaml
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from provisioning.compose import EDGE_PREFIX, PROXY_NETWORK, instance_alias
+from provisioning.compose import EDGE_PREFIX, PROXY_NETWORK, instance_alias, project_name
 
 # public_address moved down to provisioning (instances' host ports need it, and provisioning
 # sits below certificates); re-exported for certificates code.
@@ -75,7 +75,9 @@ class ProxyLayout:
         )
 
     def site_path(self, instance: Any) -> str:
-        return f"{self.conf_d}/{instance.name}.conf"
+        # Named as the edge network is (panel-edge-<project>): the proxy joins the networks
+        # of exactly the sites it has.
+        return f"{self.conf_d}/{project_name(instance)}.conf"
 
     def certificate_path(self, certificate: Any) -> str:
         return f"{self.certs}/{certificate.pk}.pem"

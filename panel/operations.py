@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connections, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from panel.access import Access
@@ -206,8 +206,13 @@ def operation_start(
     params: dict[str, Any] | None = None,
     lock_key: str | None = None,
     idempotency_key: str = "",
+    parent: Any = None,
 ) -> Any:
     """Create an operation and enqueue it once the surrounding transaction commits.
+
+    With a ``parent`` (an operation made of parts, such as an evacuation) it is not enqueued:
+    the parent's handler runs it (:func:`operation_children_run`); the sweeper enqueues it
+    only once the parent has ended without doing so.
 
     With an ``idempotency_key`` a repeated identical request by the same token (or user)
     returns the operation the first one created, and a different one raises
@@ -242,6 +247,7 @@ def operation_start(
                 idempotency_key=idempotency_key if scope else "",
                 idempotency_scope=scope if idempotency_key else "",
                 idempotency_fingerprint=idempotency_fingerprint(idempotency_key),
+                parent=parent,
             )
     except IntegrityError:
         # A concurrent request with the same key may have won: answer with its operation.
@@ -263,8 +269,61 @@ def operation_start(
         tenant=tenant,
         changes={"operation": str(op.id), "params": params or {}},
     )
-    transaction.on_commit(lambda: operation_enqueue(op.id))
+    if parent is None:
+        transaction.on_commit(lambda: operation_enqueue(op.id))
     return op
+
+
+def operation_children_run(
+    ctx: OperationContext, children: list[Any], *, parallel: int, on_end: Callable[[Any], None]
+) -> None:
+    """Run ``children`` (operations made with ``parent=ctx.operation``), ``parallel`` at a
+    time, in their order, each by the normal runner (claim, heartbeat, fencing) on a thread of
+    this handler; ``on_end(child)`` is called (on this thread) as each one ends.
+
+    A cancel of the parent cancels the children that have not started and asks the running
+    ones to stop; the parent waits for them either way, so it never ends with a part running.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    def run(child_id: Any) -> Any:
+        try:
+            operation_execute(child_id)
+        finally:
+            connections.close_all()
+        return child_id
+
+    Operation = operation_model()
+    queue = [c.id for c in children]
+    cancelled = False
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        running: set[Any] = set()
+        while queue or running:
+            if not cancelled:
+                try:
+                    ctx.check_cancelled()
+                except OperationCancelled:
+                    cancelled = True
+                    for child_id in queue:
+                        operation_cancel(Operation.objects.get(id=child_id), actor=None)
+                    for future in running:
+                        Operation.objects.filter(id=getattr(future, "child_id", None)).update(
+                            cancel_requested=True
+                        )
+                    queue = []
+            while queue and len(running) < max(1, parallel):
+                child_id = queue.pop(0)
+                future = pool.submit(run, child_id)
+                future.child_id = child_id  # type: ignore[attr-defined]
+                running.add(future)
+            if not running:
+                break
+            done, _ = wait(running, timeout=2, return_when=FIRST_COMPLETED)
+            for future in done:
+                running.discard(future)
+                on_end(Operation.objects.get(id=future.result()))
+    if cancelled:
+        raise OperationCancelled("Cancelled on request.")
 
 
 def failure_words(failure: BaseException) -> str:
@@ -664,13 +723,15 @@ def operations_requeue_pending(now: Any = None) -> list[str]:
     pending = _status().PENDING
     now = now or timezone.now()
     cutoff = now - settings.PANEL_OPERATION_REQUEUE_AFTER
+    # A part of an active operation waits for its parent to run it.
+    orphan = Q(parent__isnull=True) | ~Q(parent__status__in=_status().ACTIVE)
     ids = list(
         Operation.objects.filter(status=pending, cancel_requested=False, created_at__lt=cutoff)
-        .filter(enqueued_at__lt=cutoff)
+        .filter(orphan, enqueued_at__lt=cutoff)
         .values_list("id", flat=True)[:500]
     ) + list(
         Operation.objects.filter(
-            status=pending, enqueued_at__isnull=True, created_at__lt=cutoff
+            orphan, status=pending, enqueued_at__isnull=True, created_at__lt=cutoff
         ).values_list("id", flat=True)[:500]
     )
     for op_id in ids:
@@ -697,6 +758,7 @@ __all__ = [
     "operation_cancel",
     "operation_bind",
     "operation_cancel_allowed",
+    "operation_children_run",
     "operation_enqueue",
     "operation_execute",
     "operation_handler",

@@ -12,8 +12,9 @@ Where a new thing goes (also in the README's "Layout" section):
 - a periodic job: ``periodic_job_register(name, task=..., seconds=...)`` in ``ready()``;
 - a notification event or scanner: ``notification_event_register`` / ``registry
   ["notification_scans"]`` in ``ready()``; the notifications app does the fan-out;
-- a panel on the dashboard or the instance page: ``panel_register("dashboard_panels" |
-  "instance_panels", template_name)`` in ``ready()``;
+- a panel on the dashboard, the instance page or a host's page: ``panel_register(
+  "dashboard_panels" | "instance_panels" | "host_panels", template_name)`` in ``ready()``
+  (a host panel renders with the page's ``host``; backups adds its evacuation panel);
 - a hook around an instance's life (after publishing, before an upgrade, after a failed
   upgrade, on delete): ``hook_register("instance_hooks", moment, func)`` in ``ready()``.
   Each is called ``func(ctx, instance)``. A "pre_upgrade" hook that takes a backup point
@@ -91,9 +92,11 @@ registry: dict[str, Any] = _Registry(
     # callables receiving each notice raised with panel.notices.notify() (the notifications
     # app registers the one that fans out to people)
     notification_sinks=[],
-    # template names rendered on the dashboard / the instance page, in registration order
+    # template names rendered on the dashboard / the instance page / a host's page, in
+    # registration order
     dashboard_panels=[],
     instance_panels=[],
+    host_panels=[],
     # key -> callable (access) -> int: extra counts on the dashboard summary (the certificates
     # app adds "certificates_expiring")
     summary_counts={},

@@ -77,6 +77,12 @@ def instance_dir(instance: AtlassianInstance) -> str:
     return f"{instance.host.data_root}/instances/{instance.name}"
 
 
+def project_name(instance: AtlassianInstance) -> str:
+    """The docker compose project of ``instance`` on its host (its containers are named
+    ``<project>-<service>-<n>``): the instance's name, or the one an evacuation gave it."""
+    return instance.compose_project or instance.name
+
+
 def instance_alias(instance: AtlassianInstance) -> str:
     """The app's DNS name on its edge network, the proxy's upstream. Unique per instance (from
     its id), so no instance name can shadow another's, ``app``, ``db`` or the platform's."""
@@ -86,7 +92,7 @@ def instance_alias(instance: AtlassianInstance) -> str:
 def edge_network(instance: AtlassianInstance) -> str:
     """The Docker network between this instance's app and its host's proxy, and nothing else:
     a tenant's container has no route to another tenant's app or database."""
-    return f"{EDGE_PREFIX}{instance.name}"
+    return f"{EDGE_PREFIX}{project_name(instance)}"
 
 
 def instance_limits(instance: AtlassianInstance) -> ResourceLimits:
@@ -342,7 +348,7 @@ def compose_render(
     return RenderedProject(
         compose_yaml=yaml.safe_dump(document, sort_keys=False, default_flow_style=False),
         env_file=_env_file(instance, spec),
-        project=instance.name,
+        project=project_name(instance),
         directory=directory,
         home_dir=home_dir,
         db_dir=db_dir,

@@ -186,6 +186,11 @@ class AtlassianInstance(models.Model):
     host_port = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(65535)]
     )
+    # The docker compose project (and so its containers' and edge network's names) on its host:
+    # "" means the instance's name. An evacuation gives the copy on the new host a name of its
+    # own, so the old host's containers, when it comes back, can be told apart and fenced (and
+    # lab hosts sharing one Docker engine do not drive each other's containers).
+    compose_project = models.CharField(max_length=60, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -320,6 +325,8 @@ class OperationKind(models.TextChoices):
     INSTANCE_PURGE = "instance.purge", "Instance purge"
     INSTANCE_OUTBOUND_ENABLE = "instance.outbound_enable", "Instance mail turned on"
     LICENSE_APPLY = "license.apply", "License apply"
+    HOST_FENCE = "host.fence", "Host fence of evacuated instances"
+    HOST_FENCE_PURGE = "host.fence_purge", "Host purge of fenced copies"
 
 
 class OperationStatus(models.TextChoices):
@@ -390,6 +397,11 @@ class Operation(models.Model):
     # it). Every remote command, progress write and target transition of the handler checks it,
     # so a handler whose operation was reaped stops at its next step (fencing).
     fence_token = models.CharField(max_length=64, blank=True)
+    # The operation this one is a part of (an evacuation's per-instance restores): the parent
+    # runs its children, so the sweeper leaves a child alone while its parent is active.
+    parent = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
@@ -447,6 +459,41 @@ class Operation(models.Model):
         if self.host_id:
             return str(self.host)
         return ""
+
+
+class EvacuatedCopy(models.Model):
+    """An instance's old deployment on a host it was evacuated from: while the host is away its
+    containers may still exist there. When the host answers again they are stopped and kept
+    aside (fenced) before the host is ready; staff purge them after the retention period."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for the host to come back"
+        FENCED = "fenced", "Stopped and kept aside"
+        PURGED = "purged", "Purged"
+
+    id = models.BigAutoField(primary_key=True)
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="evacuated_copies")
+    instance = models.ForeignKey(
+        AtlassianInstance, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    instance_name = models.CharField(max_length=40)
+    # The old deployment's compose project and directory on ``host``.
+    project = models.CharField(max_length=60)
+    directory = models.CharField(max_length=500)
+    # Where the fence moved the directory to (kept aside, never under instances/).
+    kept_at = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    detail = models.TextField(blank=True)
+    evacuated_at = models.DateTimeField(default=timezone.now)
+    fenced_at = models.DateTimeField(null=True, blank=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-evacuated_at"]
+        indexes = [models.Index(fields=["host", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.instance_name} on {self.host_id} ({self.status})"
 
 
 class OperationStep(models.Model):

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from provisioning.compose import instance_dir
+from provisioning.compose import instance_dir, project_name
 from provisioning.models import (
     AtlassianInstance,
     Host,
@@ -165,7 +165,7 @@ def instance_drift(conn: HostConnection, instance: AtlassianInstance) -> list[st
             "ps",
             "--all",
             "--filter",
-            f"label=com.docker.compose.project={instance.name}",
+            f"label=com.docker.compose.project={project_name(instance)}",
             "--format",
             '{{.Label "com.docker.compose.service"}} {{.State}}',
         ],

@@ -22,7 +22,7 @@ from panel.operations import (
 )
 from panel.registry import registry
 from provisioning import rollout
-from provisioning.compose import instance_dir
+from provisioning.compose import instance_dir, project_name
 from provisioning.homefiles import (
     CONFLUENCE_CFG,
     HomeFileError,
@@ -33,6 +33,7 @@ from provisioning.homefiles import (
 )
 from provisioning.models import (
     AtlassianInstance,
+    Host,
     InstanceHealth,
     InstanceStatus,
     OperationKind,
@@ -134,6 +135,14 @@ def instance_create_run(ctx: OperationContext) -> dict:
     if instance.host is None:
         ctx.step(f"Choosing an app host with {instance.heap_max_mb + 512} MB free memory")
         host = host_select_for_instance(instance)
+        if (
+            host is None
+            and not Host.objects.filter(role=Host.Role.APP, status=Host.Status.READY).exists()
+        ):
+            raise OperationFailed(
+                "There is no ready app host at all to run it on. A platform admin must enrol and "
+                "provision an app host (Hosts), then retry."
+            )
         if host is None:
             raise OperationFailed(
                 "No ready app host has enough free memory and disk for this instance "
@@ -162,7 +171,7 @@ def instance_start_run(ctx: OperationContext) -> dict:
             instance_dir(instance),
             "up",
             "--detach",
-            project_name=instance.name,
+            project_name=project_name(instance),
             timeout=900,
             message=f"Started {instance.name}",
         )
@@ -185,7 +194,7 @@ def instance_stop_run(ctx: OperationContext) -> dict:
                 "--timeout",
                 "120",
                 service,
-                project_name=instance.name,
+                project_name=project_name(instance),
                 timeout=300,
                 message=f"Stopped {service} of {instance.name}",
             )
@@ -206,7 +215,7 @@ def instance_restart_run(ctx: OperationContext) -> dict:
             "--timeout",
             "120",
             "app",
-            project_name=instance.name,
+            project_name=project_name(instance),
             timeout=300,
             message=f"Restarted {instance.name}",
         )
@@ -285,7 +294,7 @@ def _start_again(ctx: OperationContext, instance: AtlassianInstance) -> None:
                 instance_dir(instance),
                 "up",
                 "--detach",
-                project_name=instance.name,
+                project_name=project_name(instance),
                 timeout=900,
                 message=f"Started {instance.name} {instance.version} again",
             )
@@ -338,7 +347,7 @@ def instance_delete_run(ctx: OperationContext) -> dict:
                     "--timeout",
                     "120",
                     "--remove-orphans",
-                    project_name=instance.name,
+                    project_name=project_name(instance),
                     timeout=600,
                     message=f"Removed the containers and networks of {instance.name}",
                 )
@@ -436,7 +445,7 @@ def _license_file_write(ctx: OperationContext, instance: AtlassianInstance, key:
                 "--timeout",
                 "120",
                 "app",
-                project_name=instance.name,
+                project_name=project_name(instance),
                 timeout=300,
                 message=f"Stopped the app of {instance.name} (it writes its config on shutdown)",
             )

@@ -31,7 +31,7 @@ from panel.operations import (
     OperationFenced,
     failure_words,
 )
-from provisioning.compose import RenderedProject, compose_render, instance_dir
+from provisioning.compose import RenderedProject, compose_render, instance_dir, project_name
 from provisioning.models import AtlassianInstance, InstanceHealth
 from provisioning.monitoring import setup_pending
 from provisioning.products import spec_for
@@ -109,7 +109,7 @@ def instance_probe(conn: HostConnection, instance: AtlassianInstance) -> tuple[b
                 "--project-directory",
                 instance_dir(instance),
                 "--project-name",
-                instance.name,
+                project_name(instance),
                 "exec",
                 "-T",
                 "app",

@@ -461,6 +461,11 @@ def _memory_needed_mb(instance: AtlassianInstance, host: Host, heap_max_mb: int)
     ).memory_mb
 
 
+def instance_memory_needed_mb(instance: AtlassianInstance, host: Host) -> int:
+    """The memory ``instance``'s containers may use on ``host`` (their limits)."""
+    return _memory_needed_mb(instance, host, instance.heap_max_mb)
+
+
 INSTANCE_DISK_NEEDED = 5 * 1024**3
 
 

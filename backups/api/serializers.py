@@ -1,6 +1,6 @@
-"""API shapes of backup points, policies, restores, drills, restore requests and the DR
-figures. Related fields in write shapes are narrowed to what the caller sees, so another
-tenant's object is simply "not found"."""
+"""API shapes of backup points, policies, restores, drills, restore requests, the DR figures
+and host evacuations. Related fields in write shapes are narrowed to what the caller sees, so
+another tenant's object is simply "not found"."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from backups.models import (
 from backups.selectors import instance_points
 from panel.access import access_for
 from panel.api.serializers import StrictFieldsMixin
-from provisioning.models import AtlassianInstance, Host
+from provisioning.models import AtlassianInstance, EvacuatedCopy, Host
 from provisioning.selectors import instance_list
 
 
@@ -393,3 +393,113 @@ class RestoreToTimeSerializer(StrictFieldsMixin, serializers.Serializer):
     host: serializers.SlugRelatedField[Host] = _copy_host_field(
         "New instance only: the app host of the copy, by name; empty: the source's."
     )
+
+
+# --- host evacuation -----------------------------------------------------------------------
+
+
+class EvacuationPlanRowSerializer(serializers.Serializer):
+    """Where one instance of the host would go now, from which point, or why it cannot."""
+
+    instance = serializers.UUIDField()
+    name = serializers.CharField()
+    tenant = serializers.CharField()
+    tier = serializers.CharField()
+    tier_label = serializers.CharField()
+    rto_objective_seconds = serializers.FloatField()
+    point = serializers.UUIDField(allow_null=True, help_text="The point it is restored from.")
+    point_name = serializers.CharField(allow_blank=True)
+    point_taken_at = serializers.DateTimeField(allow_null=True)
+    target = serializers.CharField(
+        allow_blank=True, help_text="The app host it goes to, by name; empty: it is not moved."
+    )
+    problem = serializers.CharField(allow_blank=True, help_text="Why it is not moved.")
+
+
+class EvacuationOutcomeSerializer(serializers.Serializer):
+    """One instance's part of an evacuation (its own operation) and what it achieved."""
+
+    instance = serializers.CharField(help_text="The instance's name.")
+    instance_id = serializers.UUIDField(allow_null=True)
+    status = serializers.CharField(help_text="The part's operation status.")
+    operation = serializers.UUIDField()
+    to_host = serializers.CharField(allow_blank=True)
+    rto_seconds = serializers.FloatField(
+        allow_null=True,
+        help_text="From the host's last successful contact to the instance answering again.",
+    )
+    rto_objective_seconds = serializers.FloatField(allow_null=True)
+    data_age_seconds = serializers.FloatField(
+        allow_null=True, help_text="How much older the restored point is than the failure."
+    )
+    restore_seconds = serializers.FloatField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+
+
+class EvacuationNotMovedSerializer(serializers.Serializer):
+    """An instance the evacuation's plan left where it was, and why."""
+
+    instance = serializers.CharField()
+    name = serializers.CharField()
+    tier = serializers.CharField()
+    problem = serializers.CharField(allow_blank=True)
+
+
+class EvacuationSerializer(serializers.Serializer):
+    """One evacuation (a ``host.evacuate`` operation) with its figures: per instance while it
+    runs, the totals once it ended."""
+
+    operation = serializers.UUIDField()
+    host = serializers.UUIDField(allow_null=True)
+    host_name = serializers.CharField()
+    status = serializers.CharField()
+    automatic = serializers.BooleanField(help_text="Started by the panel itself (auto-evacuation).")
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+    instances = EvacuationOutcomeSerializer(many=True)
+    not_moved = EvacuationNotMovedSerializer(many=True)
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField(help_text="Parts that failed or were cancelled.")
+    seconds = serializers.FloatField(allow_null=True, help_text="The whole evacuation, once ended.")
+    sum_of_restores_seconds = serializers.FloatField(allow_null=True)
+
+
+class EvacuatedCopySerializer(serializers.ModelSerializer):
+    """An evacuated instance's old deployment on the host: pending (fenced when the host comes
+    back), fenced (stopped and kept aside) or purged."""
+
+    instance = serializers.UUIDField(source="instance_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = EvacuatedCopy
+        fields = [
+            "id",
+            "instance",
+            "instance_name",
+            "status",
+            "project",
+            "directory",
+            "kept_at",
+            "detail",
+            "evacuated_at",
+            "fenced_at",
+            "purged_at",
+        ]
+        read_only_fields = fields
+
+
+class EvacuationStateSerializer(serializers.Serializer):
+    """An app host's evacuation: its state, where each instance on it would go now, its last
+    evacuation and the copies of evacuated instances it keeps."""
+
+    host = serializers.UUIDField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    status_reason = serializers.CharField(allow_blank=True)
+    last_seen_at = serializers.DateTimeField(allow_null=True)
+    down = serializers.BooleanField(help_text="Unreachable or in error: it can be evacuated.")
+    plan = EvacuationPlanRowSerializer(many=True)
+    last_evacuation = EvacuationSerializer(allow_null=True)
+    copies = EvacuatedCopySerializer(many=True)

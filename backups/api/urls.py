@@ -12,6 +12,7 @@ router.register("restores", views.RestoreViewSet, basename="api-restore")
 router.register("restore-drills", views.RestoreDrillViewSet, basename="api-restore-drill")
 router.register("point-in-time", views.RecoveryViewSet, basename="api-point-in-time")
 router.register("restore-requests", views.RestoreRequestViewSet, basename="api-restore-request")
+router.register("evacuations", views.EvacuationViewSet, basename="api-evacuation")
 urlpatterns = [
     *router.urls,
     path("dr-dashboard/", views.DrDashboardView.as_view(), name="api-dr-dashboard"),

@@ -1,5 +1,5 @@
 """API of backups: points (list, start one, restore one), policies, restores, drills, restore
-requests and the DR figures.
+requests, the DR figures and host evacuations.
 
 Thin: rows come from the ``for_user``-scoped selectors (another tenant's object is a 404);
 changes go through :mod:`backups.services`; remote work answers 202 with the Operation.
@@ -25,6 +25,7 @@ from backups.api.serializers import (
     BackupSerializer,
     BackupStartSerializer,
     DrillStartSerializer,
+    EvacuationStateSerializer,
     RecoveryStateSerializer,
     RestoreDrillSerializer,
     RestoreRequestHandleSerializer,
@@ -34,6 +35,7 @@ from backups.api.serializers import (
     RestoreToTimeSerializer,
     TierFiguresSerializer,
 )
+from backups.evacuate import host_evacuate_start
 from backups.models import (
     Backup,
     BackupOperationKind,
@@ -47,6 +49,7 @@ from panel.api.permissions import IsStaffRole, PanelPermission
 from panel.api.schema import CONFLICT, FORBIDDEN, IDEMPOTENCY_KEY, NOT_FOUND, VALIDATION_ERROR
 from panel.api.serializers import request_body_refuse_fields
 from provisioning.api.operations import ACCEPTED, operation_accepted, operation_replay
+from provisioning.hosts.fence import fenced_copies_purge_start
 from provisioning.selectors import instance_list
 
 STARTED = {202: ACCEPTED, 400: VALIDATION_ERROR, 403: FORBIDDEN, 404: NOT_FOUND, 409: CONFLICT}
@@ -387,4 +390,63 @@ class RecoveryViewSet(ScopedQuerysetMixin, viewsets.GenericViewSet):
             hostname=data["hostname"],
             host=data["host"],
         )
+        return operation_accepted(operation, request)
+
+
+class EvacuationViewSet(ScopedQuerysetMixin, viewsets.GenericViewSet):
+    """Evacuation of a failed app host (``/api/evacuations/<host id>/``), staff only: the plan,
+    the last evacuation and the copies the host keeps; start an evacuation (support and
+    platform admins), purge the fenced copies (platform admins). Customers see no host: 404."""
+
+    permission_classes = [PanelPermission]
+    lookup_value_converter = "uuid"
+    serializer_class = EvacuationStateSerializer
+
+    def scoped_queryset(self, access: Access) -> QuerySet:
+        return selectors.evacuation_hosts(access)
+
+    @extend_schema(responses={200: EvacuationStateSerializer, 404: NOT_FOUND})
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        host = self.get_object()
+        return Response(EvacuationStateSerializer(selectors.evacuation_state(host)).data)
+
+    @extend_schema(
+        request=None,
+        parameters=[IDEMPOTENCY_KEY],
+        responses=STARTED,
+        description="Evacuate this host (down: unreachable or in error): every instance the "
+        "plan places is restored from its newest point onto its target, one child operation "
+        "per instance. A host that answers, or with nothing placeable, is a 400 on `host`.",
+    )
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        host = self.get_object()  # 404 for customers and for hosts that are not app hosts
+        replay = operation_replay(
+            self.access, request, kind=BackupOperationKind.HOST_EVACUATE, host=host
+        )
+        if replay is not None:
+            return replay
+        request_body_refuse_fields(request)
+        try:
+            operation = host_evacuate_start(
+                actor=self.access, host=host, idempotency_key=idempotency_key(request)
+            )
+        except DjangoPermissionDenied as exc:
+            raise _forbid(exc) from exc
+        return operation_accepted(operation, request)
+
+    @extend_schema(
+        request=None,
+        responses=STARTED,
+        description="Remove the fenced (stopped, kept aside) old deployments of evacuated "
+        "instances on this host (platform admins).",
+    )
+    @action(detail=True, methods=["post"], url_path="purge-fenced")
+    def purge_fenced(self, request: Request, pk: str | None = None) -> Response:
+        host = self.get_object()
+        request_body_refuse_fields(request)
+        try:
+            operation = fenced_copies_purge_start(actor=self.access, host=host)
+        except DjangoPermissionDenied as exc:
+            raise _forbid(exc) from exc
         return operation_accepted(operation, request)

@@ -1,6 +1,6 @@
-"""Template tags that put backup facts on other apps' pages (the instance page and the
-dashboard) without their views knowing about backups: each reads through the selectors with
-the request's access."""
+"""Template tags that put backup facts on other apps' pages (the instance page, the dashboard
+and a host's page) without their views knowing about backups: each reads through the
+selectors with the request's access."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django import template
 
 from backups import selectors
 from panel.access import access_for
+from panel.htmx import new_idempotency_key
 
 register = template.Library()
 
@@ -34,6 +35,26 @@ def backups_dashboard_card(context: dict[str, Any]) -> dict[str, Any]:
     """How many instances are within their RPO, and which are not (constant queries)."""
     access = access_for(context["request"])
     return {"overview": selectors.rpo_overview(access), "is_staff": access.is_staff_role}
+
+
+@register.inclusion_tag("backups/_host_evacuation_card.html", takes_context=True)
+def host_evacuation_card(context: dict[str, Any], host: Any) -> dict[str, Any]:
+    """An app host's evacuation: *Evacuate* while it is down, its last evacuation's figures and
+    the copies of evacuated instances it keeps (a purge for platform admins). Nothing for other
+    hosts, nor for anyone who may not evacuate (constant queries: no plan here)."""
+    access = access_for(context["request"])
+    if not selectors.evacuation_hosts(access).filter(pk=host.pk).exists():
+        return {"shown": False}
+    state = selectors.evacuation_state(host, plan=False)
+    return {
+        "shown": True,
+        "host": host,
+        "state": state,
+        "can_evacuate": state["down"] and access.can_write,
+        "can_purge": access.is_platform_admin and access.can_write and state["copies_fenced"] > 0,
+        "csrf_token": context.get("csrf_token"),
+        "idempotency_key": new_idempotency_key(),
+    }
 
 
 @register.filter

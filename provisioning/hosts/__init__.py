@@ -22,7 +22,7 @@ host_connection`` keeps working. Importing the package registers the host operat
 from __future__ import annotations
 
 from provisioning.compose import PROXY_NETWORK
-from provisioning.hosts import operations  # noqa: F401 - registers the host operation kinds
+from provisioning.hosts import fence, operations  # noqa: F401 - register the host operation kinds
 from provisioning.hosts.backup_access import (
     BACKUP_FORCED_COMMAND,
     BACKUP_KEY,

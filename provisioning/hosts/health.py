@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from panel.operations import OperationContext, OperationFailed
 from provisioning.hosts.connection import host_connection
+from provisioning.hosts.fence import fences_pending, host_fence_start, host_fences_run
 from provisioning.hosts.provision import disk_usage
 from provisioning.hosts.state import (
     host_presented_key_remember,
@@ -33,10 +34,18 @@ def host_health_probe(host: Host, *, ctx: OperationContext | None = None) -> dic
     result: dict[str, Any] = {"reachable": False, "docker": None}
     fields: dict[str, Any] = {"last_health_at": now}
     problem: RemoteError | None = None
+    fence_later = False
     try:
         with host_connection(host, ctx=ctx) as conn:
             result["reachable"] = True
             fields["last_seen_at"] = timezone.now()
+            # Back after an evacuation: the old deployments are fenced before anything else
+            # (inside an operation at once; the periodic check starts one for it).
+            if fences_pending(host):
+                if ctx is not None:
+                    host_fences_run(ctx, conn, host)
+                else:
+                    fence_later = True
             if host.role == Host.Role.APP:
                 try:
                     info = conn.run(
@@ -67,7 +76,14 @@ def host_health_probe(host: Host, *, ctx: OperationContext | None = None) -> dic
         host_presented_key_remember(host, problem)
     current = Host.objects.filter(pk=host.pk).values_list("status", flat=True).first()
     if current not in (Host.Status.PROVISIONING, Host.Status.RETIRED):
-        if problem is None:
+        if problem is None and fence_later:
+            # Not ready until its old copies of evacuated instances are fenced.
+            fields.update(
+                status=Host.Status.UNREACHABLE if current == Host.Status.UNREACHABLE else current,
+                status_reason="Answers again; the old copies of its evacuated instances are "
+                "being fenced before it is ready.",
+            )
+        elif problem is None:
             if current in (
                 Host.Status.UNREACHABLE,
                 Host.Status.ERROR,
@@ -80,6 +96,8 @@ def host_health_probe(host: Host, *, ctx: OperationContext | None = None) -> dic
         else:
             fields.update(status=Host.Status.ERROR, status_reason=str(problem))
     host_update(host, **fields)
+    if fence_later:
+        host_fence_start(host)
     result["status"] = host.status
     result["problem"] = str(problem) if problem else ""
     result["disk_warning"] = host.disk_warning

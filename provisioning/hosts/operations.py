@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from panel.operations import OperationContext, OperationFailed, operation_handler
 from provisioning.hosts.connection import host_connection
+from provisioning.hosts.fence import host_fences_run
 from provisioning.hosts.health import host_health_probe
 from provisioning.hosts.provision import HOST_LAYOUT, Provisioner
 from provisioning.hosts.state import (
@@ -154,6 +155,8 @@ def host_provision_run(ctx: OperationContext) -> dict:
                 p.record_capacity()
                 if host.backup_host is not None:
                     p.ensure_backup_access()
+                # A host provisioned again after an evacuation: old copies first.
+                host_fences_run(ctx, conn, host)
             else:
                 p.ensure_backup_host_tools()
                 ctx.progress(2)

@@ -37,6 +37,7 @@ STORES = {
     "notification_sinks",
     "dashboard_panels",
     "instance_panels",
+    "host_panels",
     "summary_counts",
     "operation_runtime",
 }
@@ -68,12 +69,15 @@ def test_every_app_kind_is_registered_with_a_handler_and_its_label():
     assert operations.operation_kind_label("backup.drill") == "Restore drill"
     assert operations.operation_kind_label("proxy.deploy") == "Proxy config deploy"
     assert operations.operation_kind_label("diagnostic") == "Diagnostic"
-    # Backups' restores (of a point or to a time) and drills are the kinds only staff cancel.
+    # Backups' restores (of a point or to a time), drills and evacuations (a host's and each
+    # instance's part) are the kinds only staff cancel.
     staff_only = {key for key, spec in kinds.items() if spec.staff_cancel}
     assert staff_only == {
         BackupOperationKind.BACKUP_RESTORE,
         BackupOperationKind.BACKUP_DRILL,
         BackupOperationKind.RESTORE_TIME,
+        BackupOperationKind.HOST_EVACUATE,
+        BackupOperationKind.INSTANCE_EVACUATE,
     }
 
 

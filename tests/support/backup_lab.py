@@ -25,6 +25,7 @@ from django.contrib.auth.models import Group, User
 
 from panel.access import PLATFORM_ADMIN_GROUP, SUPPORT_GROUP, access_for_user
 from panel.registry import registry
+from provisioning.compose import project_name
 from provisioning.models import AtlassianInstance, Host, Operation
 from provisioning.products import spec_for
 from tenants.models import Membership, Tenant
@@ -132,7 +133,7 @@ class LabWorld:
         instance: AtlassianInstance | None = None,
     ) -> Any:
         inst = instance or self.instance
-        ip = container_ip(inst.name, "app", "panel-proxy")
+        ip = container_ip(project_name(inst), "app", "panel-proxy")
         port = spec_for(inst.product).http_port
         url = f"http://{ip}:{port}{inst.context_path}/rest/standin/1.0/{path}"
         data = json.dumps(body).encode() if body is not None else None
@@ -154,7 +155,7 @@ class LabWorld:
             "docker",
             "compose",
             "-p",
-            inst.name,
+            project_name(inst),
             "exec",
             "-T",
             "db",
@@ -171,7 +172,9 @@ class LabWorld:
     def as_app(self, *argv: str, instance: AtlassianInstance | None = None) -> str:
         """Run a command as root inside the app container (to set owners and modes)."""
         inst = instance or self.instance
-        return sh("docker", "compose", "-p", inst.name, "exec", "-T", "-u", "0", "app", *argv)
+        return sh(
+            "docker", "compose", "-p", project_name(inst), "exec", "-T", "-u", "0", "app", *argv
+        )  # fmt: skip
 
 
 def home_listing(home: str, *, skip: tuple[str, ...] = ()) -> dict[str, tuple]:

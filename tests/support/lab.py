@@ -193,12 +193,14 @@ def cleanup_projects() -> Iterator[list[AtlassianInstance]]:
     created: list[AtlassianInstance] = []
     yield created
     for inst in created:
+        from provisioning.compose import edge_network, project_name
+
         subprocess.run(
-            ["docker", "compose", "-p", inst.name, "down", "-t", "5", "--remove-orphans"],
+            ["docker", "compose", "-p", project_name(inst), "down", "-t", "5", "--remove-orphans"],
             capture_output=True,
             timeout=120,
         )
-        network_remove(f"panel-edge-{inst.name}")
+        network_remove(edge_network(inst))
         if inst.host is not None:
             subprocess.run(
                 ["rm", "-rf", f"{inst.host.data_root}/instances/{inst.name}"],
@@ -258,3 +260,41 @@ def standin_info(inst: AtlassianInstance, port: int) -> dict:
     url = f"http://{ip}:{port}{inst.context_path}/rest/standin/1.0/info"
     with urllib.request.urlopen(url, timeout=10) as resp:  # lab container
         return json.loads(resp.read())
+
+
+def containers_under(root: str) -> list[str]:
+    """Ids of the containers (running or not) whose compose project directory is under
+    ``root`` (a lab host's data root: what dies with that host)."""
+    out = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--format",
+            '{{.ID}} {{.Label "com.docker.compose.project.working_dir"}}',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    ids = []
+    for line in out.splitlines():
+        cid, _, workdir = line.partition(" ")
+        if workdir.startswith(f"{root}/"):
+            ids.append(cid)
+    return ids
+
+
+def wait_ssh(address: str, port: int, seconds: float = 90) -> None:
+    """Wait until an sshd answers at ``address:port`` (a lab host started again)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done = subprocess.run(
+            ["ssh-keyscan", "-T", "2", "-p", str(port), address], capture_output=True, text=True
+        )
+        if "ssh-" in done.stdout:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"sshd at {address}:{port} did not come back")

@@ -1,0 +1,158 @@
+"""Automatic evacuation (issue #15): off by default; per tier after its delay, with a notice
+before it starts and after it ends (staff), and one to each tenant whose instance moved."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+
+from backups.evacuate import _evacuated_notify, evacuations_auto
+from notifications.models import NotificationEvent
+from provisioning.models import Host, Operation
+from tests.backups.factories import backup_host, make_point, with_backup_host
+from tests.support.factories import make_instance
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world(acme, app_host):
+    backup = backup_host()
+    down = with_backup_host(app_host, backup)
+    Host.objects.filter(pk=down.pk).update(
+        status=Host.Status.UNREACHABLE, last_seen_at=timezone.now() - timedelta(minutes=15)
+    )
+    down.refresh_from_db()
+    healthy = Host.objects.create(
+        name="app-two",
+        role=Host.Role.APP,
+        address="127.0.0.12",
+        ssh_port=2222,
+        data_root="/srv/atlassian",
+        status=Host.Status.READY,
+        memory_mb=16384,
+        cpu_count=4,
+        disk_total_bytes=200 * 1024**3,
+        disk_free_bytes=150 * 1024**3,
+        backup_host=backup,
+    )
+    urgent = make_instance(acme, "acme-jira", host=down, tier="tier1")
+    internal = make_instance(acme, "acme-wiki", host=down, tier="tier3")
+    for inst in (urgent, internal):
+        make_point(inst)
+    return {"down": down, "healthy": healthy, "urgent": urgent, "internal": internal}
+
+
+def _evacuations(host: Host) -> list[Operation]:
+    return list(Operation.objects.filter(kind="host.evacuate", host=host).order_by("created_at"))
+
+
+def test_it_is_off_by_default_whatever_is_down(world, settings):
+    settings.PANEL_EVACUATE_AUTO_MINUTES = {}
+    assert evacuations_auto() == []
+    assert _evacuations(world["down"]) == []
+    assert not NotificationEvent.objects.filter(event="host.evacuation_due").exists()
+
+
+def test_it_warns_first_and_evacuates_each_tier_once_its_delay_has_passed(world, settings):
+    settings.PANEL_EVACUATE_AUTO_MINUTES = {"tier1": 10, "tier3": 60}
+    down = world["down"]
+
+    started = evacuations_auto()
+    assert len(started) == 1
+    (parent,) = _evacuations(down)
+    assert parent.params["automatic"] is True and parent.requested_by is None
+    children = Operation.objects.filter(parent=parent)
+    # only the tier-1 instance: tier 3 waits an hour
+    assert [c.instance_id for c in children] == [world["urgent"].pk]
+    assert children[0].params["to_host"] == str(world["healthy"].pk)
+    warned = NotificationEvent.objects.get(event="host.evacuation_due")
+    assert warned.tenant_id is None and "tier1 after 10 min" in warned.body
+
+    # while it runs, and after it ended, the same instance is not tried again
+    assert evacuations_auto() == []
+    Operation.objects.filter(pk=parent.pk).update(status="succeeded")
+    Operation.objects.filter(parent=parent).update(status="failed")
+    assert evacuations_auto() == []
+    # an hour after the host was last seen, the tier-3 instance goes too
+    later = timezone.now() + timedelta(minutes=46)
+    assert len(evacuations_auto(now=later)) == 1
+    last = _evacuations(down)[-1]
+    assert [c.instance_id for c in Operation.objects.filter(parent=last)] == [world["internal"].pk]
+    # the warning was told once for this outage
+    assert NotificationEvent.objects.filter(event="host.evacuation_due").count() == 1
+
+
+def test_a_ready_host_is_never_evacuated_automatically(world, settings):
+    settings.PANEL_EVACUATE_AUTO_MINUTES = {"tier1": 0, "tier3": 0}
+    Host.objects.filter(pk=world["down"].pk).update(status=Host.Status.READY)
+    assert evacuations_auto() == []
+
+
+def test_staff_and_each_tenant_hear_how_it_went(world):
+    parent = Operation.objects.create(kind="host.evacuate", host=world["down"], status="running")
+    summary = {
+        "instances": [
+            {
+                "instance": "acme-jira",
+                "status": "succeeded",
+                "to_host": "app-two",
+                "rto_seconds": 95.0,
+                "data_age_seconds": 1800.0,
+                "error": "",
+            },
+            {"instance": "acme-wiki", "status": "failed", "error": "disk full"},
+        ],
+        "not_moved": [{"name": "acme-old", "problem": "No restorable backup point."}],
+        "succeeded": 1,
+    }
+    _evacuated_notify(parent, world["down"], summary)
+    staff = NotificationEvent.objects.get(event="host.evacuated")
+    assert staff.tenant_id is None and "1 of 2" in staff.subject
+    assert "acme-wiki: not back (disk full)" in staff.body
+    assert "acme-old: not moved" in staff.body
+    (tenant,) = NotificationEvent.objects.filter(event="instance.evacuated")
+    assert tenant.tenant_id == world["urgent"].tenant_id
+    assert "1800 s before the failure" in tenant.body
+
+
+def test_the_delays_setting_is_read_as_tier_minutes_pairs(monkeypatch):
+    from panel import settings as panel_settings
+
+    monkeypatch.setenv("PANEL_EVACUATE_AUTO_MINUTES", "tier1=10, tier2 = 30")
+    assert panel_settings._tier_minutes("PANEL_EVACUATE_AUTO_MINUTES") == {
+        "tier1": 10,
+        "tier2": 30,
+    }
+    monkeypatch.setenv("PANEL_EVACUATE_AUTO_MINUTES", "tier1=soon")
+    with pytest.raises(ImproperlyConfigured, match="tier=minutes pairs"):
+        panel_settings._tier_minutes("PANEL_EVACUATE_AUTO_MINUTES")
+
+
+def test_the_plan_counts_the_disk_it_already_gave_and_skips_an_instance_held_by_an_operation(
+    world,
+):
+    from backups.evacuate import evacuation_plan
+
+    # room for one instance's disk, memory for both
+    Host.objects.filter(pk=world["healthy"].pk).update(disk_free_bytes=6 * 1024**3)
+    plan = evacuation_plan(world["down"])
+    assert [(r.instance.name, bool(r.target)) for r in plan] == [
+        ("acme-jira", True),
+        ("acme-wiki", False),
+    ]
+    assert "5 GB of disk" in plan[1].problem
+    # a backup hung on the dead host holds the tier-1 instance: it waits, the other one goes
+    Host.objects.filter(pk=world["healthy"].pk).update(disk_free_bytes=150 * 1024**3)
+    Operation.objects.create(
+        kind="backup.create",
+        instance=world["urgent"],
+        status="running",
+        lock_key=f"instance:{world['urgent'].pk}",
+    )
+    plan = evacuation_plan(world["down"])
+    assert plan[0].target is None and "backup.create" in plan[0].problem
+    assert plan[1].target == world["healthy"]
