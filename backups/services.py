@@ -603,6 +603,9 @@ NOTIFICATION_EVENTS = (
     (RPO_BREACHED, "The recovery point objective was breached", False),
     (RESTORE_REQUESTED, "A tenant asked for a restore (staff)", True),
     (WAL_BROKEN, "An instance's WAL archiving stopped (staff)", True),
+    ("host.evacuation_due", "A failed host is about to be evacuated automatically (staff)", True),
+    ("host.evacuated", "A failed host was evacuated (staff)", True),
+    ("instance.evacuated", "An instance was brought back on another host", False),
 )
 
 

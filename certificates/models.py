@@ -51,6 +51,7 @@ class DnsProviderAccount(models.Model):
 
     class Meta:
         ordering = ["name"]
+        verbose_name = "DNS provider account"
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
@@ -79,6 +80,7 @@ class DnsZone(models.Model):
 
     class Meta:
         ordering = ["name"]
+        verbose_name = "DNS zone"
 
     def __str__(self) -> str:
         return self.name

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from certificates.models import Certificate, DnsRecord, DnsZone, ProxySite
+from certificates.models import Certificate, DnsProviderAccount, DnsRecord, DnsZone, ProxySite
 from panel.access import Access
 from provisioning.models import AtlassianInstance
 
@@ -52,4 +53,25 @@ def instance_endpoint(access: Access, instance: AtlassianInstance) -> dict[str, 
 
 
 def zone_list(access: Access) -> QuerySet:
+    """Managed zones the caller sees (platform admins only), with their account."""
     return DnsZone.objects.for_user(access).select_related("account")
+
+
+def dns_account_list(access: Access) -> QuerySet[DnsProviderAccount]:
+    """DNS provider accounts (platform admins only; nobody else sees any), with their zones."""
+    return DnsProviderAccount.objects.for_user(access).prefetch_related("zones")
+
+
+def dns_account_get(access: Access, pk: Any) -> DnsProviderAccount:
+    """One account the caller sees, else 404."""
+    return get_object_or_404(DnsProviderAccount.objects.for_user(access), pk=pk)
+
+
+def dns_zone_list(access: Access) -> QuerySet[DnsZone]:
+    """Managed zones with their account and how many instance records each holds."""
+    return zone_list(access).annotate(record_count=Count("records"))
+
+
+def dns_zone_get(access: Access, pk: Any) -> DnsZone:
+    """One zone the caller sees, else 404."""
+    return get_object_or_404(zone_list(access), pk=pk)

@@ -1,4 +1,5 @@
-"""UI routes of the certificates app."""
+"""UI routes of the certificates app: an instance's address, and the DNS provider accounts and
+zones of platform admins."""
 
 from django.urls import path
 
@@ -18,4 +19,11 @@ urlpatterns = [
     path(
         "instances/<uuid:pk>/endpoint/check/", views.instance_endpoint_check, name="endpoint_check"
     ),
+    path("dns/", views.dns_overview, name="dns_overview"),
+    path("dns/accounts/new/", views.dns_account_create, name="dns_account_create"),
+    path("dns/accounts/<uuid:pk>/", views.dns_account_detail, name="dns_account_detail"),
+    path("dns/accounts/<uuid:pk>/check/", views.dns_account_check, name="dns_account_check"),
+    path("dns/accounts/<uuid:pk>/delete/", views.dns_account_delete, name="dns_account_delete"),
+    path("dns/zones/new/", views.dns_zone_create, name="dns_zone_create"),
+    path("dns/zones/<uuid:pk>/delete/", views.dns_zone_delete, name="dns_zone_delete"),
 ]

@@ -6,17 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 
 from notifications.models import (
     NotificationPreference,
     platform_event_choices,
     tenant_event_choices,
 )
-from notifications.services import webhook_url_check
-
-MAX_RECIPIENTS = 20
+from notifications.services import notification_recipients_clean, webhook_url_check
 
 
 class NotificationPreferenceForm(forms.Form):
@@ -83,20 +79,9 @@ class NotificationPreferenceForm(forms.Form):
             self.fields["recipients"].help_text += " Empty: every platform administrator's address."
 
     def clean_recipients(self) -> list[str]:
-        seen: list[str] = []
-        for line in self.cleaned_data["recipients"].replace(",", "\n").splitlines():
-            address = line.strip().lower()
-            if not address:
-                continue
-            try:
-                validate_email(address)
-            except ValidationError as exc:
-                raise ValidationError(f"{address} is not an email address.") from exc
-            if address not in seen:
-                seen.append(address)
-        if len(seen) > MAX_RECIPIENTS:
-            raise ValidationError(f"At most {MAX_RECIPIENTS} addresses; use a mailing list.")
-        return seen
+        return notification_recipients_clean(
+            self.cleaned_data["recipients"].replace(",", "\n").splitlines()
+        )
 
     def clean_webhook_url(self) -> str:
         url = self.cleaned_data["webhook_url"]

@@ -18,12 +18,14 @@ import json
 import logging
 import math
 import uuid
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.urls import reverse
@@ -92,7 +94,23 @@ def preference_for(tenant: Tenant | None) -> NotificationPreference:
         pref = NotificationPreference.objects.filter(platform=True).first()
         return pref or NotificationPreference(platform=True, events=list(PLATFORM_DEFAULT_EVENTS))
     pref = NotificationPreference.objects.filter(tenant=tenant).first()
-    return pref or NotificationPreference(tenant=tenant, recipients=tenant.contact_email)
+    return pref or _tenant_default(tenant)
+
+
+def _tenant_default(tenant: Tenant) -> NotificationPreference:
+    return NotificationPreference(tenant=tenant, recipients=tenant.contact_email)
+
+
+def preferences_for(tenants: Iterable[Tenant]) -> list[NotificationPreference]:
+    """:func:`preference_for` of each of ``tenants``, in their order, in one query."""
+    tenants = list(tenants)
+    chosen = {p.tenant_id: p for p in NotificationPreference.objects.filter(tenant__in=tenants)}
+    prefs = []
+    for tenant in tenants:
+        pref = chosen.get(tenant.pk) or _tenant_default(tenant)
+        pref.tenant = tenant  # already read: no query per row for its name
+        prefs.append(pref)
+    return prefs
 
 
 def _platform_recipients(pref: NotificationPreference) -> list[str]:
@@ -115,6 +133,28 @@ def _extra_platform_recipients(event: str) -> list[str]:
     if name is None:
         return []
     return [e.strip() for e in getattr(settings, name) if e.strip()]
+
+
+MAX_RECIPIENTS = 20
+
+
+def notification_recipients_clean(addresses: Iterable[str]) -> list[str]:
+    """The email recipients of a preference as the page and the API take them: trimmed,
+    lower-case, each once, at most ``MAX_RECIPIENTS`` (a mailing list beyond that)."""
+    seen: list[str] = []
+    for line in addresses:
+        address = line.strip().lower()
+        if not address:
+            continue
+        try:
+            validate_email(address)
+        except ValidationError as exc:
+            raise ValidationError(f"{address} is not an email address.") from exc
+        if address not in seen:
+            seen.append(address)
+    if len(seen) > MAX_RECIPIENTS:
+        raise ValidationError(f"At most {MAX_RECIPIENTS} addresses; use a mailing list.")
+    return seen
 
 
 def webhook_url_check(url: str) -> None:

@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from notifications.forms import NotificationPreferenceForm
-from notifications.selectors import delivery_list
+from notifications.selectors import delivery_list, notification_tenants_readable
 from notifications.services import (
     NotificationThrottled,
     notification_preference_update,
@@ -23,7 +23,7 @@ from notifications.services import (
 )
 from panel.access import access_for
 from panel.htmx import login_required, render_page_or_partial
-from tenants.selectors import manages_tenant, tenant_list, tenants_managed
+from tenants.selectors import manages_tenant, tenant_list
 
 PLATFORM = "platform"
 
@@ -38,8 +38,7 @@ def _notification_audience(
     platform's; support staff read every tenant's but change none (``change``: a write).
     """
     access = access_for(request)
-    readable = tenant_list(access) if access.is_staff_role else tenants_managed(access)
-    tenants = list(readable)
+    tenants = list(notification_tenants_readable(access))
     choices = [(str(t.pk), t.name) for t in tenants]
     if access.is_platform_admin and access.can_write:
         choices.insert(0, (PLATFORM, "Platform staff (host events)"))

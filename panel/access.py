@@ -11,8 +11,9 @@ tenants app (``tenants.access``, named by ``settings.PANEL_ACCESS_RESOLVER``).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
 SUPPORT_GROUP = "support"
 PLATFORM_ADMIN_GROUP = "platform-admin"
+# The tenant a member of several chose in the header's switcher (a tenant id; absent: all).
+ACTIVE_TENANT_SESSION_KEY = "panel_active_tenant"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,12 @@ class Access:
     is_support: bool = False
     is_platform_admin: bool = False
     can_write: bool = False
+    # (id, name) of every tenant the user is a member of, by name, whatever narrows
+    # ``tenant_ids`` (a token, the switcher): what the header's tenant indicator shows.
+    member_tenants: tuple[tuple[Any, str], ...] = ()
+    # The tenant chosen in the header's switcher, to which this access was narrowed; None:
+    # every tenant the caller may see.
+    active_tenant_id: Any = None
 
     @property
     def is_authenticated(self) -> bool:
@@ -46,6 +55,13 @@ class Access:
     def is_staff_role(self) -> bool:
         return self.is_support or self.is_platform_admin
 
+    @property
+    def changes_anything(self) -> bool:
+        """Whether this caller may change anything at all: a credential that writes (not a
+        read-only token) and a role that changes something (admin of a tenant, or staff).
+        A viewer's session writes nothing, though ``can_write`` is true for it."""
+        return self.can_write and (self.is_staff_role or bool(self.admin_tenant_ids))
+
     def sees_tenant(self, tenant_id: Any) -> bool:
         return self.tenant_ids is None or tenant_id in self.tenant_ids
 
@@ -54,6 +70,11 @@ class Access:
         if not self.can_write:
             return False
         return self.is_staff_role or tenant_id in self.admin_tenant_ids
+
+    @property
+    def active_tenant_name(self) -> str:
+        """The name of the tenant chosen in the switcher, or "" when none is."""
+        return next((n for t, n in self.member_tenants if t == self.active_tenant_id), "")
 
 
 ANONYMOUS = Access()
@@ -72,11 +93,47 @@ def access_for_user(user: Any, token: Any = None) -> Access:
     return resolver(user, token)
 
 
+def access_narrowed_to_tenant(access: Access, tenant_id: Any) -> Access:
+    """``access`` seeing only ``tenant_id``, the tenant a customer who belongs to several chose
+    in the header's switcher. Only ever narrower: staff (who see every tenant), API tokens
+    (which have their own tenant) and a tenant the caller no longer belongs to leave
+    ``access`` as it is."""
+    if (
+        access.token is not None
+        or access.is_staff_role
+        or access.tenant_ids is None
+        or tenant_id not in access.tenant_ids
+    ):
+        return access
+    return replace(
+        access,
+        tenant_ids=frozenset({tenant_id}),
+        admin_tenant_ids=access.admin_tenant_ids & {tenant_id},
+        active_tenant_id=tenant_id,
+    )
+
+
+def _active_tenant_id(request: Any) -> uuid.UUID | None:
+    """The tenant id the request's session holds from the switcher, if any."""
+    session = getattr(request, "session", None)
+    value = session.get(ACTIVE_TENANT_SESSION_KEY) if session is not None else None
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
 def access_for(request: HttpRequest) -> Access:
-    """The caller's :class:`Access`, computed once per request."""
+    """The caller's :class:`Access`, computed once per request (narrowed to the tenant chosen
+    in the header's switcher, see :func:`access_narrowed_to_tenant`)."""
     cached = getattr(request, "_panel_access", None)
     if cached is not None:
         return cached
     access = access_for_user(getattr(request, "user", None), getattr(request, "auth", None))
+    # Only a customer with several tenants has a switcher: nobody else's session is read.
+    if len(access.member_tenants) > 1 and access.token is None and not access.is_staff_role:
+        tenant_id = _active_tenant_id(request)
+        if tenant_id is not None:
+            access = access_narrowed_to_tenant(access, tenant_id)
     request._panel_access = access  # type: ignore[attr-defined]
     return access

@@ -68,6 +68,10 @@ class EncryptedTextField(models.TextField):
 class EncryptedJSONField(models.TextField):
     """A JSON document stored encrypted (e.g. extra environment that may hold agent keys)."""
 
+    # What the attribute holds for django-stubs (a JSON value, not the stored text).
+    _pyi_private_set_type: Any
+    _pyi_private_get_type: Any
+
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
         if value is None or value == "":
             return {}

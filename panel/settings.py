@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dj_database_url
 from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Where the embedded defaults keep their files (generated keys, SQLite, the filesystem broker);
@@ -469,6 +470,9 @@ PANEL_DNS_CHECK_NAMESERVERS = env_list("PANEL_DNS_CHECK_NAMESERVERS")
 # between polls (Route53 GetChange).
 PANEL_DNS_INSYNC_TIMEOUT = env_float("PANEL_DNS_INSYNC_TIMEOUT", 120)
 PANEL_DNS_INSYNC_POLL = env_float("PANEL_DNS_INSYNC_POLL", 2)
+# A DNS provider account's "Test connection" waits this long for each answer (seconds; one
+# retry), while the person who asked waits for the page.
+PANEL_DNS_CHECK_TIMEOUT = env_float("PANEL_DNS_CHECK_TIMEOUT", 5)
 # Names no instance may take (DNS takeover): in a managed zone, the apex ("@") and these
 # leftmost labels; everywhere, the panel's own names (PANEL_BASE_URL, ALLOWED_HOSTS) and these
 # full hostnames.
@@ -514,6 +518,25 @@ PANEL_STAFF_NOTIFICATION_EMAILS = [
 # --- Backups --------------------------------------------------------------------------------
 PANEL_BACKUP_MAX_PER_BACKUP_HOST = env_int("PANEL_BACKUP_MAX_PER_BACKUP_HOST", 2)
 PANEL_BACKUP_MAX_PER_APP_HOST = env_int("PANEL_BACKUP_MAX_PER_APP_HOST", 1)
+# How many instances of a failed host an evacuation restores at once (backups.evacuate).
+PANEL_EVACUATE_PARALLEL = env_int("PANEL_EVACUATE_PARALLEL", 2)
+
+
+# Automatic evacuation, off by default: "tier1=10,tier2=30" evacuates a host's tier-1 instances
+# once it has been unreachable for 10 minutes and its tier-2 ones after 30 (others: by hand).
+def _tier_minutes(name: str) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for item in env_list(name):
+        tier, _, minutes = (part.strip() for part in item.partition("="))
+        if tier not in ("tier0", "tier1", "tier2", "tier3") or not minutes.isdigit():
+            raise ImproperlyConfigured(
+                f"{name}={env(name)!r}: give tier=minutes pairs, e.g. tier1=10,tier2=30."
+            )
+        found[tier] = int(minutes)
+    return found
+
+
+PANEL_EVACUATE_AUTO_MINUTES = _tier_minutes("PANEL_EVACUATE_AUTO_MINUTES")
 PANEL_BACKUP_MISSED_AFTER = env_int("PANEL_BACKUP_MISSED_AFTER", 900)
 # Extra (manual) backups tenant admins may start in 24 hours, per instance and per tenant
 # (staff and scheduled/pre-upgrade backups are not counted); 0 = no limit.

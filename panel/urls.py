@@ -8,8 +8,10 @@ api_patterns = [
     path("", include("tenants.api.urls")),
     path("", include("provisioning.api.urls")),
     path("", include("provisioning.hosts.api_urls")),
+    path("", include("provisioning.search.api_urls")),
     path("", include("backups.api.urls")),
     path("", include("certificates.api.urls")),
+    path("", include("notifications.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script from a URL: no inline script, so the
     # Content-Security-Policy needs no 'unsafe-inline' for scripts (panel/csp.py).
@@ -31,6 +33,7 @@ urlpatterns = [
     path("", include("tenants.audit_urls")),
     path("", include("provisioning.urls")),
     path("", include("provisioning.hosts.urls")),
+    path("", include("provisioning.search.urls")),
     path("", include("backups.urls")),
     path("", include("certificates.urls")),
     path("", include("notifications.urls")),

@@ -25,6 +25,7 @@ urlpatterns = [
         name="instance_db_password",
     ),
     path("instances/<uuid:pk>/licenses/new/", views.license_add_view, name="license_add"),
+    path("instances/<uuid:pk>/logs/", views.instance_logs_view, name="instance_logs"),
     path("operations/", views.operation_list_view, name="operation_list"),
     path("operations/<uuid:pk>/", views.operation_detail, name="operation_detail"),
     path("operations/<uuid:pk>/log/", views.operation_log, name="operation_log"),

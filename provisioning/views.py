@@ -38,6 +38,7 @@ from provisioning.forms import (
     LicenseAddForm,
     OperationFilterForm,
 )
+from provisioning.logs import LOG_SERVICES, LogsUnavailable, instance_logs, logs_params
 from provisioning.models import AtlassianInstance, Operation, OperationKind, OperationStatus
 from provisioning.operation_pages import operation_post
 from provisioning.selectors import (
@@ -210,6 +211,29 @@ def instance_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     access = access_for(request)
     instance = instance_get(access, pk)
     return render(request, "provisioning/instance_detail.html", _instance_context(access, instance))
+
+
+@login_required
+@require_GET
+def instance_logs_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    """The newest lines of the instance's app or database container (an htmx panel of its
+    page; with ``follow=1`` it polls itself every few seconds until told to stop)."""
+    access = access_for(request)
+    instance = instance_get(access, pk)
+    params = logs_params(request.GET)
+    context: dict[str, Any] = {"instance": instance, "services": LOG_SERVICES}
+    if isinstance(params, str):
+        return render(
+            request, "provisioning/_instance_logs.html", {**context, "error": params}, status=400
+        )
+    context.update(service=params[0], lines=params[1], follow=request.GET.get("follow") == "1")
+    try:
+        context["logs"] = instance_logs(instance, service=params[0], lines=params[1])
+    except LogsUnavailable as exc:
+        context["error"] = str(exc)
+    response = render(request, "provisioning/_instance_logs.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @login_required

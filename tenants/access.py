@@ -26,9 +26,13 @@ def access_for_user(user: Any, token: Any = None) -> Access:
     groups = set(user.groups.values_list("name", flat=True))
     is_admin = user.is_superuser or PLATFORM_ADMIN_GROUP in groups
     is_support = is_admin or SUPPORT_GROUP in groups
-    memberships = list(Membership.objects.filter(user=user).values_list("tenant_id", "role"))
-    member_ids = frozenset(t for t, _ in memberships)
-    admin_ids = frozenset(t for t, r in memberships if r == Membership.Role.ADMIN)
+    # Ordered by tenant name (the model's ordering joins the tenant anyway): the names cost
+    # no query of their own, so the header's tenant indicator adds none to a page.
+    memberships = list(
+        Membership.objects.filter(user=user).values_list("tenant_id", "role", "tenant__name")
+    )
+    member_ids = frozenset(t for t, _, _ in memberships)
+    admin_ids = frozenset(t for t, r, _ in memberships if r == Membership.Role.ADMIN)
     tenant_ids: frozenset | None = None if is_support else member_ids
     can_write = True
     if token is not None:
@@ -48,4 +52,5 @@ def access_for_user(user: Any, token: Any = None) -> Access:
         is_support=is_support,
         is_platform_admin=is_admin,
         can_write=can_write,
+        member_tenants=tuple((t, name) for t, _, name in memberships),
     )

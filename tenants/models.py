@@ -12,7 +12,7 @@ from django.db import models
 from django.utils import timezone
 
 from panel.crypto import EncryptedTextField
-from panel.scoping import scoped_manager
+from panel.scoping import ScopedQuerySet, scoped_manager
 from tenants.tiers import ServiceTier
 
 slug_validator = RegexValidator(
@@ -132,6 +132,84 @@ class ApiToken(models.Model):
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > timezone.now()
+
+
+class InvitationQuerySet(ScopedQuerySet):
+    tenant_path = "tenant"
+
+    def pending(self) -> InvitationQuerySet:
+        """Invitations that may still be accepted: not used, not revoked, not expired."""
+        return self.filter(
+            accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+        )
+
+
+class Invitation(models.Model):
+    """An invitation by email to join a tenant with a role: single use, expires, revocable.
+
+    Only a SHA-256 hash of the secret in the accept link is stored; the clear secret exists
+    only in the mail sent to ``email``.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        REVOKED = "revoked", "Revoked"
+        EXPIRED = "expired", "Expired"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(
+        max_length=10, choices=Membership.Role.choices, default=Membership.Role.VIEWER
+    )
+    key_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="invitations_sent",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="invitations_accepted",
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.tenant} ({self.role})"
+
+    @staticmethod
+    def generate() -> tuple[str, str]:
+        """Return (clear secret for the accept link, its hash) for a new invitation."""
+        secret = secrets.token_urlsafe(32)
+        return secret, _token_hash(secret)
+
+    @staticmethod
+    def hash_of(secret: str) -> str:
+        return _token_hash(secret)
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at is not None:
+            return self.Status.ACCEPTED
+        if self.revoked_at is not None:
+            return self.Status.REVOKED
+        if self.expires_at <= timezone.now():
+            return self.Status.EXPIRED
+        return self.Status.PENDING
 
 
 class AuditEvent(models.Model):

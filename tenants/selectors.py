@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
 from panel.access import Access
-from tenants.models import ApiToken, AuditEvent, Membership, Tenant
+from tenants.models import ApiToken, AuditEvent, Invitation, Membership, Tenant
 
 
 def tenant_list(access: Access) -> QuerySet:
@@ -21,6 +21,21 @@ def tenant_get(access: Access, tenant_id: Any) -> Tenant:
 
 def membership_list(access: Access) -> QuerySet:
     return Membership.objects.for_user(access).select_related("user", "tenant")
+
+
+def invitation_list(access: Access) -> QuerySet:
+    """Invitations to the caller's tenants: staff see all, tenant admins their tenants',
+    viewers none (who is invited, by which address, is the administrators' business)."""
+    qs = Invitation.objects.for_user(access).select_related("tenant", "invited_by")
+    if access.is_staff_role:
+        return qs
+    return qs.filter(tenant_id__in=access.admin_tenant_ids)
+
+
+def invitation_in_scope(access: Access, invitation_id: Any) -> Invitation:
+    """An invitation of one of the caller's tenants (another tenant's is not found), for a
+    change the service then allows or refuses (403) by role."""
+    return get_object_or_404(Invitation.objects.for_user(access), pk=invitation_id)
 
 
 def token_list(user: Any) -> QuerySet:
@@ -75,3 +90,12 @@ def tenant_list_with_counts(access: Access) -> QuerySet:
         instance_count=Count("instances", filter=~Q(instances__status="deleted"), distinct=True),
         member_count=Count("memberships", distinct=True),
     )
+
+
+def tenants_switchable(access: Access) -> tuple[tuple[Any, str], ...]:
+    """(id, name) of the tenants the header's switcher offers: a customer's own tenants, when
+    they belong to several. Staff always work across every tenant, and an API token has its
+    own tenant, so neither has one."""
+    if access.is_staff_role or access.token is not None or len(access.member_tenants) < 2:
+        return ()
+    return access.member_tenants

@@ -31,6 +31,18 @@ pytest_plugins = [
     "tests.support.mail_sink",  # the lab's SMTP/POP sink (mail_sink)
 ]
 
+# Fixtures that reach the lab's shared hosts, proxies and sink. A test using one (directly or
+# through another fixture) is a lab test whatever its own marks say: `-m "not lab"` must never
+# touch the lab, because scripts/test runs those tests beside the lab ones, in another process.
+LAB_FIXTURES = {"lab_state", "lab", "mail_sink"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by mark
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.lab)
+
 
 @pytest.fixture
 def acme(db) -> Tenant:

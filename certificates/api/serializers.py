@@ -129,15 +129,74 @@ class EndpointSerializer(serializers.Serializer):
     checked_at = serializers.DateTimeField(allow_null=True)
 
 
+def _json_object(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise serializers.ValidationError("Expected an object of names and values.")
+    return value
+
+
 class DnsProviderAccountSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    """A DNS provider account. ``config`` holds the provider's settings (Route53: region,
+    endpoint_url; RFC 2136: server, port, tsig_key_name, tsig_algorithm, timeout);
+    ``credentials`` its secrets (Route53: access_key_id, secret_access_key; RFC 2136:
+    tsig_secret, base64), which are write-only: only the names of those set are returned."""
+
     credentials = serializers.JSONField(
-        write_only=True, required=False, help_text="Secrets; stored encrypted, never returned."
+        write_only=True,
+        required=False,
+        help_text="Secrets; stored encrypted, never returned. On a change they replace the "
+        "stored ones as a whole; leave the field out to keep them.",
+    )
+    credentials_set = serializers.SerializerMethodField(
+        help_text="The names of the secrets stored (never their values)."
+    )
+    zones: serializers.SlugRelatedField[DnsZone] = serializers.SlugRelatedField(
+        many=True, read_only=True, slug_field="name"
     )
 
     class Meta:
         model = DnsProviderAccount
-        fields = ["id", "name", "kind", "config", "credentials", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "config",
+            "credentials",
+            "credentials_set",
+            "zones",
+            "created_at",
+        ]
         read_only_fields = ["id", "created_at"]
+
+    def get_credentials_set(self, obj: DnsProviderAccount) -> list[str]:
+        return sorted(k for k, v in (obj.credentials or {}).items() if v)
+
+    def validate_config(self, value: Any) -> dict:
+        return _json_object(value)
+
+    def validate_credentials(self, value: Any) -> dict:
+        return _json_object(value)
+
+
+class DnsProviderAccountUpdateSerializer(DnsProviderAccountSerializer):
+    """A change of an account: its name, settings or secrets; the kind stays."""
+
+    class Meta(DnsProviderAccountSerializer.Meta):
+        read_only_fields = ["id", "kind", "created_at"]
+
+
+class DnsCheckLineSerializer(serializers.Serializer):
+    subject = serializers.CharField(help_text="'account', or the zone's name.")
+    ok = serializers.BooleanField()
+    detail = serializers.CharField(help_text="What the provider answered, or why it failed.")
+
+
+class DnsAccountCheckSerializer(serializers.Serializer):
+    """The connection test of an account: the provider accepts it, and serves each zone."""
+
+    ok = serializers.BooleanField()
+    checked_at = serializers.DateTimeField()
+    lines = DnsCheckLineSerializer(many=True)
 
 
 class DnsZoneSerializer(StrictFieldsMixin, serializers.ModelSerializer):

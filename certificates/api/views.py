@@ -1,5 +1,6 @@
-"""API of DNS zones and provider accounts (platform admins), certificates, and each
-instance's address: DNS records, certificate, proxy config, Apache export and actions.
+"""API of DNS zones and provider accounts (platform admins: create, change, remove, test the
+connection), certificates, and each instance's address: DNS records, certificate, proxy
+config, Apache export and actions.
 
 Thin: instances come from the scoped selector (404 for other tenants); actions call the same
 services as the pages and answer 202 with the operation.
@@ -10,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
-from rest_framework.decorators import api_view, permission_classes
+from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,7 +26,9 @@ from certificates import proxy, selectors, services
 from certificates.api.serializers import (
     CertificateListQuerySerializer,
     CertificateSerializer,
+    DnsAccountCheckSerializer,
     DnsProviderAccountSerializer,
+    DnsProviderAccountUpdateSerializer,
     DnsZoneSerializer,
     EndpointSerializer,
 )
@@ -35,9 +39,10 @@ from certificates.models import (
     DnsZone,
 )
 from panel.access import Access, access_for
+from panel.api.exceptions import Conflict
 from panel.api.mixins import ScopedQuerysetMixin, idempotency_key
 from panel.api.permissions import IsPlatformAdmin, PanelPermission
-from panel.api.schema import NOT_FOUND
+from panel.api.schema import CONFLICT, NOT_FOUND, VALIDATION_ERROR
 from panel.api.serializers import request_body_refuse_fields
 from provisioning.api.operations import action_schema, operation_accepted, operation_replay
 from provisioning.selectors import instance_get
@@ -68,14 +73,36 @@ class CertificateViewSet(
         return Certificate.objects.for_user(access).select_related("zone")
 
 
+@extend_schema_view(
+    partial_update=extend_schema(
+        request=DnsProviderAccountUpdateSerializer,
+        responses={200: DnsProviderAccountSerializer, 400: VALIDATION_ERROR, 404: NOT_FOUND},
+        description="Rename the account, change its settings or replace its secrets (the "
+        "kind stays). Without `credentials` the stored secrets are kept.",
+    ),
+    destroy=extend_schema(
+        responses={204: None, 404: NOT_FOUND, 409: CONFLICT},
+        description="Forget the account; refused (409) while it serves zones.",
+    ),
+)
 class DnsProviderAccountViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     """DNS provider accounts (platform admins); credentials are write-only."""
 
-    queryset = DnsProviderAccount.objects.all()
     serializer_class = DnsProviderAccountSerializer
-    http_method_names = ["get", "post", "head", "options"]  # changes go through services
+    # Changes go through services; a change is a PATCH (secrets are never sent back, so a
+    # PUT could not carry the whole account).
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     permission_classes = [PanelPermission, IsPlatformAdmin]
+    platform_admin_refusal = "Only platform administrators manage DNS provider accounts."
     lookup_value_converter = "uuid"
+
+    def scoped_queryset(self, access: Access) -> QuerySet:
+        return selectors.dns_account_list(access)
+
+    def get_serializer_class(self) -> type:
+        if self.action == "partial_update":
+            return DnsProviderAccountUpdateSerializer
+        return DnsProviderAccountSerializer
 
     def perform_create(self, serializer: Any) -> None:
         data = serializer.validated_data
@@ -87,19 +114,65 @@ class DnsProviderAccountViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
             credentials=data.get("credentials") or {},
         )
 
+    def perform_update(self, serializer: Any) -> None:
+        data = serializer.validated_data
+        serializer.instance = services.dns_account_update(
+            actor=self.access,
+            account=serializer.instance,
+            name=data.get("name"),
+            config=data.get("config"),
+            credentials=data.get("credentials"),
+        )
 
+    def perform_destroy(self, instance: DnsProviderAccount) -> None:
+        try:
+            services.dns_account_delete(actor=self.access, account=instance)
+        except ValidationError as exc:
+            raise Conflict(" ".join(exc.messages)) from exc
+
+    @extend_schema(
+        request=None,
+        responses={200: DnsAccountCheckSerializer, 400: VALIDATION_ERROR, 404: NOT_FOUND},
+        description="Test the connection now: the provider accepts the account's "
+        "credentials, and serves each of its zones. Read-only lookups; the answer says "
+        "what each one found (`ok` false when any failed).",
+    )
+    @action(detail=True, methods=["post"], url_path="check")
+    def check(self, request: Request, pk: Any = None) -> Response:
+        account = self.get_object()
+        request_body_refuse_fields(request)  # the test takes no body
+        result = services.dns_account_check(actor=self.access, account=account)
+        return Response(DnsAccountCheckSerializer(result).data)
+
+
+@extend_schema_view(
+    destroy=extend_schema(
+        responses={204: None, 404: NOT_FOUND, 409: CONFLICT},
+        description="Forget the zone (nothing changes at the provider); refused (409) while "
+        "instances have records in it or its wildcard certificate serves sites.",
+    ),
+)
 class DnsZoneViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     """Zones the panel manages records in (platform admins)."""
 
-    queryset = DnsZone.objects.select_related("account")
     serializer_class = DnsZoneSerializer
-    http_method_names = ["get", "post", "head", "options"]
+    http_method_names = ["get", "post", "delete", "head", "options"]
     permission_classes = [PanelPermission, IsPlatformAdmin]
+    platform_admin_refusal = "Only platform administrators manage DNS zones."
     lookup_value_converter = "uuid"
+
+    def scoped_queryset(self, access: Access) -> QuerySet:
+        return selectors.zone_list(access)
 
     def perform_create(self, serializer: Any) -> None:
         data = serializer.validated_data
         serializer.instance = services.dns_zone_create(actor=self.access, **data)
+
+    def perform_destroy(self, instance: DnsZone) -> None:
+        try:
+            services.dns_zone_delete(actor=self.access, zone=instance)
+        except ValidationError as exc:
+            raise Conflict(" ".join(exc.messages)) from exc
 
 
 def _instance(request: Request, pk: Any) -> Any:

@@ -20,16 +20,17 @@ from certificates.dns.base import (
 )
 
 
-def provider_for(account: Any, *, log: Any = None) -> DnsProvider:
-    """The provider for a DnsProviderAccount (``log`` receives a line per API call)."""
+def provider_for(account: Any, *, log: Any = None, timeout: float | None = None) -> DnsProvider:
+    """The provider for a DnsProviderAccount (``log`` receives a line per API call; with
+    ``timeout``, seconds per answer, it gives up sooner: for checks a person waits for)."""
     if account.kind == "route53":
         from certificates.dns.route53 import Route53Provider
 
-        return Route53Provider(account.config, account.credentials, log=log)
+        return Route53Provider(account.config, account.credentials, log=log, timeout=timeout)
     if account.kind == "rfc2136":
         from certificates.dns.rfc2136 import Rfc2136Provider
 
-        return Rfc2136Provider(account.config, account.credentials, log=log)
+        return Rfc2136Provider(account.config, account.credentials, log=log, timeout=timeout)
     raise DnsError(f"Unknown DNS provider kind {account.kind!r}.")
 
 

@@ -91,6 +91,11 @@ class DnsProvider(Protocol):
         """The record types the provider holds at ``name`` (empty: the name is not in use)."""
         ...
 
+    def account_check(self) -> str:
+        """Verify the provider answers with these credentials (no zone needed); returns a
+        short description."""
+        ...
+
     def zone_check(self, zone: ZoneRef) -> str:
         """Verify the zone is reachable with these credentials; returns a short description."""
         ...

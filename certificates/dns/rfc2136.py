@@ -57,11 +57,16 @@ class Rfc2136Provider:
     """A DNS server taking TSIG-signed updates (``config``: server, port, tsig_key_name,
     tsig_algorithm; ``credentials``: tsig_secret, base64)."""
 
-    def __init__(self, config: dict, credentials: dict, *, log: Any = None) -> None:
+    def __init__(
+        self, config: dict, credentials: dict, *, log: Any = None, timeout: float | None = None
+    ) -> None:
         self.log = log
         self.server = config.get("server") or ""
-        self.port = int(config.get("port") or 53)
-        self.timeout = float(config.get("timeout") or 10)
+        try:
+            self.port = int(config.get("port") or 53)
+            self.timeout = timeout or float(config.get("timeout") or 10)
+        except (TypeError, ValueError) as exc:
+            raise DnsError("The RFC 2136 account's port and timeout must be numbers.") from exc
         self.sync_timeout = settings.PANEL_DNS_INSYNC_TIMEOUT
         key_name = config.get("tsig_key_name") or ""
         algorithm = (config.get("tsig_algorithm") or "hmac-sha256").lower()
@@ -200,9 +205,37 @@ class Rfc2136Provider:
                 f"The DNS server {self.server}:{self.port} did not answer: {exc}"
             ) from exc
 
+    def _send_signed(self, query: dns.message.Message) -> dns.message.Message:
+        """Send ``query`` signed with the account's TSIG key (if it has one): the server's
+        signed answer shows that it knows the key and the secret."""
+        if self.keyring is not None:
+            query.use_tsig(self.keyring, keyname=self.keyname, algorithm=self.algorithm)
+        try:
+            return self._send_quiet(query)
+        except DnsError as exc:
+            if isinstance(exc.__cause__, dns.tsig.PeerError):
+                raise DnsError(
+                    f"{self.server}:{self.port} refused the TSIG key {self._key_label()} "
+                    f"({exc.__cause__}): check the key name, algorithm and secret."
+                ) from exc.__cause__
+            raise
+
+    def _key_label(self) -> str:
+        return self.keyname.to_text(omit_final_dot=True) if self.keyname is not None else ""
+
+    def account_check(self) -> str:
+        # Without a zone to ask about, the root's SOA: any answer (REFUSED from an
+        # authoritative-only server too) shows the server is there; a signed one, the key.
+        query = dns.message.make_query(".", "SOA")
+        query.flags &= ~dns.flags.RD
+        self._send_signed(query)
+        if self.keyname is None:
+            return f"{self.server}:{self.port} answers (no TSIG key: updates go unsigned)"
+        return f"{self.server}:{self.port} answers and accepts the TSIG key {self._key_label()}"
+
     def zone_check(self, zone: ZoneRef) -> str:
         origin = self._zone(zone)
-        response = self._send_quiet(dns.message.make_query(origin, "SOA"))
+        response = self._send_signed(dns.message.make_query(origin, "SOA"))
         if not any(r.rdtype == dns.rdatatype.SOA for r in response.answer):
-            raise DnsError(f"{self.server} does not serve the zone {origin}.")
-        return f"zone {origin} on {self.server}:{self.port}"
+            raise DnsError(f"{self.server}:{self.port} does not serve the zone {origin[:-1]}.")
+        return f"{self.server}:{self.port} serves the zone {origin[:-1]}"

@@ -49,22 +49,39 @@ class Route53Provider:
     """A Route53 account (``config``: region, optional endpoint_url; ``credentials``:
     access_key_id, secret_access_key)."""
 
-    def __init__(self, config: dict, credentials: dict, *, log: Any = None) -> None:
+    def __init__(
+        self, config: dict, credentials: dict, *, log: Any = None, timeout: float | None = None
+    ) -> None:
         self.log = log
         self.insync_timeout = settings.PANEL_DNS_INSYNC_TIMEOUT
         self.poll_first = settings.PANEL_DNS_INSYNC_POLL
-        self.client = boto3.client(
-            "route53",
-            region_name=config.get("region") or "us-east-1",
-            endpoint_url=config.get("endpoint_url") or None,
-            aws_access_key_id=credentials.get("access_key_id") or None,
-            aws_secret_access_key=credentials.get("secret_access_key") or None,
-            config=Config(
+        # With ``timeout`` (a check a person waits for) one retry and short timeouts, rather
+        # than the changes' patient retries.
+        client_config = (
+            Config(
+                retries={"mode": "standard", "max_attempts": 2},
+                connect_timeout=timeout,
+                read_timeout=timeout,
+            )
+            if timeout
+            else Config(
                 retries={"mode": "adaptive", "max_attempts": 8},
                 connect_timeout=10,
                 read_timeout=30,
-            ),
+            )
         )
+        try:
+            self.client = boto3.client(
+                "route53",
+                region_name=config.get("region") or "us-east-1",
+                endpoint_url=config.get("endpoint_url") or None,
+                aws_access_key_id=credentials.get("access_key_id") or None,
+                aws_secret_access_key=credentials.get("secret_access_key") or None,
+                config=client_config,
+            )
+        except (BotoCoreError, ValueError) as exc:
+            # botocore refuses a malformed endpoint_url or region when the client is made.
+            raise DnsError(f"The Route53 account's settings are not usable: {exc}") from exc
 
     def _say(self, message: str, **kw: Any) -> None:
         if self.log is not None:
@@ -230,6 +247,10 @@ class Route53Provider:
 
     def name_types(self, zone: ZoneRef, name: str) -> list[str]:
         return sorted({r["Type"] for r in self._at_name(self._zone_id(zone), name)})
+
+    def account_check(self) -> str:
+        count = self._call("get_hosted_zone_count").get("HostedZoneCount", 0)
+        return f"Route53 accepts these credentials ({count} hosted zone{'s' if count != 1 else ''})"
 
     def zone_check(self, zone: ZoneRef) -> str:
         zone_id = self._zone_id(zone)

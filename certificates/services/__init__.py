@@ -2,6 +2,8 @@
 
 - :mod:`~certificates.services.requests`: what people (audited) and the schedules ask for;
   these start Operations and never do remote work themselves;
+- :mod:`~certificates.services.dns_accounts`: provider accounts and zones as platform admins
+  record, change and remove them (audited), and an account's connection test;
 - :mod:`~certificates.services.dns_records`: managed zones, hostname checks and an instance's
   DNS records at the zone's provider;
 - :mod:`~certificates.services.issuance`: ACME account, placeholders, challenge solvers and
@@ -13,6 +15,16 @@ The functions that take an :class:`~panel.operations.OperationContext` run insid
 Operations of ``certificates.operations``. Everything public is importable from here.
 """
 
+from certificates.services.dns_accounts import (
+    DnsAccountCheck,
+    DnsCheckLine,
+    dns_account_check,
+    dns_account_create,
+    dns_account_delete,
+    dns_account_update,
+    dns_zone_create,
+    dns_zone_delete,
+)
 from certificates.services.dns_records import (
     dns_publish,
     dns_record_check,
@@ -44,11 +56,9 @@ from certificates.services.requests import (
     certificate_renew,
     certificates_due,
     certificates_renew_due,
-    dns_account_create,
     dns_customer_managed_mark,
     dns_customer_records_check,
     dns_update,
-    dns_zone_create,
     endpoint_check_request,
     endpoints_check_all,
     instance_certificate_renew,
@@ -57,6 +67,8 @@ from certificates.services.requests import (
 
 __all__ = [
     "LIVE_STATUSES",
+    "DnsAccountCheck",
+    "DnsCheckLine",
     "acme_account_for",
     "certificate_deploy",
     "certificate_for_instance",
@@ -65,7 +77,10 @@ __all__ = [
     "certificate_renew",
     "certificates_due",
     "certificates_renew_due",
+    "dns_account_check",
     "dns_account_create",
+    "dns_account_delete",
+    "dns_account_update",
     "dns_customer_managed_mark",
     "dns_customer_records_check",
     "dns_publish",
@@ -74,6 +89,7 @@ __all__ = [
     "dns_unpublish",
     "dns_update",
     "dns_zone_create",
+    "dns_zone_delete",
     "endpoint_check_request",
     "endpoint_check_safely",
     "endpoints_check_all",

@@ -20,9 +20,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from certificates.models import (
     Certificate,
     CertificateOperationKind,
-    DnsProviderAccount,
     DnsRecord,
-    DnsZone,
     ProxySite,
 )
 from certificates.services.dns_records import customer_record_put, dns_record_check, dns_target
@@ -44,50 +42,6 @@ LIVE_STATUSES = (
     InstanceStatus.FAILED,
     InstanceStatus.RESTORING,
 )
-
-
-def dns_account_create(
-    *, actor: Access, name: str, kind: str, config: dict, credentials: dict
-) -> DnsProviderAccount:
-    """Record a DNS provider account; its secrets are encrypted at rest."""
-    account = DnsProviderAccount(name=name, kind=kind, config=config, credentials=credentials)
-    account.full_clean()
-    account.save()
-    audit_record(
-        actor=actor,
-        action="dns.account.create",
-        target=account,
-        changes={"name": name, "kind": kind, "config": config},
-    )
-    return account
-
-
-def dns_zone_create(
-    *,
-    actor: Access,
-    name: str,
-    account: DnsProviderAccount,
-    provider_zone_id: str = "",
-    default_ttl: int = 300,
-    wildcard: bool = False,
-) -> DnsZone:
-    """Record a zone the panel may change records in."""
-    zone = DnsZone(
-        name=name.lower().rstrip("."),
-        account=account,
-        provider_zone_id=provider_zone_id,
-        default_ttl=default_ttl,
-        wildcard=wildcard,
-    )
-    zone.full_clean()
-    zone.save()
-    audit_record(
-        actor=actor,
-        action="dns.zone.create",
-        target=zone,
-        changes={"name": zone.name, "account": account.name, "wildcard": wildcard},
-    )
-    return zone
 
 
 def dns_customer_managed_mark(*, actor: Access, instance: AtlassianInstance) -> DnsRecord:

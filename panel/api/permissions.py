@@ -27,11 +27,16 @@ class PanelPermission(permissions.BasePermission):
 
 
 class IsPlatformAdmin(permissions.BasePermission):
-    """Hosts and other platform-owned resources: platform admins only."""
+    """Hosts, DNS provider accounts and other platform-owned resources: platform admins only.
 
-    message = "Only platform administrators manage hosts."
+    The refusal says what the view manages: its ``platform_admin_refusal`` (e.g. "Only
+    platform administrators manage DNS provider accounts."), else a general sentence.
+    """
+
+    message = "Only platform administrators can do this."
 
     def has_permission(self, request, view) -> bool:  # noqa: ANN001
+        self.message = getattr(view, "platform_admin_refusal", type(self).message)
         return access_for(request).is_platform_admin
 
 

@@ -162,6 +162,8 @@ def nav_section(request: Any) -> str:
         return ""
     if match.namespace == "hosts":
         return "hosts"
+    if match.namespace == "certificates" and match.url_name.startswith("dns_"):
+        return "dns"
     return _SECTIONS.get(match.view_name, "")
 
 

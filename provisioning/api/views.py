@@ -13,8 +13,9 @@ from typing import Any
 import django_filters
 from django import forms
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
@@ -46,6 +47,14 @@ from provisioning.api.serializers import (
     OperationStepsPageSerializer,
     OperationStepsQuerySerializer,
 )
+from provisioning.logs import (
+    LOG_LINES_MAX,
+    LOG_SERVICES,
+    InstanceLogs,
+    LogsUnavailable,
+    instance_logs,
+    logs_params,
+)
 from provisioning.models import (
     AtlassianInstance,
     InstanceStatus,
@@ -74,6 +83,20 @@ class InstanceFilter(django_filters.FilterSet):
     class Meta:
         model = AtlassianInstance
         fields = ["tenant", "status", "product"]
+
+
+class InstanceLogsSerializer(serializers.Serializer):
+    """The newest lines of one container's log (``GET /api/instances/<id>/logs/``)."""
+
+    service = serializers.CharField()
+    lines = serializers.IntegerField()
+    text = serializers.CharField()
+    truncated = serializers.BooleanField()
+    fetched_at = serializers.DateTimeField()
+    # False (with ``error`` saying why, ``text`` empty) when they cannot be read now: the
+    # instance is on no host yet, or its host does not answer.
+    available = serializers.BooleanField()
+    error = serializers.CharField(allow_blank=True)
 
 
 @extend_schema_view(
@@ -223,6 +246,37 @@ class InstanceViewSet(
         return self._act(
             request, OperationKind.INSTANCE_OUTBOUND_ENABLE, services.instance_outbound_enable
         )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("service", str, enum=list(LOG_SERVICES), description="app or db"),
+            OpenApiParameter("lines", int, description=f"1 to {LOG_LINES_MAX} (200)"),
+        ],
+        responses={200: InstanceLogsSerializer, 400: VALIDATION_ERROR, 404: NOT_FOUND},
+        description="The newest lines of the instance's app or database container log "
+        "(sanitized, at most 256 KiB); `available` false, with the reason in `error`, when "
+        "they cannot be read now (no host yet, or the host does not answer).",
+    )
+    @action(detail=True, methods=["get"])
+    def logs(self, request: Request, pk: str | None = None) -> Response:
+        instance = self.get_object()
+        params = logs_params(request.query_params)
+        if isinstance(params, str):
+            field, _, message = params.partition(": ")
+            return Response({field: [message]}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            logs = instance_logs(instance, service=params[0], lines=params[1])
+        except LogsUnavailable as exc:
+            logs = InstanceLogs(
+                service=params[0],
+                lines=params[1],
+                text="",
+                truncated=False,
+                fetched_at=timezone.now(),
+                available=False,
+                error=str(exc),
+            )
+        return Response(InstanceLogsSerializer(logs).data)
 
 
 # --- licenses -------------------------------------------------------------------------------

@@ -202,6 +202,7 @@ class HostViewSet(
     """Managed hosts and their operations (enrol, trust, provision, health)."""
 
     permission_classes = [PanelPermission, IsPlatformAdmin]
+    platform_admin_refusal = "Only platform administrators manage hosts."
     lookup_value_regex = UUID_RE
     filterset_class = HostFilter
     search_fields = ["name", "address"]

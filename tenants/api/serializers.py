@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from rest_framework import serializers
 
 from panel.access import access_for
 from panel.api.serializers import StrictFieldsMixin
-from tenants.models import ApiToken, Membership, Tenant
+from tenants.models import ApiToken, Invitation, Membership, Tenant
 from tenants.selectors import tenant_list, tenants_managed
 from tenants.tiers import ServiceTier
 from tenants.validators import validate_single_line
@@ -67,6 +67,45 @@ class MembershipSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         super().__init__(*args, **kwargs)
         if "request" in self.context:
             self.fields["tenant"].queryset = tenants_managed(_access(self.context))
+
+
+class InvitationSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    """An invitation by email to a tenant. ``tenant`` accepts only tenants the caller
+    administers; the link's secret is only in the mail, never in the API."""
+
+    tenant: serializers.PrimaryKeyRelatedField = serializers.PrimaryKeyRelatedField(
+        queryset=Tenant.objects.none(),
+        error_messages={"does_not_exist": "Unknown tenant, or you are not an admin of it."},
+    )
+    tenant_name = serializers.CharField(source="tenant.name", read_only=True)
+    invited_by = serializers.CharField(
+        source="invited_by.get_username", read_only=True, allow_null=True
+    )
+    status = serializers.ChoiceField(choices=Invitation.Status.choices, read_only=True)
+
+    class Meta:
+        model = Invitation
+        fields = [
+            "id",
+            "tenant",
+            "tenant_name",
+            "email",
+            "role",
+            "status",
+            "invited_by",
+            "created_at",
+            "expires_at",
+            "accepted_at",
+            "revoked_at",
+        ]
+        read_only_fields = ["id", "created_at", "expires_at", "accepted_at", "revoked_at"]
+        extra_kwargs = {"role": {"default": Membership.Role.VIEWER}}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "request" in self.context:
+            field = cast(serializers.PrimaryKeyRelatedField, self.fields["tenant"])
+            field.queryset = tenants_managed(_access(self.context))
 
 
 class ApiTokenSerializer(StrictFieldsMixin, serializers.ModelSerializer):
@@ -141,6 +180,10 @@ class MeSerializer(serializers.Serializer):
         child=serializers.CharField(),
         help_text="'support' and/or 'platform-admin' (none when a tenant-bound token is used).",
     )
-    can_write = serializers.BooleanField()
+    can_write = serializers.BooleanField(
+        help_text="Whether the caller may change anything: a token or session that writes, "
+        "and the admin role in a tenant (see memberships) or a staff role. False for a viewer "
+        "and for a read-only token."
+    )
     memberships = MembershipSerializer(many=True)
     token = ApiTokenSerializer(allow_null=True)

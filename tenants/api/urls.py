@@ -9,6 +9,7 @@ from tenants.audit import AuditEventViewSet
 router = SimpleRouter(trailing_slash=True, use_regex_path=False)
 router.register("tenants", views.TenantViewSet, basename="api-tenant")
 router.register("memberships", views.MembershipViewSet, basename="api-membership")
+router.register("invitations", views.InvitationViewSet, basename="api-invitation")
 router.register("tokens", views.ApiTokenViewSet, basename="api-token")
 router.register("audit-events", AuditEventViewSet, basename="api-audit-event")
 

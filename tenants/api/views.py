@@ -25,12 +25,13 @@ from tenants import selectors, services
 from tenants.api.serializers import (
     ApiTokenCreatedSerializer,
     ApiTokenSerializer,
+    InvitationSerializer,
     MembershipSerializer,
     MeSerializer,
     TenantSerializer,
     TenantUpdateSerializer,
 )
-from tenants.models import ApiToken, Membership
+from tenants.models import ApiToken, Invitation, Membership
 
 
 class MembershipFilter(django_filters.FilterSet):
@@ -66,7 +67,7 @@ class MeView(APIView):
             "first_name": user.first_name,
             "last_name": user.last_name,
             "staff_roles": roles,
-            "can_write": access.can_write,
+            "can_write": access.changes_anything,
             "memberships": memberships,
             "token": access.token,
         }
@@ -132,8 +133,9 @@ class MembershipViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Who belongs to the caller's tenants. Tenant admins and platform admins add and remove
-    members; support staff read them (README, Roles)."""
+    """Who belongs to the caller's tenants. Tenant admins remove members and invite new ones
+    (``/api/invitations/``); only platform admins add an account by username; support staff
+    read them (README, Roles)."""
 
     serializer_class = MembershipSerializer
     permission_classes = [PanelPermission, TenantAdminForChanges]
@@ -153,6 +155,48 @@ class MembershipViewSet(
 
     def perform_destroy(self, instance: Membership) -> None:
         services.membership_delete(actor=self.access, membership=instance)
+
+
+@extend_schema_view(
+    create=extend_schema(
+        responses={201: InvitationSerializer, 400: VALIDATION_ERROR, 403: FORBIDDEN},
+        description="Invite an email address to a tenant: the accept link goes by mail only. "
+        "The answer does not depend on whether an account has this address.",
+    ),
+    retrieve=extend_schema(responses={200: InvitationSerializer, 404: NOT_FOUND}),
+    destroy=extend_schema(
+        responses={204: None, 403: FORBIDDEN, 404: NOT_FOUND},
+        description="Withdraw the invitation (its link stops working; it stays listed).",
+    ),
+)
+class InvitationViewSet(
+    ScopedQuerysetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Invitations by email to the caller's tenants: tenant admins and platform admins invite
+    and withdraw; support reads; viewers see none."""
+
+    serializer_class = InvitationSerializer
+    permission_classes = [PanelPermission, TenantAdminForChanges]
+    lookup_value_converter = "uuid"
+    search_fields = ["email", "tenant__name"]
+    ordering_fields = ["created_at", "expires_at"]
+
+    def scoped_queryset(self, access: Access) -> QuerySet:
+        return selectors.invitation_list(access)
+
+    def perform_create(self, serializer: Any) -> None:
+        data = serializer.validated_data
+        serializer.instance = services.invitation_create(
+            actor=self.access, tenant=data["tenant"], email=data["email"], role=data["role"]
+        )
+
+    def perform_destroy(self, instance: Invitation) -> None:
+        services.invitation_revoke(actor=self.access, invitation=instance)
 
 
 @extend_schema_view(
@@ -217,4 +261,4 @@ class ApiTokenViewSet(
         return Response(self.get_serializer(token).data)
 
 
-__all__ = ["ApiTokenViewSet", "MeView", "MembershipViewSet", "TenantViewSet"]
+__all__ = ["ApiTokenViewSet", "InvitationViewSet", "MeView", "MembershipViewSet", "TenantViewSet"]

@@ -12,11 +12,13 @@ a rule in ``RULES`` fails ``test_every_api_route_has_a_rule``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 from django.http import HttpResponse
 from django.test import override_settings
 from django.urls import include, path
+from django.utils import timezone
 from django.views import View
 
 from backups.models import Backup, BackupPolicy, Restore, RestoreDrill, RestoreRequest
@@ -24,7 +26,7 @@ from backups.services import policy_for, restore_request_create
 from certificates.models import Certificate, DnsProviderAccount, DnsZone
 from panel.access import access_for_user
 from provisioning.models import AtlassianInstance, Host, License, Operation
-from tenants.models import ApiToken, AuditEvent, Membership, Tenant
+from tenants.models import ApiToken, AuditEvent, Invitation, Membership, Tenant
 from tests.backups.factories import backup_host, make_point, with_backup_host
 from tests.support.isolation import ApiRoute, RouteNotUnderstood, api_routes
 
@@ -47,6 +49,9 @@ RULES: dict[str, Rule] = {
     "api-tenant-detail": Rule("tenant"),
     "api-membership-list": Rule(),
     "api-membership-detail": Rule("membership"),
+    # invitations by email: a viewer is refused (tests/tenants/test_invitations.py)
+    "api-invitation-list": Rule(),
+    "api-invitation-detail": Rule("invitation"),
     "api-token-list": Rule(),
     "api-token-detail": Rule("token"),
     "api-token-revoke": Rule("token"),
@@ -55,6 +60,7 @@ RULES: dict[str, Rule] = {
     # provisioning
     "api-instance-list": Rule(),
     "api-instance-detail": Rule("instance"),
+    "api-instance-logs": Rule("instance"),
     "api-instance-delete": Rule("instance"),
     "api-instance-resize": Rule("instance"),
     "api-instance-restart": Rule("instance"),
@@ -93,6 +99,10 @@ RULES: dict[str, Rule] = {
     "api-point-in-time-enable": Rule("instance"),
     "api-point-in-time-base-backup": Rule("instance"),
     "api-point-in-time-restore": Rule("instance"),
+    # evacuation: staff only, and a customer sees no host at all (404, not 403)
+    "api-evacuation-detail": Rule("host"),
+    "api-evacuation-start": Rule("host"),
+    "api-evacuation-purge-fenced": Rule("host"),
     # certificates, DNS and the proxy
     "api-certificate-list": Rule(),
     "api-certificate-detail": Rule("certificate"),
@@ -103,8 +113,20 @@ RULES: dict[str, Rule] = {
     "api-instance-dns-update": Rule("instance"),
     "api-dns-account-list": Rule(staff_only=True),
     "api-dns-account-detail": Rule("dns_account", staff_only=True),
+    "api-dns-account-check": Rule("dns_account", staff_only=True),
     "api-dns-zone-list": Rule(staff_only=True),
     "api-dns-zone-detail": Rule("dns_zone", staff_only=True),
+    # notifications: a tenant's settings (its viewers are refused: tests/api/
+    # test_notification_settings.py), the platform's (platform admins)
+    "api-notification-setting-list": Rule(),
+    "api-notification-setting-detail": Rule("notification_tenant"),
+    "api-notification-setting-deliveries": Rule("notification_tenant"),
+    "api-notification-setting-test": Rule("notification_tenant"),
+    "api-notification-setting-platform": Rule(staff_only=True),
+    "api-notification-setting-platform-deliveries": Rule(staff_only=True),
+    "api-notification-setting-platform-test": Rule(staff_only=True),
+    # staff search across tenants
+    "api-search": Rule(staff_only=True),
     # the API itself
     "api-root": Rule(),
     "api-schema": Rule(),
@@ -215,6 +237,15 @@ def world(
         ),
         "dns_account": account,
         "dns_zone": DnsZone.objects.create(name="acme.example", account=account),
+        "invitation": Invitation.objects.create(
+            tenant=acme,
+            email="new@acme.example",
+            key_hash=Invitation.generate()[1],
+            invited_by=alice,
+            expires_at=timezone.now() + timedelta(days=7),
+        ),
+        # the same tenant, under a key of its own: its viewer rules are not the core ones
+        "notification_tenant": acme,
     }
 
 
@@ -235,6 +266,7 @@ def _snapshot() -> tuple:
         list(Certificate.objects.values_list("names", "status")),
         list(DnsProviderAccount.objects.values_list("name", "kind")),
         list(DnsZone.objects.values_list("name", "default_ttl")),
+        list(Invitation.objects.values_list("email", "revoked_at").order_by("email")),
     )
 
 

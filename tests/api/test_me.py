@@ -34,3 +34,20 @@ def test_it_shows_the_token_in_use_and_only_its_tenant(api, make_token, alice, a
 
 def test_a_tenant_bound_staff_token_carries_no_staff_role(api, make_token, sam, acme):
     assert api(token=make_token(sam, acme)).get("/api/me/").json()["staff_roles"] == []
+
+
+def test_a_viewer_is_told_they_cannot_write(api, bob):
+    data = api(bob).get("/api/me/").json()
+    assert data["can_write"] is False
+    assert [m["role"] for m in data["memberships"]] == ["viewer"]
+
+
+def test_a_viewer_who_administers_another_tenant_can_write(api, bob, globex):
+    Membership.objects.create(user=bob, tenant=globex, role="admin")
+    assert api(bob).get("/api/me/").json()["can_write"] is True
+
+
+def test_support_staff_and_write_tokens_of_tenant_admins_can_write(api, make_token, sam, alice):
+    assert api(sam).get("/api/me/").json()["can_write"] is True
+    assert api(token=make_token(alice, scope="write")).get("/api/me/").json()["can_write"]
+    assert api(token=make_token(sam, scope="read")).get("/api/me/").json()["can_write"] is False

@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from notifications.models import NotificationPreference
 from provisioning.models import License, Operation, OperationStep
 from tenants.models import ApiToken, Membership, Tenant
 from tests.support.factories import make_instance
@@ -28,6 +29,8 @@ PINNED = {
     "/api/tenants/": 6,
     "/api/tokens/": 6,
     "/api/me/": 5,
+    # ... + the page's preferences (one query, defaults for tenants without any)
+    "/api/notification-settings/": 7,
 }
 
 
@@ -91,6 +94,16 @@ def _me(ctx: dict, start: int, n: int) -> None:
     _tenants(ctx, 1000 + start, n)
 
 
+def _notification_settings(ctx: dict, start: int, n: int) -> None:
+    for i in range(start, start + n):
+        tenant = Tenant.objects.create(
+            name=f"N{i}", slug=f"notified-{i}", contact_email="n@example.com"
+        )
+        Membership.objects.create(user=ctx["alice"], tenant=tenant, role="admin")
+        if i % 2:  # half chose their own settings, half keep the defaults
+            NotificationPreference.objects.create(tenant=tenant, recipients="ops@example.com")
+
+
 FILL: dict[str, Callable[[dict, int, int], None]] = {
     "/api/instances/": _instances,
     "/api/licenses/": _licenses,
@@ -99,6 +112,7 @@ FILL: dict[str, Callable[[dict, int, int], None]] = {
     "/api/tenants/": _tenants,
     "/api/tokens/": _tokens,
     "/api/me/": _me,
+    "/api/notification-settings/": _notification_settings,
 }
 
 

@@ -13,6 +13,7 @@ import pytest
 from django.urls import resolve
 
 from backups.services import policy_for, restore_request_create
+from certificates.models import DnsProviderAccount
 from panel.access import access_for_user
 from provisioning.models import AtlassianInstance, Operation
 from tenants.models import ApiToken, AuditEvent
@@ -28,6 +29,10 @@ WRITES = ("post", "put", "patch")
 OBJECTS = {
     "api-backup-policy-detail": "backup_policy",
     "api-backup-restore": "backup",
+    "api-dns-account-check": "dns_account",
+    "api-dns-account-detail": "dns_account",
+    "api-evacuation-purge-fenced": "host",
+    "api-evacuation-start": "host",
     "api-host-health": "host",
     "api-host-provision": "host",
     "api-host-trust": "host",
@@ -42,6 +47,8 @@ OBJECTS = {
     "api-instance-start": "instance",
     "api-instance-stop": "instance",
     "api-instance-upgrade": "instance",
+    "api-notification-setting-detail": "tenant",
+    "api-notification-setting-test": "tenant",
     "api-operation-cancel": "operation",
     "api-point-in-time-base-backup": "instance",
     "api-point-in-time-enable": "instance",
@@ -87,6 +94,9 @@ def world(alice, pat, acme, acme_jira, app_host, make_token) -> dict:
         "backup_policy": policy_for(acme_jira),
         "restore_request": restore_request_create(
             actor=access_for_user(alice), instance=acme_jira, backup=point, note="x"
+        ),
+        "dns_account": DnsProviderAccount.objects.create(
+            name="acme-route53", kind=DnsProviderAccount.Kind.ROUTE53
         ),
     }
 

@@ -230,6 +230,17 @@ def test_the_dashboard_counts_instances_within_their_rpo_in_constant_queries(
     assert "<strong>1</strong> of 6 instances" in html and 'data-testid="rpo-breaches"' in html
 
 
+def test_a_new_instance_without_a_backup_is_not_counted_within_its_rpo(
+    browser, alice, acme, jira, app_host
+):
+    make_point(jira, taken_at=timezone.now() - timedelta(minutes=20))
+    make_instance(acme, "acme-new", host=app_host)  # made now: no backup, not yet in breach
+    html = browser(alice).get(reverse("dashboard")).content.decode()
+    assert "<strong>1</strong> of 2 instances within" in html
+    assert 'data-testid="rpo-no-backup">1 new instance with no backup yet' in html
+    assert 'data-testid="rpo-breaches"' not in html
+
+
 def test_support_sees_the_dr_dashboard_and_the_restore_requests(browser, sam, alice, points):
     browser(alice).post(
         reverse("backups:restore_request", args=[points[0].instance_id]), {"note": "please"}
@@ -323,3 +334,20 @@ def test_a_copy_onto_the_source_host_without_room_is_a_form_error(browser, sam, 
     assert b'data-testid="no-target-hosts"' in response.content
     assert not Operation.objects.exists()
     assert not AtlassianInstance.objects.filter(name="acme-copy").exists()
+
+
+def test_buttons_that_cannot_work_are_disabled_with_the_reason(browser, alice, sam, acme_jira):
+    # on no host, hence no backup host; no point yet
+    url = reverse("backups:instance_backups", args=[acme_jira.pk])
+    html = browser(alice).get(url).content.decode()
+    assert 'id="backup-start" disabled' in html
+    assert 'data-testid="backup-blocked">acme-jira has no backup host' in html
+    staff = browser(sam).get(url).content.decode()
+    assert 'id="restore-start" disabled' in staff and "No point to restore yet." in staff
+
+
+def test_a_backup_that_can_run_has_its_button_enabled(browser, alice, sam, points):
+    url = reverse("backups:instance_backups", args=[points[0].instance_id])
+    html = browser(alice).get(url).content.decode()
+    assert '<button type="submit" id="backup-start">' in html and "backup-blocked" not in html
+    assert 'href="/instances/' in browser(sam).get(url).content.decode()

@@ -6,6 +6,7 @@ import json
 import subprocess
 
 import pytest
+from django.test import Client
 
 from panel.access import access_for_user
 from provisioning.models import AtlassianInstance, InstanceStatus
@@ -180,6 +181,16 @@ def test_stop_start_and_restart_move_the_instance_through_its_states(
     restart = run(instance_restart(actor=actor, instance=inst))
     assert restart.status == "succeeded", step_text(restart)
     assert _info(inst, 8080)["starts_logged"] >= 3
+    # its logs, read over the pinned connection: the app's three starts, the database's
+    # readiness; the database password never shows
+    client = Client()
+    client.force_login(alice)
+    url = f"/instances/{inst.pk}/logs/"
+    page = client.get(url, {"service": "app", "lines": "500"}).content.decode()
+    assert page.count("standin: database ready") >= 3, page
+    assert inst.db_password not in page
+    db = client.get(url, {"service": "db", "follow": "1"}).content.decode()
+    assert "database system is ready to accept connections" in db and 'hx-trigger="every 3s"' in db
 
 
 # Upgrades need a backup host (their point), which this world's host has not: the broken and

@@ -120,3 +120,32 @@ def test_a_resize_counts_the_instance_own_memory_as_free(api, alice, acme):
     )
     assert accepted.status_code == 202, accepted.content
     assert Operation.objects.get(kind="instance.resize").params["heap_max_mb"] == 5376
+
+
+def test_a_create_with_no_app_host_at_all_says_exactly_that_and_one_without_room_says_so(
+    acme, alice
+):
+    from panel.access import access_for_user
+    from panel.operations import operation_execute
+    from provisioning.services import instance_create
+
+    def create(name: str):
+        op = instance_create(
+            actor=access_for_user(alice),
+            tenant=acme,
+            name=name,
+            product="jira-software",
+            version="9.12.0",
+            hostname=f"{name}.acme.example",
+            heap_min_mb=1024,
+            heap_max_mb=4096,
+        )
+        operation_execute(op.id)
+        op.refresh_from_db()
+        return op
+
+    op = create("acme-first")
+    assert op.status == "failed" and "no ready app host at all" in op.error
+    _host("small-host", memory_mb=2048)
+    op = create("acme-second")
+    assert op.status == "failed" and "enough free memory and disk" in op.error

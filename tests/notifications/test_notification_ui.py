@@ -43,8 +43,10 @@ def test_a_tenant_admin_sees_the_defaults_the_contact_address_and_every_event(al
     assert response.status_code == 200
     page = response.content.decode()
     assert "ops@acme.example" in page
-    assert page.count('name="events"') == 6
-    assert 'value="host.disk_full"' not in page  # a staff event
+    # every tenant event (instance.evacuated among them), none of the staff ones
+    assert page.count('name="events"') == 7
+    assert 'value="instance.evacuated"' in page
+    assert 'value="host.disk_full"' not in page and 'value="host.evacuated"' not in page
     assert 'id="nav-notifications"' in page
 
 

@@ -2,21 +2,24 @@
 
 Anonymous visitors go to the login page; Charlie (Globex) gets 404 for each of Acme's objects
 and changes nothing; Bob (viewer in Acme) reads but every change is 403; Alice (Acme admin)
-and Sam (support) reach everything of Acme; staff pages are 404 for customers; the hosts pages
-are 403 for everyone but platform admins (support included). The routes come from the one
-walker in ``tests/support/isolation.py``; a new page without a rule in ``RULES`` fails
-``test_every_ui_route_has_a_rule``.
+and Sam (support) reach everything of Acme; staff pages are 404 for customers; the hosts and
+DNS pages are 403 for everyone but platform admins (support included). The routes come from
+the one walker in ``tests/support/isolation.py``; a new page without a rule in ``RULES``
+fails ``test_every_ui_route_has_a_rule``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
+from certificates.models import DnsProviderAccount, DnsZone
 from provisioning.models import AtlassianInstance, Host, License, Operation
-from tenants.models import ApiToken, AuditEvent
+from tenants.models import ApiToken, AuditEvent, Invitation
 from tests.support.factories import make_operation, make_step
 from tests.support.isolation import ui_route_names
 
@@ -41,6 +44,7 @@ RULES: dict[str, Rule] = {
     "provisioning:instance_list": Rule(),
     "provisioning:instance_create": Rule(admins_only=True),
     "provisioning:instance_detail": Rule(obj="instance"),
+    "provisioning:instance_logs": Rule(obj="instance"),
     "provisioning:instance_action": Rule("post", "instance", ("stop",), mutates=True),
     "provisioning:license_add": Rule("post", "instance", mutates=True),
     "provisioning:instance_db_password": Rule("post", "instance", mutates=True),
@@ -53,6 +57,10 @@ RULES: dict[str, Rule] = {
     "tenants:token_list": Rule(),
     "tenants:token_revoke": Rule("post", "token", mutates=True),
     "tenants:staff_tenants": Rule(staff_only=True),
+    # The header's switcher exists only for members of several tenants (Bob, of one, is not
+    # found; tests/ui/test_tenant_switch.py has the rest).
+    "tenants:tenant_switch": Rule("post", staff_only=True),
+    "search:staff_search": Rule(staff_only=True),
 }
 # Public pages, and namespaces whose own tests hold their rules.
 PUBLIC = {"login", "logout"}
@@ -78,6 +86,10 @@ RULES["backups:restore_requests"] = Rule(staff_only=True)
 RULES["backups:restore_request_handle"] = Rule(
     "post", extra=("00000000-0000-4000-8000-000000000000",), staff_only=True
 )
+# Evacuating a failed app host: staff (support too; customers see no host, 404), the purge of
+# its fenced copies platform admins only (403 for support: tests/ui/test_evacuation_ui.py).
+RULES["backups:host_evacuate"] = Rule(obj="host", staff_only=True)
+RULES["backups:host_purge_fenced"] = Rule("post", "host", staff_only=True)
 # Hosts: platform admins only (their own behaviour: tests/provisioning/test_host_ui.py).
 RULES["hosts:list"] = Rule(platform_only=True)
 RULES["hosts:enrol"] = Rule(platform_only=True)
@@ -92,6 +104,27 @@ RULES["certificates:certificate_renew"] = Rule("post", "instance", mutates=True)
 RULES["certificates:proxy_deploy"] = Rule("post", "instance", mutates=True)
 RULES["certificates:dns_update"] = Rule("post", "instance", mutates=True)
 RULES["certificates:endpoint_check"] = Rule("post", "instance", mutates=True)
+# DNS provider accounts and zones: platform admins only (tests/ui/test_dns_pages.py).
+RULES["certificates:dns_overview"] = Rule(platform_only=True)
+RULES["certificates:dns_account_create"] = Rule(platform_only=True)
+RULES["certificates:dns_account_detail"] = Rule(obj="dns_account", platform_only=True)
+RULES["certificates:dns_account_check"] = Rule(
+    "post", "dns_account", mutates=True, platform_only=True
+)
+RULES["certificates:dns_account_delete"] = Rule(obj="dns_account", platform_only=True)
+RULES["certificates:dns_zone_create"] = Rule(platform_only=True)
+RULES["certificates:dns_zone_delete"] = Rule(obj="dns_zone", platform_only=True)
+# Members and invitations by email (tests/tenants/test_invitations.py): viewers get 403, a
+# foreign tenant's invitation is not found; the accept page and the password reset are public.
+RULES["tenants:member_list"] = Rule(admins_only=True)
+RULES["tenants:invitation_revoke"] = Rule("post", "invitation", mutates=True)
+PUBLIC |= {
+    "tenants:invitation_accept",
+    "password_reset",
+    "password_reset_done",
+    "password_reset_confirm",
+    "password_reset_complete",
+}
 COVERED_ELSEWHERE = {
     "audit": "tests/hardening/test_audit.py",
     # The user's own second-factor actions (POST only, verified session + password).
@@ -126,11 +159,24 @@ def world(
     make_token(alice, acme)
     op = make_operation(acme_jira, status="running")
     make_step(op, "acme step")
+    account = DnsProviderAccount.objects.create(
+        name="app-one-dns", kind=DnsProviderAccount.Kind.RFC2136, config={"server": "127.0.0.1"}
+    )
+    invitation = Invitation.objects.create(
+        tenant=acme,
+        email="new@acme.example",
+        key_hash=Invitation.generate()[1],
+        invited_by=alice,
+        expires_at=timezone.now() + timedelta(days=7),
+    )
     return {
+        "invitation": invitation,
         "instance": acme_jira,
         "operation": op,
         "token": ApiToken.objects.get(user=alice),
         "host": app_host,
+        "dns_account": account,
+        "dns_zone": DnsZone.objects.create(name="zone.example", account=account),
     }
 
 
@@ -148,6 +194,9 @@ def _snapshot() -> tuple:
         list(ApiToken.objects.values_list("revoked_at", flat=True)),
         AuditEvent.objects.count(),
         list(Host.objects.values_list("name", "status", "host_key_fingerprint").order_by("name")),
+        list(DnsProviderAccount.objects.values_list("name", "config").order_by("name")),
+        list(DnsZone.objects.values_list("name", flat=True).order_by("name")),
+        list(Invitation.objects.values_list("email", "revoked_at").order_by("email")),
     )
 
 

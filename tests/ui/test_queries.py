@@ -1,5 +1,6 @@
 """List pages cost the same number of queries for 3 rows as for 25; the backups page and the
-DR dashboard cost a pinned number, whatever the number of base backups or archived instances."""
+DR dashboard cost a pinned number, whatever the number of base backups or archived instances;
+a host's page with its evacuation panel a pinned number whatever the instances and copies."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from backups.models import BaseBackup
+from provisioning.models import EvacuatedCopy
+from tests.backups.evacuation_world import evacuation_finished, evacuation_world, instance_on
 from tests.backups.factories import backup_host, with_backup_host
 from tests.support.factories import make_instance, make_operation, make_step
 from tests.ui.test_point_in_time_ui import archive_with_window
@@ -47,7 +50,8 @@ def test_list_pages_take_a_constant_number_of_queries(browser, alice, acme, app_
 # staff read the app hosts a copy can go to (one query, whatever their number); the RPO card
 # reads the WAL archive (one query)
 BACKUPS_PAGE_QUERIES = {"sam": 25, "alice": 26}
-DR_PAGE_QUERIES = 10
+# + the last evacuation (its parts too once there is one) and the app hosts down
+DR_PAGE_QUERIES = 12
 
 
 def _base_backups(instance, app_host, count: int, start: int = 0) -> None:
@@ -101,3 +105,41 @@ def test_the_dr_dashboard_with_its_archiving_table_takes_a_pinned_number_of_quer
     html = client.get(url).content.decode()
     assert html.count('data-testid="dr-archive"') == 8
     assert _queries(client, url) == DR_PAGE_QUERIES
+
+
+# --- a failed host's page and its evacuation ---------------------------------------------------
+# The host page: its own reads, plus the panel's (is it an app host staff see, the last
+# evacuation and its parts, the copies); no plan there.
+HOST_PAGE_QUERIES = 10
+# The confirm page shows the plan, whose reads grow by one per instance on the host (its newest
+# point: backups.evacuate.evacuation_plan); pinned at two instances.
+EVACUATE_PAGE_QUERIES = 13
+
+
+def test_a_failed_hosts_page_with_its_evacuation_takes_a_pinned_number_of_queries(
+    browser, pat, sam, acme, app_host
+):
+    world = evacuation_world(app_host)
+    for i in range(2):
+        instance_on(acme, f"acme-app{i}", world.down)
+    evacuation_finished(sam, world)
+    client = browser(pat)
+    url = reverse("hosts:detail", args=[world.down.pk])
+    client.get(url)
+    assert _queries(client, url) == HOST_PAGE_QUERIES
+    for i in range(2, 8):
+        instance_on(acme, f"acme-app{i}", world.down)
+        EvacuatedCopy.objects.create(
+            host=world.down, instance_name=f"acme-app{i}", project=f"acme-app{i}", directory="/x"
+        )
+    assert _queries(client, url) == HOST_PAGE_QUERIES
+
+
+def test_the_evacuate_page_takes_a_pinned_number_of_queries(browser, sam, acme, app_host):
+    world = evacuation_world(app_host)
+    for i in range(2):
+        instance_on(acme, f"acme-app{i}", world.down)
+    client = browser(sam)
+    url = reverse("backups:host_evacuate", args=[world.down.pk])
+    client.get(url)
+    assert _queries(client, url) == EVACUATE_PAGE_QUERIES

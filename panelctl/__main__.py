@@ -1,0 +1,5 @@
+"""``python -m panelctl``: the same as the ``panelctl`` console script."""
+
+from panelctl.cli import main
+
+raise SystemExit(main())
