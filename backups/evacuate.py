@@ -427,6 +427,7 @@ def evacuations_auto(now: datetime | None = None) -> list[str]:
                 kind=BackupOperationKind.HOST_EVACUATE, host=host, created_at__gte=since
             ).values_list("params", flat=True)
             for row in params.get("plan", [])
+            if row.get("target")  # not those left out for now (held, no room): next minute
         }
         due -= tried
         if not due:
@@ -453,11 +454,25 @@ def _moved_back(operation: Any, reason: str) -> None:
     """Undo the move of a child that did not finish: the instance is on its old host's record
     again (still down), its pending fence record gone; its status says why."""
     params = operation.params or {}
-    if operation.instance_id is None or not params.get("from_host"):
-        return
+    if operation.instance_id is None or "old" not in params:
+        return  # refused before it moved anything
     with transaction.atomic():
         instance = AtlassianInstance.objects.select_for_update().get(pk=operation.instance_id)
-        old = params.get("old") or {}
+        old = params["old"]
+        new = params.get("new") or {}
+        if new and str(instance.host_id) == new.get("host"):
+            # What it started on the target may still run (a reaped or killed handler skipped
+            # its clean-up): the target's next health check stops it. By its project alone,
+            # which no other deployment has; the directory stays where it is (the next move
+            # there sets it aside first).
+            EvacuatedCopy.objects.create(
+                host_id=new["host"],
+                instance=instance,
+                instance_name=instance.name,
+                project=new["project"],
+                directory="",
+                detail="A failed evacuation's deployment.",
+            )
         if str(instance.host_id) != params["from_host"]:
             AtlassianInstance.objects.filter(pk=instance.pk).update(
                 host_id=params["from_host"],
@@ -481,6 +496,8 @@ def _move(ctx: OperationContext, instance: AtlassianInstance, target: Host) -> N
     compose project name, with its own published port there."""
     old_host = instance.host
     assert old_host is not None
+    # "_" is in no instance name: the project can never be another instance's.
+    project = f"{instance.name}_{secrets.token_hex(3)}"
     params = dict(ctx.operation.params)
     params["old"] = {
         "compose_project": instance.compose_project,
@@ -488,7 +505,22 @@ def _move(ctx: OperationContext, instance: AtlassianInstance, target: Host) -> N
         "wal_archiving": instance.wal_archiving,
         "status": instance.status,
     }
+    params["new"] = {"host": str(target.pk), "project": project}
     with ctx.owned(), transaction.atomic():
+        # A host that answered since the evacuation was asked for keeps its instances: they
+        # may be live there (a partition), and a point is older than their data.
+        asked = ctx.operation.parent or ctx.operation
+        since = asked.created_at
+        source = Host.objects.select_for_update().get(pk=old_host.pk)
+        answered = (
+            source.status == Host.Status.UNREACHABLE
+            and source.last_seen_at is not None
+            and source.last_seen_at > since
+        )
+        if source.status not in (Host.Status.UNREACHABLE, Host.Status.ERROR) or answered:
+            raise OperationFailed(
+                f"{source.name} answers again; {instance.name} stays there (not moved)."
+            )
         Operation.objects.filter(pk=ctx.operation.pk).update(params=params)
         ctx.operation.params = params
         EvacuatedCopy.objects.create(
@@ -499,7 +531,7 @@ def _move(ctx: OperationContext, instance: AtlassianInstance, target: Host) -> N
             directory=instance_dir(instance),
         )
         instance.host = target
-        instance.compose_project = f"{instance.name}-{secrets.token_hex(3)}"
+        instance.compose_project = project
         instance.host_port = None
         # The archive belongs to the old deployment's cluster; the copy starts from a dump.
         instance.wal_archiving = False
@@ -509,7 +541,6 @@ def _move(ctx: OperationContext, instance: AtlassianInstance, target: Host) -> N
             host_port=None,
             wal_archiving=False,
         )
-        WalArchive.objects.filter(instance=instance).delete()
         try:
             instance_host_port_allocate(instance, target)
         except HostPortsExhausted as exc:
@@ -517,6 +548,23 @@ def _move(ctx: OperationContext, instance: AtlassianInstance, target: Host) -> N
         instance_transition(
             instance, InstanceStatus.RESTORING, f"Evacuating from {old_host.name} to {target.name}"
         )
+
+
+def _stale_set_aside(ctx: OperationContext, instance: AtlassianInstance) -> None:
+    """A directory of the same instance left on the target (an earlier evacuation there that
+    failed half-way) is moved aside, never restored into."""
+    from provisioning.hosts import host_connection
+
+    assert instance.host is not None
+    directory = instance_dir(instance)
+    aside = f"{instance.host.data_root}/evacuated/{instance.name}-stale-{secrets.token_hex(3)}"
+    with host_connection(instance.host, ctx=ctx) as conn:
+        if conn.exists(directory):
+            conn.run(["mkdir", "-p", f"{instance.host.data_root}/evacuated"], record=False)
+            conn.run(
+                ["mv", directory, aside],
+                message=f"Set aside what an earlier attempt left in {directory} ({aside})",
+            )
 
 
 @operation_handler(BackupOperationKind.INSTANCE_EVACUATE, on_abort=_moved_back, staff_cancel=True)
@@ -548,6 +596,7 @@ def instance_evacuate_run(ctx: OperationContext) -> dict:
             level="warning",
         )
     try:
+        _stale_set_aside(ctx, instance)
         outcome = restore_new(ctx, instance, point, copy=False)
         if was_stopped:
             from backups.dump import compose_argv
@@ -567,6 +616,9 @@ def instance_evacuate_run(ctx: OperationContext) -> dict:
         instance_transition(
             instance, InstanceStatus.STOPPED if was_stopped else InstanceStatus.RUNNING, ""
         )
+        # The archive belonged to the old deployment's cluster (the copy started from a dump);
+        # kept until here, so a failed move keeps its catalogue and gaps.
+        WalArchive.objects.filter(instance=instance).delete()
     now = timezone.now()
     result = {
         "to_host": target.name,

@@ -274,7 +274,7 @@ def compose_render(
     ports = {"http": spec.http_port, **{f"extra{i}": p for i, p in enumerate(spec.extra_ports)}}
     published = published_ports_entry(instance)
     document = {
-        "name": instance.name,
+        "name": project_name(instance),
         "services": {
             "app": {
                 "image": f"{settings.PANEL_IMAGE_PREFIX}{spec.image}:{instance.version}",

@@ -8,6 +8,8 @@ registered with the beat schedule by ``ProvisioningConfig.ready()``. The host ta
 
 from __future__ import annotations
 
+import uuid
+
 from celery import shared_task
 
 from panel import operations
@@ -20,8 +22,24 @@ def operation_run(operation_id: str) -> str:
 
 
 def operation_run_enqueue(operation_id: str) -> None:
-    """Send one operation's task to the broker (bound as the runner's ``enqueue``)."""
-    operation_run.delay(str(operation_id))
+    """Send one operation's task to the broker (bound as the runner's ``enqueue``).
+
+    An operation made of parts (an evacuation) runs them inside its own task: it gets the time
+    limits of one operation per part (its parts may run one after another), so its limit never
+    cuts the later parts off."""
+    from django.conf import settings
+
+    from provisioning.models import Operation
+
+    parts = Operation.objects.filter(parent_id=uuid.UUID(str(operation_id))).count()
+    if not parts:
+        operation_run.delay(str(operation_id))
+        return
+    operation_run.apply_async(
+        (str(operation_id),),
+        soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT * parts,
+        time_limit=settings.CELERY_TASK_TIME_LIMIT * parts,
+    )
 
 
 @shared_task(name="provisioning.tasks.operations_reap")

@@ -31,14 +31,18 @@ from provisioning.remote import HostConnection, RemoteError
 _FENCE_SCRIPT = r"""
 set -eu
 project="$1"; dir="$2"; aside="$3"
-ids=$(docker ps -aq --filter "label=com.docker.compose.project=$project" \
-  --filter "label=com.docker.compose.project.working_dir=$dir")
+if [ -n "$dir" ]; then
+  ids=$(docker ps -aq --filter "label=com.docker.compose.project=$project" \
+    --filter "label=com.docker.compose.project.working_dir=$dir")
+else  # a failed evacuation's deployment: its project is its own
+  ids=$(docker ps -aq --filter "label=com.docker.compose.project=$project")
+fi
 if [ -n "$ids" ]; then
   docker update --restart=no $ids >/dev/null
   docker stop --time 10 $ids >/dev/null
   echo $ids
 fi
-if [ -d "$dir" ]; then
+if [ -n "$dir" ] && [ -d "$dir" ]; then
   mkdir -p "${aside%/*}"
   mv "$dir" "$aside"
   echo kept
@@ -49,8 +53,12 @@ fi
 _PURGE_SCRIPT = r"""
 set -eu
 project="$1"; dir="$2"; kept="$3"
-ids=$(docker ps -aq --filter "label=com.docker.compose.project=$project" \
-  --filter "label=com.docker.compose.project.working_dir=$dir")
+if [ -n "$dir" ]; then
+  ids=$(docker ps -aq --filter "label=com.docker.compose.project=$project" \
+    --filter "label=com.docker.compose.project.working_dir=$dir")
+else
+  ids=$(docker ps -aq --filter "label=com.docker.compose.project=$project")
+fi
 if [ -n "$ids" ]; then docker rm --force --volumes $ids >/dev/null; fi
 for net in $(docker network ls -q --filter "label=com.docker.compose.project=$project"); do
   docker network rm "$net" >/dev/null 2>&1 || true
@@ -80,7 +88,8 @@ def host_fences_run(ctx: OperationContext | None, conn: HostConnection, host: Ho
         )
         words = result.stdout.split()
         stopped = [w for w in words if w != "kept"]
-        EvacuatedCopy.objects.filter(pk=copy.pk).update(
+        # Only the first of two concurrent fences records it (the second found nothing left).
+        EvacuatedCopy.objects.filter(pk=copy.pk, status=EvacuatedCopy.Status.PENDING).update(
             status=EvacuatedCopy.Status.FENCED,
             fenced_at=timezone.now(),
             kept_at=aside if "kept" in words else "",
@@ -107,14 +116,15 @@ def host_fence_start(host: Host) -> Operation | None:
     """Start the fence of ``host`` (the periodic health check found it back with copies to
     fence); ``None`` when an operation already holds the host."""
     from panel.operations import OperationConflict
-    from provisioning.services import host_lock_key
 
     try:
+        # A lock of its own: a host that comes back while it is being evacuated (which holds
+        # the host) is fenced at once, not after the evacuation.
         return operation_start(
             kind=OperationKind.HOST_FENCE,
             actor=None,
             host=host,
-            lock_key=host_lock_key(host),
+            lock_key=f"fence:{host.pk}",
         )
     except OperationConflict:
         return None

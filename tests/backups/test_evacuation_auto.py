@@ -156,3 +156,75 @@ def test_the_plan_counts_the_disk_it_already_gave_and_skips_an_instance_held_by_
     plan = evacuation_plan(world["down"])
     assert plan[0].target is None and "backup.create" in plan[0].problem
     assert plan[1].target == world["healthy"]
+
+
+def test_a_failed_part_goes_back_to_the_failed_host_and_its_target_deployment_is_fenced(world):
+    from backups.evacuate import _moved_back
+    from provisioning.models import AtlassianInstance, EvacuatedCopy
+
+    inst, down, healthy = world["urgent"], world["down"], world["healthy"]
+    AtlassianInstance.objects.filter(pk=inst.pk).update(
+        host=healthy, compose_project="acme-jira_abc123", status="restoring"
+    )
+    EvacuatedCopy.objects.create(
+        host=down, instance=inst, instance_name=inst.name, project=inst.name, directory="/x"
+    )
+    op = Operation.objects.create(
+        kind="backup.evacuate",
+        instance=inst,
+        status="failed",
+        params={
+            "from_host": str(down.pk),
+            "old": {"compose_project": "", "host_port": None, "wal_archiving": False},
+            "new": {"host": str(healthy.pk), "project": "acme-jira_abc123"},
+        },
+    )
+    _moved_back(op, "the worker was killed")
+    inst.refresh_from_db()
+    assert inst.host_id == down.pk and inst.compose_project == "" and inst.status == "failed"
+    assert "the worker was killed" in inst.status_reason
+    # the old host's record is gone (nothing moved), the target's half-made one will be fenced
+    assert not EvacuatedCopy.objects.filter(host=down).exists()
+    fence = EvacuatedCopy.objects.get(host=healthy)
+    assert (
+        fence.project == "acme-jira_abc123" and fence.directory == "" and fence.status == "pending"
+    )
+
+
+def test_a_part_refused_before_it_moved_anything_changes_nothing(world):
+    from backups.evacuate import _moved_back
+
+    inst = world["urgent"]
+    op = Operation.objects.create(
+        kind="backup.evacuate",
+        instance=inst,
+        status="failed",
+        params={"from_host": str(world["down"].pk)},
+    )
+    _moved_back(op, "refused")
+    inst.refresh_from_db()
+    assert inst.host_id == world["down"].pk and inst.status == "running"
+
+
+def test_a_host_that_answered_since_the_evacuation_was_asked_for_keeps_its_instance(world):
+    from backups.evacuate import _move
+    from panel.operations import OperationContext, OperationFailed
+
+    parent = Operation.objects.create(kind="host.evacuate", host=world["down"], status="running")
+    child = Operation.objects.create(
+        kind="backup.evacuate",
+        instance=world["urgent"],
+        status="running",
+        parent=parent,
+        params={"from_host": str(world["down"].pk)},
+    )
+    # its health check reached it after the evacuation started (it is being fenced)
+    Host.objects.filter(pk=world["down"].pk).update(
+        last_seen_at=parent.created_at + timedelta(seconds=5)
+    )
+    inst = world["urgent"]
+    inst.refresh_from_db()
+    with pytest.raises(OperationFailed, match="answers again"):
+        _move(OperationContext(child), inst, world["healthy"])
+    inst.refresh_from_db()
+    assert inst.host_id == world["down"].pk

@@ -49,7 +49,14 @@ def test_a_signal_to_the_demo_stops_the_panel_and_its_workers(tmp_path, sig):
     env.pop("DATABASE_URL", None)
     log = open(tmp_path / "demo.log", "wb")
     demo = subprocess.Popen(
-        [str(ROOT / "scripts" / "demo")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        [str(ROOT / "scripts" / "demo")],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        # As from a terminal: scripts/test runs this process in the background, where SIGINT
+        # is ignored, and a shell cannot trap a signal ignored when it started.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 240

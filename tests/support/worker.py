@@ -159,7 +159,9 @@ class WorkerPools:
         self.operation_slots = operation_slots
         self.operations = Worker(
             db_name,
-            log_dir / "celery-worker-operations.log",
+            # One file per test run: two runs at once (scripts/test) must not read each other's
+            # "ready." line.
+            log_dir / f"celery-worker-operations-{os.getpid()}.log",
             heartbeat_timeout,
             queues=[settings.PANEL_CELERY_QUEUE_OPERATIONS],
             concurrency=operation_slots,
@@ -167,7 +169,7 @@ class WorkerPools:
         )
         self.housekeeping = Worker(
             db_name,
-            log_dir / "celery-worker-housekeeping.log",
+            log_dir / f"celery-worker-housekeeping-{os.getpid()}.log",
             heartbeat_timeout,
             queues=[settings.PANEL_CELERY_QUEUE_HOUSEKEEPING],
             concurrency=1,
