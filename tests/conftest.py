@@ -29,6 +29,7 @@ pytest_plugins = [
     "tests.support.lab",  # the lab's hosts, enrolment, inline operations, compose cleanup
     "tests.support.lab_edge",  # the lab's BIND, pebble and proxy; moto's Route53
     "tests.support.mail_sink",  # the lab's SMTP/POP sink (mail_sink)
+    "tests.support.smtp",  # a real SMTP server for the panel's own mail (smtp_server)
 ]
 
 # Fixtures that reach the lab's shared hosts, proxies and sink. A test using one (directly or

@@ -1,5 +1,5 @@
-"""Fixtures of the notification tests: a real SMTP server and a real webhook receiver on
-127.0.0.1, the panel's mail pointed at the former, and deliveries run in this process."""
+"""Fixtures of the notification tests: a real webhook receiver on 127.0.0.1 (the SMTP server
+is ``tests.support.smtp``'s), and deliveries run in this process."""
 
 from __future__ import annotations
 
@@ -7,25 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.receivers import SmtpServer, WebhookReceiver
-
-
-@pytest.fixture(scope="session")
-def smtp_server_session() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def smtp_server(smtp_server_session: SmtpServer, settings) -> SmtpServer:
-    """The real SMTP server, emptied, with Django's SMTP backend sending to it."""
-    smtp_server_session.clear()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = smtp_server_session.port
-    settings.DEFAULT_FROM_EMAIL = "panel@panel.test"
-    return smtp_server_session
+from tests.support.receivers import WebhookReceiver
 
 
 @pytest.fixture

@@ -11,23 +11,11 @@ from django.core.cache import cache
 from tests.support.receivers import SmtpServer
 
 
-@pytest.fixture(scope="session")
-def smtp_server_session() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def smtp_server(smtp_server_session: SmtpServer, settings) -> SmtpServer:
-    """The real SMTP server, emptied, with Django's SMTP backend sending to it."""
-    smtp_server_session.clear()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = smtp_server_session.port
-    settings.DEFAULT_FROM_EMAIL = "panel@panel.test"
+def smtp_server(smtp_server: SmtpServer, settings) -> SmtpServer:
+    """The shared SMTP server (tests.support.smtp), with the panel's links on a known base."""
     settings.PANEL_BASE_URL = "https://panel.test"
-    return smtp_server_session
+    return smtp_server
 
 
 @pytest.fixture(autouse=True)
