@@ -342,12 +342,21 @@ def proxy_ensure(conn: HostConnection, host: Any) -> ProxyLayout:
         record=False,
     )
     if compose_changed or running.stdout.strip() != "true":
-        conn.compose(
-            layout.directory,
-            "up",
-            "--detach",
-            "--remove-orphans",
-            project_name=layout.project,
+        # Under the deploy lock: two publishes on one host at once (an evacuation's parts) would
+        # both create the container, and the second fails on its name.
+        conn.run(
+            [
+                *_lock(layout),
+                "docker",
+                "compose",
+                "--project-directory",
+                layout.directory,
+                "--project-name",
+                layout.project,
+                "up",
+                "--detach",
+                "--remove-orphans",
+            ],
             timeout=300,
             message=f"Started the proxy {layout.container} ({proxy_image()})",
         )
