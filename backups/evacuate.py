@@ -20,6 +20,7 @@ failed host's record (still down, with the reason), so a second evacuation can t
 
 from __future__ import annotations
 
+import copy
 import logging
 import secrets
 import time
@@ -33,7 +34,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from backups.models import Backup, BackupOperationKind, BackupStatus, WalArchive
+from backups.models import Backup, BackupOperationKind, BackupStatus, BaseBackup, WalArchive
 from backups.restore import restore_new, scratch_remove
 from panel.access import Access
 from panel.audit import audit_record
@@ -550,6 +551,20 @@ def _move(ctx: OperationContext, instance: AtlassianInstance, target: Host) -> N
         )
 
 
+def _has_base(instance: AtlassianInstance) -> bool:
+    return BaseBackup.objects.filter(
+        instance=instance, status=BaseBackup.Status.SUCCEEDED, finished_at__isnull=False
+    ).exists()
+
+
+def _replayed_time(reached: list[str]) -> datetime | None:
+    """The newest replayed transaction's time (None: no replay, or nothing after the base)."""
+    try:
+        return datetime.fromisoformat(reached[-1]) if reached else None
+    except ValueError:
+        return None
+
+
 def _stale_set_aside(ctx: OperationContext, instance: AtlassianInstance) -> None:
     """A directory of the same instance left on the target (an earlier evacuation there that
     failed half-way) is moved aside, never restored into."""
@@ -583,6 +598,9 @@ def instance_evacuate_run(ctx: OperationContext) -> dict:
         raise OperationFailed(f"{instance.name} is no longer on {from_host.name}; not moved.")
     was_archiving = instance.wal_archiving
     was_stopped = instance.status == InstanceStatus.STOPPED
+    # The instance as it was on the failed host: its WAL archive is keyed by that host.
+    as_before = copy.copy(instance)
+    replay = was_archiving and _has_base(instance)
     ctx.step(
         f"Bringing {instance.name} back on {target.name} from point {point.point_name} "
         f"({point.taken_at:%Y-%m-%d %H:%M:%S} UTC); {from_host.name} was last seen "
@@ -591,13 +609,34 @@ def instance_evacuate_run(ctx: OperationContext) -> dict:
     _move(ctx, instance, target)
     if was_archiving:
         ctx.step(
-            "Point-in-time archiving is off on the new host (the copy starts from a dump, a new "
-            "database cluster); turn it on again to start a new archive.",
+            "Point-in-time archiving is off on the new host (the database there is a new "
+            "deployment); turn it on again to start a new archive.",
             level="warning",
         )
+    reached: list[str] = []
     try:
         _stale_set_aside(ctx, instance)
-        outcome = restore_new(ctx, instance, point, copy=False)
+        outcome = None
+        if replay:
+            from backups.wal import database_to_end  # wal -> selectors -> this module
+
+            # The database from its archive, to the last WAL shipped before the host died
+            # (seconds of loss instead of the age of the point); the home from the point.
+            try:
+                outcome = restore_new(
+                    ctx, instance, point, copy=False, database=database_to_end(as_before, reached)
+                )
+            except (OperationFailed, RemoteError) as exc:
+                reached.clear()
+                ctx.step(
+                    f"The replay of the archived WAL failed ({exc}); restoring the point's "
+                    "database dump instead",
+                    level="warning",
+                )
+                with ctx.uncancellable():
+                    scratch_remove(ctx, instance)
+        if outcome is None:
+            outcome = restore_new(ctx, instance, point, copy=False)
         if was_stopped:
             from backups.dump import compose_argv
             from provisioning.hosts import host_connection
@@ -620,6 +659,7 @@ def instance_evacuate_run(ctx: OperationContext) -> dict:
         # kept until here, so a failed move keeps its catalogue and gaps.
         WalArchive.objects.filter(instance=instance).delete()
     now = timezone.now()
+    db_time = _replayed_time(reached) or point.taken_at
     result = {
         "to_host": target.name,
         "from_host": from_host.name,
@@ -630,7 +670,11 @@ def instance_evacuate_run(ctx: OperationContext) -> dict:
         "rto_seconds": round((now - failed_at).total_seconds(), 1),
         "rto_objective_seconds": objectives_for(instance.tier).rto.total_seconds(),
         # How much older the restored data is than the failure (what was lost at most).
-        "data_age_seconds": round(max(0.0, (failed_at - point.taken_at).total_seconds()), 1),
+        # The database's part: the point's dump, or the newest transaction of the replay.
+        "data_age_seconds": round(max(0.0, (failed_at - db_time).total_seconds()), 1),
+        "database_from": "wal" if reached else "dump",
+        "database_at": db_time.isoformat(),
+        "home_at": point.taken_at.isoformat(),
         "health": outcome.health,
     }
     ctx.step(

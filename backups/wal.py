@@ -728,14 +728,36 @@ def database_to_time(source: AtlassianInstance, target_time: datetime) -> Databa
     instance (given to :func:`backups.restore.restore_new`): the newest base backup before the
     time, replayed with the archived WAL on the copy's app host, then renamed to the copy's own
     database, user and password. Leaves the copy's database running."""
+    return _database_replayed(source, target_time, reached=[])
 
+
+def database_to_end(source: AtlassianInstance, reached: list[str]) -> DatabaseBuilder:
+    """The database of ``source`` as of the end of its archive: the newest base backup replayed
+    with every archived WAL file, the newest partial segment included, then promoted. For an
+    instance whose host is gone (an evacuation): no marker commit can be written on it, and
+    what was archived seconds before the failure comes back. ``source`` is the instance as it
+    was on its old host (its archive is keyed by that host). The newest replayed transaction's
+    time is appended to ``reached``."""
+    return _database_replayed(source, None, reached=reached)
+
+
+def _database_replayed(
+    source: AtlassianInstance, target_time: datetime | None, *, reached: list[str]
+) -> DatabaseBuilder:
     def build(ctx: OperationContext, conn: HostConnection, target: AtlassianInstance) -> None:
-        _window_check(ctx, source, target_time)
-        base = _base_for(source, target_time)
-        ctx.step(
-            f"Database: base backup {base.label} of {source.name} replayed to "
-            f"{target_time:%Y-%m-%d %H:%M:%S} UTC"
-        )
+        if target_time is not None:
+            _window_check(ctx, source, target_time)
+            base = _base_for(source, target_time)
+            ctx.step(
+                f"Database: base backup {base.label} of {source.name} replayed to "
+                f"{target_time:%Y-%m-%d %H:%M:%S} UTC"
+            )
+        else:
+            base = _base_for(source, timezone.now())
+            ctx.step(
+                f"Database: base backup {base.label} of {source.name} replayed to the end of "
+                "its archived WAL"
+            )
         paths = wal_paths(source)
         if target.host is None:
             raise OperationFailed(f"{target.name} is not placed on an app host.")
@@ -770,9 +792,11 @@ def database_to_time(source: AtlassianInstance, target_time: datetime) -> Databa
             # Until it is renamed, the database has the source's name and owner.
             as_source = copy.copy(target)
             as_source.db_user, as_source.db_name = source.db_user, source.db_name
-            reached = _recovery_wait(ctx, conn, as_source)
-            ctx.step(f"Recovery finished; newest replayed transaction: {reached}")
-            _reached_check(reached, target_time)
+            newest = _recovery_wait(ctx, conn, as_source)
+            ctx.step(f"Recovery finished; newest replayed transaction: {newest}")
+            if target_time is not None:
+                _reached_check(newest, target_time)
+            reached.append(newest)
             psql(
                 conn,
                 as_source,
@@ -781,8 +805,9 @@ def database_to_time(source: AtlassianInstance, target_time: datetime) -> Databa
                 database=source.db_name,
                 message="Removed the recovery settings",
             )
-            with ctx.uncancellable():  # a half-renamed database is worse than either
-                _database_rename(ctx, conn, as_source, target)
+            if (source.db_name, source.db_user) != (target.db_name, target.db_user):
+                with ctx.uncancellable():  # a half-renamed database is worse than either
+                    _database_rename(ctx, conn, as_source, target)
             conn.run(["rm", "-rf", f"{idir}/db/{PITR_WAL}", pull], record=False)
         except BaseException:
             # The copy fails (restore_new marks it): no database left replaying or restarting,
@@ -871,14 +896,19 @@ def gap_record(instance: AtlassianInstance, target: datetime) -> None:
         archive.save(update_fields=["gaps"])
 
 
-def _database_from_base(conn: HostConnection, idir: str, pull: str, target: datetime) -> None:
-    """A data directory from the base backup, set to replay the pulled WAL to ``target``."""
+def _database_from_base(
+    conn: HostConnection, idir: str, pull: str, target: datetime | None
+) -> None:
+    """A data directory from the base backup, set to replay the pulled WAL to ``target``, or
+    (None) to the end of the pulled WAL: with no recovery target, PostgreSQL replays until the
+    restore command finds no next file and then promotes."""
     db = f"{idir}/db"
-    settings_text = (
-        f"restore_command = 'cp /var/lib/postgresql/data/{PITR_WAL}/%f \"%p\"'\n"
-        f"recovery_target_time = '{target.astimezone(UTC):%Y-%m-%d %H:%M:%S}+00'\n"
-        "recovery_target_action = 'promote'\n"
-    )
+    settings_text = f"restore_command = 'cp /var/lib/postgresql/data/{PITR_WAL}/%f \"%p\"'\n"
+    if target is not None:
+        settings_text += (
+            f"recovery_target_time = '{target.astimezone(UTC):%Y-%m-%d %H:%M:%S}+00'\n"
+            "recovery_target_action = 'promote'\n"
+        )
     conn.run(
         [
             "sh",

@@ -2,7 +2,8 @@
 
 Two instances of two products (a tier-1 Jira and a tier-3 Confluence) run on app2 with their
 DNS records in the lab's BIND, certificates from pebble and proxy sites; each has a backup
-point and marker data before it and after it. app2 dies abruptly (its containers killed, not
+point and marker data before it and after it; the Jira also archives its WAL, so its database
+comes back as of seconds before the failure, the Confluence's as of its point. app2 dies abruptly (its containers killed, not
 stopped). Staff evacuate it: both come back on app1 from their points, lowest RTO first, with
 the data of the point, DNS pointing at app1 and app1's proxy serving them over HTTPS with their
 certificates; each records its RTO and data age. Then app2 comes back, its old containers
@@ -16,17 +17,19 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import urllib.request
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from backups.evacuate import evacuation_plan, host_evacuate_start
 from backups.models import Backup
-from backups.services import backup_start
+from backups.services import backup_start, wal_enable_start
 from certificates.models import Certificate, DnsRecord
 from panel.access import access_for_user
-from provisioning.compose import edge_network, project_name
+from provisioning.compose import edge_network, instance_dir, project_name
 from provisioning.hosts import host_health_probe
 from provisioning.models import AtlassianInstance, EvacuatedCopy, Host, InstanceStatus, Operation
 from provisioning.products import spec_for
@@ -68,6 +71,18 @@ def _titles(inst: AtlassianInstance) -> list[str]:
 
 def _inspect(cid: str) -> dict[str, Any]:
     return json.loads(sh("docker", "inspect", cid))[0]
+
+
+def _shipped_after(inst: AtlassianInstance, moment: Any, timeout: float = 120) -> None:
+    """Wait until the app host's WAL shipper (every few seconds) passed after ``moment``."""
+    ok = f"{instance_dir(inst)}/wal-ship.ok"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = sh("sh", "-c", f"cat {ok} 2>/dev/null || true").strip()
+        if text.isdigit() and int(text) > moment.timestamp():
+            return
+        time.sleep(2)
+    pytest.fail(f"the shipper did not pass after {moment} within {timeout} s")
 
 
 def _create(actor: Any, tenant: Any, host: Host, name: str, hostname: str, **fields: Any):
@@ -120,12 +135,17 @@ def test_a_dead_app_host_is_evacuated_onto_a_healthy_one_and_fenced_when_it_retu
             product="confluence", version="8.5.0", tier="tier3",
         )  # fmt: skip
         made.append(wiki)
+        # the tier-1 Jira archives its WAL continuously; the Confluence has points only
+        op = run_operation(wal_enable_start(actor=access_for_user(sam), instance=jira))
+        assert op.status == "succeeded", step_text(op)
+        jira.refresh_from_db()
         for inst in (jira, wiki):
             assert lab_lookup(lab_dns, inst.hostname) == [app2.address]
             _api(inst, "items", {"title": f"{inst.name} before the point"})
             op = run_operation(backup_start(actor=customer, instance=inst))
             assert op.status == "succeeded", step_text(op)
             _api(inst, "items", {"title": f"{inst.name} after the point"})
+        _shipped_after(jira, timezone.now())
         old = {inst.pk: project_name(inst) for inst in (jira, wiki)}
 
         # app2 dies abruptly: its sshd and every container of its projects are killed
@@ -156,14 +176,23 @@ def test_a_dead_app_host_is_evacuated_onto_a_healthy_one_and_fenced_when_it_retu
             assert child.result["data_age_seconds"] >= 0
         assert {o["instance"] for o in parent.result["instances"]} == {jira.name, wiki.name}
 
+        by_instance = {c.instance_id: c for c in children}
+        # Jira's database is its archive replayed to the last WAL shipped before app2 died:
+        # the row written after the point is back; the home is the point's
+        assert by_instance[jira.pk].result["database_from"] == "wal"
+        assert by_instance[jira.pk].result["database_at"] > by_instance[jira.pk].result["home_at"]
+        assert by_instance[wiki.pk].result["database_from"] == "dump"
         for inst in (jira, wiki):
             inst.refresh_from_db()
             assert inst.host_id == app1.pk and inst.status == InstanceStatus.RUNNING
             assert project_name(inst) != old[inst.pk]
-            # the point's data, not what was written after it (lost with the host)
             titles = _titles(inst)
             assert f"{inst.name} before the point" in titles
-            assert f"{inst.name} after the point" not in titles
+            if inst.pk == jira.pk:
+                assert f"{inst.name} after the point" in titles
+            else:
+                # the point's data, not what was written after it (lost with the host)
+                assert f"{inst.name} after the point" not in titles
             # DNS in BIND points at app1 now; app1's proxy serves it with its certificate
             assert lab_lookup(lab_dns, inst.hostname) == [app1.address]
             assert DnsRecord.objects.get(instance=inst).value == app1.address
