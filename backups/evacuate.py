@@ -295,7 +295,7 @@ def host_evacuate_run(ctx: OperationContext) -> dict:
             "instance": child.instance.name if child.instance else "",
             "status": child.status,
             "operation": str(child.pk),
-            **{k: result.get(k) for k in ("to_host", "rto_seconds", "data_age_seconds")},
+            **{k: result.get(k) for k in _SUMMARY_KEYS},
             "error": child.error,
         }
         outcomes.append(outcome)
@@ -374,13 +374,27 @@ def _evacuated_notify(operation: Operation, host: Host, summary: dict[str, Any])
             obj=instance,
             dedupe_key=f"evacuated:{operation.pk}:{instance.pk}",
             subject=f"{instance.name} was brought back on another server",
-            body=(
-                f"The server {instance.name} ran on failed. It runs again from its backup of "
-                f"{outcome['data_age_seconds']:.0f} s before the failure; changes made after "
-                "that backup were lost with the server."
-            ),
+            body=_evacuated_words(instance, outcome),
             url=reverse("provisioning:instance_detail", args=[instance.pk]),
         )
+
+
+_SUMMARY_KEYS = ("to_host", "rto_seconds", "data_age_seconds", "database_from", "home_at")
+
+
+def _evacuated_words(instance: AtlassianInstance, outcome: dict[str, Any]) -> str:
+    age = f"{outcome['data_age_seconds']:.0f} s"
+    if outcome.get("database_from") == "wal":
+        return (
+            f"The server {instance.name} ran on failed. It runs again with its database as of "
+            f"{age} before the failure (from its continuous archive) and the files of its home "
+            f"from its backup of {outcome.get('home_at')}; files changed after that backup "
+            "were lost with the server."
+        )
+    return (
+        f"The server {instance.name} ran on failed. It runs again from its backup of {age} "
+        "before the failure; changes made after that backup were lost with the server."
+    )
 
 
 def evacuations_auto(now: datetime | None = None) -> list[str]:

@@ -228,3 +228,27 @@ def test_a_host_that_answered_since_the_evacuation_was_asked_for_keeps_its_insta
         _move(OperationContext(child), inst, world["healthy"])
     inst.refresh_from_db()
     assert inst.host_id == world["down"].pk
+
+
+def test_a_tenant_whose_database_came_from_the_archive_hears_which_part_is_from_when(world):
+    parent = Operation.objects.create(kind="host.evacuate", host=world["down"], status="running")
+    summary = {
+        "instances": [
+            {
+                "instance": "acme-jira",
+                "status": "succeeded",
+                "to_host": "app-two",
+                "rto_seconds": 95.0,
+                "data_age_seconds": 4.0,
+                "database_from": "wal",
+                "home_at": "2026-12-01T01:00:00+00:00",
+                "error": "",
+            }
+        ],
+        "not_moved": [],
+        "succeeded": 1,
+    }
+    _evacuated_notify(parent, world["down"], summary)
+    (tenant,) = NotificationEvent.objects.filter(event="instance.evacuated")
+    assert "database as of 4 s before the failure" in tenant.body
+    assert "home from its backup of 2026-12-01T01:00:00+00:00" in tenant.body
