@@ -15,7 +15,10 @@ same instances are evacuated back onto app2 with ``PANEL_EVACUATE_PARALLEL=2``. 
 * the parallel evacuation's total against that sum and against its lower bound, the sum divided
   by the parallelism (perfect overlap), and the largest single restore (nothing finishes before
   the slowest part);
-* the RTO each instance achieved (failure to answering again) and the fence of the returned host.
+* the RTO each instance achieved (failure to answering again) and the fence of the returned host;
+* the achieved RPO of one more instance that archives its WAL, with a writer committing a row
+  every second until the host is killed: how much older its newest restored row is than the
+  kill (its database comes back from its base backup and archived WAL, replayed to the end).
 
 It needs the lab (``scripts/lab up``), PostgreSQL on 127.0.0.1 (a scratch database
 ``panel_bench_evacuate`` is made and dropped) and root (the lab's data roots). DNS,
@@ -119,14 +122,24 @@ class Bench:
         self.app1 = enrol_and_provision(self.actor, self.specs["app1"], backup_host=self.backup)
         self.app2 = enrol_and_provision(self.actor, self.specs["app2"], backup_host=self.backup)
         suffix = secrets.token_hex(2)
+        from backups.services import backup_start, wal_enable_start
+
         for i in range(self.count):
             inst = create_instance(self.actor, tenant, self.app2, f"ev{suffix}-{i}")
             self.instances.append(inst)
             self.projects.add(inst.name)
             self.fill(inst)
-            from backups.services import backup_start
-
             self.run(backup_start(actor=self.actor, instance=inst))
+        # One more whose WAL is archived, with a writer committing a row every second until the
+        # host dies: the achieved RPO is how much older its newest restored row is.
+        self.archiving = create_instance(self.actor, tenant, self.app2, f"ev{suffix}-wal")
+        self.instances.append(self.archiving)
+        self.projects.add(self.archiving.name)
+        self.fill(self.archiving)
+        self.run(wal_enable_start(actor=self.actor, instance=self.archiving))
+        self.run(backup_start(actor=self.actor, instance=self.archiving))
+        self.archiving.refresh_from_db()
+        self.writer(self.archiving)
 
     def fill(self, inst: Any) -> None:
         from provisioning.compose import instance_dir, project_name
@@ -143,6 +156,30 @@ class Bench:
             "-U", inst.db_user, "-d", inst.db_name, "-c", sql,
         )  # fmt: skip
 
+    def psql(self, inst: Any, sql: str, *extra: str) -> str:
+        from provisioning.compose import project_name
+
+        return sh(
+            "docker", "compose", "-p", project_name(inst), "exec", *extra, "-T", "db", "psql",
+            "-X", "-A", "-t", "-q", "-U", inst.db_user, "-d", inst.db_name, "-c", sql,
+        )  # fmt: skip
+
+    def writer(self, inst: Any) -> None:
+        """A row with its commit time every second, inside the database container (it dies
+        with it), until the host is killed."""
+        from provisioning.compose import project_name
+
+        self.psql(inst, "CREATE TABLE rpo_writes (at timestamptz NOT NULL)")
+        loop = (
+            'while true; do psql -X -q -U "$1" -d "$2" '
+            "-c 'INSERT INTO rpo_writes VALUES (now())'; sleep 1; done"
+        )
+        sh(
+            "docker", "compose", "-p", project_name(inst), "exec", "-d", "db",
+            "sh", "-c", loop, "sh", inst.db_user, inst.db_name,
+        )  # fmt: skip
+        time.sleep(20)  # a few shipper passes with the writer running
+
     def kill(self, host: Any) -> list[str]:
         from provisioning.hosts import host_health_probe
 
@@ -155,6 +192,8 @@ class Bench:
         sh("docker", "kill", self.specs[host.name.removeprefix("lab-")]["container"])
         if doomed:
             sh("docker", "kill", *doomed, check=False)
+        # the newest row the writer could have committed is from before this moment
+        self.killed_at = datetime.now(UTC)
         host_health_probe(host)
         host.refresh_from_db()
         assert host.status == "unreachable", host.status
@@ -195,12 +234,20 @@ class Bench:
         from provisioning.models import Operation
 
         self.kill(self.app2)
+        wal_killed_at = self.killed_at
         serial = self.evacuate(self.app2, 1)
+        self.archiving.refresh_from_db()
+        newest = datetime.fromisoformat(
+            self.psql(self.archiving, "SELECT max(at) FROM rpo_writes").strip().replace(" ", "T")
+        )
+        rows_back = int(self.psql(self.archiving, "SELECT count(*) FROM rpo_writes").strip())
+        rpo = (wal_killed_at - newest).total_seconds()
+        wal_child = next(o for o in serial["instances"] if o["instance"] == self.archiving.name)
         fence_seconds = self.revive(self.app2)
         self.kill(self.app1)
         parallel = self.evacuate(self.app1, 2)
         self.revive(self.app1)
-        n = self.count
+        n = len(self.instances)
 
         def restores(result: dict[str, Any]) -> list[float]:
             ids = [o["operation"] for o in result["instances"]]
@@ -228,6 +275,11 @@ class Bench:
             ("RTO achieved, 2 at a time",
              f"{max(o['rto_seconds'] for o in parallel['instances']):.1f} s worst",
              f"best {min(o['rto_seconds'] for o in parallel['instances']):.1f} s"),
+            ("achieved RPO: writer committing every second, host killed",
+             f"{rpo:.1f} s",
+             f"newest restored row vs the kill (target <= 60 s); {rows_back} rows back, database "
+             f"from {wal_child.get('database_from')} (base backup + archived WAL replayed to its "
+             "end), home from its point; WAL ships every 5 s"),
             (f"fence of the returned host ({n} old deployments)", f"{fence_seconds:.1f} s",
              "containers stopped, restart off, directories kept aside"),
         ]  # fmt: skip
@@ -269,8 +321,9 @@ class Bench:
         load = os.getloadavg()[0]
         lines = [
             f"Evacuation benchmark ({self.count} Jira stand-ins of {HOME_FILES} MiB home and "
-            f"{DB_ROWS} database rows each; lab app2 -> app1 one at a time, app1 -> app2 two at "
-            f"a time; {os.cpu_count()} cores, load {load:.1f} at the end), "
+            f"{DB_ROWS} database rows each, plus one archiving its WAL; lab app2 -> app1 one at "
+            f"a time, app1 -> app2 two at a time; {os.cpu_count()} cores, load {load:.1f} at the "
+            "end), "
             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
             "",
             f"| {'measure'.ljust(width)} | result | note |",
