@@ -26,6 +26,8 @@ Where a new thing goes (also in the README's "Layout" section):
   the operation's error; it raises ``OperationFailed`` if it could not, leaving the instance
   stopped. Never the old image on the upgraded database: the products refuse a database a
   newer version upgraded;
+- something to do on a returning host to an evacuated instance's old deployment:
+  ``hook_register("host_hooks", "fence", func)``, called ``func(conn, host, copy)``;
 - something to hear about ended operations: ``hook_register("operation_listeners", "failed",
   func)``;
 - a count on the dashboard summary: ``registry["summary_counts"][key] = func(access)``.
@@ -83,6 +85,10 @@ registry: dict[str, Any] = _Registry(
     # moment ("publish", "unpublish", "pre_upgrade", "upgrade_failed") -> callables
     # (ctx, instance); see the module docstring for what the upgrade ones return
     instance_hooks={"publish": [], "unpublish": [], "pre_upgrade": [], "upgrade_failed": []},
+    # moment ("fence") -> callables (conn, host, copy): after an evacuated instance's old
+    # deployment on a returning host is stopped, over the same connection (certificates
+    # removes its proxy site and certificate file there)
+    host_hooks={"fence": []},
     # name -> PeriodicJob
     periodic_jobs={},
     # key -> NotificationEvent

@@ -49,6 +49,7 @@ from certificates.services.publish import (
     endpoint_check_safely,
     instance_publish,
     instance_unpublish,
+    proxy_site_fence,
     site_deploy,
 )
 from certificates.services.requests import (
@@ -99,6 +100,7 @@ __all__ = [
     "instance_hostname_check",
     "instance_publish",
     "instance_unpublish",
+    "proxy_site_fence",
     "proxy_deploy",
     "registered_domain",
     "renew_after",

@@ -25,7 +25,7 @@ from certificates.services.issuance import (
     certificate_placeholder_ensure,
 )
 from panel.operations import OperationContext, OperationFailed
-from provisioning.models import AtlassianInstance, InstanceStatus
+from provisioning.models import AtlassianInstance, EvacuatedCopy, Host, InstanceStatus
 from provisioning.remote import HostConnection, RemoteError, SSHTarget
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,23 @@ def instance_unpublish(ctx: OperationContext, instance: AtlassianInstance) -> No
             ) from exc
         ProxySite.objects.filter(pk=site.pk).update(status=ProxySite.Status.REMOVED)
     dns_unpublish(ctx, instance)
+
+
+def proxy_site_fence(conn: HostConnection, host: Host, copy: EvacuatedCopy) -> None:
+    """HOST_HOOK "fence": remove an evacuated instance's old site from ``host``'s proxy, and
+    its own certificate file unless the instance lives on ``host`` again (a zone's wildcard
+    certificate serves other sites there and stays)."""
+    layout = proxy.ProxyLayout.for_host(host)
+    if not conn.exists(layout.directory):
+        return
+    paths = [f"{layout.conf_d}/{copy.project}.conf"]
+    here = AtlassianInstance.objects.filter(pk=copy.instance_id, host=host).exists()
+    if copy.instance_id is not None and not here:
+        paths += [
+            layout.certificate_path(cert)
+            for cert in Certificate.objects.filter(instance_id=copy.instance_id)
+        ]
+    proxy.proxy_files_remove(conn, layout, paths)
 
 
 def endpoint_check_safely(

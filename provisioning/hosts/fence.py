@@ -22,6 +22,7 @@ from django.utils import timezone
 from panel.access import Access
 from panel.audit import audit_record
 from panel.operations import OperationContext, OperationFailed, operation_handler, operation_start
+from panel.registry import registry
 from provisioning.hosts.connection import host_connection
 from provisioning.models import EvacuatedCopy, Host, Operation, OperationKind
 from provisioning.remote import HostConnection, RemoteError
@@ -88,6 +89,11 @@ def host_fences_run(ctx: OperationContext | None, conn: HostConnection, host: Ho
         )
         words = result.stdout.split()
         stopped = [w for w in words if w != "kept"]
+        # e.g. the old proxy site and certificate file (certificates): nothing of the old
+        # deployment is served, and its key does not stay on a host it left. Before the record
+        # is marked fenced, so a failure here is retried with the next fence.
+        for hook in registry["host_hooks"]["fence"]:
+            hook(conn, host, copy)
         # Only the first of two concurrent fences records it (the second found nothing left).
         EvacuatedCopy.objects.filter(pk=copy.pk, status=EvacuatedCopy.Status.PENDING).update(
             status=EvacuatedCopy.Status.FENCED,

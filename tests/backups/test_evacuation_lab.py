@@ -2,13 +2,14 @@
 
 Two instances of two products (a tier-1 Jira and a tier-3 Confluence) run on app2 with their
 DNS records in the lab's BIND, certificates from pebble and proxy sites; each has a backup
-point and marker data before it and after it; the Jira also archives its WAL, so its database
-comes back as of seconds before the failure, the Confluence's as of its point. app2 dies abruptly (its containers killed, not
-stopped). Staff evacuate it: both come back on app1 from their points, lowest RTO first, with
-the data of the point, DNS pointing at app1 and app1's proxy serving them over HTTPS with their
-certificates; each records its RTO and data age. Then app2 comes back, its old containers
-started again as a reboot would: the health check fences them (stopped, never restarting,
-their directories kept aside) before app2 is ready, and the new copies are untouched.
+point and marker data before it and after it; the Jira also archives its WAL. app2 dies
+abruptly (its containers killed, not stopped). Staff evacuate it: both come back on app1,
+lowest RTO first, the Confluence with the data of its point, the Jira with its database as of
+seconds before the failure (its archive replayed to the end); DNS points at app1 and app1's
+proxy serves them over HTTPS with their certificates; each records its RTO and data age. Then
+app2 comes back, its old containers started again as a reboot would: the health check fences
+them (stopped, never restarting, their directories kept aside, their proxy sites and
+certificate files gone from app2's proxy) before app2 is ready; the new copies are untouched.
 
 Not in ``tests/backups/lab``: that package's world turns DNS, certificates and the proxy off.
 """
@@ -16,6 +17,7 @@ Not in ``tests/backups/lab``: that package's world turns DNS, certificates and t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import urllib.request
@@ -147,6 +149,8 @@ def test_a_dead_app_host_is_evacuated_onto_a_healthy_one_and_fenced_when_it_retu
             _api(inst, "items", {"title": f"{inst.name} after the point"})
         _shipped_after(jira, timezone.now())
         old = {inst.pk: project_name(inst) for inst in (jira, wiki)}
+        for inst in (jira, wiki):
+            assert os.path.exists(f"{app2.data_root}/proxy/conf.d/{old[inst.pk]}.conf")
 
         # app2 dies abruptly: its sshd and every container of its projects are killed
         doomed = containers_under(app2.data_root)
@@ -218,6 +222,11 @@ def test_a_dead_app_host_is_evacuated_onto_a_healthy_one_and_fenced_when_it_retu
         app2.refresh_from_db()
         assert app2.status == Host.Status.READY
         for inst in (jira, wiki):
+            # app2's proxy no longer has the old site, nor the instance's certificate and key
+            cert = Certificate.objects.get(instance=inst)
+            assert not os.path.exists(f"{app2.data_root}/proxy/conf.d/{old[inst.pk]}.conf")
+            assert not os.path.exists(f"{app2.data_root}/proxy/certs/{cert.pk}.pem")
+            assert os.path.exists(f"{app1.data_root}/proxy/certs/{cert.pk}.pem")
             copy = EvacuatedCopy.objects.get(host=app2, project=old[inst.pk])
             assert copy.status == EvacuatedCopy.Status.FENCED and copy.kept_at
             label = f"label=com.docker.compose.project={old[inst.pk]}"

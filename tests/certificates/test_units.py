@@ -197,3 +197,57 @@ def test_secrets_are_encrypted_at_rest(acme):
         assert "c2VjcmV0" not in cur.fetchone()[0]
         cur.execute("select private_key from certificates_certificate where id=%s", [cert.pk])
         assert "PRIVATE KEY" not in cur.fetchone()[0]
+
+
+class _Conn:
+    """Records the commands a fence hook would run on the host."""
+
+    def __init__(self) -> None:
+        self.argvs: list[list[str]] = []
+
+    def exists(self, path: str) -> bool:
+        return True
+
+    def run(self, argv, **kw):
+        self.argvs.append(list(argv))
+        return type("Result", (), {"stdout": "", "exit_code": 0})()
+
+
+def _removed(conn: _Conn) -> list[str]:
+    (remove,) = [a for a in conn.argvs if "rm -f" in " ".join(a)]
+    return remove[remove.index("sh", remove.index("-c") + 2) + 2 :]
+
+
+def test_a_fence_removes_the_old_site_and_the_instances_own_certificate_not_a_zones(acme, app_host):
+    from provisioning.models import EvacuatedCopy, Host
+
+    other = Host.objects.create(
+        name="app-two", role=Host.Role.APP, address="127.0.0.12", data_root="/srv/two"
+    )
+    moved = make_instance(acme, "acme-jira", host=other)
+    own = Certificate.objects.create(instance=moved, names=[moved.hostname])
+    account = DnsProviderAccount.objects.create(name="aws", kind="route53")
+    zone = DnsZone.objects.create(name="example.com", account=account)
+    Certificate.objects.create(zone=zone, names=["*.example.com"])
+    copy = EvacuatedCopy.objects.create(
+        host=app_host, instance=moved, instance_name=moved.name, project="acme-jira", directory="/d"
+    )
+    conn = _Conn()
+    services.proxy_site_fence(conn, app_host, copy)
+    layout = proxy.ProxyLayout.for_host(app_host)
+    assert _removed(conn) == [f"{layout.conf_d}/acme-jira.conf", layout.certificate_path(own)]
+
+
+def test_a_fence_keeps_the_certificate_of_an_instance_that_lives_on_that_host_again(acme, app_host):
+    from provisioning.models import EvacuatedCopy
+
+    back = make_instance(acme, "acme-jira", host=app_host, compose_project="acme-jira_beef01")
+    Certificate.objects.create(instance=back, names=[back.hostname])
+    copy = EvacuatedCopy.objects.create(
+        host=app_host, instance=back, instance_name=back.name, project="acme-jira_c0ffee",
+        directory="",
+    )  # fmt: skip
+    conn = _Conn()
+    services.proxy_site_fence(conn, app_host, copy)
+    layout = proxy.ProxyLayout.for_host(app_host)
+    assert _removed(conn) == [f"{layout.conf_d}/acme-jira_c0ffee.conf"]
