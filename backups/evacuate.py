@@ -61,6 +61,7 @@ from provisioning.ports import HostPortsExhausted, instance_host_port_allocate
 from provisioning.remote import RemoteError
 from provisioning.services import (
     INSTANCE_DISK_NEEDED,
+    host_fit_problem,
     host_free_memory_mb,
     host_lock_key,
     instance_lock_key,
@@ -506,9 +507,40 @@ def _moved_back(operation: Any, reason: str) -> None:
             )
 
 
-def _move(ctx: OperationContext, instance: AtlassianInstance, target: Host) -> None:
-    """Record the old deployment for fencing and put ``instance`` on ``target`` under a new
-    compose project name, with its own published port there."""
+def _room_now(
+    ctx: OperationContext, instance: AtlassianInstance, planned: Host, backup_host_id: Any
+) -> Host:
+    """The host to move ``instance`` to now: the planned one if it still has room, else the
+    ready app host of the point's backup host with the most room. The plan was made when the
+    evacuation started; another evacuation (or a create) may have taken that room since. The
+    candidates' rows are locked (in one order), so two moves cannot both count the same room."""
+    candidates = list(
+        Host.objects.select_for_update()
+        .filter(role=Host.Role.APP, status=Host.Status.READY, backup_host_id=backup_host_id)
+        .exclude(pk=instance.host_id)
+        .order_by("pk")
+    )
+    fitting = {h.pk: h for h in candidates if host_fit_problem(instance, h) is None}
+    if planned.pk in fitting:
+        return fitting[planned.pk]
+    if not fitting:
+        raise OperationFailed(
+            f"No ready app host has room for {instance.name} now (the room planned on "
+            f"{planned.name} was taken since the evacuation started); not moved."
+        )
+    best = max(fitting.values(), key=lambda h: (host_free_memory_mb(h), h.name))
+    ctx.step(
+        f"{planned.name} has no room for {instance.name} any more (taken since the plan); it "
+        f"goes to {best.name} instead",
+        level="warning",
+    )
+    return best
+
+
+def _move(ctx: OperationContext, instance: AtlassianInstance, planned: Host, point: Backup) -> Host:
+    """Record the old deployment for fencing and put ``instance`` on the planned host (or,
+    without room there any more, another) under a new compose project name, with its own
+    published port there. Returns the host it went to."""
     old_host = instance.host
     assert old_host is not None
     # "_" is in no instance name: the project can never be another instance's.
@@ -520,7 +552,6 @@ def _move(ctx: OperationContext, instance: AtlassianInstance, target: Host) -> N
         "wal_archiving": instance.wal_archiving,
         "status": instance.status,
     }
-    params["new"] = {"host": str(target.pk), "project": project}
     with ctx.owned(), transaction.atomic():
         # A host that answered since the evacuation was asked for keeps its instances: they
         # may be live there (a partition), and a point is older than their data.
@@ -536,6 +567,8 @@ def _move(ctx: OperationContext, instance: AtlassianInstance, target: Host) -> N
             raise OperationFailed(
                 f"{source.name} answers again; {instance.name} stays there (not moved)."
             )
+        target = _room_now(ctx, instance, planned, point.backup_host_id)
+        params["new"] = {"host": str(target.pk), "project": project}
         Operation.objects.filter(pk=ctx.operation.pk).update(params=params)
         ctx.operation.params = params
         EvacuatedCopy.objects.create(
@@ -563,6 +596,7 @@ def _move(ctx: OperationContext, instance: AtlassianInstance, target: Host) -> N
         instance_transition(
             instance, InstanceStatus.RESTORING, f"Evacuating from {old_host.name} to {target.name}"
         )
+    return target
 
 
 def _has_base(instance: AtlassianInstance) -> bool:
@@ -620,7 +654,7 @@ def instance_evacuate_run(ctx: OperationContext) -> dict:
         f"({point.taken_at:%Y-%m-%d %H:%M:%S} UTC); {from_host.name} was last seen "
         f"{failed_at:%Y-%m-%d %H:%M:%S} UTC"
     )
-    _move(ctx, instance, target)
+    target = _move(ctx, instance, target, point)
     if was_archiving:
         ctx.step(
             "Point-in-time archiving is off on the new host (the database there is a new "

@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from backups.evacuate import _evacuated_notify, evacuations_auto
+from backups.models import Backup
 from notifications.models import NotificationEvent
 from provisioning.models import Host, Operation
 from tests.backups.factories import backup_host, make_point, with_backup_host
@@ -225,9 +226,58 @@ def test_a_host_that_answered_since_the_evacuation_was_asked_for_keeps_its_insta
     inst = world["urgent"]
     inst.refresh_from_db()
     with pytest.raises(OperationFailed, match="answers again"):
-        _move(OperationContext(child), inst, world["healthy"])
+        _move(OperationContext(child), inst, world["healthy"], Backup.objects.get(instance=inst))
     inst.refresh_from_db()
     assert inst.host_id == world["down"].pk
+
+
+def _child(world) -> Operation:
+    parent = Operation.objects.create(kind="host.evacuate", host=world["down"], status="running")
+    return Operation.objects.create(
+        kind="backup.evacuate",
+        instance=world["urgent"],
+        status="running",
+        parent=parent,
+        params={"from_host": str(world["down"].pk)},
+    )
+
+
+def test_a_move_whose_planned_room_was_taken_since_goes_to_another_host_with_room(world):
+    from backups.evacuate import _move
+    from panel.operations import OperationContext
+
+    child = _child(world)
+    spare = Host.objects.create(
+        name="app-three", role=Host.Role.APP, address="127.0.0.13", data_root="/srv/atlassian",
+        status=Host.Status.READY, memory_mb=32768, cpu_count=4,
+        disk_free_bytes=150 * 1024**3, backup_host=world["healthy"].backup_host,
+    )  # fmt: skip
+    # another evacuation (or a create) took the planned host's memory after the plan was made
+    Host.objects.filter(pk=world["healthy"].pk).update(memory_mb=512)
+    inst = world["urgent"]
+    ctx = OperationContext(child)
+    went = _move(ctx, inst, world["healthy"], Backup.objects.get(instance=inst))
+    assert went == spare
+    inst.refresh_from_db()
+    assert inst.host_id == spare.pk
+    child.refresh_from_db()
+    assert child.params["new"]["host"] == str(spare.pk)
+    assert "goes to app-three instead" in " ".join(s.message for s in child.steps.all())
+
+
+def test_a_move_with_no_room_left_anywhere_is_refused_and_the_instance_stays(world):
+    from backups.evacuate import _move
+    from panel.operations import OperationContext, OperationFailed
+
+    child = _child(world)
+    Host.objects.filter(pk=world["healthy"].pk).update(memory_mb=512)
+    inst = world["urgent"]
+    with pytest.raises(OperationFailed, match="No ready app host has room"):
+        _move(OperationContext(child), inst, world["healthy"], Backup.objects.get(instance=inst))
+    inst.refresh_from_db()
+    assert inst.host_id == world["down"].pk
+    child.refresh_from_db()
+    assert "new" not in child.params
 
 
 def test_a_tenant_whose_database_came_from_the_archive_hears_which_part_is_from_when(world):
