@@ -78,14 +78,25 @@ exec 9>"$ROOT/.wal-ship.lock"
 flock -n 9 || exit 0
 end=$(( $(date +%s) + 50 ))
 version=$(cksum < "$0")
-ship_one() {{
-  dir=$1; name=$2; now=$(date +%s); out="$dir/.wal-ship.out"
+ship_completed() {{
   # Completed segments and timeline history files: once each (the backup host never lets a
   # push overwrite an existing file), then removed here.
-  if rsync -a --timeout=30 -e "$SSH" --remove-source-files --include='????????????????????????' \\
-      --include='*.history' --exclude='*' "$dir/wal/" "$DEST:/wal/$name/" >"$out" 2>&1; then
-    p=$(cd "$dir/wal" && ls -1 | grep '[.]partial$' | tail -n 1)
-    if [ -n "$p" ]; then
+  rsync -a --timeout=30 -e "$SSH" --remove-source-files --include='????????????????????????' \\
+    --include='*.history' --exclude='*' "$1/wal/" "$DEST:/wal/$2/" >"$3" 2>&1
+}}
+ship_one() {{
+  dir=$1; name=$2; now=$(date +%s); out="$dir/.wal-ship.out"
+  # The segment being written, chosen BEFORE the completed ones are sent: every segment before
+  # it is complete by now, so the backup host never holds a partial segment without all the
+  # segments before it (one completing during this pass goes with the next pass).
+  p=$(cd "$dir/wal" && ls -1 | grep '[.]partial$' | tail -n 1)
+  if ship_completed "$dir" "$name" "$out"; then
+    # It completed during that copy: it goes now, as a completed segment, so the pass covers
+    # everything written before it started (the newer partial goes with the next pass).
+    if [ -n "$p" ] && [ ! -f "$dir/wal/$p" ]; then
+      ship_completed "$dir" "$name" "$out" || {{ tail -c 400 "$out" > "$dir/{error}"; return; }}
+    fi
+    if [ -n "$p" ] && [ -f "$dir/wal/$p" ]; then
       m=$(stat -c %.9Y "$dir/wal/$p")
       if [ "$p $m" != "$(cat "$dir/.wal-ship.partial" 2>/dev/null)" ]; then
         rm -rf "$dir/.wal-stage"; mkdir -p "$dir/.wal-stage"
