@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from panel.crypto import EncryptedJSONField, EncryptedTextField
-from panel.scoping import scoped_manager
+from panel.scoping import ScopedQuerySet, scoped_manager
 from provisioning import validators as v
 from provisioning.products import Product
 from tenants.models import ApiToken, Tenant
@@ -263,6 +263,71 @@ class InstanceHealthCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instance_id} {'ok' if self.ok else 'failed'} at {self.checked_at:%H:%M:%S}"
+
+
+class InstanceUsageQuerySet(ScopedQuerySet):
+    """Usage samples, scoped by their instance's tenant (a class of its own rather than
+    ``scoped_manager()``, so the type checker can tell the manager's type)."""
+
+    tenant_path = "instance__tenant"
+
+
+class InstanceUsage(models.Model):
+    """One sample of what an instance uses on its host, taken with the health checks: CPU and
+    memory of its app and database containers (``docker stats``) and the disk under its home
+    and database directories (``du``, measured less often: see ``provisioning.usage``).
+
+    The disk fields are carried forward from the last measurement, which ``disk_sampled_at``
+    dates; a field is null when that measurement failed (``disk_error`` says why) or when the
+    value could not be read (e.g. a container that was not running)."""
+
+    id = models.BigAutoField(primary_key=True)
+    instance = models.ForeignKey(
+        AtlassianInstance, on_delete=models.CASCADE, related_name="usage_samples"
+    )
+    sampled_at = models.DateTimeField(default=timezone.now)
+    # Percent of one CPU, as docker stats gives it (200 = two CPUs busy).
+    app_cpu_percent = models.FloatField(null=True, blank=True)
+    app_memory_bytes = models.BigIntegerField(null=True, blank=True)
+    app_memory_limit_bytes = models.BigIntegerField(null=True, blank=True)
+    db_cpu_percent = models.FloatField(null=True, blank=True)
+    db_memory_bytes = models.BigIntegerField(null=True, blank=True)
+    db_memory_limit_bytes = models.BigIntegerField(null=True, blank=True)
+    home_bytes = models.BigIntegerField(null=True, blank=True)
+    db_disk_bytes = models.BigIntegerField(null=True, blank=True)
+    disk_sampled_at = models.DateTimeField(null=True, blank=True)
+    disk_error = models.CharField(max_length=200, blank=True)
+
+    objects = InstanceUsageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-sampled_at"]
+        indexes = [
+            models.Index(fields=["instance", "sampled_at"]),
+            # the retention prune deletes by age alone
+            models.Index(fields=["sampled_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id} usage at {self.sampled_at:%H:%M:%S}"
+
+    @property
+    def cpu_percent(self) -> float | None:
+        """Both containers' CPU together (percent of one CPU)."""
+        values = [v for v in (self.app_cpu_percent, self.db_cpu_percent) if v is not None]
+        return round(sum(values), 2) if values else None
+
+    @property
+    def memory_bytes(self) -> int | None:
+        """Both containers' memory together."""
+        values = [v for v in (self.app_memory_bytes, self.db_memory_bytes) if v is not None]
+        return sum(values) if values else None
+
+    @property
+    def disk_bytes(self) -> int | None:
+        """The home and database directories together."""
+        values = [v for v in (self.home_bytes, self.db_disk_bytes) if v is not None]
+        return sum(values) if values else None
 
 
 class License(models.Model):

@@ -1,6 +1,7 @@
 """Periodic checks of running instances: health (each product's status answer) with history,
-and drift between what the panel deployed and what runs on the host. Read-only, so they are
-not Operations; one SSH connection per host serves all of its instances."""
+resource use (provisioning.usage) and drift between what the panel deployed and what runs on
+the host. Read-only, so they are not Operations; one SSH connection per host serves all of its
+instances."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from provisioning.compose import instance_dir, project_name
@@ -21,6 +23,7 @@ from provisioning.models import (
 )
 from provisioning.products import spec_for
 from provisioning.remote import HostConnection, RemoteError, SSHTarget
+from provisioning.usage import host_usage_sample, usage_prune
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +93,8 @@ def instance_health_record(
 
 
 def instances_health_check(host_ids: list[Any] | None = None) -> int:
-    """Poll the health answer of every running instance (optionally on some hosts); returns
-    how many were checked."""
+    """Poll the health answer of every running instance (optionally on some hosts) and sample
+    their resource use over the same connection; returns how many were checked."""
     from provisioning.rollout import instance_probe
 
     qs = AtlassianInstance.objects.filter(
@@ -109,11 +112,24 @@ def instances_health_check(host_ids: list[Any] | None = None) -> int:
                     ms = int((timezone.now() - started).total_seconds() * 1000)
                     instance_health_record(inst, ok, state, detail, ms)
                     checked += 1
+                # Over the same connection, after the probes (whose response times it would
+                # otherwise slow down).
+                _usage_sample(conn, host, instances)
         except RemoteError as exc:
             for inst in instances:
                 instance_health_record(inst, False, "", f"host unreachable: {exc}")
                 checked += 1
+    usage_prune()
     return checked
+
+
+def _usage_sample(conn: HostConnection, host: Host, instances: list[AtlassianInstance]) -> None:
+    """Sample the host's instances' resource use; a sample that fails is logged, never a
+    failed health check (host_usage_sample already turns failed commands into empty fields)."""
+    try:
+        host_usage_sample(conn, instances)
+    except (RemoteError, ValueError, DatabaseError):
+        log.warning("resource use of the instances on %s not sampled", host.name, exc_info=True)
 
 
 def instances_drift_check() -> int:

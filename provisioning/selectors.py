@@ -267,3 +267,176 @@ def instance_health_history(
         "ok": passed,
         "percent": round(100 * passed / total, 1) if total else None,
     }
+
+
+# --- resource use (provisioning.usage) -------------------------------------------------------
+
+MIB = 1024**2
+
+
+def instance_usage_samples(
+    access: Access, instance: AtlassianInstance, *, hours: int = 24
+) -> QuerySet:
+    """The instance's resource-use samples of the last ``hours`` hours, oldest first."""
+    from provisioning.models import InstanceUsage
+
+    since = timezone.now() - timedelta(hours=hours)
+    return (
+        InstanceUsage.objects.for_user(access)
+        .filter(instance=instance, sampled_at__gt=since)
+        .order_by("sampled_at")
+    )
+
+
+def instance_usage_limits(instance: AtlassianInstance) -> dict[str, Any]:
+    """What the instance's use is measured against: its heap and its containers' limits (as
+    the compose file sets them, ``provisioning.compose.instance_limits``)."""
+    from provisioning.compose import instance_limits
+
+    limits = instance_limits(instance)
+    return {
+        "heap_max_mb": instance.heap_max_mb,
+        "app_memory_limit_mb": limits.app_memory_mb,
+        "db_memory_limit_mb": limits.db_memory_mb,
+        "app_cpus": limits.app_cpus,
+        "db_cpus": limits.db_cpus,
+    }
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def instance_usage_history(
+    access: Access, instance: AtlassianInstance, *, hours: int = 24, buckets: int = 48
+) -> dict[str, Any]:
+    """The instance's resource use over the last ``hours`` hours in ``buckets`` equal slots,
+    for the chart beside its health chart: each slot's mean CPU of both containers, its
+    highest memory of each, and its last disk measurement; plus the newest sample and the
+    limits the use is measured against."""
+    now = timezone.now()
+    since = now - timedelta(hours=hours)
+    width = (now - since) / buckets
+    slots: list[dict[str, Any]] = [
+        {"start": since + width * i, "end": since + width * (i + 1), "samples": 0}
+        for i in range(buckets)
+    ]
+    raw: list[dict[str, list]] = [
+        {"app_cpu": [], "db_cpu": [], "app_mem": [], "db_mem": []} for _ in range(buckets)
+    ]
+    samples = list(instance_usage_samples(access, instance, hours=hours))
+    for sample in samples:
+        i = min(buckets - 1, int((sample.sampled_at - since) / width))
+        slots[i]["samples"] += 1
+        for key, value in (
+            ("app_cpu", sample.app_cpu_percent),
+            ("db_cpu", sample.db_cpu_percent),
+            ("app_mem", sample.app_memory_bytes),
+            ("db_mem", sample.db_memory_bytes),
+        ):
+            if value is not None:
+                raw[i][key].append(value)
+        if sample.disk_sampled_at is not None:
+            slots[i]["home_bytes"] = sample.home_bytes
+            slots[i]["db_disk_bytes"] = sample.db_disk_bytes
+            slots[i]["disk_bytes"] = sample.disk_bytes
+    for slot, values in zip(slots, raw, strict=True):
+        slot["app_cpu_percent"] = _mean(values["app_cpu"])
+        slot["db_cpu_percent"] = _mean(values["db_cpu"])
+        slot["app_memory_bytes"] = max(values["app_mem"], default=None)
+        slot["db_memory_bytes"] = max(values["db_mem"], default=None)
+        slot.setdefault("disk_bytes", None)
+    limits = instance_usage_limits(instance)
+    latest = samples[-1] if samples else None
+    app_limit = (
+        latest.app_memory_limit_bytes
+        if latest is not None and latest.app_memory_limit_bytes
+        else limits["app_memory_limit_mb"] * MIB
+    )
+    return {
+        "hours": hours,
+        "slots": slots,
+        "total": len(samples),
+        "latest": latest,
+        "limits": limits,
+        "heap_bytes": instance.heap_max_mb * MIB,
+        "app_memory_limit_bytes": app_limit,
+        "app_memory_peak_bytes": max(
+            (s["app_memory_bytes"] for s in slots if s["app_memory_bytes"] is not None),
+            default=None,
+        ),
+        "app_cpu_mean_percent": _mean([v for s in samples if (v := s.app_cpu_percent) is not None]),
+    }
+
+
+def host_usage_totals(access: Access, host: Host) -> dict[str, Any]:
+    """The newest sample of each instance on ``host`` (not deleted), and their totals against
+    the host's capacity, in two queries whatever the number of instances. CPU and memory count
+    only samples younger than ``usage.USAGE_FRESH`` (a stopped instance uses none); disk counts
+    each instance's last measurement, whatever its age (stopped, its data is still there).
+    Memory is also shown as placement reckons it: the containers' limits promised."""
+    from django.db.models import OuterRef, Subquery
+
+    from provisioning.compose import instance_limits
+    from provisioning.models import InstanceUsage
+    from provisioning.usage import USAGE_FRESH
+
+    newest = (
+        InstanceUsage.objects.filter(instance=OuterRef("pk")).order_by("-sampled_at").values("pk")
+    )
+    on_host = (
+        AtlassianInstance.objects.for_user(access)
+        .filter(host=host)
+        .exclude(status=InstanceStatus.DELETED)
+        .annotate(latest_usage_id=Subquery(newest[:1]))
+    )
+    instances = list(on_host.select_related("host", "tenant").order_by("name"))
+    samples = {
+        s.pk: s
+        for s in InstanceUsage.objects.for_user(access).filter(
+            pk__in=on_host.values("latest_usage_id")
+        )
+    }
+    fresh_after = timezone.now() - USAGE_FRESH
+    rows = []
+    cpu = memory = disk = committed_mb = 0.0
+    for inst in instances:
+        sample = samples.get(inst.latest_usage_id)
+        fresh = sample is not None and sample.sampled_at >= fresh_after
+        limit_mb = instance_limits(inst).memory_mb
+        row = {
+            "instance": inst,
+            "sample": sample,
+            "fresh": fresh,
+            "cpu_percent": sample.cpu_percent if fresh and sample else None,
+            "memory_bytes": sample.memory_bytes if fresh and sample else None,
+            "memory_limit_bytes": limit_mb * MIB,
+            "disk_bytes": sample.disk_bytes if sample else None,
+        }
+        rows.append(row)
+        cpu += row["cpu_percent"] or 0
+        memory += row["memory_bytes"] or 0
+        disk += row["disk_bytes"] or 0
+        committed_mb += limit_mb
+
+    def share(used: float, capacity: float | None) -> float | None:
+        return round(100 * used / capacity, 1) if capacity else None
+
+    memory_capacity = host.memory_mb * MIB if host.memory_mb else None
+    return {
+        "rows": rows,
+        "sampled": sum(1 for r in rows if r["sample"] is not None),
+        "cpu_percent": round(cpu, 2),
+        "cpus_used": round(cpu / 100, 2),
+        "cpu_count": host.cpu_count,
+        "cpu_share": share(cpu / 100, host.cpu_count),
+        "memory_bytes": int(memory),
+        "memory_committed_bytes": int(committed_mb * MIB),
+        "memory_capacity_bytes": memory_capacity,
+        "memory_share": share(memory, memory_capacity),
+        "memory_committed_share": share(committed_mb * MIB, memory_capacity),
+        "disk_bytes": int(disk),
+        "disk_total_bytes": host.disk_total_bytes,
+        "disk_free_bytes": host.disk_free_bytes,
+        "disk_share": share(disk, host.disk_total_bytes),
+    }

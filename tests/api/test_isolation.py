@@ -61,6 +61,7 @@ RULES: dict[str, Rule] = {
     "api-instance-list": Rule(),
     "api-instance-detail": Rule("instance"),
     "api-instance-logs": Rule("instance"),
+    "api-instance-usage": Rule("instance"),
     "api-instance-delete": Rule("instance"),
     "api-instance-resize": Rule("instance"),
     "api-instance-restart": Rule("instance"),
@@ -81,6 +82,7 @@ RULES: dict[str, Rule] = {
     "api-host-health": Rule("host", staff_only=True),
     "api-host-provision": Rule("host", staff_only=True),
     "api-host-trust": Rule("host", staff_only=True),
+    "api-host-usage": Rule("host", staff_only=True),
     # backups
     "api-backup-list": Rule(),
     "api-backup-detail": Rule("backup"),

@@ -109,8 +109,9 @@ def test_the_dr_dashboard_with_its_archiving_table_takes_a_pinned_number_of_quer
 
 # --- a failed host's page and its evacuation ---------------------------------------------------
 # The host page: its own reads, plus the panel's (is it an app host staff see, the last
-# evacuation and its parts, the copies); no plan there.
-HOST_PAGE_QUERIES = 10
+# evacuation and its parts, the copies); no plan there; the resource-use section's two (its
+# instances with their newest sample's id, those samples).
+HOST_PAGE_QUERIES = 12
 # The confirm page shows the plan, whose reads grow by one per instance on the host (its newest
 # point: backups.evacuate.evacuation_plan); pinned at two instances.
 EVACUATE_PAGE_QUERIES = 13
