@@ -41,3 +41,19 @@ def beat_schedule_apply(**_: Any) -> dict[str, dict[str, Any]]:
 signals.import_modules.connect(beat_schedule_apply, sender=app, weak=False)
 signals.beat_init.connect(beat_schedule_apply, weak=False)
 signals.beat_embedded_init.connect(beat_schedule_apply, weak=False)
+
+
+def sanitize_handlers(logger: Any = None, **_: Any) -> None:
+    """Put the secret filter on the handlers Celery sets up in a worker or beat: Celery
+    replaces the root logger's handlers (``worker_hijack_root_logger``), so LOGGING's own
+    filtered handler is gone there, and a task's arguments (e.g. in "Received unregistered
+    task ... body: ...") or an exception's text would reach the log as they are."""
+    from panel.sanitize import SanitizeFilter
+
+    for handler in getattr(logger, "handlers", []):
+        if not any(isinstance(f, SanitizeFilter) for f in handler.filters):
+            handler.addFilter(SanitizeFilter())
+
+
+signals.after_setup_logger.connect(sanitize_handlers, weak=False)
+signals.after_setup_task_logger.connect(sanitize_handlers, weak=False)
