@@ -31,6 +31,7 @@ STORES = {
     "operation_kinds",
     "operation_listeners",
     "instance_hooks",
+    "host_hooks",
     "periodic_jobs",
     "notification_events",
     "notification_scans",
@@ -98,9 +99,11 @@ def test_the_instance_hooks_are_registered_once_each_even_if_ready_runs_again():
         "upgrade_failed": [restore_after_failed_upgrade],
     }
     assert registry["instance_hooks"] == expected
+    assert registry["host_hooks"] == {"fence": [certificate_services.proxy_site_fence]}
     _ready_again()
     hook_register("instance_hooks", "publish", certificate_services.instance_publish)
     assert registry["instance_hooks"] == expected
+    assert registry["host_hooks"] == {"fence": [certificate_services.proxy_site_fence]}
 
 
 def test_the_beat_schedule_holds_every_apps_jobs_and_each_task_exists():
