@@ -517,7 +517,7 @@ def _room_now(
     candidates = list(
         Host.objects.select_for_update()
         .filter(role=Host.Role.APP, status=Host.Status.READY, backup_host_id=backup_host_id)
-        .exclude(pk=instance.host_id)
+        .exclude(pk__in=[instance.host_id])
         .order_by("pk")
     )
     fitting = {h.pk: h for h in candidates if host_fit_problem(instance, h) is None}

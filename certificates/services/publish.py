@@ -160,11 +160,10 @@ def proxy_site_fence(conn: HostConnection, host: Host, copy: EvacuatedCopy) -> N
     if not conn.exists(layout.directory):
         return
     paths = [f"{layout.conf_d}/{copy.project}.conf"]
-    here = AtlassianInstance.objects.filter(pk=copy.instance_id, host=host).exists()
-    if copy.instance_id is not None and not here:
+    moved = copy.instance_id
+    if moved is not None and not AtlassianInstance.objects.filter(pk=moved, host=host).exists():
         paths += [
-            layout.certificate_path(cert)
-            for cert in Certificate.objects.filter(instance_id=copy.instance_id)
+            layout.certificate_path(cert) for cert in Certificate.objects.filter(instance_id=moved)
         ]
     proxy.proxy_files_remove(conn, layout, paths)
 
