@@ -34,6 +34,9 @@ class BackupsConfig(AppConfig):
         # upgrade rolled back by restoring it (never the old image on the upgraded database).
         hook_register("instance_hooks", "pre_upgrade", operations.backup_before_upgrade)
         hook_register("instance_hooks", "upgrade_failed", operations.restore_after_failed_upgrade)
+        # A backup that ends frees its slot: the next due one of its backup host starts at once.
+        hook_register("operation_listeners", "succeeded", services.backup_ended_dispatch)
+        hook_register("operation_listeners", "failed", services.backup_ended_dispatch)
         panel_register("dashboard_panels", "backups/_dashboard_backups.html")
         panel_register("instance_panels", "backups/_instance_backups.html")
         panel_register("host_panels", "backups/_host_evacuation.html")

@@ -10,9 +10,12 @@ to say what is there: labels, aged-out and missing points, and points found with
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from backups import offsite
@@ -23,6 +26,7 @@ from backups.models import (
     BackupOperationKind,
     BackupPolicy,
     BackupStatus,
+    InstanceBackupState,
 )
 from backups.policies import policy_for, policy_retention
 from backups.retention import EXTRA_SUFFIX, Point, point_parse, retention_plan
@@ -112,6 +116,34 @@ def retention_apply(
     return {name: label for name, label in plan.keep.items() if name in {p.name for p in remaining}}
 
 
+def instances_backup_state_refresh(*, instance_ids: Iterable[Any]) -> None:
+    """Recount each instance's catalogue into its :class:`InstanceBackupState` (newest retained
+    point, number of rows), in two queries whatever the number of instances. Every change of
+    an instance's rows calls it (a run recorded, a point committed, catalogue sync, purge);
+    it recounts rather than adds, so a missed or raced call is put right by the next one."""
+    ids = list(instance_ids)
+    if not ids:
+        return
+    now = timezone.now()
+    counted = (
+        AtlassianInstance.objects.filter(pk__in=ids)
+        .annotate(
+            n=Count("backups"),
+            last_good=Max("backups__taken_at", filter=Q(backups__status=BackupStatus.SUCCEEDED)),
+        )
+        .values_list("pk", "n", "last_good")
+    )
+    InstanceBackupState.objects.bulk_create(
+        [
+            InstanceBackupState(instance_id=pk, rows=n, last_good_at=last_good, refreshed_at=now)
+            for pk, n, last_good in counted
+        ],
+        update_conflicts=True,
+        unique_fields=["instance"],
+        update_fields=["rows", "last_good_at", "refreshed_at"],
+    )
+
+
 def catalogue_sync(
     bconn: HostConnection,
     *,
@@ -160,6 +192,7 @@ def catalogue_sync(
     for name in present:
         if name not in known:
             _stray_import(bconn, instance=instance, store=store, name=name, labels=labels, now=now)
+    instances_backup_state_refresh(instance_ids=[instance.pk])
 
 
 def _stray_import(

@@ -11,7 +11,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from panel.scoping import scoped_manager
+from panel.scoping import ScopedQuerySet, scoped_manager
 from provisioning.models import AtlassianInstance, Host, Operation
 
 
@@ -84,6 +84,9 @@ class BackupPolicy(models.Model):
     rpo_alerted_at = models.DateTimeField(null=True, blank=True)
     # All retained points of the instance together on the backup host (hard links once).
     stored_bytes = models.BigIntegerField(null=True, blank=True)
+    # How long its last successful backup held a slot (the operation's start to end): what the
+    # DR dashboard's capacity plan expects the next one to take.
+    last_run_seconds = models.FloatField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -91,6 +94,15 @@ class BackupPolicy(models.Model):
 
     class Meta:
         verbose_name_plural = "backup policies"
+        indexes = [
+            # The dispatcher's due runs of policies more frequent than daily, which it sorts by
+            # deadline apart from the nightly ones (backups.services._due_runs).
+            models.Index(
+                fields=["next_run_at"],
+                name="backup_policy_frequent_due",
+                condition=models.Q(interval_minutes__lt=24 * 60),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Backup policy of {self.instance_id}"
@@ -395,3 +407,33 @@ class WalArchive(models.Model):
 
     def __str__(self) -> str:
         return f"WAL archive of {self.instance.name}"
+
+
+class InstanceBackupStateQuerySet(ScopedQuerySet):
+    """Backup states, scoped by their instance's tenant (a class of its own rather than
+    ``scoped_manager()``, so the type checker can tell the manager's type)."""
+
+    tenant_path = "instance__tenant"
+
+
+class InstanceBackupState(models.Model):
+    """What the catalogue holds for one instance, materialised so fleet-wide pages read one
+    row per instance instead of its points: when its newest retained point was taken and how
+    many catalogue rows (points and attempts) it has. Kept by
+    :func:`backups.catalogue.instances_backup_state_refresh`, which every change of an
+    instance's rows calls; an instance without a row has no backup yet."""
+
+    instance = models.OneToOneField(
+        AtlassianInstance,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="backup_state",
+    )
+    last_good_at = models.DateTimeField(null=True, blank=True)
+    rows = models.PositiveIntegerField(default=0)
+    refreshed_at = models.DateTimeField(default=timezone.now)
+
+    objects = InstanceBackupStateQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"backup state of {self.instance_id}"

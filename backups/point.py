@@ -26,7 +26,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from backups.catalogue import retention_apply
+from backups.catalogue import instances_backup_state_refresh, retention_apply
 from backups.models import Backup, BackupMode, BackupStatus
 from backups.policies import policy_for
 from backups.store import (
@@ -417,6 +417,7 @@ def point_commit(
         changed_during_backup=len(verified.changed),
         status=BackupStatus.SUCCEEDED,
     )
+    instances_backup_state_refresh(instance_ids=[backup.instance_id])
     return {
         "point": name,
         "logical_bytes": logical,

@@ -1,5 +1,6 @@
 """Backup policies: an instance's policy (made from its service tier's and product's defaults
-the first time it is needed), its retention rule, and when the next scheduled backup is due."""
+the first time it is needed), its retention rule, when the next scheduled backup is due, and
+the window it must start in (its deadline: the dispatcher's order and the *missed* rule)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import zlib
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Func, Value
+from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
 from backups.models import BackupMode, BackupPolicy
@@ -109,3 +113,61 @@ def next_run_after(policy: BackupPolicy, after: datetime) -> datetime:
     base = _EPOCH + timedelta(hours=start.hour, minutes=start.minute) + jitter_offset(policy)
     steps = math.floor((after - base) / interval) + 1
     return base + steps * interval
+
+
+def window_minutes() -> int:
+    """The nightly window (``PANEL_BACKUP_WINDOW_MINUTES``), between 15 minutes and a day."""
+    return min(DAY_MINUTES, max(15, settings.PANEL_BACKUP_WINDOW_MINUTES))
+
+
+def run_window(policy: BackupPolicy) -> timedelta:
+    """How long after it is due a scheduled run may start and still be on time: the policy's
+    interval (a run never runs into the next one's slot), at most the nightly window
+    (:func:`window_minutes`, 6 h by default)."""
+    return window_of(policy.interval_minutes)
+
+
+def window_of(interval_minutes: int) -> timedelta:
+    """:func:`run_window` of a policy with this interval."""
+    return timedelta(minutes=min(max(15, interval_minutes), window_minutes()))
+
+
+def run_deadline(policy: BackupPolicy, due: datetime) -> datetime:
+    """The latest on-time start of the run of ``policy`` due at ``due``."""
+    return due + run_window(policy)
+
+
+def run_missed(policy: BackupPolicy, due: datetime, started: datetime) -> bool:
+    """A scheduled run is *missed* when it starts after its deadline (:func:`run_deadline`),
+    whatever the reason: the backup hosts had no free slot in time, or the dispatcher or the
+    workers were down. Waiting in the queue within the window is not missing it."""
+    return started > run_deadline(policy, due)
+
+
+def deadline_expression() -> ExpressionWrapper:
+    """:func:`run_deadline` of each policy's next run, in SQL (the dispatcher orders by it)."""
+    minutes = Least(Greatest(F("interval_minutes"), Value(15)), Value(window_minutes()))
+    return ExpressionWrapper(
+        F("next_run_at") + MinutesDuration(minutes), output_field=DateTimeField()
+    )
+
+
+class MinutesDuration(Func):
+    """A number of minutes as a duration, in SQL. Django cannot multiply an integer by a
+    duration on SQLite (the demo's database: "Invalid arguments for operator *"), so each
+    backend gets its own form: an interval on PostgreSQL, microseconds (how Django stores a
+    duration there) on SQLite."""
+
+    output_field = DurationField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template="make_interval(mins => %(expressions)s)")
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template="(%(expressions)s * 60000000)")
+
+
+def runs_per_window(policy_interval_minutes: int) -> float:
+    """How many runs of a policy with this interval fall into one nightly window (at least
+    one: a daily or weekly policy runs once in it)."""
+    return max(1.0, window_minutes() / max(15, policy_interval_minutes))

@@ -3,13 +3,30 @@ drills, restore requests, the DR dashboard, the size chart and host evacuations.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    Case,
+    Count,
+    DateTimeField,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models import Window as Over
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -20,11 +37,13 @@ from backups.models import (
     BackupPolicy,
     BackupStatus,
     BaseBackup,
+    InstanceBackupState,
     Restore,
     RestoreDrill,
     RestoreRequest,
     WalArchive,
 )
+from backups.policies import runs_per_window, window_minutes
 from panel.access import Access
 from provisioning.models import (
     AtlassianInstance,
@@ -44,6 +63,12 @@ def backup_list(access: Access) -> QuerySet:
     return Backup.objects.for_user(access).select_related(
         "instance", "instance__tenant", "backup_host"
     )
+
+
+def backup_count(access: Access) -> int:
+    """How many rows :func:`backup_list` holds for the caller, summed from the materialised
+    per-instance counts (:class:`InstanceBackupState`) instead of counting the points."""
+    return InstanceBackupState.objects.for_user(access).aggregate(n=Sum("rows"))["n"] or 0
 
 
 def backup_get(access: Access, backup_id: Any) -> Backup:
@@ -201,53 +226,87 @@ def instance_backup_summary(access: Access, instance: AtlassianInstance) -> dict
     }
 
 
+def _rpo_deadline() -> Case:
+    """When each instance leaves its tier's RPO: its newest retained point (materialised in
+    its ``InstanceBackupState``), or its creation when it has none, plus the tier's RPO."""
+    reference = Coalesce(F("backup_state__last_good_at"), F("created_at"))
+    return Case(
+        *(
+            When(tier=tier.value, then=reference + Value(objectives_for(tier).rpo))
+            for tier in ServiceTier
+        ),
+        output_field=DateTimeField(),
+    )
+
+
 def rpo_overview(access: Access) -> dict[str, Any]:
-    """Instances within / outside their RPO (two queries whatever the number of instances)."""
+    """Instances within / outside their RPO, the longest overdue first, in one query that reads
+    the materialised newest point of each instance (:class:`InstanceBackupState`), never the
+    points themselves, and counts in the database."""
+    now = timezone.now()
+    breached = Q(rpo_deadline__lt=now)
+    # "Within its RPO" needs a backup: a new instance with none yet is not in breach (one RPO
+    # has not passed since it was made), and it is counted apart, not as within.
+    waiting = Q(last_good__isnull=True) & ~breached
     rows = list(
         AtlassianInstance.objects.for_user(access)
         .filter(status__in=WATCHED_STATUSES)
+        .annotate(last_good=F("backup_state__last_good_at"), rpo_deadline=_rpo_deadline())
         .annotate(
-            last_good=Max("backups__taken_at", filter=Q(backups__status=BackupStatus.SUCCEEDED))
+            # Counted over every watched instance, beside the ten soonest deadlines.
+            total=Over(Count("pk")),
+            breach_count=Over(Count("pk", filter=breached)),
+            no_backup_yet=Over(Count("pk", filter=waiting)),
         )
-        .values("id", "name", "tier", "status", "created_at", "last_good")
+        .order_by("rpo_deadline", "name")
+        .values(
+            "id",
+            "name",
+            "tier",
+            "status",
+            "created_at",
+            "last_good",
+            "rpo_deadline",
+            "total",
+            "breach_count",
+            "no_backup_yet",
+        )[:10]
     )
-    now = timezone.now()
-    breaches = []
-    for row in rows:
-        goals = objectives_for(row["tier"])
-        reference = row["last_good"] or row["created_at"]
-        if now - reference > goals.rpo:
-            breaches.append(
-                {
-                    **row,
-                    "age": now - row["last_good"] if row["last_good"] else None,
-                    "rpo": goals.rpo,
-                }
-            )
-    breached = {row["id"] for row in breaches}
-    # "Within its RPO" needs a backup: a new instance with none yet is not in breach (one RPO
-    # has not passed since it was made), and it is counted apart, not as within.
-    waiting = [r for r in rows if r["last_good"] is None and r["id"] not in breached]
+    counts = {
+        key: rows[0][key] if rows else 0 for key in ("total", "breach_count", "no_backup_yet")
+    }
+    breaches = [
+        {
+            **{key: row[key] for key in ("id", "name", "tier", "status", "created_at")},
+            "last_good": row["last_good"],
+            "age": now - row["last_good"] if row["last_good"] else None,
+            "rpo": objectives_for(row["tier"]).rpo,
+        }
+        for row in rows
+        if row["rpo_deadline"] is not None and row["rpo_deadline"] < now
+    ]
     return {
-        "total": len(rows),
-        "within": len(rows) - len(breaches) - len(waiting),
-        "no_backup_yet": len(waiting),
-        "breaches": breaches[:10],
-        "breach_count": len(breaches),
+        "total": counts["total"],
+        "within": counts["total"] - counts["breach_count"] - counts["no_backup_yet"],
+        "no_backup_yet": counts["no_backup_yet"],
+        "breaches": breaches,
+        "breach_count": counts["breach_count"],
     }
 
 
 def dr_dashboard(access: Access, *, days: int = 90) -> list[dict[str, Any]]:
-    """Per tier: instances within RPO, drills run and passed, worst and median drill RTO."""
-    since = timezone.now() - timedelta(days=days)
-    overview_rows = list(
-        AtlassianInstance.objects.for_user(access)
+    """Per tier: instances within RPO (counted in the database from the materialised newest
+    point), drills run and passed, the worst drill RTO. Two queries."""
+    now = timezone.now()
+    since = now - timedelta(days=days)
+    counts = {
+        row["tier"]: row
+        for row in AtlassianInstance.objects.for_user(access)
         .filter(status__in=WATCHED_STATUSES)
-        .annotate(
-            last_good=Max("backups__taken_at", filter=Q(backups__status=BackupStatus.SUCCEEDED))
-        )
-        .values("tier", "created_at", "last_good")
-    )
+        .annotate(rpo_deadline=_rpo_deadline())
+        .values("tier")
+        .annotate(instances=Count("pk"), within=Count("pk", filter=Q(rpo_deadline__gte=now)))
+    }
     drills = (
         RestoreDrill.objects.for_user(access)
         .filter(started_at__gte=since)
@@ -261,12 +320,11 @@ def dr_dashboard(access: Access, *, days: int = 90) -> list[dict[str, Any]]:
         )
     )
     by_tier = {row["tier"]: row for row in drills}
-    now = timezone.now()
     result = []
     for tier in ServiceTier:
         goals = objectives_for(tier)
-        rows = [r for r in overview_rows if r["tier"] == tier.value]
-        within = sum(1 for r in rows if now - (r["last_good"] or r["created_at"]) <= goals.rpo)
+        count = counts.get(tier.value, {})
+        instances, within = count.get("instances", 0), count.get("within", 0)
         d = by_tier.get(tier.value, {})
         worst = d.get("worst")
         result.append(
@@ -277,9 +335,9 @@ def dr_dashboard(access: Access, *, days: int = 90) -> list[dict[str, Any]]:
                 "rto": goals.rto,
                 "rpo_seconds": goals.rpo.total_seconds(),
                 "rto_seconds": goals.rto.total_seconds(),
-                "instances": len(rows),
+                "instances": instances,
                 "within_rpo": within,
-                "outside_rpo": len(rows) - within,
+                "outside_rpo": instances - within,
                 "drills_run": d.get("run", 0),
                 "drills_passed": d.get("passed", 0),
                 "drills_failed": d.get("failed", 0),
@@ -289,6 +347,208 @@ def dr_dashboard(access: Access, *, days: int = 90) -> list[dict[str, Any]]:
             }
         )
     return result
+
+
+# A run of an instance never backed up yet, on a backup host with no timed run either.
+UNTIMED_RUN_SECONDS = 600.0
+# The largest cap the capacity plan proposes (more at once is a disk and network question).
+MAX_PROPOSED_CAP = 16
+
+
+@dataclass(frozen=True)
+class HostNight:
+    """One backup host's night in the capacity plan: the scheduled backups of its instances
+    that fall into the window (each timed by its last run), against its slots."""
+
+    host_id: Any
+    name: str
+    instances: int
+    runs: float  # runs in one window (a policy every 30 minutes runs 12 times in 6 h)
+    work_seconds: float  # their backup time together
+    untimed: int  # instances with no timed run yet (counted at the host's mean)
+    longest_seconds: float
+    busiest_app_host: str
+    busiest_app_seconds: float
+    cap: int
+    cap_app: int
+    window_seconds: float
+
+    @property
+    def makespan_seconds(self) -> float:
+        """The predicted time from the window's opening to the last backup's end: the work
+        over the slots plus what the longest run can add at the end (list scheduling's
+        bound), and never less than the busiest app host's own work over its cap."""
+        return _night_seconds(self, self.cap)
+
+    @property
+    def fits(self) -> bool:
+        return self.makespan_seconds <= self.window_seconds
+
+    @property
+    def use_percent(self) -> float:
+        """How much of the window's slots the night's work fills."""
+        return 100 * self.work_seconds / (self.cap * self.window_seconds)
+
+    @property
+    def app_host_bound(self) -> bool:
+        """The busiest app host alone cannot fit: no cap per backup host helps."""
+        return self.busiest_app_seconds / self.cap_app > self.window_seconds
+
+    @property
+    def cap_that_fits(self) -> int | None:
+        """The least cap per backup host that would fit this night (None: none up to
+        :data:`MAX_PROPOSED_CAP`, or an app host is the bound)."""
+        if self.app_host_bound:
+            return None
+        for cap in range(1, MAX_PROPOSED_CAP + 1):
+            if _night_seconds(self, cap) <= self.window_seconds:
+                return cap
+        return None
+
+    @property
+    def excess_seconds(self) -> float:
+        """Backup time to move to another backup host for the night to fit at this cap."""
+        spare = self.window_seconds - (1 - 1 / self.cap) * self.longest_seconds
+        return max(0.0, self.work_seconds - self.cap * spare)
+
+
+def _night_seconds(night: HostNight, cap: int) -> float:
+    if not night.runs:
+        return 0.0
+    graham = night.work_seconds / cap + (1 - 1 / cap) * night.longest_seconds
+    return max(graham, night.busiest_app_seconds / night.cap_app, night.longest_seconds)
+
+
+# How long the DR dashboard keeps a capacity plan (a forecast of the night).
+CAPACITY_PLAN_SECONDS = 300
+
+
+def dr_capacity_plan(access: Access) -> dict[str, Any]:
+    """:func:`backup_capacity_plan` as the DR dashboard shows it: kept for
+    :data:`CAPACITY_PLAN_SECONDS` (a backup's new duration or an instance moved shows within
+    them), under a key of what else it depends on (the caps, the window, the backup hosts,
+    the number of policies and their last edit), so a new backup host or an edited policy
+    shows at once. Two small queries when kept (staff only: every staff member sees the
+    whole fleet, so one plan serves them all)."""
+    backup_hosts = list(
+        Host.objects.filter(role=Host.Role.BACKUP).order_by("name").values_list("pk", "name")
+    )
+    if not access.is_staff_role:
+        return backup_capacity_plan(access, backup_hosts=backup_hosts)
+    edits = BackupPolicy.objects.aggregate(n=Count("pk"), edited=Max("updated_at"))
+    key = (
+        "backups:capacity-plan:"
+        + hashlib.sha256(
+            repr(
+                (
+                    settings.PANEL_BACKUP_MAX_PER_BACKUP_HOST,
+                    settings.PANEL_BACKUP_MAX_PER_APP_HOST,
+                    window_minutes(),
+                    [(str(pk), name) for pk, name in backup_hosts],
+                    edits["n"],
+                    edits["edited"].isoformat() if edits["edited"] else "",
+                )
+            ).encode()
+        ).hexdigest()
+    )
+    plan = cache.get(key)
+    if plan is None:
+        plan = backup_capacity_plan(access, backup_hosts=backup_hosts)
+        cache.set(key, plan, CAPACITY_PLAN_SECONDS)
+    return plan
+
+
+def backup_capacity_plan(
+    access: Access, *, backup_hosts: list[tuple[Any, str]] | None = None
+) -> dict[str, Any]:
+    """The DR dashboard's capacity plan: per backup host, the predicted makespan of one
+    night's scheduled backups at the current caps against the window
+    (``PANEL_BACKUP_WINDOW_MINUTES``), with what would make a host that cannot fit fit (the
+    cap, or the backup time to move away). Reads the policies' materialised last run times,
+    not the points: two queries whatever the fleet (one with ``backup_hosts`` given)."""
+    cap = settings.PANEL_BACKUP_MAX_PER_BACKUP_HOST
+    cap_app = settings.PANEL_BACKUP_MAX_PER_APP_HOST
+    window = window_minutes() * 60.0
+    rows = (
+        BackupPolicy.objects.for_user(access)
+        .filter(
+            enabled=True,
+            instance__status__in=WATCHED_STATUSES,
+            instance__host__backup_host__isnull=False,
+        )
+        .values(
+            "instance__host__backup_host_id",
+            "instance__host_id",
+            "instance__host__name",
+            "interval_minutes",
+        )
+        .annotate(
+            n=Count("pk"),
+            timed=Count("last_run_seconds"),
+            seconds=Sum("last_run_seconds"),
+            longest=Max("last_run_seconds"),
+        )
+    )
+    # per backup host: app host -> [timed work, untimed runs]; timed runs and their time
+    apps: dict[Any, dict[Any, list[Any]]] = {}
+    timed: dict[Any, list[float]] = {}
+    summary: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        b, a = row["instance__host__backup_host_id"], row["instance__host_id"]
+        per_window = runs_per_window(row["interval_minutes"])
+        app = apps.setdefault(b, {}).setdefault(a, [row["instance__host__name"], 0.0, 0.0])
+        app[1] += per_window * (row["seconds"] or 0.0)
+        app[2] += per_window * (row["n"] - row["timed"])
+        t = timed.setdefault(b, [0.0, 0.0])
+        t[0] += row["seconds"] or 0.0
+        t[1] += row["timed"]
+        s = summary.setdefault(b, {"instances": 0, "runs": 0.0, "untimed": 0, "longest": 0.0})
+        s["instances"] += row["n"]
+        s["runs"] += per_window * row["n"]
+        s["untimed"] += row["n"] - row["timed"]
+        s["longest"] = max(s["longest"], row["longest"] or 0.0)
+    fleet_timed = sum(t[1] for t in timed.values())
+    fleet_mean = (
+        sum(t[0] for t in timed.values()) / fleet_timed if fleet_timed else UNTIMED_RUN_SECONDS
+    )
+    if backup_hosts is None:
+        backup_hosts = list(
+            Host.objects.filter(role=Host.Role.BACKUP).order_by("name").values_list("pk", "name")
+        )
+    hosts = []
+    for host_id, name in backup_hosts:
+        seconds, count = timed.get(host_id, [0.0, 0.0])
+        mean = seconds / count if count else fleet_mean
+        works = {
+            a: (app_name, work + untimed_runs * mean)
+            for a, (app_name, work, untimed_runs) in apps.get(host_id, {}).items()
+        }
+        busiest = max(works.values(), key=lambda w: w[1], default=("", 0.0))
+        s = summary.get(host_id, {"instances": 0, "runs": 0.0, "untimed": 0, "longest": 0.0})
+        hosts.append(
+            HostNight(
+                host_id=host_id,
+                name=name,
+                instances=s["instances"],
+                runs=s["runs"],
+                work_seconds=sum(w for _, w in works.values()),
+                untimed=s["untimed"],
+                longest_seconds=max(s["longest"], mean if s["untimed"] else 0.0),
+                busiest_app_host=busiest[0],
+                busiest_app_seconds=busiest[1],
+                cap=cap,
+                cap_app=cap_app,
+                window_seconds=window,
+            )
+        )
+    return {
+        "hosts": hosts,
+        "cap": cap,
+        "cap_app": cap_app,
+        "window_seconds": window,
+        "over": [h for h in hosts if not h.fits],
+        "computed_at": timezone.now(),
+    }
 
 
 def size_chart(points: list[Backup], width: int = 560, height: int = 150) -> dict[str, Any]:

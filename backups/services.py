@@ -7,18 +7,22 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+import uuid
+import zlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
-from django.db.models import F, Max, Q
+from django.db import connection, transaction
+from django.db.models import CharField, Exists, F, Max, OuterRef, Q, Value
+from django.db.models.functions import Cast, Concat
 from django.urls import reverse
 from django.utils import timezone
 
 from backups import wal
-from backups.catalogue import catalogue_refresh
+from backups.catalogue import catalogue_refresh, instances_backup_state_refresh
 from backups.models import (
     Backup,
     BackupKind,
@@ -32,7 +36,15 @@ from backups.models import (
     RestoreRequest,
     WalArchive,
 )
-from backups.policies import next_run_after, policy_for
+from backups.policies import (
+    deadline_expression,
+    next_run_after,
+    policy_for,
+    run_deadline,
+    run_missed,
+    window_minutes,
+    window_of,
+)
 from backups.restore import copy_marks
 from backups.selectors import (
     recovery_gap,
@@ -54,6 +66,7 @@ from provisioning.models import (
     Host,
     InstanceStatus,
     Operation,
+    OperationStatus,
 )
 from provisioning.ports import HostPortsExhausted, instance_host_port_allocate
 from provisioning.remote import RemoteError
@@ -676,79 +689,247 @@ def _active_backup_counts() -> tuple[dict[str, int], dict[str, int]]:
     return per_backup, per_app
 
 
-def backups_dispatch(now: datetime | None = None) -> dict[str, list[str]]:
-    """Start the backups that are due, within the concurrency caps; note missed schedules.
+# The dispatchers' PostgreSQL advisory lock (any fixed number the panel uses for nothing else).
+DISPATCH_LOCK = zlib.crc32(b"backups.backups_dispatch")
 
-    A policy is claimed by moving its ``next_run_at`` with a conditional UPDATE, so two
-    dispatchers never start the same run. A policy over a cap stays due and is looked at
-    again on the next tick. A run due longer ago than ``PANEL_BACKUP_MISSED_AFTER`` seconds
-    (the beat or the workers were down) is counted as missed, audited, and run once now.
-    """
-    now = now or timezone.now()
-    cap_backup = settings.PANEL_BACKUP_MAX_PER_BACKUP_HOST
-    cap_app = settings.PANEL_BACKUP_MAX_PER_APP_HOST
-    missed_after = timedelta(seconds=settings.PANEL_BACKUP_MISSED_AFTER)
-    per_backup, per_app = _active_backup_counts()
-    started: list[str] = []
-    deferred: list[str] = []
-    missed: list[str] = []
-    # Instances that should be backed up but have no policy yet get one now.
+
+def _dispatch_lock() -> None:
+    """Make dispatchers take turns until the surrounding transaction ends (beat's tick and the
+    one each ended backup runs may meet): each reads the active backups after the previous
+    one's are committed, so two never fill the same free slot."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DISPATCH_LOCK])
+
+
+# Beat's dispatcher gives policies to new instances every this many minutes: the one read of
+# the whole fleet (an anti-join of instances and policies), so not every minute. A new
+# instance's first run is due at its next window anyway.
+POLICIES_ENSURE_EVERY = 10
+
+
+def _policies_ensure() -> None:
+    """Give a policy to each instance that should be backed up and has none yet."""
     for instance in AtlassianInstance.objects.filter(
         status__in=list(BACKUP_FROM), backup_policy__isnull=True, host__backup_host__isnull=False
     ):
         policy_for(instance)
+
+
+def _uuids(values: Any) -> list[uuid.UUID]:
+    """The values that are UUIDs (operation params are free-form JSON)."""
+    found = []
+    for value in values:
+        try:
+            found.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    return found
+
+
+@dataclass(frozen=True)
+class DueRun:
+    """A due scheduled run as the dispatcher's plan reads it (the policy itself is loaded
+    only for the runs it starts)."""
+
+    policy_id: Any
+    due: datetime
+    interval_minutes: int
+    backup_host_id: Any
+    app_host_id: Any
+
+    @property
+    def deadline(self) -> datetime:
+        return self.due + window_of(self.interval_minutes)
+
+
+def _due_runs(
+    now: datetime,
+    *,
+    backup_hosts: list[Any],
+    busy_app_hosts: list[uuid.UUID],
+    tried: list[Any],
+    limit: int,
+) -> list[DueRun]:
+    """Up to ``limit`` runs due at ``now`` of the instances backed up to ``backup_hosts``,
+    earliest deadline first (:func:`backups.policies.run_deadline`), without those whose app
+    host is at its cap, those another operation holds (they stay due with their deadline and
+    start once it ends) and those already tried in this pass.
+
+    Two index scans that stop at ``limit``, merged by deadline: the policies whose window is
+    the nightly one (every daily or weekly policy: deadline = due + the same window, so due
+    order is deadline order) straight from ``next_run_at``'s index, however long the queue;
+    and the more frequent ones (their own partial index), sorted by deadline."""
+    held = Operation.objects.filter(
+        status__in=ACTIVE_STATUSES,
+        lock_key=Concat(Value("instance:"), Cast(OuterRef("instance_id"), CharField())),
+    )
     due = (
         BackupPolicy.objects.filter(
             enabled=True,
             next_run_at__lte=now,
             instance__status__in=list(BACKUP_FROM),
-            instance__host__backup_host__isnull=False,
+            instance__host__backup_host_id__in=backup_hosts,
         )
-        .select_related("instance__host", "instance__tenant")
-        .order_by("next_run_at")
+        .exclude(instance__host_id__in=busy_app_hosts)
+        .exclude(pk__in=tried)
+        .filter(~Exists(held))
     )
-    for policy in due:
-        instance = policy.instance
-        b_id, a_id = str(instance.host.backup_host_id), str(instance.host_id)
-        if per_backup.get(b_id, 0) >= cap_backup or per_app.get(a_id, 0) >= cap_app:
-            deferred.append(instance.name)
-            continue
-        late = now - policy.next_run_at
-        claimed = BackupPolicy.objects.filter(pk=policy.pk, next_run_at=policy.next_run_at).update(
-            next_run_at=next_run_after(policy, now), last_dispatched_at=now
+    fields = ("pk", "next_run_at", "interval_minutes", "instance__host__backup_host_id")
+    window = window_minutes()
+    # Ordered by the indexed column alone, so PostgreSQL walks the index and stops early.
+    nightly = (
+        due.filter(interval_minutes__gte=window)
+        .order_by("next_run_at")
+        .values_list(*fields, "instance__host_id")[:limit]
+    )
+    frequent = (
+        due.filter(interval_minutes__lt=window)
+        .order_by(deadline_expression().asc(), "next_run_at", "pk")
+        .values_list(*fields, "instance__host_id")[:limit]
+    )
+    runs = [DueRun(*row) for row in (*nightly, *frequent)]
+    runs.sort(key=lambda r: (r.deadline, r.due, str(r.policy_id)))
+    return runs[:limit]
+
+
+def backups_dispatch(
+    now: datetime | None = None, *, backup_host_id: Any = None
+) -> dict[str, list[str]]:
+    """Start the scheduled backups that are due, earliest deadline first within the caps, and
+    note the runs that start after their window (missed).
+
+    Beat calls it every minute for every backup host, and each backup that ends calls it for
+    its own backup host (:func:`backup_ended_dispatch`), so a freed slot is filled at once,
+    not on the next minute. It reads the due runs of the backup hosts with a free slot in
+    deadline order (:func:`_due_runs`), leaving out app hosts at
+    ``PANEL_BACKUP_MAX_PER_APP_HOST`` (the slot goes to the next instance on a free app host
+    instead of idling) and instances another operation holds, and stops once the
+    ``PANEL_BACKUP_MAX_PER_BACKUP_HOST`` slots are full: a call costs index scans as long as
+    the runs it starts, however long the queue. Dispatchers take turns
+    (:func:`_dispatch_lock`); beat's call gives new instances their policy every
+    :data:`POLICIES_ENSURE_EVERY` minutes. A policy is claimed by moving its ``next_run_at``
+    with a conditional UPDATE, so no run starts twice. A run that starts after its deadline
+    (:func:`backups.policies.run_missed`) is missed: counted on the policy, audited and
+    notified, and started now, once.
+    """
+    now = now or timezone.now()
+    cap_backup = settings.PANEL_BACKUP_MAX_PER_BACKUP_HOST
+    cap_app = settings.PANEL_BACKUP_MAX_PER_APP_HOST
+    started: list[str] = []
+    missed: list[str] = []
+    with transaction.atomic():
+        _dispatch_lock()
+        if backup_host_id is None and now.minute % POLICIES_ENSURE_EVERY == 0:
+            _policies_ensure()
+        per_backup, per_app = _active_backup_counts()
+        hosts = Host.objects.filter(role=Host.Role.BACKUP)
+        if backup_host_id is not None:
+            hosts = hosts.filter(pk__in=_uuids([backup_host_id]))
+        free = {
+            b: cap_backup - per_backup.get(str(b), 0)
+            for b in hosts.values_list("pk", flat=True)
+            if per_backup.get(str(b), 0) < cap_backup
+        }
+        tried: list[Any] = []
+        while free:
+            busy = _uuids(a for a, n in per_app.items() if n >= cap_app)
+            batch = _due_runs(
+                now,
+                backup_hosts=list(free),
+                busy_app_hosts=busy,
+                tried=tried,
+                limit=sum(free.values()),
+            )
+            if not batch:
+                break
+            for run in batch:
+                tried.append(run.policy_id)
+                b, a_key = run.backup_host_id, str(run.app_host_id)
+                # Filled by an earlier run of this batch: the rest wait for the next pass.
+                if free.get(b, 0) <= 0 or per_app.get(a_key, 0) >= cap_app:
+                    continue
+                op = _scheduled_run_start(run, now, missed)
+                if op is None:
+                    continue
+                free[b] -= 1
+                per_app[a_key] = per_app.get(a_key, 0) + 1
+                started.append(str(op.id))
+            free = {b: n for b, n in free.items() if n > 0}
+    return {"started": started, "missed": missed}
+
+
+def _scheduled_run_start(run: DueRun, now: datetime, missed: list[str]) -> Any:
+    """Claim a due run and start its backup (None when it was claimed elsewhere or cannot
+    start); a start after the run's deadline is recorded as missed."""
+    policy = BackupPolicy.objects.select_related("instance__host", "instance__tenant").get(
+        pk=run.policy_id
+    )
+    instance = policy.instance
+    claimed = BackupPolicy.objects.filter(pk=policy.pk, next_run_at=run.due).update(
+        next_run_at=next_run_after(policy, now), last_dispatched_at=now
+    )
+    if not claimed:
+        return None
+    try:
+        op = backup_start(actor=None, instance=instance, kind=BackupKind.SCHEDULED)
+    except OperationConflict:
+        # Taken by another operation since it was read: the run stays due with its deadline
+        # (the next pass leaves it out until that operation ends).
+        BackupPolicy.objects.filter(pk=policy.pk).update(
+            next_run_at=run.due, last_dispatched_at=policy.last_dispatched_at
         )
-        if not claimed:
-            continue
-        if late > missed_after:
-            missed.append(instance.name)
-            BackupPolicy.objects.filter(pk=policy.pk).update(
-                missed_count=policy.missed_count + 1, last_missed_at=policy.next_run_at
-            )
-            audit_record(
-                actor=None,
-                action="backup.missed",
-                target=instance,
-                changes={
-                    "due": policy.next_run_at.isoformat(),
-                    "late_seconds": int(late.total_seconds()),
-                },
-            )
-            _missed_notify(instance, policy.next_run_at, late)
-        try:
-            op = backup_start(actor=None, instance=instance, kind=BackupKind.SCHEDULED)
-        except OperationConflict:
-            # Another operation (an upgrade, a restore) holds the instance: try again soon.
-            retry = now + timedelta(seconds=settings.PANEL_BACKUP_RETRY_SECONDS)
-            BackupPolicy.objects.filter(pk=policy.pk).update(next_run_at=retry)
-            deferred.append(instance.name)
-            continue
-        except ValidationError as exc:
-            log.warning("scheduled backup of %s not started: %s", instance.name, exc)
-            continue
-        per_backup[b_id] = per_backup.get(b_id, 0) + 1
-        per_app[a_id] = per_app.get(a_id, 0) + 1
-        started.append(str(op.id))
-    return {"started": started, "deferred": deferred, "missed": missed}
+        return None
+    except ValidationError as exc:
+        log.warning("scheduled backup of %s not started: %s", instance.name, exc)
+        return None
+    if run_missed(policy, run.due, now):
+        missed.append(instance.name)
+        _missed_record(policy, run.due, now)
+    return op
+
+
+def _missed_record(policy: BackupPolicy, due: datetime, started: datetime) -> None:
+    """Count, audit and notify a run that started after its deadline."""
+    instance = policy.instance
+    deadline = run_deadline(policy, due)
+    BackupPolicy.objects.filter(pk=policy.pk).update(
+        missed_count=F("missed_count") + 1, last_missed_at=due
+    )
+    audit_record(
+        actor=None,
+        action="backup.missed",
+        target=instance,
+        changes={
+            "due": due.isoformat(),
+            "deadline": deadline.isoformat(),
+            "started": started.isoformat(),
+            "late_seconds": int((started - deadline).total_seconds()),
+        },
+    )
+    _missed_notify(instance, due, deadline, started)
+
+
+def backup_ended_dispatch(operation: Operation) -> dict[str, list[str]] | None:
+    """The runner's listener for ended operations (succeeded and failed): when a backup ends,
+    record how long it held its slot (the policy's ``last_run_seconds``, which the DR
+    dashboard's capacity plan reads) and start the next due backups of its backup host, as of
+    the moment it ended."""
+    if operation.kind != BackupOperationKind.BACKUP_CREATE:
+        return None
+    ended = operation.finished_at or timezone.now()
+    if (
+        operation.status == OperationStatus.SUCCEEDED
+        and operation.started_at is not None
+        and operation.instance_id is not None
+    ):
+        BackupPolicy.objects.filter(instance_id=operation.instance_id).update(
+            last_run_seconds=max(0.0, (ended - operation.started_at).total_seconds())
+        )
+    backup_host = _uuids([(operation.params or {}).get("backup_host", "")])
+    if not backup_host:
+        return None
+    return backups_dispatch(ended, backup_host_id=backup_host[0])
 
 
 def drills_dispatch(now: datetime | None = None) -> str | None:
@@ -853,7 +1034,11 @@ def _rpo_resolved(instance: AtlassianInstance) -> None:
     notify_resolved(event=RPO_BREACHED, tenant=instance.tenant, dedupe_key=f"rpo:{instance.pk}")
 
 
-def _missed_notify(instance: AtlassianInstance, due: datetime, late: timedelta) -> None:
+def _missed_notify(
+    instance: AtlassianInstance, due: datetime, deadline: datetime, started: datetime
+) -> None:
+    window_hours = (deadline - due).total_seconds() / 3600
+    late_minutes = int((started - deadline).total_seconds() // 60)
     notify(
         event=BACKUP_FAILED,
         tenant=instance.tenant,
@@ -861,9 +1046,11 @@ def _missed_notify(instance: AtlassianInstance, due: datetime, late: timedelta) 
         dedupe_key=f"missed:{instance.pk}:{due.isoformat()}",
         subject=f"Scheduled backup of {instance.name} was missed",
         body=(
-            f"The backup of {instance.name} due at {due:%Y-%m-%d %H:%M} UTC did not start "
-            f"on time ({int(late.total_seconds() // 60)} minutes late); it was started "
-            "now."
+            f"The backup of {instance.name} due at {due:%Y-%m-%d %H:%M} UTC should have "
+            f"started by {deadline:%Y-%m-%d %H:%M} UTC (within its {window_hours:g}-hour "
+            f"window) and started at {started:%H:%M} UTC, {late_minutes} minutes after the "
+            "window closed: the backup hosts had no free slot in time, or the scheduler was "
+            "down. It runs now."
         ),
         url=reverse("backups:instance_backups", args=[instance.pk]),
     )
@@ -926,6 +1113,7 @@ def backups_purge_deleted(now: datetime | None = None) -> list[str]:
             app_host__name=store.app_host_name,
             status__in=alive,
         ).update(status=BackupStatus.EXPIRED, pruned_at=now, label="")
+        instances_backup_state_refresh(instance_ids=[instance_id])
         instance = AtlassianInstance.objects.get(pk=instance_id)
         audit_record(
             actor=None,

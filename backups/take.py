@@ -11,6 +11,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from backups import offsite
+from backups.catalogue import instances_backup_state_refresh
 from backups.dump import compose_argv, db_wait_ready, dump_create, running_services
 from backups.models import Backup, BackupMode, BackupPolicy, BackupStatus
 from backups.point import point_store
@@ -35,7 +36,7 @@ def backup_record_start(
     """The catalogue row of a backup that starts now (status running)."""
     taken_at = (taken_at or timezone.now()).replace(microsecond=0)
     app_host = instance.host
-    return Backup.objects.create(
+    backup = Backup.objects.create(
         instance=instance,
         operation=operation,
         kind=kind,
@@ -49,6 +50,8 @@ def backup_record_start(
         started_at=timezone.now(),
         status=BackupStatus.RUNNING,
     )
+    instances_backup_state_refresh(instance_ids=[instance.pk])
+    return backup
 
 
 @dataclass

@@ -382,7 +382,8 @@ def policy_view(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 @login_required
 @require_GET
 def dr_dashboard_view(request: HttpRequest) -> HttpResponse:
-    """Staff: per tier, instances within their RPO, drills run and the worst RTO measured; the
+    """Staff: per tier, instances within their RPO, drills run and the worst RTO measured; per
+    backup host, the night's predicted makespan against the window (the capacity plan); the
     instances whose WAL is archived, with their lag against the RPO."""
     access = access_for(request)
     _require_staff(access)
@@ -391,6 +392,7 @@ def dr_dashboard_view(request: HttpRequest) -> HttpResponse:
         "backups/dr_dashboard.html",
         {
             "tiers": selectors.dr_dashboard(access),
+            "capacity": selectors.dr_capacity_plan(access),
             "overview": selectors.rpo_overview(access),
             "drills": selectors.drill_list(access)[:25],
             "archives": selectors.wal_archive_overview(access),

@@ -103,6 +103,7 @@ def seed() -> dict[str, int]:
     from django.contrib.auth.hashers import make_password
     from django.contrib.auth.models import Group, User
 
+    from backups.catalogue import instances_backup_state_refresh
     from backups.models import Backup, BackupPolicy
     from panel.access import PLATFORM_ADMIN_GROUP, SUPPORT_GROUP
     from provisioning.models import AtlassianInstance, Host, License, Operation, OperationStep
@@ -303,6 +304,8 @@ def seed() -> dict[str, int]:
                 }
 
     counts["backup_points"] = copy_rows(Backup, points())
+    # COPY bypasses the catalogue's writers: summarise each instance's points as they would.
+    instances_backup_state_refresh(instance_ids=[inst.id for inst in instances])
 
     kinds = ["backup.create"] * 6 + [
         "instance.restart",

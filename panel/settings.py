@@ -403,13 +403,29 @@ PANEL_SSH_CONNECT_TRIES = env_int("PANEL_SSH_CONNECT_TRIES", 3)
 PANEL_SSH_RETRY_BACKOFF = env_float("PANEL_SSH_RETRY_BACKOFF", 1.0)
 PANEL_HOST_DISK_WARNING_PERCENT = int(env("PANEL_HOST_DISK_WARNING_PERCENT", "85"))
 
+# Ordinary events take one line: a 4xx answer is logged without a traceback (client_errors),
+# and each process says once that it started (celery's "ready."), not which app versions and
+# connections it found on the way.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"sanitize": {"()": "panel.sanitize.SanitizeFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["sanitize"]}},
+    "filters": {
+        "sanitize": {"()": "panel.sanitize.SanitizeFilter"},
+        "client_errors": {"()": "panel.log_filters.ClientErrorFilter"},
+        "broker_hostname": {"()": "panel.log_filters.BrokerHostnameFilter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["client_errors", "sanitize"]}
+    },
     "root": {"handlers": ["console"], "level": env("PANEL_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # django-axes announces its version and lock-out rule at INFO in every process.
+        "axes": {"level": "WARNING"},
+        # "Connected to <broker>" before every worker's "ready."; losing it is a warning.
+        "celery.worker.consumer.connection": {"level": "WARNING"},
+        "kombu.connection": {"filters": ["broker_hostname"]},
+    },
 }
 # Versions offered besides the catalogue's: product=v1|v2,product=v3 (provisioning/products.py).
 PANEL_EXTRA_VERSIONS = env_list("PANEL_EXTRA_VERSIONS")
@@ -516,8 +532,14 @@ PANEL_STAFF_NOTIFICATION_EMAILS = [
 ]
 
 # --- Backups --------------------------------------------------------------------------------
-PANEL_BACKUP_MAX_PER_BACKUP_HOST = env_int("PANEL_BACKUP_MAX_PER_BACKUP_HOST", 2)
+# Backups at a time per backup host and per app host. Three per backup host run a night of 500
+# instances per backup host in 4 h, a third of the window to spare (bench/results/scheduler.md:
+# two take 5 h 58 min of 6 h); one per app host, as rrsync copies one directory at a time.
+PANEL_BACKUP_MAX_PER_BACKUP_HOST = env_int("PANEL_BACKUP_MAX_PER_BACKUP_HOST", 3)
 PANEL_BACKUP_MAX_PER_APP_HOST = env_int("PANEL_BACKUP_MAX_PER_APP_HOST", 1)
+# A scheduled run is on time when it starts within its policy's interval after it was due, at
+# most this many minutes (the nightly window); later, it is missed (backups.policies.run_missed).
+PANEL_BACKUP_WINDOW_MINUTES = env_int("PANEL_BACKUP_WINDOW_MINUTES", 360)
 # How many instances of a failed host an evacuation restores at once (backups.evacuate).
 PANEL_EVACUATE_PARALLEL = env_int("PANEL_EVACUATE_PARALLEL", 2)
 
@@ -537,7 +559,6 @@ def _tier_minutes(name: str) -> dict[str, int]:
 
 
 PANEL_EVACUATE_AUTO_MINUTES = _tier_minutes("PANEL_EVACUATE_AUTO_MINUTES")
-PANEL_BACKUP_MISSED_AFTER = env_int("PANEL_BACKUP_MISSED_AFTER", 900)
 # Extra (manual) backups tenant admins may start in 24 hours, per instance and per tenant
 # (staff and scheduled/pre-upgrade backups are not counted); 0 = no limit.
 PANEL_BACKUP_MANUAL_PER_INSTANCE_PER_DAY = env_int("PANEL_BACKUP_MANUAL_PER_INSTANCE_PER_DAY", 4)
@@ -572,8 +593,6 @@ PANEL_WAL_BROKEN_AFTER = env_int("PANEL_WAL_BROKEN_AFTER", 300)
 # Hours between scheduled base backups of an archiving instance (0: only on demand). A base
 # bounds a restore's replay and lets retention drop the WAL before it.
 PANEL_WAL_BASE_INTERVAL_HOURS = env_float("PANEL_WAL_BASE_INTERVAL_HOURS", 24.0)
-# A scheduled backup whose instance is busy with another operation is tried again after this.
-PANEL_BACKUP_RETRY_SECONDS = env_int("PANEL_BACKUP_RETRY_SECONDS", 300)
 # Days extra, pre-upgrade and safety points are kept besides the retention policy's points.
 PANEL_BACKUP_EXTRA_KEEP_DAYS = env_int("PANEL_BACKUP_EXTRA_KEEP_DAYS", 7)
 # Restore drills: the app host scratch instances run on (its name; empty: the source's host),

@@ -57,6 +57,12 @@ _STATUS_PROBE = (
 MAINTENANCE = "MAINTENANCE"
 ERROR = "ERROR"
 FIRST_RUN = "FIRST_RUN"
+# The end of the error of a rollout with no earlier compose file on the host (a create): there
+# is nothing to go back to, and nothing stops or removes the new containers.
+NEW_INSTANCE_LEFT = (
+    "Nothing was rolled back: there is no earlier version on the host to go back to. The "
+    "instance was left as it is for inspection; retry or delete it."
+)
 
 
 def owned_dirs_create(conn: HostConnection, rendered: RenderedProject) -> None:
@@ -414,8 +420,7 @@ def instance_rollout(
                     ) from failure
                 if isinstance(failure, OperationFailed | RemoteError):
                     raise OperationFailed(
-                        f"{failure_words(failure)} The new instance was left stopped for "
-                        "inspection."
+                        f"{failure_words(failure)} {NEW_INSTANCE_LEFT}"
                     ) from failure
                 raise
             if on_failure is not None:

@@ -60,6 +60,25 @@ def host_list(access: Access) -> QuerySet:
     return Host.objects.for_user(access).select_related("backup_host")
 
 
+def hosts_disk_warning_count(hosts: QuerySet) -> int:
+    """How many of ``hosts`` have a data disk at or above ``PANEL_HOST_DISK_WARNING_PERCENT``
+    used: ``Host.disk_warning`` (used percent rounded to one decimal) counted in the database,
+    so a page of the host list can say it for all of them."""
+    from django.conf import settings
+    from django.db.models import DecimalField, ExpressionWrapper, F
+    from django.db.models.functions import Cast, Round
+
+    exact: DecimalField = DecimalField(max_digits=40, decimal_places=20)
+    fraction_free = Cast(F("disk_free_bytes"), exact) / Cast(F("disk_total_bytes"), exact)
+    used = Round(ExpressionWrapper(100 * (1 - fraction_free), output_field=exact), 1)
+    return (
+        hosts.filter(disk_total_bytes__gt=0, disk_free_bytes__isnull=False)
+        .alias(used=used)
+        .filter(used__gte=settings.PANEL_HOST_DISK_WARNING_PERCENT)
+        .count()
+    )
+
+
 def host_get(access: Access, host_id: Any) -> Host:
     return get_object_or_404(host_list(access), pk=host_id)
 
@@ -153,14 +172,35 @@ def operation_with_steps(access: Access) -> QuerySet:
 
 
 def dashboard_summary(access: Access) -> dict[str, Any]:
-    """Counts the dashboard shows: instances by status, expiring licenses and certificates."""
-    from django.db.models import Count
+    """Counts the dashboard shows: instances by status, licenses expiring within each of
+    ``EXPIRY_WARNING_DAYS``, what other apps register, operations in progress. Each is one
+    aggregate query in the database, whatever the size of the fleet."""
+    from django.db.models import Count, Q
 
     by_status = dict(instance_list(access).order_by().values_list("status").annotate(n=Count("pk")))
+    today = timezone.now().date()
+
+    def within(days: int) -> Q:
+        limit = today + timedelta(days=days)
+        return Q(expiry_date__lte=limit) | Q(maintenance_expiry_date__lte=limit)
+
+    widest = max(EXPIRY_WARNING_DAYS)
+    # Deleted instances as a subquery (a few rows off the status index), not a join: the
+    # licenses are counted without reading the fleet's instance rows.
+    deleted = AtlassianInstance.objects.filter(status=InstanceStatus.DELETED).values("pk")
+    licenses = (
+        License.objects.for_user(access)
+        .filter(within(widest))
+        .exclude(instance_id__in=deleted)
+        .aggregate(**{f"d{days}": Count("pk", filter=within(days)) for days in EXPIRY_WARNING_DAYS})
+    )
+    expiring = {days: licenses[f"d{days}"] for days in EXPIRY_WARNING_DAYS}
     return {
         "instance_count": sum(by_status.values()),
         "by_status": by_status,
-        "licenses_expiring": licenses_expiring(access).count(),
+        "licenses_expiring": expiring[widest],
+        # {60: n, 30: n, 7: n}: what licenses_expiring(access, days).count() would say.
+        "licenses_expiring_within": expiring,
         # Counts other apps add (certificates: "certificates_expiring", within 14 days),
         # registered in registry["summary_counts"] from their ready().
         **{key: count(access) for key, count in registry["summary_counts"].items()},
@@ -168,6 +208,29 @@ def dashboard_summary(access: Access) -> dict[str, Any]:
         .filter(status__in=OperationStatus.ACTIVE)
         .count(),
     }
+
+
+def dashboard_instances(access: Access, *, limit: int = 20) -> list[AtlassianInstance]:
+    """The first ``limit`` instances in list order (tenant name, name: the tenant-name index
+    lets the database walk the tenants in order instead of sorting the fleet), with only the
+    columns the dashboard's table shows."""
+    return list(
+        instance_list(access)
+        .select_related(None)
+        .select_related("tenant")
+        .only(
+            "id",
+            "name",
+            "product",
+            "version",
+            "status",
+            "health",
+            "hostname",
+            "context_path",
+            "tenant_id",
+            "tenant__name",
+        )[:limit]
+    )
 
 
 def instance_search(

@@ -42,13 +42,12 @@ from provisioning.logs import LOG_SERVICES, LogsUnavailable, instance_logs, logs
 from provisioning.models import AtlassianInstance, Operation, OperationKind, OperationStatus
 from provisioning.operation_pages import operation_post
 from provisioning.selectors import (
+    dashboard_instances,
     dashboard_summary,
     instance_database_setup,
     instance_get,
-    instance_list,
     instance_search,
     license_list,
-    licenses_expiring,
     operation_get,
     operation_list,
     operation_steps,
@@ -104,14 +103,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     """What a tenant has and what needs attention: instances, expiring licenses, busy work."""
     access = access_for(request)
     summary = dashboard_summary(access)
-    instances = instance_list(access)
     context = {
         "summary": summary,
-        "instances": instances[:20],
+        "instances": dashboard_instances(access),
         "instance_total": summary["instance_count"],
-        "licenses_expiring": {
-            days: licenses_expiring(access, days).count() for days in (60, 30, 7)
-        },
+        "licenses_expiring": summary["licenses_expiring_within"],
         "active_operations": operations_active(access)[:10],
         "can_create": tenants_administered(access).exists(),
         "show_tenant": _shows_tenant(access),

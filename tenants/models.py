@@ -37,6 +37,9 @@ class Tenant(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Instance lists sort by tenant name, then name: with this index the first page of
+        # 10,000 instances walks the tenants in order instead of sorting the fleet.
+        indexes = [models.Index(fields=["name"], name="tenant_name_idx")]
 
     def __str__(self) -> str:
         return self.name

@@ -4,6 +4,7 @@ another tenant's object is simply "not found"."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from rest_framework import serializers
@@ -20,6 +21,7 @@ from backups.models import (
 )
 from backups.selectors import instance_points
 from panel.access import access_for
+from panel.api.rows import ValuesShape
 from panel.api.serializers import StrictFieldsMixin
 from provisioning.models import AtlassianInstance, EvacuatedCopy, Host
 from provisioning.selectors import instance_list
@@ -77,6 +79,27 @@ class BackupSerializer(serializers.ModelSerializer):
             "pruned_at",
         ]
         read_only_fields = fields
+
+
+@cache
+def backup_shape() -> ValuesShape:
+    """BackupSerializer's answer from ``values()`` rows (every field is a column): the list's.
+    Built once, as it depends on the serializer's declaration only."""
+    return ValuesShape(BackupSerializer())
+
+
+# The columns BackupSerializer reads (a list loads only these: no instance credentials to
+# decrypt, no tenant row).
+BACKUP_COLUMNS = (
+    *(
+        name
+        for name in BackupSerializer.Meta.fields
+        if name not in ("instance_name", "backup_host_name")
+    ),
+    "backup_host",
+    "instance__name",
+    "backup_host__name",
+)
 
 
 class BackupStartSerializer(StrictFieldsMixin, serializers.Serializer):

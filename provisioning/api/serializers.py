@@ -7,6 +7,8 @@ related field to what the caller administers, so a foreign object is "not found"
 
 from __future__ import annotations
 
+from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -15,6 +17,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from panel.access import access_for
+from panel.api.rows import ValuesShape
 from panel.api.serializers import StrictFieldsMixin
 from panel.operations import operation_kind_label, registered_kinds
 from panel.plain_text import refuse_control_characters
@@ -53,7 +56,10 @@ def _raise_as_drf(exc: DjangoValidationError) -> None:
 
 
 def _days_left(lic: License) -> int | None:
-    expiry = lic.effective_expiry
+    return _days_until(lic.effective_expiry)
+
+
+def _days_until(expiry: Any) -> int | None:
     return None if expiry is None else (expiry - timezone.now().date()).days
 
 
@@ -259,11 +265,87 @@ class InstanceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def to_representation(self, instance: AtlassianInstance) -> dict[str, Any]:
-        data = super().to_representation(instance)
-        # The reason is often an operation's error, which may name a host's address or user.
-        if data.get("status_reason") and not _viewer_sees_host_internals(self.context, None):
-            data["status_reason"] = _host_mask(self.context).text(data["status_reason"])
-        return data
+        return _reason_masked(self.context, super().to_representation(instance))
+
+
+def _reason_masked(context: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    # The reason is often an operation's error, which may name a host's address or user.
+    if data.get("status_reason") and not _viewer_sees_host_internals(context, None):
+        data["status_reason"] = _host_mask(context).text(data["status_reason"])
+    return data
+
+
+def instance_rows(queryset: Any, context: dict[str, Any]) -> list[dict[str, Any]]:
+    """What ``InstanceSerializer(many=True)`` answers for ``queryset`` (a page of the list:
+    a ``values(*instance_list_columns())`` queryset or its rows), from plain rows: two queries
+    (the instances with their tenant's and host's names, then their licenses), no model built
+    per row."""
+    instance_shape, license_shape = _instance_shapes()
+    rows = list(queryset)
+    licenses: dict[Any, list[dict[str, Any]]] = {row["id"]: [] for row in rows}
+    if rows:
+        # In the order of the prefetch the serializer reads (License's own ordering).
+        for lic in License.objects.filter(instance_id__in=list(licenses)).values(
+            *license_shape.columns
+        ):
+            licenses[lic["instance_id"]].append(license_shape.represent(lic))
+    return [
+        _reason_masked(context, instance_shape.represent({**row, "licenses": licenses[row["id"]]}))
+        for row in rows
+    ]
+
+
+def instance_list_columns() -> list[str]:
+    """The columns :func:`instance_rows` reads: ``queryset.values(*instance_list_columns())``."""
+    return _instance_shapes()[0].columns
+
+
+@cache
+def _instance_shapes() -> tuple[ValuesShape, ValuesShape]:
+    """:class:`ValuesShape` of InstanceSerializer (its model properties read from the row, the
+    licenses given in the row) and of LicenseSummarySerializer; built once, as they depend on
+    the serializers' declarations only."""
+
+    def prop(model: Any, name: str) -> Any:
+        getter = getattr(model, name).fget
+        return lambda row: getter(SimpleNamespace(**row))
+
+    expiry = prop(License, "effective_expiry")
+    license_shape = ValuesShape(
+        LicenseSummarySerializer(),
+        computed={"days_left": lambda row: _days_until(expiry(row))},
+        needs=["instance_id", "expiry_date", "maintenance_expiry_date"],
+    )
+    instance_shape = ValuesShape(
+        InstanceSerializer(),
+        computed={
+            "display_status": prop(AtlassianInstance, "display_status"),
+            "base_url": prop(AtlassianInstance, "base_url"),
+            "published_url": prop(AtlassianInstance, "published_url"),
+            "licenses": lambda row: row["licenses"],
+        },
+        needs=["id", "status", "health", "hostname", "context_path", "host_port", "product"],
+    )
+    return instance_shape, license_shape
+
+
+# The columns InstanceSerializer and LicenseSummarySerializer read: the list and detail load
+# only these (no database password or extra environment decrypted per row, no host keys).
+INSTANCE_COLUMNS = (
+    *(
+        name
+        for name in InstanceSerializer.Meta.fields
+        if name not in {"tenant_name", "display_status", "base_url", "published_url"}
+        and name not in {"host_name", "licenses"}
+    ),
+    "host",
+    "tenant__name",
+    "host__name",
+)
+LICENSE_SUMMARY_COLUMNS = (
+    "instance",
+    *(name for name in LicenseSummarySerializer.Meta.fields if name != "days_left"),
+)
 
 
 class InstanceCreateSerializer(StrictFieldsMixin, serializers.ModelSerializer):

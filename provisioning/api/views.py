@@ -12,7 +12,7 @@ from typing import Any
 
 import django_filters
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
@@ -36,6 +36,8 @@ from provisioning.api.operations import (
     operation_replay,
 )
 from provisioning.api.serializers import (
+    INSTANCE_COLUMNS,
+    LICENSE_SUMMARY_COLUMNS,
     InstanceCreateSerializer,
     InstanceDeleteSerializer,
     InstanceResizeSerializer,
@@ -46,6 +48,8 @@ from provisioning.api.serializers import (
     OperationSerializer,
     OperationStepsPageSerializer,
     OperationStepsQuerySerializer,
+    instance_list_columns,
+    instance_rows,
 )
 from provisioning.logs import (
     LOG_LINES_MAX,
@@ -129,9 +133,15 @@ class InstanceViewSet(
         include_deleted = (
             self.action != "list" or self.request.query_params.get("status") == "deleted"
         )
-        return selectors.instance_list(access, include_deleted=include_deleted).prefetch_related(
-            "licenses"
-        )
+        qs = selectors.instance_list(access, include_deleted=include_deleted)
+        if self.action == "list":
+            return qs  # read as values() rows: see list()
+        if self.action == "retrieve":
+            # Only what the answer shows (the actions get whole rows for their services).
+            return qs.only(*INSTANCE_COLUMNS).prefetch_related(
+                Prefetch("licenses", queryset=License.objects.only(*LICENSE_SUMMARY_COLUMNS))
+            )
+        return qs.prefetch_related("licenses")
 
     def get_serializer_class(self) -> type:
         return {
@@ -277,6 +287,14 @@ class InstanceViewSet(
                 error=str(exc),
             )
         return Response(InstanceLogsSerializer(logs).data)
+
+    # Last in the class: the name ``list`` would hide the builtin from the class body above.
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The page as InstanceSerializer answers it, read as plain rows (no model per row)."""
+        rows = self.filter_queryset(self.get_queryset()).values(*instance_list_columns())
+        page = self.paginate_queryset(rows)
+        data = instance_rows(rows if page is None else page, self.get_serializer_context())
+        return Response(data) if page is None else self.get_paginated_response(data)
 
 
 # --- licenses -------------------------------------------------------------------------------

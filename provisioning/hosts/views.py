@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -23,14 +24,28 @@ from panel.htmx import (
     login_required,
     new_idempotency_key,
     posted_idempotency_key,
+    render_page_or_partial,
 )
 from provisioning.hosts import services
 from provisioning.hosts.forms import HostEnrolForm, HostTrustForm
 from provisioning.models import Host, Operation, OperationKind
 from provisioning.operation_pages import operation_post
-from provisioning.selectors import host_get, host_list
+from provisioning.selectors import host_get, host_list, hosts_disk_warning_count
 
 RECENT_OPERATIONS = 10
+HOSTS_PER_PAGE = 25  # as the instance and operation lists
+HOST_LIST_FIELDS = (
+    "id",
+    "name",
+    "role",
+    "address",
+    "ssh_port",
+    "ssh_user",
+    "status",
+    "disk_total_bytes",
+    "disk_free_bytes",
+    "last_health_at",
+)
 
 
 def _admin_access(request: HttpRequest) -> Access:
@@ -68,15 +83,23 @@ def _host_context(access: Access, host: Host, **extra: Any) -> dict[str, Any]:
 @login_required
 @require_GET
 def host_list_view(request: HttpRequest) -> HttpResponse:
-    """Every managed host with its role, address, status and disk warning."""
+    """The managed hosts, a page at a time, with role, address, status and disk warning; the
+    warning above the table counts every host's disk, not only this page's."""
     access = _admin_access(request)
-    rows = list(host_list(access))
-    return render(
+    hosts = host_list(access)
+    # Only the columns the table shows: no keys, facts or backup host read for a list.
+    rows = hosts.select_related(None).only(*HOST_LIST_FIELDS)
+    page_obj = Paginator(rows, HOSTS_PER_PAGE).get_page(request.GET.get("page"))
+    return render_page_or_partial(
         request,
-        "provisioning/host_list.html",
-        {
-            "hosts": rows,
-            "warnings": sum(1 for h in rows if h.disk_warning),
+        page="provisioning/host_list.html",
+        partial="provisioning/_host_table.html",
+        target_id="host-table",
+        context={
+            "page_obj": page_obj,
+            "hosts": page_obj.object_list,
+            "table_id": "host-table",
+            "warnings": hosts_disk_warning_count(hosts),
             "warning_percent": settings.PANEL_HOST_DISK_WARNING_PERCENT,
         },
     )

@@ -13,9 +13,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from backups.models import Backup
 from notifications.models import NotificationPreference
 from provisioning.models import License, Operation, OperationStep
 from tenants.models import ApiToken, Membership, Tenant
+from tests.backups.factories import backup_host, make_point, with_backup_host
 from tests.support.factories import make_instance
 
 pytestmark = pytest.mark.django_db
@@ -29,6 +31,8 @@ PINNED = {
     "/api/tenants/": 6,
     "/api/tokens/": 6,
     "/api/me/": 5,
+    # The count is summed from each instance's materialised backup state, not COUNT(*).
+    "/api/backups/": 6,
     # ... + the page's preferences (one query, defaults for tenants without any)
     "/api/notification-settings/": 7,
 }
@@ -66,6 +70,12 @@ def _operations(ctx: dict, start: int, n: int) -> None:
             status="succeeded",
         )
         OperationStep.objects.create(operation=op, message="done")
+
+
+def _backups(ctx: dict, start: int, n: int) -> None:
+    for i in range(start, start + n):
+        inst = make_instance(ctx["acme"], f"acme-b{i}", host=ctx["app_host"])
+        make_point(inst)
 
 
 def _memberships(ctx: dict, start: int, n: int) -> None:
@@ -112,6 +122,7 @@ FILL: dict[str, Callable[[dict, int, int], None]] = {
     "/api/tenants/": _tenants,
     "/api/tokens/": _tokens,
     "/api/me/": _me,
+    "/api/backups/": _backups,
     "/api/notification-settings/": _notification_settings,
 }
 
@@ -119,6 +130,7 @@ FILL: dict[str, Callable[[dict, int, int], None]] = {
 @pytest.fixture
 def ctx(alice, acme, acme_jira, app_host, make_token) -> dict:
     make_token(alice, acme)
+    with_backup_host(app_host, backup_host())
     return {"alice": alice, "acme": acme, "acme_jira": acme_jira, "app_host": app_host}
 
 
@@ -148,11 +160,21 @@ def test_staff_lists_do_not_grow_with_tenants(api, sam, ctx, django_assert_max_n
     for start, n in ((0, 5), (5, 20)):
         _instances(ctx, start, n)
         _operations(ctx, start, n)
+        _backups(ctx, start, n)
         with django_assert_max_num_queries(PINNED["/api/instances/"]) as captured:
             assert client.get("/api/instances/").status_code == 200
         with django_assert_max_num_queries(PINNED["/api/operations/"]) as captured_ops:
             assert client.get("/api/operations/").status_code == 200
-        counts.append((len(captured.captured_queries), len(captured_ops.captured_queries)))
+        with django_assert_max_num_queries(PINNED["/api/backups/"]) as captured_backups:
+            backups = client.get("/api/backups/").json()
+        assert backups["count"] == Backup.objects.count()
+        counts.append(
+            (
+                len(captured.captured_queries),
+                len(captured_ops.captured_queries),
+                len(captured_backups.captured_queries),
+            )
+        )
     assert counts[0] == counts[1]
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from backups.catalogue import instances_backup_state_refresh
 from backups.models import Backup
 from backups.retention import point_name
 from provisioning.models import AtlassianInstance, Host
@@ -50,4 +51,7 @@ def make_point(
         "version": instance.version,
     }
     defaults.update(fields)
-    return Backup.objects.create(instance=instance, **defaults)
+    point = Backup.objects.create(instance=instance, **defaults)
+    # As the panel's own writers do (backups.catalogue): the materialised summary follows.
+    instances_backup_state_refresh(instance_ids=[instance.pk])
+    return point

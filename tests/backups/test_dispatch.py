@@ -94,7 +94,7 @@ def test_instances_on_one_app_host_are_backed_up_one_at_a_time(acme, hosts, sett
         policy = policy_for(make_instance(acme, name, host=hosts[0]))
         BackupPolicy.objects.filter(pk=policy.pk).update(next_run_at=now - timedelta(minutes=2))
     first = backups_dispatch(now)
-    assert len(first["started"]) == 1 and len(first["deferred"]) == 1
+    assert len(first["started"]) == 1 and len(_active_backups()) == 1
     assert backups_dispatch(now)["started"] == []  # still at the cap
     Operation.objects.filter(pk=first["started"][0]).update(status="succeeded", lock_key=None)
     assert len(backups_dispatch(now)["started"]) == 1
@@ -111,38 +111,47 @@ def test_a_backup_host_takes_at_most_its_cap_of_backups_at_once(acme, hosts, set
         policy = policy_for(make_instance(acme, f"acme-{i}", host=app))
         BackupPolicy.objects.filter(pk=policy.pk).update(next_run_at=now - timedelta(minutes=1))
     result = backups_dispatch(now)
-    assert len(result["started"]) == 2 and len(result["deferred"]) == 1
+    assert len(result["started"]) == 2 and len(_active_backups()) == 2
+    assert BackupPolicy.objects.filter(next_run_at__lte=now).count() == 1  # still due
 
 
-def test_a_run_due_long_ago_is_reported_missed_and_run_once(acme, hosts):
-    instance = make_instance(acme, "acme-jira", host=hosts[0])
-    policy = policy_for(instance)
+def test_a_run_started_after_its_window_is_reported_missed_and_run_once(acme, hosts):
+    instance = make_instance(acme, "acme-jira", host=hosts[0], tier="tier3")
+    policy = policy_for(instance)  # daily: its window is 6 hours
     now = timezone.now()
-    BackupPolicy.objects.filter(pk=policy.pk).update(next_run_at=now - timedelta(hours=3))
+    due = now - timedelta(hours=7)
+    BackupPolicy.objects.filter(pk=policy.pk).update(next_run_at=due)
     result = backups_dispatch(now)
     assert result["missed"] == ["acme-jira"] and len(result["started"]) == 1
     policy.refresh_from_db()
-    assert policy.missed_count == 1 and policy.last_missed_at == now - timedelta(hours=3)
-    assert AuditEvent.objects.filter(action="backup.missed", target_id=str(instance.pk)).exists()
-    assert NotificationEvent.objects.filter(event="backup.failed").count() == 1
+    assert policy.missed_count == 1 and policy.last_missed_at == due
+    event = AuditEvent.objects.get(action="backup.missed", target_id=str(instance.pk))
+    assert event.changes["deadline"] == (due + timedelta(hours=6)).isoformat()
+    assert event.changes["late_seconds"] == 3600
+    notice = NotificationEvent.objects.get(event="backup.failed")
+    assert "within its 6-hour window" in notice.body and "60 minutes after" in notice.body
+    assert backups_dispatch(now)["started"] == []  # once: the next run is tomorrow's
 
 
-def test_a_busy_instance_is_retried_soon_instead_of_waiting_a_whole_interval(acme, hosts):
+def test_a_busy_instance_stays_due_with_its_deadline_and_starts_when_the_other_ends(acme, hosts):
     instance = make_instance(acme, "acme-jira", host=hosts[0])
     policy = policy_for(instance)
     now = timezone.now()
-    BackupPolicy.objects.filter(pk=policy.pk).update(next_run_at=now - timedelta(minutes=1))
-    Operation.objects.create(
+    due = now - timedelta(minutes=1)
+    BackupPolicy.objects.filter(pk=policy.pk).update(next_run_at=due)
+    upgrade = Operation.objects.create(
         kind="instance.upgrade",
         tenant=acme,
         instance=instance,
         status="running",
         lock_key=f"instance:{instance.pk}",
     )
-    result = backups_dispatch(now)
-    assert result["started"] == [] and result["deferred"] == ["acme-jira"]
+    assert backups_dispatch(now)["started"] == []
     policy.refresh_from_db()
-    assert now < policy.next_run_at <= now + timedelta(minutes=5)
+    assert policy.next_run_at == due  # not pushed back: it is judged against the same deadline
+    Operation.objects.filter(pk=upgrade.pk).update(status="succeeded", lock_key=None)
+    result = backups_dispatch(now + timedelta(minutes=5))
+    assert len(result["started"]) == 1 and result["missed"] == []
 
 
 def test_instances_without_a_backup_host_or_not_running_are_left_alone(acme, app_host):
