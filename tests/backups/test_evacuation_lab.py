@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import urllib.request
 from typing import Any
 
@@ -31,12 +30,12 @@ from backups.models import Backup
 from backups.services import backup_start, wal_enable_start
 from certificates.models import Certificate, DnsRecord
 from panel.access import access_for_user
-from provisioning.compose import edge_network, instance_dir, project_name
+from provisioning.compose import edge_network, project_name
 from provisioning.hosts import host_health_probe
 from provisioning.models import AtlassianInstance, EvacuatedCopy, Host, InstanceStatus, Operation
 from provisioning.products import spec_for
 from provisioning.services import instance_create
-from tests.support.backup_lab import FAST, enrol_and_provision, sh
+from tests.support.backup_lab import FAST, enrol_and_provision, sh, wal_shipped_after
 from tests.support.lab import (
     container_ip,
     containers_under,
@@ -73,18 +72,6 @@ def _titles(inst: AtlassianInstance) -> list[str]:
 
 def _inspect(cid: str) -> dict[str, Any]:
     return json.loads(sh("docker", "inspect", cid))[0]
-
-
-def _shipped_after(inst: AtlassianInstance, moment: Any, timeout: float = 120) -> None:
-    """Wait until the app host's WAL shipper (every few seconds) passed after ``moment``."""
-    ok = f"{instance_dir(inst)}/wal-ship.ok"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = sh("sh", "-c", f"cat {ok} 2>/dev/null || true").strip()
-        if text.isdigit() and int(text) > moment.timestamp():
-            return
-        time.sleep(2)
-    pytest.fail(f"the shipper did not pass after {moment} within {timeout} s")
 
 
 def _create(actor: Any, tenant: Any, host: Host, name: str, hostname: str, **fields: Any):
@@ -147,7 +134,7 @@ def test_a_dead_app_host_is_evacuated_onto_a_healthy_one_and_fenced_when_it_retu
             op = run_operation(backup_start(actor=customer, instance=inst))
             assert op.status == "succeeded", step_text(op)
             _api(inst, "items", {"title": f"{inst.name} after the point"})
-        _shipped_after(jira, timezone.now())
+        wal_shipped_after(jira, timezone.now(), timeout=120)
         old = {inst.pk: project_name(inst) for inst in (jira, wiki)}
         for inst in (jira, wiki):
             assert os.path.exists(f"{app2.data_root}/proxy/conf.d/{old[inst.pk]}.conf")

@@ -15,6 +15,7 @@ import contextlib
 import json
 import secrets
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from django.contrib.auth.models import Group, User
 
 from panel.access import PLATFORM_ADMIN_GROUP, SUPPORT_GROUP, access_for_user
 from panel.registry import registry
-from provisioning.compose import project_name
+from provisioning.compose import instance_dir, project_name
 from provisioning.models import AtlassianInstance, Host, Operation
 from provisioning.products import spec_for
 from tenants.models import Membership, Tenant
@@ -40,6 +41,19 @@ def sh(*argv: str, check: bool = True, timeout: float = 120) -> str:
     if check and done.returncode != 0:
         raise AssertionError(f"{argv} failed: {done.stdout}{done.stderr}")
     return done.stdout
+
+
+def wal_shipped_after(instance: AtlassianInstance, moment: Any, timeout: float = 150) -> None:
+    """Wait until the app host's WAL shipper (cron, every few seconds) finished a pass that
+    started after ``moment``: every WAL written before it is then on the backup host."""
+    ok = f"{instance_dir(instance)}/wal-ship.ok"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = sh("sh", "-c", f"cat {ok} 2>/dev/null || true").strip()
+        if text.isdigit() and int(text) > moment.timestamp():
+            return
+        time.sleep(2)
+    pytest.fail(f"the shipper did not pass after {moment} within {timeout} s")
 
 
 def backup1(*argv: str, check: bool = True) -> str:

@@ -31,7 +31,14 @@ from backups.wal import segment_before
 from notifications.models import NotificationEvent
 from panel.access import access_for_user
 from provisioning.models import AtlassianInstance, Host, Operation
-from tests.support.backup_lab import LabWorld, backup1, create_instance, sh, wait_ok
+from tests.support.backup_lab import (
+    LabWorld,
+    backup1,
+    create_instance,
+    sh,
+    wait_ok,
+    wal_shipped_after,
+)
 from tests.support.lab import step_text
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db]
@@ -64,18 +71,6 @@ def _titles(lab: LabWorld, instance: AtlassianInstance) -> list[str]:
     return sorted(lab.titles(instance))
 
 
-def _wait_shipped_after(instance: AtlassianInstance, moment: Any, timeout: float = 150) -> None:
-    """Wait until the app host's shipper (cron, every few seconds) passed after ``moment``."""
-    ok = f"{instance.host.data_root if instance.host else ''}/instances/{instance.name}/wal-ship.ok"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = sh("sh", "-c", f"cat {ok} 2>/dev/null || true").strip()
-        if text.isdigit() and int(text) > moment.timestamp():
-            return
-        time.sleep(2)
-    pytest.fail(f"the shipper did not pass after {moment} within {timeout} s")
-
-
 def test_wal_streams_to_the_backup_host_and_a_base_backup_is_there(lab, pitr):
     assert pitr.wal_archiving
     running = sh(
@@ -92,7 +87,7 @@ def test_wal_streams_to_the_backup_host_and_a_base_backup_is_there(lab, pitr):
     # seconds, in the segment being written (compressed, under a name of its own).
     before = timezone.now()
     lab.api("items", {"title": "streamed"}, instance=pitr)
-    _wait_shipped_after(pitr, before)
+    wal_shipped_after(pitr, before)
     wal, partial = _wal_dirs(lab, pitr)
     partials = backup1("sh", "-c", f"ls -1 {partial}").split()
     assert partials and all(p.endswith(".gz") and ".partial." in p for p in partials)
@@ -135,7 +130,7 @@ def test_a_restore_to_a_second_brings_the_rows_of_that_second_and_not_later(lab,
     assert pitr.status == "running"
     moment = timezone.now()
     lab.api("items", {"title": "after-restore"}, instance=pitr)
-    _wait_shipped_after(pitr, moment)
+    wal_shipped_after(pitr, moment)
     archive = WalArchive.objects.get(instance=pitr)
     assert archive.error == ""
     state = recovery_state(pitr)
@@ -189,7 +184,7 @@ def test_the_periodic_check_alerts_staff_when_the_receiver_stops_and_clears_when
         sh("docker", "start", container)
     moment = timezone.now()
     lab.api("items", {"title": "after-receiver-restart"}, instance=pitr)
-    _wait_shipped_after(pitr, moment)
+    wal_shipped_after(pitr, moment)
     assert wal_check()["recovered"] == [pitr.name]
     assert NotificationEvent.objects.get(event=WAL_BROKEN).resolved_at is not None
 
@@ -244,7 +239,7 @@ def test_a_drill_restores_a_random_second_of_the_window_into_a_scratch_copy(lab,
     target = timezone.now().replace(microsecond=0)
     time.sleep(2)
     lab.api("items", {"title": "drill-after"}, instance=pitr)
-    _wait_shipped_after(pitr, timezone.now())
+    wal_shipped_after(pitr, timezone.now())
     wal_check()  # what the periodic check keeps current: the window's end
     window = recovery_state(pitr)
     assert window["window_start"] is not None
@@ -284,7 +279,7 @@ def test_wal_ships_while_a_push_of_the_same_app_host_holds_rrsyncs_lock(lab, pit
     assert held.strip() == "held"
     moment = timezone.now()
     lab.api("items", {"title": "during-a-long-push"}, instance=pitr)
-    _wait_shipped_after(pitr, moment, timeout=30)
+    wal_shipped_after(pitr, moment, timeout=30)
     wal_check()
     assert WalArchive.objects.get(instance=pitr).error == ""
 
