@@ -81,8 +81,14 @@ version=$(cksum < "$0")
 ship_completed() {{
   # Completed segments and timeline history files: once each (the backup host never lets a
   # push overwrite an existing file), then removed here.
+  sent=$(cd "$1/wal" && ls -1 | grep -E '^[0-9A-F]{{24}}$|[.]history$')
   rsync -a --timeout=30 -e "$SSH" --remove-source-files --include='????????????????????????' \\
-    --include='*.history' --exclude='*' "$1/wal/" "$DEST:/wal/$2/" >"$3" 2>&1
+    --include='*.history' --exclude='*' "$1/wal/" "$DEST:/wal/$2/" >"$3" 2>&1 || return 1
+  # A file the backup host already had (an earlier pass cut off after its copy, before the
+  # removal here) is skipped by the backup host's --ignore-existing, and rsync removes only
+  # what it copied: it would stay here for good. Every file listed before this copy is on the
+  # backup host now; one completed during the copy was not listed and goes with the next.
+  for f in $sent; do rm -f "$1/wal/$f"; done
 }}
 ship_one() {{
   dir=$1; name=$2; now=$(date +%s); out="$dir/.wal-ship.out"

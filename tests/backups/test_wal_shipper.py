@@ -26,6 +26,9 @@ SEG = "0000000100000000000000{:02X}"
 FAKE_SSH = r"""#!{python}
 import os, subprocess, sys
 args = sys.argv[sys.argv.index("rsync"):]  # after ssh's options, the user and the host
+# The backup host's forced command adds --ignore-existing to every push into the WAL area
+# (provisioning/hosts/backup_access.py): a file it already has is never overwritten.
+args.insert(args.index("--server") + 1, "--ignore-existing")
 args[-1] = os.environ["BACKUP_ROOT"] + args[-1]
 os.makedirs(args[-1], exist_ok=True)
 code = subprocess.call(args)
@@ -116,3 +119,31 @@ def test_a_segment_completing_during_the_pass_is_shipped_before_any_later_partia
         segment = int(name[:24], 16)
         assert all(SEG.format(n) in shipped for n in range(1, segment))
     assert (wal.parent / SHIP_OK).exists() and not (wal.parent / SHIP_ERROR).exists()
+
+
+def test_a_segment_the_backup_host_already_has_does_not_linger_on_the_app_host(tmp_path):
+    # An earlier pass copied segment 1 and was cut off before it removed it here: the backup
+    # host skips it (--ignore-existing) and rsync removes only what it copied.
+    shipper, wal, backup, env = _world(tmp_path)
+    area = backup / "wal" / "acme-jira"
+    area.mkdir(parents=True)
+    _segment(wal, 1)
+    (area / SEG.format(1)).write_bytes(bytes([1]) * 4096)
+    _segment(wal, 2)
+    _segment(wal, 3, partial=True)
+    _run(shipper, env)
+    assert sorted(os.listdir(area)) == [SEG.format(1), SEG.format(2)]
+    assert (area / SEG.format(1)).read_bytes() == bytes([1]) * 4096
+    assert sorted(os.listdir(wal)) == [SEG.format(3) + ".partial"]
+    assert (wal.parent / SHIP_OK).exists() and not (wal.parent / SHIP_ERROR).exists()
+
+
+def test_a_failed_copy_removes_nothing_on_the_app_host(tmp_path):
+    shipper, wal, backup, env = _world(tmp_path)
+    _segment(wal, 1)
+    _segment(wal, 2, partial=True)
+    (backup / "wal").write_text("not a directory")  # the push cannot land
+    done = subprocess.run([str(shipper)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(wal)) == [SEG.format(1), SEG.format(2) + ".partial"]
+    assert (wal.parent / SHIP_ERROR).exists() and not (wal.parent / SHIP_OK).exists()
