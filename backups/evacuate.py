@@ -48,6 +48,7 @@ from panel.operations import (
     operation_handler,
     operation_start,
 )
+from panel.registry import registry
 from provisioning.compose import instance_dir, project_name
 from provisioning.models import (
     AtlassianInstance,
@@ -599,6 +600,22 @@ def _move(ctx: OperationContext, instance: AtlassianInstance, planned: Host, poi
     return target
 
 
+def _published_undo(ctx: OperationContext, as_before: AtlassianInstance) -> None:
+    """The move failed once publishing on the target had begun (its DNS record may point
+    there already): the instance's record goes back to its old host (:func:`_moved_back`), so
+    the "moved_back" hooks put what publishing changed back there too (certificates: the DNS
+    record). A failure here is a warning: the move's own error is the operation's."""
+    for hook in list(registry["instance_hooks"]["moved_back"]):
+        try:
+            hook(ctx, as_before)
+        except Exception as exc:  # noqa: BLE001 - one hook's failure must not hide the error
+            ctx.step(
+                f"{as_before.hostname} could not be pointed back at its old host: {exc} "
+                "Publish its DNS again once it runs somewhere.",
+                level="warning",
+            )
+
+
 def _has_base(instance: AtlassianInstance) -> bool:
     return BaseBackup.objects.filter(
         instance=instance, status=BaseBackup.Status.SUCCEEDED, finished_at__isnull=False
@@ -662,6 +679,7 @@ def instance_evacuate_run(ctx: OperationContext) -> dict:
             level="warning",
         )
     reached: list[str] = []
+    publishing = False
     try:
         _stale_set_aside(ctx, instance)
         outcome = None
@@ -691,10 +709,13 @@ def instance_evacuate_run(ctx: OperationContext) -> dict:
 
             with host_connection(target, ctx=ctx) as conn:
                 conn.run(compose_argv(instance, "stop"), timeout=300, message="Stopped it again")
+        publishing = True
         instance_published(ctx, instance)
     except Exception as exc:
         with ctx.uncancellable():
             scratch_remove(ctx, instance)
+            if publishing:
+                _published_undo(ctx, as_before)
         if isinstance(exc, RemoteError):
             raise OperationFailed(str(exc)) from exc
         raise

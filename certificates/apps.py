@@ -25,6 +25,8 @@ class CertificatesConfig(AppConfig):
         # Publish (DNS, certificate, proxy site) after a create; unpublish on delete.
         hook_register("instance_hooks", "publish", services.instance_publish)
         hook_register("instance_hooks", "unpublish", services.instance_unpublish)
+        # An evacuation that failed after publishing on its target points DNS back.
+        hook_register("instance_hooks", "moved_back", services.instance_dns_moved_back)
         # A returning host's proxy drops the sites (and keys) of instances evacuated from it.
         hook_register("host_hooks", "fence", services.proxy_site_fence)
         # Expiry alerts and the instance's certificate come before the other apps' panels.

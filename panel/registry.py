@@ -26,6 +26,10 @@ Where a new thing goes (also in the README's "Layout" section):
   the operation's error; it raises ``OperationFailed`` if it could not, leaving the instance
   stopped. Never the old image on the upgraded database: the products refuse a database a
   newer version upgraded;
+- something to put back when an evacuation's move of an instance is undone after it began
+  publishing on the target: ``hook_register("instance_hooks", "moved_back", func)``, called
+  ``func(ctx, instance)`` with the instance as it was on its old host (certificates points its
+  DNS record back there); uncancellable, and a failure is a warning, not the error;
 - something to do on a returning host to an evacuated instance's old deployment:
   ``hook_register("host_hooks", "fence", func)``, called ``func(conn, host, copy)``;
 - something to hear about ended operations: ``hook_register("operation_listeners", "failed",
@@ -82,9 +86,15 @@ registry: dict[str, Any] = _Registry(
     operation_kinds={},
     # event ("failed", "succeeded") -> callables taking the ended operation
     operation_listeners={"failed": [], "succeeded": []},
-    # moment ("publish", "unpublish", "pre_upgrade", "upgrade_failed") -> callables
-    # (ctx, instance); see the module docstring for what the upgrade ones return
-    instance_hooks={"publish": [], "unpublish": [], "pre_upgrade": [], "upgrade_failed": []},
+    # moment ("publish", "unpublish", "pre_upgrade", "upgrade_failed", "moved_back") ->
+    # callables (ctx, instance); see the module docstring for what the upgrade ones return
+    instance_hooks={
+        "publish": [],
+        "unpublish": [],
+        "pre_upgrade": [],
+        "upgrade_failed": [],
+        "moved_back": [],
+    },
     # moment ("fence") -> callables (conn, host, copy): after an evacuated instance's old
     # deployment on a returning host is stopped, over the same connection (certificates
     # removes its proxy site and certificate file there)

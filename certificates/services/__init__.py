@@ -47,6 +47,7 @@ from certificates.services.issuance import (
 from certificates.services.publish import (
     certificate_deploy,
     endpoint_check_safely,
+    instance_dns_moved_back,
     instance_publish,
     instance_unpublish,
     proxy_site_fence,
@@ -98,6 +99,7 @@ __all__ = [
     "hostname_reserved_reason",
     "instance_certificate_renew",
     "instance_hostname_check",
+    "instance_dns_moved_back",
     "instance_publish",
     "instance_unpublish",
     "proxy_site_fence",

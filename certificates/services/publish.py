@@ -152,6 +152,15 @@ def instance_unpublish(ctx: OperationContext, instance: AtlassianInstance) -> No
     dns_unpublish(ctx, instance)
 
 
+def instance_dns_moved_back(ctx: OperationContext, instance: AtlassianInstance) -> None:
+    """INSTANCE_HOOK "moved_back": an evacuation published ``instance`` on its target and then
+    failed, so its record (``instance`` as it was, on its old host) is back on the old host:
+    point its DNS record there again, so the name does not lead to a host that has no site
+    for it. Only DNS: the old host is down, its proxy site and certificate are still there."""
+    ctx.step(f"Pointing {instance.hostname} back at {instance.host.name if instance.host else '?'}")
+    dns_publish(ctx, instance)
+
+
 def proxy_site_fence(conn: HostConnection, host: Host, copy: EvacuatedCopy) -> None:
     """HOST_HOOK "fence": remove an evacuated instance's old site from ``host``'s proxy, and
     its own certificate file unless the instance lives on ``host`` again (a zone's wildcard

@@ -302,3 +302,61 @@ def test_a_tenant_whose_database_came_from_the_archive_hears_which_part_is_from_
     (tenant,) = NotificationEvent.objects.filter(event="instance.evacuated")
     assert "database as of 4 s before the failure" in tenant.body
     assert "home from its backup of 2026-12-01T01:00:00+00:00" in tenant.body
+
+
+def _failing_publish_child(world, monkeypatch, *, dns_fails: bool = False):
+    """Run one evacuation part whose restore works and whose publishing on the target fails
+    after its DNS record went there (the proxy site could not be deployed), recording where
+    the certificates app's "moved_back" hook points the record."""
+    import backups.evacuate as evacuate
+    import certificates.services.publish as publish
+    from panel.operations import OperationContext, OperationFailed
+
+    pointed: list[tuple[str, str]] = []
+
+    def dns_publish(ctx, instance):
+        if dns_fails:
+            raise OperationFailed("the DNS provider refused the change")
+        pointed.append((instance.hostname, instance.host.name))
+        return []
+
+    def published(ctx, instance):
+        pointed.append((instance.hostname, instance.host.name))  # publish put it on the target
+        raise OperationFailed("The proxy site of acme-jira was not deployed: disk full")
+
+    removed: list[str] = []
+    monkeypatch.setattr(publish, "dns_publish", dns_publish)
+    monkeypatch.setattr(evacuate, "instance_published", published)
+    monkeypatch.setattr(evacuate, "_stale_set_aside", lambda ctx, instance: None)
+    monkeypatch.setattr(
+        evacuate, "restore_new", lambda ctx, instance, point, **kw: type("R", (), {"health": "ok"})
+    )
+    monkeypatch.setattr(evacuate, "scratch_remove", lambda ctx, inst: removed.append(inst.name))
+    inst = world["urgent"]
+    child = _child(world)
+    child.params = {
+        **child.params,
+        "point": str(Backup.objects.get(instance=inst).pk),
+        "to_host": str(world["healthy"].pk),
+    }
+    child.save(update_fields=["params"])
+    with pytest.raises(OperationFailed, match="proxy site"):
+        evacuate.instance_evacuate_run(OperationContext(child))
+    return child, pointed, removed
+
+
+def test_a_part_that_fails_after_publishing_points_dns_back_at_the_old_host(world, monkeypatch):
+    child, pointed, removed = _failing_publish_child(world, monkeypatch)
+    # published on the target, then pointed back at the failed host, where the instance's
+    # record goes back too (the runner's compensation, _moved_back)
+    assert pointed == [("acme-jira.example.com", "app-two"), ("acme-jira.example.com", "app-one")]
+    assert removed == ["acme-jira"]
+    steps = " ".join(s.message for s in child.steps.all())
+    assert "Pointing acme-jira.example.com back at app-one" in steps
+
+
+def test_a_failed_point_back_is_a_warning_and_the_move_keeps_its_own_error(world, monkeypatch):
+    child, pointed, removed = _failing_publish_child(world, monkeypatch, dns_fails=True)
+    assert pointed == [("acme-jira.example.com", "app-two")]
+    warning = child.steps.get(level="warning", message__contains="could not be pointed back")
+    assert "the DNS provider refused the change" in warning.message

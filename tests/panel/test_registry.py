@@ -97,6 +97,7 @@ def test_the_instance_hooks_are_registered_once_each_even_if_ready_runs_again():
         "unpublish": [certificate_services.instance_unpublish],
         "pre_upgrade": [backup_before_upgrade],
         "upgrade_failed": [restore_after_failed_upgrade],
+        "moved_back": [certificate_services.instance_dns_moved_back],
     }
     assert registry["instance_hooks"] == expected
     assert registry["host_hooks"] == {"fence": [certificate_services.proxy_site_fence]}
