@@ -5,6 +5,12 @@ A read, like the health checks: no Operation (the page polls it every few second
 person follows it). What comes back is bounded (``LOG_LINES_MAX`` lines, ``LOG_BYTES_MAX``
 bytes, the newest kept) and sanitized: the instance's own secrets (database password, extra
 environment) and secret-looking values are redacted before anyone sees them.
+
+Reads are shared and spaced: a read (or the reason there is none) is kept for a couple of
+seconds per instance, service and line count, so any number of people following one
+instance, or one client asking in a loop, cost the host at most one SSH read every
+``LOGS_FRESH_SECONDS`` (an unreachable host, whose connection retries take seconds, one every
+``LOGS_UNAVAILABLE_SECONDS``).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core.cache import cache
 from django.utils import timezone
 
 from panel.sanitize import sanitize
@@ -25,6 +32,8 @@ LOG_SERVICES = ("app", "db")
 LOG_LINES_DEFAULT = 200
 LOG_LINES_MAX = 1000
 LOG_BYTES_MAX = 256 * 1024
+LOGS_FRESH_SECONDS = 2  # under the page's follow interval (3 s): a follower sees every read
+LOGS_UNAVAILABLE_SECONDS = 10
 
 
 def logs_params(query: Mapping[str, str]) -> tuple[str, int] | str:
@@ -64,6 +73,23 @@ def instance_logs(
     the views check them and answer 400. Raises :class:`LogsUnavailable`."""
     if service not in LOG_SERVICES or not 1 <= lines <= LOG_LINES_MAX:
         raise ValueError(f"service {service!r}, lines {lines}")
+    # Keyed by where the instance runs too: after a move, the new host's logs at once.
+    key = f"instance-logs:{instance.pk}:{instance.host_id}:{service}:{lines}"
+    kept = cache.get(key)
+    if isinstance(kept, InstanceLogs):
+        return kept
+    if isinstance(kept, str):
+        raise LogsUnavailable(kept)
+    try:
+        read = _logs_read(instance, service=service, lines=lines)
+    except LogsUnavailable as exc:
+        cache.set(key, str(exc), LOGS_UNAVAILABLE_SECONDS)
+        raise
+    cache.set(key, read, LOGS_FRESH_SECONDS)
+    return read
+
+
+def _logs_read(instance: AtlassianInstance, *, service: str, lines: int) -> InstanceLogs:
     if instance.host is None or instance.status in (InstanceStatus.PENDING, InstanceStatus.DELETED):
         raise LogsUnavailable(f"{instance.name} runs on no host yet; it has no logs.")
     try:

@@ -106,3 +106,43 @@ def test_an_instance_on_no_host_says_it_has_no_logs(browser, alice, acme):
     unplaced = make_instance(acme, "acme-new", status="pending")
     page = browser(alice).get(f"/instances/{unplaced.pk}/logs/").content.decode()
     assert "has no logs" in page
+
+
+@pytest.fixture
+def connects(monkeypatch):
+    """Counts SSH connections the log reads open; ``connects.fail`` makes the host not answer."""
+    calls: list[str] = []
+    state = {"fail": False}
+
+    @contextmanager
+    def connect(host: Any, **kwargs: Any):
+        calls.append(host.name)
+        if state["fail"]:
+            raise HostUnreachable("Cannot reach app-one at 127.0.0.11:2222 over SSH")
+        yield _Conn("acme-jira-app-1  | line\n")
+
+    monkeypatch.setattr(logs_module, "host_connection", connect)
+    return calls, state
+
+
+def test_followers_of_one_instance_share_one_read_every_few_seconds(placed, connects, monkeypatch):
+    calls, _ = connects
+    first = logs_module.instance_logs(placed, service="app", lines=50)
+    for _ in range(20):  # twenty followers, or one client in a loop
+        assert logs_module.instance_logs(placed, service="app", lines=50).text == first.text
+    assert calls == ["app-one"]
+    logs_module.instance_logs(placed, service="db", lines=50)  # another container: its own read
+    assert calls == ["app-one", "app-one"]
+    monkeypatch.setattr(logs_module, "LOGS_FRESH_SECONDS", 0)  # kept no time at all
+    logs_module.instance_logs(placed, service="app", lines=10)
+    logs_module.instance_logs(placed, service="app", lines=10)
+    assert len(calls) == 4
+
+
+def test_a_host_that_does_not_answer_is_asked_once_not_on_every_poll(placed, connects):
+    calls, state = connects
+    state["fail"] = True
+    for _ in range(5):
+        with pytest.raises(logs_module.LogsUnavailable, match="cannot be read now"):
+            logs_module.instance_logs(placed, service="app", lines=20)
+    assert calls == ["app-one"]
