@@ -15,6 +15,7 @@ from django.contrib import messages
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.decorators import login_required as django_login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.utils.html import format_html
@@ -66,6 +67,35 @@ def render_page_or_partial(
     # The same URL answers with a page or a fragment: caches must keep them apart.
     response["Vary"] = "HX-Request, HX-Target"
     return response
+
+
+def render_paginated(
+    request: HttpRequest,
+    rows: Any,
+    *,
+    per_page: int,
+    name: str,
+    page: str,
+    partial: str,
+    target_id: str,
+    context: dict[str, Any] | None = None,
+) -> HttpResponse:
+    """One page of ``rows`` (the ``page`` query parameter; a bad or out-of-range one gives a
+    real page) as ``page`` or, for the pagination links' htmx swap, as ``partial`` alone. The
+    template gets the rows as ``name``, ``page_obj`` and ``table_id`` (= ``target_id``)."""
+    page_obj = Paginator(rows, per_page).get_page(request.GET.get("page"))
+    return render_page_or_partial(
+        request,
+        page=page,
+        partial=partial,
+        target_id=target_id,
+        context={
+            **(context or {}),
+            "page_obj": page_obj,
+            name: page_obj.object_list,
+            "table_id": target_id,
+        },
+    )
 
 
 def login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

@@ -11,7 +11,6 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import PasswordResetForm, SetPasswordForm
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
@@ -19,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from panel.access import access_for
 from panel.forms import errors_onto_form
-from panel.htmx import login_required, render_page_or_partial
+from panel.htmx import login_required, render_paginated
 from tenants.forms import InvitationCreateForm, InvitationSignupForm, TokenCreateForm
 from tenants.models import Invitation
 from tenants.selectors import (
@@ -134,14 +133,14 @@ def staff_tenant_list(request: HttpRequest) -> HttpResponse:
     access = access_for(request)
     if not access.is_staff_role:
         raise Http404
-    tenants = tenant_list_with_counts(access).order_by("name", "pk")
-    page_obj = Paginator(tenants, TENANTS_PER_PAGE).get_page(request.GET.get("page"))
-    return render_page_or_partial(
+    return render_paginated(
         request,
+        tenant_list_with_counts(access).order_by("name", "pk"),
+        per_page=TENANTS_PER_PAGE,
+        name="tenants",
         page="tenants/staff_tenants.html",
         partial="tenants/_tenant_table.html",
         target_id="tenant-table",
-        context={"page_obj": page_obj, "tenants": page_obj.object_list, "table_id": "tenant-table"},
     )
 
 
@@ -158,16 +157,15 @@ def _member_page(request: HttpRequest, form: InvitationCreateForm | None) -> Htt
         if access.is_staff_role
         else membership_list(access).filter(tenant__in=tenants_managed(access))
     )
-    page_obj = Paginator(memberships, MEMBERS_PER_PAGE).get_page(request.GET.get("page"))
-    return render_page_or_partial(
+    return render_paginated(
         request,
+        memberships,
+        per_page=MEMBERS_PER_PAGE,
+        name="memberships",
         page="tenants/member_list.html",
         partial="tenants/_member_table.html",
         target_id="member-table",
         context={
-            "page_obj": page_obj,
-            "memberships": page_obj.object_list,
-            "table_id": "member-table",
             "invitations": [i for i in invitations if i.status == Invitation.Status.PENDING],
             "form": form,
         },

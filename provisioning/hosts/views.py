@@ -11,7 +11,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -24,7 +23,7 @@ from panel.htmx import (
     login_required,
     new_idempotency_key,
     posted_idempotency_key,
-    render_page_or_partial,
+    render_paginated,
 )
 from provisioning.hosts import services
 from provisioning.hosts.forms import HostEnrolForm, HostTrustForm
@@ -89,16 +88,15 @@ def host_list_view(request: HttpRequest) -> HttpResponse:
     hosts = host_list(access)
     # Only the columns the table shows: no keys, facts or backup host read for a list.
     rows = hosts.select_related(None).only(*HOST_LIST_FIELDS)
-    page_obj = Paginator(rows, HOSTS_PER_PAGE).get_page(request.GET.get("page"))
-    return render_page_or_partial(
+    return render_paginated(
         request,
+        rows,
+        per_page=HOSTS_PER_PAGE,
+        name="hosts",
         page="provisioning/host_list.html",
         partial="provisioning/_host_table.html",
         target_id="host-table",
         context={
-            "page_obj": page_obj,
-            "hosts": page_obj.object_list,
-            "table_id": "host-table",
             "warnings": hosts_disk_warning_count(hosts),
             "warning_percent": settings.PANEL_HOST_DISK_WARNING_PERCENT,
         },
