@@ -109,8 +109,8 @@ def test_an_instance_on_no_host_says_it_has_no_logs(browser, alice, acme):
 
 
 @pytest.fixture
-def connects(monkeypatch):
-    """Counts SSH connections the log reads open; ``connects.fail`` makes the host not answer."""
+def connects(monkeypatch) -> tuple[list[str], dict[str, bool]]:
+    """Counts SSH connections the log reads open; ``state["fail"]`` makes the host not answer."""
     calls: list[str] = []
     state = {"fail": False}
 
