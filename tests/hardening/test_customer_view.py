@@ -287,3 +287,63 @@ def test_an_instance_page_and_its_backup_points_show_no_host_address_to_customer
             assert _leaks(page.content.decode()) == [], (user, url)
     for url in pages:  # staff read the whole reason
         assert BACKUP_USER in _client(sam).get(url).content.decode(), url
+
+
+def _mask_text_reference(addresses: list[str], backup_names: list[str], value: str) -> str:
+    """The mask's rule written plainly (every pattern applied in turn, longest term first), as
+    the optimised :meth:`HostMask.text` must keep it."""
+    import re
+
+    from panel.customer_view import BACKUP_HOST, HOST_ADDRESS, HOST_KEY
+
+    terms = [(t, HOST_ADDRESS) for t in sorted(set(filter(None, addresses)))]
+    terms += [(t, BACKUP_HOST) for t in sorted(set(filter(None, backup_names)))]
+    terms.sort(key=lambda pair: len(pair[0]), reverse=True)
+    for term, word in terms:
+        if len(term) >= 2:
+            value = re.sub(rf"(?<![\w.-]){re.escape(term)}(?![\w-])", word, value)
+    placeholder = rf"(?:{re.escape(HOST_ADDRESS)}|{re.escape(BACKUP_HOST)})"
+    value = re.sub(r"\bSHA256:[A-Za-z0-9+/]{43}=?", HOST_KEY, value)
+    value = re.sub(rf"[\w.+-]+@(?={placeholder})", "", value)
+    value = re.sub(rf"({placeholder}):\d+", r"\1", value)
+    return re.sub(rf"\s*\({placeholder}\)", "", value)
+
+
+def test_the_mask_masks_exactly_as_its_plain_rule_does():
+    import random
+
+    from panel.customer_view import HostMask
+
+    rnd = random.Random(16)
+    pieces = ["a", "1", ".", "-", "_", " ", "@", ":", "(", ")", "[", "]", "\n", "+", "/", "="]
+    pieces += ["host", "address", "backup", "[host address]", "[backup host]", "22", "é"]
+    pieces += ["SHA256:", "x" * 43]
+
+    def word() -> str:
+        return "".join(rnd.choice(["a", "1", ".", "-", ":", "host", " "]) for _ in range(4))
+
+    for _ in range(300):
+        addresses = [word() for _ in range(rnd.randint(0, 5))]
+        names = [word() for _ in range(rnd.randint(0, 3))]
+        mask = HostMask.of(addresses=addresses, backup_names=names)
+        for _ in range(20):
+            choices = pieces + 3 * (addresses + names)
+            text = "".join(rnd.choice(choices) for _ in range(rnd.randint(0, 25)))
+            assert mask.text(text) == _mask_text_reference(addresses, names, text), text
+
+
+def test_the_mask_reads_a_long_output_in_linear_time():
+    """A step's output can be long; masking it for a customer must not take seconds (a run of
+    word characters once cost quadratic time, and every host term a full regex scan)."""
+    import time
+
+    from panel.customer_view import HostMask
+
+    mask = HostMask.of(
+        addresses=[f"10.1.{i // 250}.{i % 250}" for i in range(1000)], backup_names=["bk-1"]
+    )
+    output = "x" * 100_000 + " deploy@10.1.0.7:22 (bk-1) " + "y" * 100_000
+    started = time.monotonic()
+    masked = mask.text(output)
+    assert time.monotonic() - started < 5
+    assert masked == "x" * 100_000 + " [host address] " + "y" * 100_000
