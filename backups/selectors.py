@@ -198,18 +198,20 @@ def rpo_state(
 
 
 def instance_backup_summary(access: Access, instance: AtlassianInstance) -> dict[str, Any]:
-    """What the instance page shows about backups."""
-    points = list(instance_points(access, instance)[:60])
+    """What the instance page shows about backups. The points are the instance's own rows
+    (no joined instance, tenant and backup host to build and decrypt for each of them): the
+    card and the points table read only their own columns."""
+    points = list(instance_points(access, instance).select_related(None)[:60])
+    for point in points:
+        point.instance = instance
     last_good = points[0].taken_at if points else None
     archive = (
         WalArchive.objects.filter(instance=instance).first() if instance.wal_archiving else None
     )
     policy = BackupPolicy.objects.for_user(access).filter(instance=instance).first()
-    recent = list(backup_list(access).filter(instance=instance).order_by("-taken_at")[:8])
     return {
         "points": points,
         "point_count": instance_points(access, instance).count(),
-        "recent": recent,
         "policy": policy,
         "rpo": rpo_state(
             instance,

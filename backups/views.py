@@ -63,7 +63,9 @@ def _page_context(
     **extra: object,
 ) -> dict:
     summary = selectors.instance_backup_summary(access, instance)
-    points = selectors.instance_points(access, instance)
+    # The page reads only the points' own columns (the restore request's choices, the table of
+    # attempts): no joined instance, tenant and backup host per row.
+    points = selectors.instance_points(access, instance).select_related(None)
     recovery = _recovery(instance, summary)
     try:
         services.backup_check_possible(instance)
@@ -76,7 +78,9 @@ def _page_context(
         "backup_blocked": backup_blocked,
         "has_points": bool(summary["points"]),
         "summary": summary,
-        "attempts": selectors.backup_list(access).filter(instance=instance)[:100],
+        "attempts": selectors.backup_list(access)
+        .filter(instance=instance)
+        .select_related(None)[:100],
         "restores": selectors.restore_list(access).filter(instance=instance)[:20],
         "drills": selectors.drill_list(access).filter(instance=instance)[:10],
         "requests": selectors.restore_request_list(access).filter(instance=instance)[:10],
