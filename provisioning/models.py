@@ -494,6 +494,9 @@ class Operation(models.Model):
             models.Index(fields=["status", "heartbeat_at"]),
             models.Index(fields=["instance", "-created_at"]),
             models.Index(fields=["host", "-created_at"]),
+            # The newest operation of a kind (the DR dashboard's last evacuation) without
+            # reading every operation of the fleet.
+            models.Index(fields=["kind", "-created_at"]),
         ]
 
     def __str__(self) -> str:
