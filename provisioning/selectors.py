@@ -156,13 +156,16 @@ class MaskedSteps:
         return self.queryset.count()
 
 
-def operation_steps(operation: Operation, *, after_id: int = 0) -> QuerySet | MaskedSteps:
+def operation_steps(
+    operation: Operation, *, after_id: int = 0, mask: HostMask | None = None
+) -> QuerySet | MaskedSteps:
     """The steps of ``operation`` after ``after_id``, as its viewer may see them: in full for
-    staff, with host internals masked for customers (see :func:`operation_list`)."""
+    staff, with host internals masked for customers (see :func:`operation_list`); ``mask`` is a
+    :func:`host_mask` the caller already read (one read of the hosts per response)."""
     steps = OperationStep.objects.filter(operation=operation, id__gt=after_id).order_by("id")
     if shows_host_internals(operation):
         return steps
-    return MaskedSteps(steps, host_mask())
+    return MaskedSteps(steps, mask if mask is not None else host_mask())
 
 
 def operation_with_steps(access: Access) -> QuerySet:

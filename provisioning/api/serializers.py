@@ -589,7 +589,9 @@ class OperationSerializer(serializers.ModelSerializer):
     def get_steps(self, obj: Operation) -> list | None:
         if not self.context.get("include_steps"):
             return None
-        steps = selectors.operation_steps(obj)[:STEPS_IN_DETAIL]
+        # The response's one host mask, shared with the masking of params, result and error.
+        mask = None if selectors.shows_host_internals(obj) else _host_mask(self.context)
+        steps = selectors.operation_steps(obj, mask=mask)[:STEPS_IN_DETAIL]
         return OperationStepSerializer(steps, many=True).data
 
 
