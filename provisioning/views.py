@@ -179,7 +179,14 @@ def _instance_context(access: Access, instance: AtlassianInstance, **forms: Any)
         for action, statuses in ACTION_ALLOWED_FROM.items()
         if instance.status in statuses and _action_available(action)
     }
-    operations = operation_list(access).filter(instance=instance)
+    # The page shows each operation's kind, status, requester and time: no joined instance
+    # (this one), host or token rows to build, nor their secrets to decrypt, per operation.
+    operations = (
+        operation_list(access)
+        .filter(instance=instance)
+        .select_related(None)
+        .select_related("tenant", "requested_by")
+    )
     context: dict[str, Any] = {
         "instance": instance,
         "licenses": license_list(access).filter(instance=instance),
