@@ -586,8 +586,9 @@ def size_chart(points: list[Backup], width: int = 560, height: int = 150) -> dic
 def recovery_state(instance: AtlassianInstance) -> dict[str, Any]:
     """What the API and the instance's backups page show about point-in-time recovery."""
     archive = WalArchive.objects.filter(instance=instance).first()
-    window = recovery_window(instance)
-    lag = rpo_lag(instance)
+    # The window and the lag from this one read of the archive.
+    window = _recovery_window(instance, archive)
+    lag = _rpo_lag(archive)
     return {
         "instance": instance.pk,
         "wal_archiving": instance.wal_archiving,
@@ -663,7 +664,10 @@ def recovery_window_start(instance: AtlassianInstance) -> datetime | None:
 def recovery_window(instance: AtlassianInstance) -> Window | None:
     """The recoverable window: from the oldest retained base backup's end (with a home point
     at or before it) to the last WAL shipped. None when there is none yet."""
-    archive = WalArchive.objects.filter(instance=instance).first()
+    return _recovery_window(instance, WalArchive.objects.filter(instance=instance).first())
+
+
+def _recovery_window(instance: AtlassianInstance, archive: WalArchive | None) -> Window | None:
     start = recovery_window_start(instance)
     if archive is None or archive.shipped_at is None or start is None:
         return None
@@ -675,7 +679,10 @@ def recovery_window(instance: AtlassianInstance) -> Window | None:
 
 def rpo_lag(instance: AtlassianInstance, now: datetime | None = None) -> timedelta | None:
     """How old the newest archived WAL is (None when archiving is off or never shipped)."""
-    archive = WalArchive.objects.filter(instance=instance).first()
+    return _rpo_lag(WalArchive.objects.filter(instance=instance).first(), now)
+
+
+def _rpo_lag(archive: WalArchive | None, now: datetime | None = None) -> timedelta | None:
     if archive is None or archive.shipped_at is None:
         return None
     return (now or timezone.now()) - archive.shipped_at
