@@ -424,3 +424,21 @@ def test_an_empty_license_key_is_refused_next_to_the_field(browser, alice, acme_
     )
     assert 'data-testid="error-key"' in response.content.decode()
     assert not License.objects.exists()
+
+
+def test_a_degraded_instance_says_since_when_it_runs_not_since_when_it_degraded(
+    browser, alice, acme
+):
+    # Degraded is the health of a running instance: the time beside it is the status's (when it
+    # started running), so the page says "running since", not "degraded since" that long ago.
+    inst = make_instance(acme, "acme-jira", health="degraded")
+    AtlassianInstance.objects.filter(pk=inst.pk).update(
+        status_changed_at=timezone.now() - timedelta(days=20)
+    )
+    page = browser(alice).get(reverse("provisioning:instance_detail", args=[inst.pk]))
+    since = page.content.decode().split('data-testid="status-since">')[1].split("</small>")[0]
+    assert since.startswith("running since 2")
+    AtlassianInstance.objects.filter(pk=inst.pk).update(health="healthy")
+    page = browser(alice).get(reverse("provisioning:instance_detail", args=[inst.pk]))
+    since = page.content.decode().split('data-testid="status-since">')[1].split("</small>")[0]
+    assert since.startswith("since 2")
