@@ -68,9 +68,9 @@ def _world(tmp_path: Path) -> tuple[Path, Path, Path, dict[str, str]]:
         error=SHIP_ERROR,
     )
     # One pass only (the installed script loops for most of a minute).
-    assert "+ 50 ))" in script
+    assert "+ 57 ))" in script
     shipper = tmp_path / "panel-wal-ship"
-    shipper.write_text(script.replace("+ 50 ))", "- 1 ))"))
+    shipper.write_text(script.replace("+ 57 ))", "- 1 ))"))
     shipper.chmod(0o755)
     env = {**os.environ, "BACKUP_ROOT": str(backup), "APP_WAL": str(wal)}
     return shipper, wal, backup, env
@@ -147,3 +147,23 @@ def test_a_failed_copy_removes_nothing_on_the_app_host(tmp_path):
     assert done.returncode == 0, done.stderr
     assert sorted(os.listdir(wal)) == [SEG.format(1), SEG.format(2) + ".partial"]
     assert (wal.parent / SHIP_ERROR).exists() and not (wal.parent / SHIP_OK).exists()
+
+
+def test_a_run_started_by_cron_while_one_still_passes_waits_for_it_instead_of_leaving(tmp_path):
+    # cron starts a run every minute; one still making its last pass holds the lock. The new
+    # run waits for it (no gap until the next minute) rather than exiting at once.
+    shipper, wal, backup, env = _world(tmp_path)
+    _segment(wal, 1)
+    _segment(wal, 2, partial=True)
+    lock = wal.parent.parent / ".wal-ship.lock"
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "3"])
+    while subprocess.run(["flock", "-n", str(lock), "true"]).returncode == 0:
+        pass  # until the holder has the lock
+    try:
+        time_before = os.times().elapsed
+        _run(shipper, env)
+        waited = os.times().elapsed - time_before
+    finally:
+        holder.wait(timeout=30)
+    assert waited >= 2, "the run gave up instead of waiting for the lock"
+    assert sorted(os.listdir(backup / "wal" / "acme-jira")) == [SEG.format(1)]
