@@ -398,8 +398,8 @@ class Bench:
         raw["base_on_backup_host"] = du(f"{self.area}/wal-base/{base.label}")
         raw["base_seconds"] = base.duration_seconds
         raw["base_op_seconds"] = (base_op.finished_at - base_op.started_at).total_seconds()
-        # A restore stages and pulls every file of the archive (backups.wal.
-        # _stage_on_backup_host), also those before the base it replays from.
+        # What a restore leaves out since it stages only the WAL from its base's first segment
+        # on (backups.wal.STAGE_SCRIPT): the archive's files before the newest base.
         from backups.wal import segment_before
 
         archive = Path(f"{self.wal_area}/wal/{self.instance.name}")
@@ -492,9 +492,8 @@ class Bench:
             f"The operation started at {op.started_at:%H:%M:%S} UTC; its marker commit was "
             "shipped after "
             + (f"{(marker_end - op.started_at).total_seconds():.1f} s" if marker_end else "?")
-            + f" (the shipper, started by cron each minute, passes every "
-            f"{settings.PANEL_WAL_SHIP_INTERVAL} s for ~50 s and then exits, so a commit in a "
-            "minute's last ~10 s waits for the next minute)."
+            + f" (the shipper passes every {settings.PANEL_WAL_SHIP_INTERVAL} s; the wait also "
+            "covers the panel's polling of the shipped mark)."
         )
         for step in steps:
             print(f"  {(step[0] - op.started_at).total_seconds():7.1f} s  {step[1][:110]}")
@@ -526,7 +525,8 @@ class Bench:
         row((
             "bytes the restore pulled over the network (base + WAL)",
             f"{raw['restore_pulled_bytes'] / MB:.0f} MB",
-            f"base + {raw['staged_wal_files']} WAL files (every file in the archive); the home "
+            f"base + {raw['staged_wal_files']} WAL files (those from the base's first segment "
+            "on); the home "
             "came as a delta from the point (1 % of its files changed)",
         ))  # fmt: skip
 
@@ -637,13 +637,13 @@ class Bench:
             f"{(end['home'] + archive) / dump_points:.2f}x the dump points",
         ))  # fmt: skip
         put((
-            "WAL a restore after the newest base pulls without needing it",
+            "WAL before the newest base, which a restore from it no longer pulls",
             f"{raw['bytes_before_newest_base'] / MB:.0f} MB now",
             f"{raw['files_before_newest_base']} of the archive's {raw['archive_files']} files "
-            "lie before the newest base's first segment; a restore stages and pulls every "
-            f"archived file, so at day {DAYS} it would pull "
-            f"{max(0.0, end['wal_bytes'] - raw['wal_day_bytes']) / MB:.0f} MB of WAL it does not "
-            "replay (the model's retained WAL less a day)",
+            "lie before the newest base's first segment; a restore stages only the WAL from "
+            f"its base's first segment on, so at day {DAYS} it leaves out about "
+            f"{max(0.0, end['wal_bytes'] - raw['wal_day_bytes']) / MB:.0f} MB "
+            "(the model's retained WAL less a day)",
         ))  # fmt: skip
         if self.size == "full":
             put((
