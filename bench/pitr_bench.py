@@ -58,7 +58,9 @@ DAYS = 40
 START = datetime(2025, 1, 1, 2, 0, tzinfo=UTC)  # backup_bench.py's first simulated day
 MB = 1024 * 1024
 # backup_bench.py's full run (bench/results/backup_bench_full.md): the same data as "full" here
-MEASURED_FULL = {"panel_points": 2590 * MB, "seed": 6840 * MB, "when": "2026-11-21"}
+# bench/results/backup_bench_full.md: bytes on the backup host after 40 days, same data
+MEASURED_FULL_WHEN = "2026-11-21"
+MEASURED_FULL: dict[str, int] = {"panel_points": 2590 * MB, "seed": 6840 * MB}
 
 # The parts of a restore to a time, each ending at the first step matching its pattern after
 # the previous part's end (backups.wal.restore_to_time, backups.operations.restore_time_run).
@@ -334,7 +336,7 @@ class Bench:
         row((
             "home point (hot, with its pg_dump)",
             f"{point.duration_seconds:.1f} s",
-            f"dump {point.dump_bytes / MB:.1f} MB; opens the window",
+            f"dump {(point.dump_bytes or 0) / MB:.1f} MB; opens the window",
         ))  # fmt: skip
 
         # Writes after the base: a day's 1 % change, a row before the target, one after it,
@@ -608,7 +610,7 @@ class Bench:
             f"{raw['dump_bytes'] / MB:.0f} MB"
             + (
                 f"; backup_bench.py measured {MEASURED_FULL['panel_points'] / MB:.0f} MB for "
-                f"the same data ({MEASURED_FULL['when']})"
+                f"the same data ({MEASURED_FULL_WHEN})"
                 if self.size == "full"
                 else ""
             ),
@@ -649,7 +651,7 @@ class Bench:
             put((
                 f"seed's method after {DAYS} days (rsync + rsnapshot 7/4/12)",
                 f"{MEASURED_FULL['seed'] / MB:.0f} MB",
-                f"measured by backup_bench.py ({MEASURED_FULL['when']}), same data; WAL "
+                f"measured by backup_bench.py ({MEASURED_FULL_WHEN}), same data; WAL "
                 f"archiving is {with_wal / MEASURED_FULL['seed']:.2f}x it",
             ))  # fmt: skip
         self.assumptions += [
