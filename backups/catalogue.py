@@ -27,6 +27,7 @@ from backups.models import (
     BackupPolicy,
     BackupStatus,
     InstanceBackupState,
+    PointDatabase,
 )
 from backups.policies import policy_for, policy_retention
 from backups.retention import EXTRA_SUFFIX, Point, point_parse, retention_plan
@@ -236,11 +237,24 @@ def _stray_import(
         version=info.get("version", ""),
         dump_sha256=info.get("dump_sha256", ""),
         dump_bytes=info.get("dump_bytes"),
+        **_database_of(info),
         file_count=info.get("file_count"),
         logical_bytes=info.get("logical_bytes"),
         manifest_sha256=info.get("manifest_sha256", ""),
         error="Found on the backup host without a catalogue entry; imported.",
     )
+
+
+def _database_of(info: dict[str, Any]) -> dict[str, Any]:
+    """Where an imported point's database comes from (a point.json written before points of
+    the archive existed names none: it carries a dump)."""
+    if info.get("database") != PointDatabase.WAL:
+        return {"database": PointDatabase.DUMP}
+    try:
+        at = datetime.fromisoformat(str(info.get("database_at")))
+    except ValueError:
+        return {"database": PointDatabase.DUMP}  # not restorable from the archive: as a dump
+    return {"database": PointDatabase.WAL, "database_at": at}
 
 
 def catalogue_refresh(

@@ -34,7 +34,14 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from backups.models import Backup, BackupOperationKind, BackupStatus, BaseBackup, WalArchive
+from backups.models import (
+    Backup,
+    BackupOperationKind,
+    BackupStatus,
+    BaseBackup,
+    PointDatabase,
+    WalArchive,
+)
 from backups.restore import restore_new, scratch_remove
 from panel.access import Access
 from panel.audit import audit_record
@@ -696,13 +703,22 @@ def instance_evacuate_run(ctx: OperationContext) -> dict:
                 reached.clear()
                 ctx.step(
                     f"The replay of the archived WAL failed ({exc}); restoring the point's "
-                    "database dump instead",
+                    "database instead",
                     level="warning",
                 )
                 with ctx.uncancellable():
                     scratch_remove(ctx, instance)
         if outcome is None:
-            outcome = restore_new(ctx, instance, point, copy=False)
+            from backups.wal import point_database_builder
+
+            # A point of the archive has no dump: its database is the archive at its second.
+            outcome = restore_new(
+                ctx,
+                instance,
+                point,
+                copy=False,
+                database=point_database_builder(point, as_before),
+            )
         if was_stopped:
             from backups.dump import compose_argv
             from provisioning.hosts import host_connection
@@ -728,7 +744,7 @@ def instance_evacuate_run(ctx: OperationContext) -> dict:
         # kept until here, so a failed move keeps its catalogue and gaps.
         WalArchive.objects.filter(instance=instance).delete()
     now = timezone.now()
-    db_time = _replayed_time(reached) or point.taken_at
+    db_time = _replayed_time(reached) or point.database_at or point.taken_at
     result = {
         "to_host": target.name,
         "from_host": from_host.name,
@@ -741,7 +757,7 @@ def instance_evacuate_run(ctx: OperationContext) -> dict:
         # How much older the restored data is than the failure (what was lost at most).
         # The database's part: the point's dump, or the newest transaction of the replay.
         "data_age_seconds": round(max(0.0, (failed_at - db_time).total_seconds()), 1),
-        "database_from": "wal" if reached else "dump",
+        "database_from": "wal" if reached or point.database == PointDatabase.WAL else "dump",
         "database_at": db_time.isoformat(),
         "home_at": point.taken_at.isoformat(),
         "health": outcome.health,

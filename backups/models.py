@@ -133,6 +133,13 @@ class BackupKind(models.TextChoices):
     SAFETY = "safety", "Safety (before a restore)"
 
 
+class PointDatabase(models.TextChoices):
+    """Where a point's database comes from on a restore."""
+
+    DUMP = "dump", "Database dump in the point"
+    WAL = "wal", "Archived WAL, replayed to the point's time"
+
+
 class BackupStatus(models.TextChoices):
     RUNNING = "running", "In progress"
     SUCCEEDED = "succeeded", "Retained"
@@ -147,6 +154,8 @@ class Backup(models.Model):
     A succeeded row is a directory ``points/<point_name>`` on ``backup_host`` holding the home
     directory, the database dump (``db.dump``), the checksum manifest and ``point.json``. The
     catalogue is kept in sync with what really is there (:func:`backups.catalogue.catalogue_sync`).
+    A point of an instance that archives its WAL may carry no dump (``database`` "wal"): its
+    database is the archive replayed to ``database_at`` (see :mod:`backups.take`).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -184,6 +193,11 @@ class Backup(models.Model):
     file_count = models.PositiveIntegerField(null=True, blank=True)
     dump_bytes = models.BigIntegerField(null=True, blank=True)
     dump_sha256 = models.CharField(max_length=64, blank=True)
+    database = models.CharField(
+        max_length=10, choices=PointDatabase.choices, default=PointDatabase.DUMP
+    )
+    # The second a "wal" point's database is recovered to (its home was copied from then on).
+    database_at = models.DateTimeField(null=True, blank=True)
     manifest_sha256 = models.CharField(max_length=64, blank=True)
     verified_at = models.DateTimeField(null=True, blank=True)
     changed_during_backup = models.PositiveIntegerField(default=0)

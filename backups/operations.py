@@ -18,6 +18,7 @@ from backups.models import (
     BackupOperationKind,
     BackupStatus,
     BaseBackup,
+    PointDatabase,
     Restore,
     RestoreDrill,
 )
@@ -273,11 +274,13 @@ def backup_restore_run(ctx: OperationContext) -> dict:
             level="warning",
         )
     try:
-        if mode == "in_place":
+        if mode == "in_place" and backup.database == PointDatabase.WAL:
+            outcome = _restore_wal_point_in_place(ctx, target, backup, restore)
+        elif mode == "in_place":
             outcome = _restore_in_place_run(ctx, target, backup, restore)
         else:
             _transition(ctx, target, "provisioning", f"Restoring point {backup.point_name}")
-            database = _database_to_time(ctx, backup, "To")
+            database = _database_to_time(ctx, backup, "To") or wal.point_database_builder(backup)
             outcome = restore_new(ctx, target, backup, database=database)
             instance_published(ctx, target)
     except RemoteError as exc:
@@ -347,6 +350,40 @@ def _restore_in_place_run(
         raise
 
 
+def _restore_wal_point_in_place(
+    ctx: OperationContext, target: AtlassianInstance, backup: Backup, restore: Restore
+) -> Outcome:
+    """A point of the archive restored in place: its home, and the database replayed to the
+    point's second (a restore to that time with this point's home). The current database and
+    home are kept aside on the app host until it runs (no safety point over the network); the
+    times after the point are a gap of the window from then on."""
+    started = time.monotonic()
+    assert backup.database_at is not None
+    if backup.app_host_id != target.host_id:
+        taken_on = backup.app_host.name if backup.app_host else "another host"
+        raise OperationFailed(
+            f"Point {backup.point_name} was taken on {taken_on} and its database is that "
+            f"host's WAL archive; {target.name} runs on another host now. Restore the point "
+            "into a new instance."
+        )
+    previous = target.status
+    _transition(ctx, target, "restoring", f"Restoring point {backup.point_name}")
+    try:
+        result = wal.restore_to_time(ctx, target, backup.database_at, point=backup)
+    except BaseException as exc:
+        _transition(ctx, target, previous, "")
+        Restore.objects.filter(pk=restore.pk).update(
+            status=Restore.Status.FAILED, error=str(exc)[:4000], finished_at=timezone.now()
+        )
+        raise
+    wal.gap_record(target, backup.database_at)
+    ctx.step(
+        f"Database replayed to {result['recovered_to']} (the point's second "
+        f"{backup.database_at:%Y-%m-%d %H:%M:%S} UTC); new base backup {result['new_base_backup']}"
+    )
+    return Outcome(seconds=time.monotonic() - started, health="RUNNING")
+
+
 def _database_to_time(
     ctx: OperationContext, backup: Backup, words: str
 ) -> wal.DatabaseBuilder | None:
@@ -414,7 +451,9 @@ def backup_drill_run(ctx: OperationContext) -> dict:
     outcome = None
     interrupted: BaseException | None = None
     target_time = ctx.operation.params.get("target_time")
-    database = _database_to_time(ctx, backup, "Drill to a random second of the window:")
+    database = _database_to_time(
+        ctx, backup, "Drill to a random second of the window:"
+    ) or wal.point_database_builder(backup)
     try:
         outcome = restore_new(ctx, scratch, backup, database=database)
     except OperationFenced:

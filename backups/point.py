@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from backups.catalogue import instances_backup_state_refresh, retention_apply
-from backups.models import Backup, BackupMode, BackupStatus
+from backups.models import Backup, BackupMode, BackupStatus, PointDatabase
 from backups.policies import policy_for
 from backups.store import (
     DUMP_FILE,
@@ -38,6 +39,8 @@ from backups.store import (
     store_of,
 )
 from backups.transfer import (
+    HOME_ONLY,
+    POINT_ENTRIES,
     Entry,
     manifest_check,
     manifest_compute,
@@ -86,9 +89,12 @@ def point_store(
     bconn: HostConnection,
     dump_sha256: str,
     dump_bytes: int,
+    database_check: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Push ``home`` and ``db.dump`` of the instance into a new point, verify it, commit it,
-    apply retention and bring the catalogue in line. The dump must already be written."""
+    apply retention and bring the catalogue in line. The dump must already be written; a point
+    of the WAL archive (``backup.database``) has none, and ``database_check`` (that its WAL is
+    archived) must pass before the point is committed."""
     store = store_of(backup)
     idir = instance_dir(instance)
     previous = newest_point(bconn, instance=instance, store=store)
@@ -111,7 +117,10 @@ def point_store(
             hot=backup.mode == BackupMode.HOT,
             dump_sha256=dump_sha256,
             dump_bytes=dump_bytes,
+            parts=point_entries(backup),
         )
+        if database_check is not None:
+            database_check()
         result = point_commit(
             ctx,
             bconn,
@@ -141,6 +150,12 @@ def point_store(
         "label": kept.get(backup.point_name, ""),
         "retained_points": len(kept),
     }
+
+
+def point_entries(backup: Backup) -> tuple[str, ...]:
+    """What of the instance a point holds: home and dump, or only home (its database is the
+    WAL archive)."""
+    return HOME_ONLY if backup.database == PointDatabase.WAL else POINT_ENTRIES
 
 
 # --- push -----------------------------------------------------------------------------------
@@ -191,9 +206,9 @@ def point_push(
     argv = rsync_base(backup.app_host) + ["--delete"]
     if previous is not None:
         argv.append(f"--link-dest={store.rsync_path('base')}")
+    entries = point_entries(backup)
     argv += [
-        f"{idir}/home",
-        f"{idir}/{DUMP_FILE}",
+        *(f"{idir}/{entry}" for entry in entries),
         rsync_remote(backup.app_host, store.rsync_path(f"incoming/{name}/")),
     ]
     hot = backup.mode == BackupMode.HOT
@@ -204,19 +219,20 @@ def point_push(
         argv,
         allow_vanished=hot,
         backup_host_name=store.backup_host.name,
-        message=f"Pushed home and dump to {store.backup_host.name}"
+        message=f"Pushed {'home and dump' if DUMP_FILE in entries else 'home'} to "
+        f"{store.backup_host.name}"
         + (f" (unchanged files hard-linked to {previous.point_name})" if previous else ""),
     ).bytes_sent
     ctx.check_cancelled()
 
-    sha, source_stat = manifest_compute(app, idir)
+    sha, source_stat = manifest_compute(app, idir, entries)
     bconn.upload(
         f"{incoming}/manifest.sha256",
         sha,
         mode=0o600,
         message="Wrote the checksum manifest computed on the app host",
     )
-    differing = _push_differences(bconn, incoming, source_stat)
+    differing = _push_differences(bconn, incoming, source_stat, entries)
     if differing:
         # rsync's quick check compares sizes and whole-second mtimes, so a file rewritten
         # with the same size within the second the previous point read it looks unchanged
@@ -238,15 +254,17 @@ def point_push(
             backup_host_name=store.backup_host.name,
             message="Copied the differing files again (--checksum)",
         ).bytes_sent
-        sha, source_stat = manifest_compute(app, idir)
+        sha, source_stat = manifest_compute(app, idir, entries)
     return Pushed(sha=sha, source_stat=source_stat, bytes_sent=bytes_sent, started=started)
 
 
-def _push_differences(bconn: HostConnection, directory: str, source_stat: str) -> list[str]:
+def _push_differences(
+    bconn: HostConnection, directory: str, source_stat: str, entries: tuple[str, ...]
+) -> list[str]:
     """Entries of the copy in ``directory`` whose content (against its manifest.sha256) or
     type, owner, mode, size or mtime differ from the instance's."""
     bad = manifest_check(bconn, directory)
-    copy_stat = stat_read(bconn, directory)
+    copy_stat = stat_read(bconn, directory, entries)
     return sorted(set(bad) | set(stat_differences(stat_parse(source_stat), stat_parse(copy_stat))))
 
 
@@ -285,13 +303,15 @@ def copy_verify(
     hot: bool,
     dump_sha256: str,
     dump_bytes: int,
+    parts: tuple[str, ...] = POINT_ENTRIES,
 ) -> Verified:
     """Verify the copy in ``commit`` (out of the app host's reach) against the instance's
-    manifests and the dump pg_dump wrote; a hot copy's files that kept changing are stored as
-    copied last, with a manifest describing exactly that."""
+    manifests and the dump pg_dump wrote (``parts``: what of the instance the point holds); a
+    hot copy's files that kept changing are stored as copied last, with a manifest describing
+    exactly that."""
     sha = pushed.sha
     source = stat_parse(pushed.source_stat)
-    copy_stat = stat_read(bconn, commit)
+    copy_stat = stat_read(bconn, commit, parts)
     entries = stat_parse(copy_stat)
     # Entries the instance does not have (deleted during a hot copy, or sent by something
     # else than the panel's push) are not part of the point.
@@ -303,7 +323,7 @@ def copy_verify(
             output="\n".join(stray[:50]),
         )
         paths_remove(bconn, commit, stray)
-        copy_stat = stat_read(bconn, commit)
+        copy_stat = stat_read(bconn, commit, parts)
         entries = stat_parse(copy_stat)
     bconn.upload(
         f"{commit}/manifest.sha256",
@@ -327,7 +347,7 @@ def copy_verify(
             level="warning",
             output="\n".join(changed[:50]),
         )
-        sha, _ = manifest_compute(bconn, commit)
+        sha, _ = manifest_compute(bconn, commit, parts)
         bconn.upload(
             f"{commit}/manifest.sha256",
             sha,
@@ -336,6 +356,10 @@ def copy_verify(
         )
         if manifest_check(bconn, commit):
             raise OperationFailed(f"The copy on {store.backup_host.name} cannot be verified.")
+    if DUMP_FILE not in parts:
+        if DUMP_FILE in entries:
+            raise OperationFailed("The copy holds a database dump the point does not carry.")
+        return Verified(sha=sha, copy_stat=copy_stat, entries=entries, changed=changed)
     dump_entry = entries.get(DUMP_FILE)
     if (
         dump_entry is None
@@ -379,6 +403,8 @@ def point_commit(
         "taken_at": backup.taken_at.isoformat(),
         "kind": backup.kind,
         "mode": backup.mode,
+        "database": backup.database,
+        "database_at": backup.database_at.isoformat() if backup.database_at else None,
         "dump_sha256": dump_sha256,
         "dump_bytes": dump_bytes,
         "file_count": file_count,
@@ -401,7 +427,12 @@ def point_commit(
     )
     bconn.run(
         ["mv", "-T", commit, store.point(name)],
-        message=f"Committed point {name} (verified: {file_count} files, dump {dump_bytes} bytes)",
+        message=f"Committed point {name} (verified: {file_count} files, "
+        + (
+            f"dump {dump_bytes} bytes)"
+            if backup.database == PointDatabase.DUMP
+            else f"database from the archive at {backup.database_at:%H:%M:%S} UTC)"
+        ),
     )
     verified_at = timezone.now()
     earlier = [store.point(previous.point_name)] if previous else []
@@ -410,7 +441,7 @@ def point_commit(
         logical_bytes=logical,
         disk_bytes=disk,
         file_count=file_count,
-        dump_bytes=dump_bytes,
+        dump_bytes=dump_bytes if backup.database == PointDatabase.DUMP else None,
         dump_sha256=dump_sha256,
         manifest_sha256=manifest_sha,
         verified_at=verified_at,

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from backups.dump import RESTORE_DUMP_FILE, compose_argv, db_wait_ready, running_services
-from backups.models import Backup, BackupKind
+from backups.models import Backup, BackupKind, PointDatabase
 from backups.policies import default_mode
 from backups.store import DUMP_FILE, PointStore, store_of
 from backups.take import backup_take
@@ -498,6 +498,10 @@ def restore_in_place(
     its current database was upgraded by the newer version and the deployed (previous)
     version would be started on it; the error says which database holds what."""
     started = time.monotonic()
+    if backup.database == PointDatabase.WAL:  # backups.operations restores it with the WAL
+        raise RestoreRefused(
+            f"Point {backup.point_name} carries no dump: its database is the WAL archive."
+        )
     db = instance.db_name
     staged = f"{db}_restore"
     previous = f"{db}_pre_restore"
@@ -958,6 +962,10 @@ def restore_new(
             if database is not None:
                 ctx.progress(3)
                 database(ctx, conn, target)
+            elif backup.database == PointDatabase.WAL:
+                raise OperationFailed(
+                    f"Point {backup.point_name} carries no dump: its database is the WAL archive."
+                )
             else:
                 dump = dump_pull(ctx, conn, target, backup, source)
                 ctx.progress(3)

@@ -31,6 +31,7 @@ from backups.models import (
     BackupPolicy,
     BackupStatus,
     BaseBackup,
+    PointDatabase,
     RestoreDrill,
     RestoreMode,
     RestoreRequest,
@@ -397,6 +398,8 @@ def restore_start(
         raise ValidationError(
             {"backup": f"Point {backup.point_name} is {backup.get_status_display().lower()}."}
         )
+    if backup.database == PointDatabase.WAL:
+        _wal_point_check(backup, in_place=mode == RestoreMode.IN_PLACE)
     params = {"backup": str(backup.pk), "mode": mode, "source": str(source.pk)}
     if mode == RestoreMode.IN_PLACE:
         if confirm_name.strip() != source.name:
@@ -427,6 +430,32 @@ def restore_start(
         host=host,
         idempotency_key=idempotency_key,
     )
+
+
+def _wal_point_check(backup: Backup, *, in_place: bool) -> None:
+    """Refuse, before anything starts, a point of the archive whose database the archive can
+    no longer give: its second lies on a timeline a later restore left, or (in place) the
+    instance runs on another host than the one whose archive holds it."""
+    source = backup.instance
+    moment = backup.database_at
+    gap = recovery_gap(source, moment) if moment is not None else None
+    if moment is None or gap is not None:
+        why = (
+            f"{source.name} was restored to {gap[0]:%Y-%m-%d %H:%M:%S} UTC at "
+            f"{gap[1]:%Y-%m-%d %H:%M:%S} UTC, which left the timeline it is on"
+            if gap is not None
+            else "it has no database time"
+        )
+        raise ValidationError(
+            {"backup": f"Point {backup.point_name}'s database is the WAL archive, and {why}."}
+        )
+    if in_place and backup.app_host_id != source.host_id:
+        raise ValidationError(
+            {
+                "mode": f"Point {backup.point_name}'s database is the WAL archive of the host "
+                f"{source.name} ran on then; restore it into a new instance."
+            }
+        )
 
 
 @transaction.atomic

@@ -4,16 +4,18 @@ copy after it."""
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.utils import timezone
 
 from backups import offsite
 from backups.catalogue import instances_backup_state_refresh
 from backups.dump import compose_argv, db_wait_ready, dump_create, running_services
-from backups.models import Backup, BackupMode, BackupPolicy, BackupStatus
+from backups.models import Backup, BackupMode, BackupPolicy, BackupStatus, PointDatabase
 from backups.point import point_store
 from backups.retention import point_name
 from backups.store import DUMP_FILE, effective_backup_host, store_of
@@ -80,11 +82,18 @@ def backup_take(
 
     Hot: dump while everything runs, copy home. Cold: stop the app, dump the idle database,
     stop the database, copy, start again and wait for RUNNING; the downtime is recorded.
+    An instance whose WAL is archived mostly needs no dump (:func:`backups.wal.point_database`):
+    the point records the second its database is at (hot: when it starts; cold: once the app
+    stopped), writes a commit after it and is committed only once the archive holds that
+    commit, so a dump's time (most of a point's) is neither spent nor, cold, inside the
+    downtime.
     ``restart=False`` (cold only): once the point is stored, leave the app and its database
     stopped for the caller (an upgrade starts the new image on exactly the state of the
     point, with nothing written in between); the downtime is then counted up to the
     hand-over. If the backup fails the instance is started again as usual.
     """
+    from backups import wal  # wal -> restore -> this module (a restore's safety point)
+
     instance = AtlassianInstance.objects.select_related("host__backup_host", "tenant").get(
         pk=instance.pk
     )
@@ -103,9 +112,27 @@ def backup_take(
             host_connection(backup.backup_host, ctx=ctx) as bconn,
         ):
             services = _Services(running=running_services(app, instance))
+            if instance.wal_archiving:
+                wal.wal_state_read(app, instance)  # the archive's health, read now
+            policy = BackupPolicy.objects.filter(instance=instance).first()
+            database, why = wal.point_database(
+                instance,
+                kind=kind,
+                taken_at=backup.taken_at,
+                offsite=policy is not None and policy.offsite_enabled,
+                db_running="db" in services.running,
+            )
+            ctx.step(f"Database of the point: {why}")
             stored = False
             try:
-                dump_sha, dump_bytes = _dump_take(ctx, app, instance, mode=mode, services=services)
+                check: Callable[[], None] | None = None
+                if database == PointDatabase.WAL:
+                    dump_sha, dump_bytes = "", 0
+                    check = _wal_point_start(ctx, app, instance, backup, mode, services)
+                else:
+                    dump_sha, dump_bytes = _dump_take(
+                        ctx, app, instance, mode=mode, services=services
+                    )
                 ctx.check_cancelled()
                 point_store(
                     ctx,
@@ -115,6 +142,7 @@ def backup_take(
                     bconn=bconn,
                     dump_sha256=dump_sha,
                     dump_bytes=dump_bytes,
+                    database_check=check,
                 )
                 stored = True
             finally:
@@ -157,10 +185,46 @@ def backup_take(
         f"{backup.bytes_transferred} bytes sent, {backup.disk_bytes} new bytes on disk, "
         f"downtime {downtime:.1f} s, label {backup.label or '-'}"
     )
-    policy = BackupPolicy.objects.filter(instance=instance).first()
     if policy is not None and policy.offsite_enabled:
         offsite.offsite_copy(ctx, backup)
     return backup
+
+
+def _app_stop(
+    app: HostConnection, instance: AtlassianInstance, services: _Services, words: str
+) -> None:
+    """A cold backup's stop of the app; ``services`` records when (the downtime starts)."""
+    services.stopped_at = time.monotonic()
+    app.run(
+        compose_argv(instance, "stop", "--timeout", "120", "app"),
+        timeout=300,
+        message=f"Cold backup: stopped the app of {words}",
+    )
+
+
+def _wal_point_start(
+    ctx: OperationContext,
+    app: HostConnection,
+    instance: AtlassianInstance,
+    backup: Backup,
+    mode: str,
+    services: _Services,
+) -> Callable[[], None]:
+    """A point of the archive: a cold one stops the app (the database keeps running: its WAL
+    is what the point holds); the point's second is recorded and a commit written after it.
+    Returns the check the point must pass before it is committed: that commit archived."""
+    from backups import wal  # see backup_take
+
+    if mode == BackupMode.COLD and services.app_was_running:
+        _app_stop(app, instance, services, f"{instance.name} (the database runs on)")
+    # The next whole second (a replay to a second keeps the commits before it): every commit
+    # before the point started (cold: before the app stopped) is in the point's database, and
+    # the home is copied after it.
+    database_at = datetime.fromtimestamp(math.ceil(timezone.now().timestamp()), tz=UTC)
+    backup.database, backup.database_at = PointDatabase.WAL, database_at
+    Backup.objects.filter(pk=backup.pk).update(database=PointDatabase.WAL, database_at=database_at)
+    marked = wal.point_wal_mark(ctx, app, instance, database_at)
+    return lambda: wal.point_wal_wait(ctx, app, instance, marked)
 
 
 def _dump_take(
@@ -175,12 +239,7 @@ def _dump_take(
     first and the database after; a stopped instance gets its database started for the dump.
     ``services`` records each change as it is made. Returns (sha256, size) of the dump."""
     if mode == BackupMode.COLD and services.app_was_running:
-        services.stopped_at = time.monotonic()
-        app.run(
-            compose_argv(instance, "stop", "--timeout", "120", "app"),
-            timeout=300,
-            message=f"Cold backup: stopped the app of {instance.name}",
-        )
+        _app_stop(app, instance, services, instance.name)
     if "db" not in services.running:
         app.run(
             compose_argv(instance, "up", "--detach", "db"),

@@ -16,8 +16,10 @@ from provisioning.hosts import host_backup_ssh_argv
 from provisioning.models import Host
 from provisioning.remote import HostConnection
 
-# The entries of a point that come from the instance (the rest are the panel's own files).
+# The entries of a point that come from the instance (the rest are the panel's own files); a
+# point whose database is the WAL archive has only the home.
 POINT_ENTRIES = ("home", DUMP_FILE)
+HOME_ONLY = ("home",)
 
 _SHA_SCRIPT = (
     'set -e; cd "$1"; shift; '
@@ -188,17 +190,18 @@ def stat_differences(source: dict[str, Entry], copy: dict[str, Entry]) -> list[s
     )
 
 
-def manifest_compute(conn: HostConnection, base: str) -> tuple[str, str]:
-    """The ``manifest.sha256`` and ``manifest.stat`` texts of a point's entries under
+def manifest_compute(
+    conn: HostConnection, base: str, entries: tuple[str, ...] = POINT_ENTRIES
+) -> tuple[str, str]:
+    """The ``manifest.sha256`` and ``manifest.stat`` texts of a point's ``entries`` under
     ``base`` on ``conn``'s host."""
-    entries = list(POINT_ENTRIES)
     sha = conn.run(["sh", "-c", _SHA_SCRIPT, "sh", base, *entries], record=False).stdout
-    return sha, stat_read(conn, base)
+    return sha, stat_read(conn, base, entries)
 
 
-def stat_read(conn: HostConnection, base: str) -> str:
-    """The ``manifest.stat`` text of a point's entries under ``base`` on ``conn``'s host."""
-    return conn.run(["sh", "-c", _STAT_SCRIPT, "sh", base, *POINT_ENTRIES], record=False).stdout
+def stat_read(conn: HostConnection, base: str, entries: tuple[str, ...] = POINT_ENTRIES) -> str:
+    """The ``manifest.stat`` text of a point's ``entries`` under ``base`` on ``conn``'s host."""
+    return conn.run(["sh", "-c", _STAT_SCRIPT, "sh", base, *entries], record=False).stdout
 
 
 def manifest_check(bconn: HostConnection, directory: str) -> list[str]:

@@ -37,7 +37,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from backups.dump import compose_argv
-from backups.models import Backup, BackupStatus, BaseBackup, WalArchive
+from backups.models import (
+    Backup,
+    BackupKind,
+    BackupStatus,
+    BaseBackup,
+    PointDatabase,
+    WalArchive,
+)
 from backups.restore import (
     DatabaseBuilder,
     home_pull,
@@ -45,7 +52,7 @@ from backups.restore import (
     source_prepare,
     source_release,
 )
-from backups.selectors import Window, recovery_window
+from backups.selectors import Window, recovery_gap, recovery_window
 from backups.store import PointStore, effective_backup_host
 from backups.transfer import rsync_base, rsync_remote, rsync_run
 from panel.operations import OperationContext, OperationFailed
@@ -330,6 +337,102 @@ def wal_shipped_wait(
             )
         ctx.check_cancelled()
         time.sleep(2)
+
+
+# --- points whose database is the archive --------------------------------------------------
+
+# Points a support person restores in place after a failure, or the upgrade roll-back does:
+# they keep their dump, so they restore without the archive (and its replay) at all.
+_DUMP_KINDS = (BackupKind.PRE_UPGRADE, BackupKind.SAFETY)
+
+
+def point_database(
+    instance: AtlassianInstance, *, kind: str, taken_at: datetime, offsite: bool, db_running: bool
+) -> tuple[str, str]:
+    """Where the point of ``instance`` taken at ``taken_at`` gets its database: a pg_dump, or
+    (``PointDatabase.WAL``) nothing in the point, the archive replayed to its second. The
+    second says why, for the operation's step. The archive serves when the WAL is archived and
+    healthy, a base backup on the current timeline finished before the point, the point is
+    not one of the kinds that keep a dump, and no off-site copy (which carries the dump, not
+    the archive) is made of it."""
+    if not instance.wal_archiving:
+        return PointDatabase.DUMP, "pg_dump"
+    if not settings.PANEL_BACKUP_WAL_POINTS:
+        return PointDatabase.DUMP, "pg_dump (PANEL_BACKUP_WAL_POINTS is off)"
+    if kind in _DUMP_KINDS:
+        return PointDatabase.DUMP, f"pg_dump ({BackupKind(kind).label.lower()} points keep one)"
+    if offsite:
+        return PointDatabase.DUMP, "pg_dump (the off-site copy carries the dump, not the WAL)"
+    if not db_running:
+        return PointDatabase.DUMP, "pg_dump (the database is stopped: it archives nothing)"
+    archive = WalArchive.objects.filter(instance=instance).first()
+    if archive is None or archive.error or not archive.receiver_running:
+        problem = (archive.error if archive else "") or "the WAL receiver is not running"
+        return PointDatabase.DUMP, f"pg_dump (the WAL archive is not healthy: {problem})"
+    forked = max((datetime.fromisoformat(end) for _start, end in archive.gaps), default=None)
+    bases = BaseBackup.objects.filter(
+        instance=instance, status=BaseBackup.Status.SUCCEEDED, finished_at__lte=taken_at
+    )
+    if forked is not None:
+        bases = bases.filter(finished_at__gt=forked)
+    base = bases.order_by("-finished_at").first()
+    if base is None:
+        return PointDatabase.DUMP, "pg_dump (no base backup on the current timeline before it)"
+    return (
+        PointDatabase.WAL,
+        f"no dump: the archived WAL from base backup {base.label}, replayed to the point's second",
+    )
+
+
+def point_wal_mark(
+    ctx: OperationContext, conn: HostConnection, instance: AtlassianInstance, database_at: datetime
+) -> datetime:
+    """Write one commit after ``database_at`` (a replay to that second stops at the first
+    commit after it, and fails if the WAL holds none), so the point restores from the archive
+    alone, even when the instance is down by then. Returns when it was written."""
+    wait = (database_at - timezone.now()).total_seconds() + 0.05
+    if wait > 0:
+        time.sleep(wait)  # under a second: database_at is the next whole second
+    return marker_write(
+        conn, instance, f"Wrote a commit after {database_at:%H:%M:%S} UTC for the replay to stop at"
+    )
+
+
+def marker_write(conn: HostConnection, instance: AtlassianInstance, message: str) -> datetime:
+    """One commit on the running database (an xid makes its commit a WAL record); when."""
+    marked = timezone.now()
+    psql(conn, instance, "SELECT txid_current();", database=instance.db_name, message=message)
+    return marked
+
+
+def point_wal_wait(
+    ctx: OperationContext, conn: HostConnection, instance: AtlassianInstance, marked: datetime
+) -> None:
+    """Wait until the archive on the backup host holds the commit written at ``marked``: only
+    then is the point's database there (else the point fails and nothing is committed)."""
+    archive = wal_shipped_wait(ctx, conn, instance, marked)
+    ctx.step(
+        f"The archived WAL reaches {archive.shipped_at:%H:%M:%S} UTC: the point's database is "
+        "on the backup host"
+    )
+
+
+def point_database_builder(
+    backup: Backup, source: AtlassianInstance | None = None
+) -> DatabaseBuilder | None:
+    """How a copy gets the database of ``backup``: None for a point with its dump; for a point
+    of the archive, its base backup and WAL replayed to the point's second (no commit written
+    on the source: the point wrote one when it was taken, and the source may be down).
+    ``source``: the instance as it was when the point was taken (its archive is keyed by the
+    app host it ran on), by default the point's instance on the point's app host."""
+    if backup.database != PointDatabase.WAL:
+        return None
+    if backup.database_at is None:
+        raise OperationFailed(f"Point {backup.point_name} has no database time.")
+    if source is None:
+        source = copy.copy(backup.instance)
+        source.host = backup.app_host
+    return _database_replayed(source, backup.database_at, reached=[], marker=False)
 
 
 # --- base backups ---------------------------------------------------------------------------
@@ -632,8 +735,19 @@ def _base_for(instance: AtlassianInstance, target: datetime) -> BaseBackup:
     return base
 
 
-def _window_check(ctx: OperationContext, instance: AtlassianInstance, target: datetime) -> None:
-    window = _window_with_marker(ctx, instance)
+def _window_check(
+    ctx: OperationContext, instance: AtlassianInstance, target: datetime, *, marker: bool = True
+) -> None:
+    """Refuse a target outside the window (or in a gap). ``marker``: write a commit and wait
+    until it is archived first (a point of the archive wrote its own when it was taken)."""
+    window = _window_with_marker(ctx, instance) if marker else recovery_window(instance)
+    gap = recovery_gap(instance, target)
+    if gap is not None:
+        raise OperationFailed(
+            f"{target:%Y-%m-%d %H:%M:%S} UTC lies on a timeline {instance.name} left when it was "
+            f"restored to {gap[0]:%Y-%m-%d %H:%M:%S} UTC at {gap[1]:%Y-%m-%d %H:%M:%S} UTC: the "
+            "archive cannot bring it back."
+        )
     if window is None or not (window.start <= target <= window.end):
         span = (
             f"{window.start:%Y-%m-%d %H:%M:%S} to {window.end:%Y-%m-%d %H:%M:%S} UTC"
@@ -647,14 +761,19 @@ def _window_check(ctx: OperationContext, instance: AtlassianInstance, target: da
 
 
 def restore_to_time(
-    ctx: OperationContext, instance: AtlassianInstance, target: datetime
+    ctx: OperationContext,
+    instance: AtlassianInstance,
+    target: datetime,
+    *,
+    point: Backup | None = None,
 ) -> dict[str, str]:
     """Restore ``instance`` in place to ``target`` (a second inside its window): database
-    replayed to that second, home from the newest point before it. On failure after the stop,
+    replayed to that second, home from the newest point before it (or ``point``: a point of
+    the archive restored in place, whose second ``target`` is). On failure after the stop,
     the previous data directory and home are put back and started."""
-    _window_check(ctx, instance, target)
+    _window_check(ctx, instance, target, marker=point is None)
     base = _base_for(instance, target)
-    point = _home_point(instance, target)
+    point = point or _home_point(instance, target)
     ctx.step(
         f"Database: base backup {base.label} replayed to {target:%Y-%m-%d %H:%M:%S} UTC; "
         f"home: point {point.point_name} ({point.taken_at:%Y-%m-%d %H:%M:%S} UTC)"
@@ -778,11 +897,15 @@ def database_to_end(source: AtlassianInstance, reached: list[str]) -> DatabaseBu
 
 
 def _database_replayed(
-    source: AtlassianInstance, target_time: datetime | None, *, reached: list[str]
+    source: AtlassianInstance,
+    target_time: datetime | None,
+    *,
+    reached: list[str],
+    marker: bool = True,
 ) -> DatabaseBuilder:
     def build(ctx: OperationContext, conn: HostConnection, target: AtlassianInstance) -> None:
         if target_time is not None:
-            _window_check(ctx, source, target_time)
+            _window_check(ctx, source, target_time, marker=marker)
             base = _base_for(source, target_time)
             ctx.step(
                 f"Database: base backup {base.label} of {source.name} replayed to "
@@ -1038,14 +1161,7 @@ def _window_with_marker(ctx: OperationContext, instance: AtlassianInstance) -> W
     archived: recovery to a time stops at the first commit after it, and fails ("recovery
     ended before configured recovery target was reached") if the WAL holds none."""
     with host_connection(_app_host(instance), ctx=ctx) as conn:
-        marked = timezone.now()
-        psql(
-            conn,
-            instance,
-            "SELECT txid_current();",
-            database=instance.db_name,
-            message="Wrote a commit for the replay to stop at",
-        )
+        marked = marker_write(conn, instance, "Wrote a commit for the replay to stop at")
         wal_shipped_wait(ctx, conn, instance, marked)
     return recovery_window(instance)
 

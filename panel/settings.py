@@ -593,6 +593,10 @@ PANEL_WAL_BROKEN_AFTER = env_int("PANEL_WAL_BROKEN_AFTER", 300)
 # Hours between scheduled base backups of an archiving instance (0: only on demand). A base
 # bounds a restore's replay and lets retention drop the WAL before it.
 PANEL_WAL_BASE_INTERVAL_HOURS = env_float("PANEL_WAL_BASE_INTERVAL_HOURS", 24.0)
+# Scheduled and extra points of an instance whose WAL is archived carry no pg_dump: their
+# database is the archive replayed to the point's second (backups.wal.point_database). Off:
+# every point carries a dump, as before archiving.
+PANEL_BACKUP_WAL_POINTS = env_bool("PANEL_BACKUP_WAL_POINTS", default=True)
 # Days extra, pre-upgrade and safety points are kept besides the retention policy's points.
 PANEL_BACKUP_EXTRA_KEEP_DAYS = env_int("PANEL_BACKUP_EXTRA_KEEP_DAYS", 7)
 # Restore drills: the app host scratch instances run on (its name; empty: the source's host),

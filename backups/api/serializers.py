@@ -68,6 +68,8 @@ class BackupSerializer(serializers.ModelSerializer):
             "file_count",
             "dump_bytes",
             "dump_sha256",
+            "database",
+            "database_at",
             "manifest_sha256",
             "verified_at",
             "changed_during_backup",

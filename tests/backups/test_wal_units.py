@@ -19,8 +19,7 @@ from notifications.models import NotificationEvent
 from panel.access import access_for_user
 from panel.operations import OperationFailed
 from provisioning.models import AtlassianInstance, Operation
-from tests.backups.factories import backup_host, make_point, with_backup_host
-from tests.support.factories import make_instance
+from tests.backups.factories import make_point
 
 # What pg_basebackup writes (PostgreSQL 15, --format=tar): backup_label inside base.tar.
 LABEL = """START WAL LOCATION: 0/5000028 (file 00000002000000000000000A)
@@ -71,15 +70,6 @@ def _base(instance: AtlassianInstance, hours_ago: float, status: str = "succeede
         finished_at=finished,
         start_wal="000000010000000000000001",
     )
-
-
-@pytest.fixture
-def archiving(acme, app_host):
-    host = with_backup_host(app_host, backup_host())
-    instance = make_instance(acme, "acme-jira", host=host, tier="tier2")
-    AtlassianInstance.objects.filter(pk=instance.pk).update(wal_archiving=True)
-    instance.refresh_from_db()
-    return instance
 
 
 def test_retention_keeps_the_base_that_covers_the_oldest_point_and_every_later_one(archiving):

@@ -4,6 +4,7 @@ base backup, and a restore in place to a chosen second, checked by the rows."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from datetime import timedelta
@@ -21,6 +22,7 @@ from backups.services import (
     WAL_BROKEN,
     backup_start,
     drill_start,
+    restore_start,
     restore_to_time_start,
     wal_base_start,
     wal_bases_dispatch,
@@ -267,6 +269,68 @@ def test_a_drill_restores_a_random_second_of_the_window_into_a_scratch_copy(lab,
     titles = seen[drill.scratch_name]
     assert "drill-before" in titles and "drill-after" not in titles
     assert "Drill to a random second of the window" in step_text(op)
+
+
+def test_points_of_the_archive_carry_no_dump_and_restore_to_their_second(lab, pitr, app2):
+    """A point of an archiving instance holds only the home; its database is the archive
+    replayed to the point's second, into a new instance on another host (hot point) and in
+    place (cold point, the database running on while the app is stopped)."""
+    admin, staff = access_for_user(lab.admin), access_for_user(lab.support)
+    lab.api("items", {"title": "wp-before"}, instance=pitr)
+    op = wait_ok(backup_start(actor=admin, instance=pitr, mode="hot"))
+    lab.api("items", {"title": "wp-after"}, instance=pitr)
+    point = Backup.objects.get(pk=op.result["backup"])
+    assert point.database == "wal" and point.dump_bytes is None and op.result["dump_bytes"] is None
+    assert point.database_at is not None and point.database_at >= point.taken_at
+    text = step_text(op)
+    assert "no dump: the archived WAL from base backup" in text
+    assert "the point's database is on the backup host" in text
+    directory = f"{lab.area(pitr)}/points/{point.point_name}"
+    assert backup1("sh", "-c", f"ls -1 {directory}").split() == [
+        "home",
+        "manifest.sha256",
+        "manifest.stat",
+        "point.json",
+    ]
+    info = json.loads(backup1("cat", f"{directory}/point.json"))
+    assert info["database"] == "wal" and info["database_at"] == point.database_at.isoformat()
+
+    name = f"w{lab.suffix}-jira"
+    lab.extra_projects.append(name)
+    copy_op = wait_ok(
+        restore_start(
+            actor=staff,
+            backup=point,
+            mode="new_instance",
+            name=name,
+            hostname=f"{name}.staging.example",
+            host=app2,
+        )
+    )
+    copy = AtlassianInstance.objects.get(name=name)
+    titles = sorted(lab.titles(copy))
+    assert "wp-before" in titles and "wp-after" not in titles
+    assert "replayed to" in step_text(copy_op)
+
+    cold_op = wait_ok(backup_start(actor=admin, instance=pitr, mode="cold"))
+    cold = Backup.objects.get(pk=cold_op.result["backup"])
+    assert cold.database == "wal" and cold.downtime_seconds is not None
+    assert "the database runs on" in step_text(cold_op)
+    assert cold.dump_bytes is None
+    lab.api("items", {"title": "after-cold"}, instance=pitr)
+    lab.psql("DELETE FROM standin_item WHERE title = 'wp-before'", instance=pitr)
+
+    restore = wait_ok(
+        restore_start(actor=staff, backup=cold, mode="in_place", confirm_name=pitr.name)
+    )
+    titles = _titles(lab, pitr)
+    assert "wp-before" in titles and "wp-after" in titles and "after-cold" not in titles
+    assert restore.result["health"] == "RUNNING"
+    assert f"the point's second {cold.database_at:%Y-%m-%d %H:%M:%S} UTC" in step_text(restore)
+    pitr.refresh_from_db()
+    assert pitr.status == "running"
+    archive = WalArchive.objects.get(instance=pitr)
+    assert archive.gaps and archive.gaps[-1][0] == cold.database_at.isoformat()
 
 
 def test_wal_ships_while_a_push_of_the_same_app_host_holds_rrsyncs_lock(lab, pitr):

@@ -1,0 +1,127 @@
+"""Points of the WAL archive without the lab: when a point carries no dump, and what a restore
+of one refuses before it starts. (Through the real parts: tests/backups/lab/
+test_point_in_time.py, test_points_of_the_archive_carry_no_dump_and_restore_to_their_second.)"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from backups.catalogue import _database_of
+from backups.models import BaseBackup, PointDatabase, WalArchive
+from backups.services import restore_start
+from backups.wal import point_database
+from panel.access import access_for_user
+from provisioning.models import AtlassianInstance, Host
+from tests.backups.factories import make_point
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def healthy(archiving: AtlassianInstance) -> AtlassianInstance:
+    """The archiving instance with a base backup an hour old and a running receiver."""
+    instance, host = archiving, archiving.host
+    BaseBackup.objects.create(
+        instance=instance,
+        backup_host=host.backup_host,
+        app_host=host,
+        label="base-1",
+        status=BaseBackup.Status.SUCCEEDED,
+        started_at=timezone.now() - timedelta(hours=2),
+        finished_at=timezone.now() - timedelta(hours=1),
+        start_wal="000000010000000000000001",
+    )
+    WalArchive.objects.create(instance=instance, receiver_running=True, shipped_at=timezone.now())
+    return instance
+
+
+def _choice(instance, **overrides):
+    args = {
+        "kind": "scheduled",
+        "taken_at": timezone.now(),
+        "offsite": False,
+        "db_running": True,
+        **overrides,
+    }
+    return point_database(instance, **args)
+
+
+def test_a_scheduled_or_extra_point_of_a_healthy_archive_carries_no_dump(healthy):
+    database, why = _choice(healthy)
+    assert database == PointDatabase.WAL and "base backup base-1" in why
+    assert _choice(healthy, kind="manual")[0] == PointDatabase.WAL
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        ({"kind": "pre_upgrade"}, "before an upgrade points keep one"),
+        ({"kind": "safety"}, "points keep one"),
+        ({"offsite": True}, "off-site copy carries the dump"),
+        ({"db_running": False}, "database is stopped"),
+        # the only base finished after the point: its replay could not start before it
+        ({"taken_at": timezone.now() - timedelta(hours=3)}, "no base backup"),
+    ],
+)
+def test_points_keep_their_dump_where_the_archive_cannot_serve(healthy, overrides, words):
+    database, why = _choice(healthy, **overrides)
+    assert database == PointDatabase.DUMP and why.startswith("pg_dump") and words in why
+
+
+def test_a_broken_archive_or_a_fork_after_the_base_means_a_dump(healthy, settings):
+    WalArchive.objects.filter(instance=healthy).update(error="rsync: connection refused")
+    assert "connection refused" in _choice(healthy)[1]
+    WalArchive.objects.filter(instance=healthy).update(error="", receiver_running=False)
+    assert "receiver is not running" in _choice(healthy)[1]
+    # restored to a time after the base: the base is on the timeline left behind
+    forked = timezone.now() - timedelta(minutes=10)
+    WalArchive.objects.filter(instance=healthy).update(
+        receiver_running=True,
+        gaps=[[(forked - timedelta(minutes=5)).isoformat(), forked.isoformat()]],
+    )
+    assert _choice(healthy) == (
+        PointDatabase.DUMP,
+        "pg_dump (no base backup on the current timeline before it)",
+    )
+    WalArchive.objects.filter(instance=healthy).update(gaps=[])
+    settings.PANEL_BACKUP_WAL_POINTS = False
+    assert "PANEL_BACKUP_WAL_POINTS is off" in _choice(healthy)[1]
+    AtlassianInstance.objects.filter(pk=healthy.pk).update(wal_archiving=False)
+    healthy.refresh_from_db()
+    assert _choice(healthy) == (PointDatabase.DUMP, "pg_dump")
+
+
+def test_a_point_of_the_archive_past_a_fork_or_from_another_host_is_refused(healthy, sam):
+    staff = access_for_user(sam)
+    at = timezone.now() - timedelta(minutes=30)
+    point = make_point(
+        healthy, taken_at=at, database=PointDatabase.WAL, database_at=at, dump_bytes=None
+    )
+    WalArchive.objects.filter(instance=healthy).update(
+        gaps=[[(at - timedelta(minutes=1)).isoformat(), timezone.now().isoformat()]]
+    )
+    with pytest.raises(ValidationError) as refused:
+        restore_start(actor=staff, backup=point, mode="in_place", confirm_name=healthy.name)
+    assert "left the timeline it is on" in str(refused.value)
+    WalArchive.objects.filter(instance=healthy).update(gaps=[])
+    other = Host.objects.create(
+        name="app-other", role=Host.Role.APP, address="127.0.0.31", status=Host.Status.READY
+    )
+    point.app_host = other
+    point.save(update_fields=["app_host"])
+    with pytest.raises(ValidationError) as elsewhere:
+        restore_start(actor=staff, backup=point, mode="in_place", confirm_name=healthy.name)
+    assert "restore it into a new instance" in str(elsewhere.value)
+
+
+def test_an_imported_point_json_says_where_its_database_is():
+    assert _database_of({}) == {"database": PointDatabase.DUMP}
+    assert _database_of({"database": "wal", "database_at": "garbage"}) == {
+        "database": PointDatabase.DUMP
+    }
+    found = _database_of({"database": "wal", "database_at": "2026-12-07T10:00:01+00:00"})
+    assert found["database"] == PointDatabase.WAL and found["database_at"].second == 1
