@@ -25,6 +25,7 @@ pytestmark = pytest.mark.django_db
 def healthy(archiving: AtlassianInstance) -> AtlassianInstance:
     """The archiving instance with a base backup an hour old and a running receiver."""
     instance, host = archiving, archiving.host
+    assert host is not None and host.backup_host is not None
     BaseBackup.objects.create(
         instance=instance,
         backup_host=host.backup_host,
