@@ -37,6 +37,8 @@ class BackupsConfig(AppConfig):
         # A backup that ends frees its slot: the next due one of its backup host starts at once.
         hook_register("operation_listeners", "succeeded", services.backup_ended_dispatch)
         hook_register("operation_listeners", "failed", services.backup_ended_dispatch)
+        # A restore in place that forked a new timeline: a base backup on it, right after.
+        hook_register("operation_listeners", "succeeded", services.base_after_restore)
         panel_register("dashboard_panels", "backups/_dashboard_backups.html")
         panel_register("instance_panels", "backups/_instance_backups.html")
         panel_register("host_panels", "backups/_host_evacuation.html")

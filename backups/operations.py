@@ -274,7 +274,8 @@ def backup_restore_run(ctx: OperationContext) -> dict:
             level="warning",
         )
     try:
-        if mode == "in_place" and backup.database == PointDatabase.WAL:
+        wal_in_place = mode == "in_place" and backup.database == PointDatabase.WAL
+        if wal_in_place:
             outcome = _restore_wal_point_in_place(ctx, target, backup, restore)
         elif mode == "in_place":
             outcome = _restore_in_place_run(ctx, target, backup, restore)
@@ -314,6 +315,8 @@ def backup_restore_run(ctx: OperationContext) -> dict:
         "rto_objective_seconds": goals.rto.total_seconds(),
         "health": outcome.health,
         "base_url": outcome.base_url or target.base_url,
+        # A point of the archive restored in place forked a new timeline (see restore_time_run)
+        **({"new_timeline": True} if wal_in_place else {}),
     }
 
 
@@ -379,7 +382,7 @@ def _restore_wal_point_in_place(
     wal.gap_record(target, backup.database_at)
     ctx.step(
         f"Database replayed to {result['recovered_to']} (the point's second "
-        f"{backup.database_at:%Y-%m-%d %H:%M:%S} UTC); new base backup {result['new_base_backup']}"
+        f"{backup.database_at:%Y-%m-%d %H:%M:%S} UTC)"
     )
     return Outcome(seconds=time.monotonic() - started, health="RUNNING")
 

@@ -90,13 +90,15 @@ def point_store(
     dump_sha256: str,
     dump_bytes: int,
     database_check: Callable[[], None] | None = None,
+    source: str = "",
 ) -> dict[str, Any]:
     """Push ``home`` and ``db.dump`` of the instance into a new point, verify it, commit it,
     apply retention and bring the catalogue in line. The dump must already be written; a point
     of the WAL archive (``backup.database``) has none, and ``database_check`` (that its WAL is
-    archived) must pass before the point is committed."""
+    archived) must pass before the point is committed. ``source``: the directory the home is
+    read from (default the instance's; a cold point's frozen copy)."""
     store = store_of(backup)
-    idir = instance_dir(instance)
+    idir = source or instance_dir(instance)
     previous = newest_point(bconn, instance=instance, store=store)
     disk_check(ctx, bconn, app, store=store, idir=idir, dump_bytes=dump_bytes, previous=previous)
     pushed = point_push(

@@ -961,6 +961,24 @@ def backup_ended_dispatch(operation: Operation) -> dict[str, list[str]] | None:
     return backups_dispatch(ended, backup_host_id=backup_host[0])
 
 
+def base_after_restore(operation: Operation) -> str | None:
+    """The runner's listener for succeeded operations: a restore in place that forked a new
+    timeline (its result says ``new_timeline``) is followed by a base backup on it, started
+    once the restore ended and released the instance. Returns the base operation's id."""
+    if not (operation.result or {}).get("new_timeline") or operation.instance_id is None:
+        return None
+    instance = AtlassianInstance.objects.filter(pk=operation.instance_id).first()
+    if instance is None or not instance.wal_archiving:
+        return None
+    try:
+        base = wal_base_start(actor=None, instance=instance)
+    except (OperationConflict, ValidationError) as exc:
+        # The daily base (backups-wal-bases) takes one later; meanwhile points keep a dump.
+        log.warning("no base backup after the restore of %s: %s", instance.name, exc)
+        return None
+    return str(base.pk)
+
+
 def drills_dispatch(now: datetime | None = None) -> str | None:
     """Start the next scheduled drill when ``PANEL_BACKUP_DRILL_INTERVAL_HOURS`` have passed
     since the last one (0 turns scheduled drills off); one drill at a time."""

@@ -30,7 +30,8 @@ import re
 import shlex
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -67,7 +68,8 @@ log = logging.getLogger(__name__)
 SHIPPER_PATH = "/usr/local/sbin/panel-wal-ship"
 SHIPPER_CRON = "/etc/cron.d/panel-wal-ship"
 SHIP_ON = "wal-ship.on"  # in <instance dir>: this instance's WAL is shipped
-SHIP_OK = "wal-ship.ok"  # epoch seconds of the last pass that copied everything
+SHIP_OK = "wal-ship.ok"  # epoch seconds (.ms) when the last pass that copied everything began
+SHIP_CLOCK_MARGIN = 0.25  # seconds; see wal_shipped_wait
 SHIP_ERROR = "wal-ship.error"  # the last failed pass's rsync output
 BASE_STAGING = "wal-base"  # <instance dir>/wal-base/<label>/: a base backup being pushed
 PITR_STAGING = "pitr"  # <instance dir>/pitr/: what a restore to a time pulled
@@ -101,7 +103,9 @@ ship_completed() {{
   for f in $sent; do rm -f "$1/wal/$f"; done
 }}
 ship_one() {{
-  dir=$1; name=$2; now=$(date +%s); out="$dir/.wal-ship.out"
+  # When the pass began, to the millisecond: a point or a restore waits for a pass that began
+  # after its commit, so whole seconds would cost each of them up to a second more.
+  dir=$1; name=$2; now=$(date +%s.%3N); out="$dir/.wal-ship.out"
   # The segment being written, chosen BEFORE the completed ones are sent: every segment before
   # it is complete by now, so the backup host never holds a partial segment without all the
   # segments before it (one completing during this pass goes with the next pass).
@@ -251,6 +255,16 @@ def wal_enable(ctx: OperationContext, instance: AtlassianInstance) -> BaseBackup
 # --- state ----------------------------------------------------------------------------------
 
 
+def ship_mark_parse(text: str) -> datetime | None:
+    """When the shipper's last complete pass began, from its ``wal-ship.ok`` (epoch seconds
+    with milliseconds; whole seconds from a shipper installed before, until the periodic check
+    replaces it). None when there is no such pass."""
+    mark = text.strip()
+    if not re.fullmatch(r"\d+(\.\d+)?", mark):
+        return None
+    return datetime.fromtimestamp(float(mark), tz=UTC)
+
+
 def wal_state_read(conn: HostConnection, instance: AtlassianInstance) -> WalArchive:
     """Read the shipper's and the receiver's state on the app host into the catalogue."""
     idir = instance_dir(instance)
@@ -269,7 +283,7 @@ def wal_state_read(conn: HostConnection, instance: AtlassianInstance) -> WalArch
         ok_codes=range(256),
     ).stdout
     ok, error, running = (out.split("|") + ["", "", ""])[:3]
-    shipped = datetime.fromtimestamp(int(ok.strip()), tz=UTC) if ok.strip().isdigit() else None
+    shipped = ship_mark_parse(ok)
     archive, _ = WalArchive.objects.get_or_create(instance=instance)
     archive.shipped_at = shipped or archive.shipped_at
     archive.error = error.strip()[-1000:]
@@ -325,6 +339,8 @@ def wal_shipped_wait(
 ) -> WalArchive:
     """Wait until the shipper finished a pass that started after ``after``."""
     deadline = time.monotonic() + float(settings.PANEL_WAL_SHIP_WAIT)
+    # The pass's start is read from the app host's clock: a margin for a skew NTP leaves.
+    after = after + timedelta(seconds=SHIP_CLOCK_MARGIN)
     while True:
         archive = wal_state_read(conn, instance)
         if archive.shipped_at is not None and archive.shipped_at > after:
@@ -336,7 +352,9 @@ def wal_shipped_wait(
                 + (f": {archive.error}" if archive.error else ".")
             )
         ctx.check_cancelled()
-        time.sleep(2)
+        # Each read is one command on the open connection; the shipper passes every few
+        # seconds, and a point or a restore waits for the next pass.
+        time.sleep(0.5)
 
 
 # --- points whose database is the archive --------------------------------------------------
@@ -399,10 +417,10 @@ def point_wal_mark(
 
 
 def marker_write(conn: HostConnection, instance: AtlassianInstance, message: str) -> datetime:
-    """One commit on the running database (an xid makes its commit a WAL record); when."""
-    marked = timezone.now()
+    """One commit on the running database (an xid makes its commit a WAL record); a moment
+    after it was made (read once psql returned: a shipper pass that began later has it)."""
     psql(conn, instance, "SELECT txid_current();", database=instance.db_name, message=message)
-    return marked
+    return timezone.now()
 
 
 def point_wal_wait(
@@ -766,7 +784,7 @@ def restore_to_time(
     target: datetime,
     *,
     point: Backup | None = None,
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """Restore ``instance`` in place to ``target`` (a second inside its window): database
     replayed to that second, home from the newest point before it (or ``point``: a point of
     the archive restored in place, whose second ``target`` is). On failure after the stop,
@@ -866,15 +884,18 @@ def restore_to_time(
         source_release(ctx, point, source)
         with ctx.uncancellable(), host_connection(paths.store.backup_host, ctx=ctx) as bconn:
             bconn.run(["rm", "-rf", "--one-file-system", staging], record=False)
-    # A new timeline began at the target: a base backup on it starts the window afresh.
-    base_after = base_backup_take(ctx, instance)
+    # A new timeline began at the target: a base backup on it follows as an operation of its
+    # own once this one ended (backups.services.base_after_restore), so the restore ends when
+    # the instance answers, not a pg_basebackup later. Until it is taken, the points keep
+    # their dump (point_database) and a restore to a later time replays from an older base.
+    ctx.step("A base backup on the new timeline follows as its own operation")
     return {
         "target_time": target.isoformat(),
         "base_backup": base.label,
         "home_point": point.point_name,
         "home_taken_at": point.taken_at.isoformat(),
         "recovered_to": reached,
-        "new_base_backup": base_after.label,
+        "new_timeline": True,
     }
 
 

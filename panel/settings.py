@@ -597,6 +597,10 @@ PANEL_WAL_BASE_INTERVAL_HOURS = env_float("PANEL_WAL_BASE_INTERVAL_HOURS", 24.0)
 # database is the archive replayed to the point's second (backups.wal.point_database). Off:
 # every point carries a dump, as before archiving.
 PANEL_BACKUP_WAL_POINTS = env_bool("PANEL_BACKUP_WAL_POINTS", default=True)
+# A cold point of the archive freezes the home in a copy on the app host (a delta rsync while
+# the app is stopped) and starts the app before pushing that copy: the downtime is the freeze.
+# It costs the home's size once more on the app host's disk (skipped when there is no room).
+PANEL_BACKUP_COLD_STAGING = env_bool("PANEL_BACKUP_COLD_STAGING", default=True)
 # Days extra, pre-upgrade and safety points are kept besides the retention policy's points.
 PANEL_BACKUP_EXTRA_KEEP_DAYS = env_int("PANEL_BACKUP_EXTRA_KEEP_DAYS", 7)
 # Restore drills: the app host scratch instances run on (its name; empty: the source's host),

@@ -126,3 +126,27 @@ def test_an_imported_point_json_says_where_its_database_is():
     }
     found = _database_of({"database": "wal", "database_at": "2026-12-07T10:00:01+00:00"})
     assert found["database"] == PointDatabase.WAL and found["database_at"].second == 1
+
+
+def test_a_restore_that_forked_a_timeline_is_followed_by_a_base_backup_once(healthy, no_broker):
+    from backups.services import base_after_restore
+    from provisioning.models import Operation
+
+    plain = Operation.objects.create(
+        kind="backup.restore", instance=healthy, status="succeeded", result={"health": "RUNNING"}
+    )
+    assert base_after_restore(plain) is None
+    forked = Operation.objects.create(
+        kind="backup.restore_time",
+        instance=healthy,
+        status="succeeded",
+        result={"new_timeline": True},
+    )
+    started = base_after_restore(forked)
+    base = Operation.objects.get(pk=started)
+    assert base.kind == "backup.wal_base" and base.instance == healthy
+    assert base.requested_by is None  # the panel itself
+    # Another operation holds the instance (here: that base, not run yet): no second one, and
+    # the listener does not raise (the daily base takes one later).
+    assert base_after_restore(forked) is None
+    assert Operation.objects.filter(kind="backup.wal_base").count() == 1

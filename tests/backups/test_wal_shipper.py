@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -97,7 +98,7 @@ def test_a_pass_ships_completed_segments_and_the_current_partial_compressed(tmp_
     assert data == bytes([2]) * 4096
     # the completed segment is removed on the app host, the one being written stays
     assert sorted(os.listdir(wal)) == [SEG.format(2) + ".partial"]
-    assert (wal.parent / SHIP_OK).read_text().strip().isdigit()
+    assert re.fullmatch(r"\d+\.\d{3}", (wal.parent / SHIP_OK).read_text().strip())
 
 
 def test_a_segment_completing_during_the_pass_is_shipped_before_any_later_partial(tmp_path):

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group, User
 
+from backups.wal import ship_mark_parse
 from panel.access import PLATFORM_ADMIN_GROUP, SUPPORT_GROUP, access_for_user
 from panel.registry import registry
 from provisioning.compose import instance_dir, project_name
@@ -49,8 +50,8 @@ def wal_shipped_after(instance: AtlassianInstance, moment: Any, timeout: float =
     ok = f"{instance_dir(instance)}/wal-ship.ok"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        text = sh("sh", "-c", f"cat {ok} 2>/dev/null || true").strip()
-        if text.isdigit() and int(text) > moment.timestamp():
+        shipped = ship_mark_parse(sh("sh", "-c", f"cat {ok} 2>/dev/null || true"))
+        if shipped is not None and shipped > moment:
             return
         time.sleep(2)
     pytest.fail(f"the shipper did not pass after {moment} within {timeout} s")

@@ -126,7 +126,14 @@ def test_a_restore_to_a_second_brings_the_rows_of_that_second_and_not_later(lab,
         op.result["home_point"]
         == Backup.objects.filter(instance=pitr).latest("taken_at").point_name
     )
-    # a new timeline began: a base backup on it, the receiver streams again
+    # a new timeline began: a base backup on it follows as its own operation (the restore
+    # ended when the instance answered), and the receiver streams again
+    assert BaseBackup.objects.filter(instance=pitr).count() == bases_before
+    assert op.result["new_timeline"] is True
+    base_op = Operation.objects.get(
+        instance=pitr, kind="backup.wal_base", created_at__gte=op.finished_at
+    )
+    wait_ok(base_op)
     assert BaseBackup.objects.filter(instance=pitr).count() == bases_before + 1
     pitr.refresh_from_db()
     assert pitr.status == "running"
@@ -315,7 +322,12 @@ def test_points_of_the_archive_carry_no_dump_and_restore_to_their_second(lab, pi
     cold_op = wait_ok(backup_start(actor=admin, instance=pitr, mode="cold"))
     cold = Backup.objects.get(pk=cold_op.result["backup"])
     assert cold.database == "wal" and cold.downtime_seconds is not None
-    assert "the database runs on" in step_text(cold_op)
+    cold_text = step_text(cold_op)
+    assert "the database runs on" in cold_text and "Froze the home in its staging copy" in cold_text
+    # the app started again before the push: the frozen copy went to the backup host after
+    assert cold_text.index(f"Started {pitr.name} again") < cold_text.index("Pushed home to")
+    staged = sh("sh", "-c", f"ls -1 {lab.instance_dir(pitr)}/point-staging/home | wc -l")
+    assert int(staged) > 0
     assert cold.dump_bytes is None
     lab.api("items", {"title": "after-cold"}, instance=pitr)
     lab.psql("DELETE FROM standin_item WHERE title = 'wp-before'", instance=pitr)
@@ -325,7 +337,10 @@ def test_points_of_the_archive_carry_no_dump_and_restore_to_their_second(lab, pi
     )
     titles = _titles(lab, pitr)
     assert "wp-before" in titles and "wp-after" in titles and "after-cold" not in titles
-    assert restore.result["health"] == "RUNNING"
+    assert restore.result["health"] == "RUNNING" and restore.result["new_timeline"] is True
+    assert Operation.objects.filter(
+        instance=pitr, kind="backup.wal_base", created_at__gte=restore.finished_at
+    ).exists()
     assert f"the point's second {cold.database_at:%Y-%m-%d %H:%M:%S} UTC" in step_text(restore)
     pitr.refresh_from_db()
     assert pitr.status == "running"
