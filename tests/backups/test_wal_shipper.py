@@ -14,9 +14,10 @@ import re
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from backups.wal import SHIP_ERROR, SHIP_OK, SHIP_ON, SHIPPER
+from backups.wal import SHIP_ERROR, SHIP_KICK, SHIP_OK, SHIP_ON, SHIPPER
 
 SEG = "0000000100000000000000{:02X}"
 
@@ -67,6 +68,7 @@ def _world(tmp_path: Path) -> tuple[Path, Path, Path, dict[str, str]]:
         on=SHIP_ON,
         ok=SHIP_OK,
         error=SHIP_ERROR,
+        kick=SHIP_KICK,
     )
     # One pass only (the installed script loops for most of a minute).
     assert "+ 57 ))" in script
@@ -168,3 +170,33 @@ def test_a_run_started_by_cron_while_one_still_passes_waits_for_it_instead_of_le
         holder.wait(timeout=30)
     assert waited >= 2, "the run gave up instead of waiting for the lock"
     assert sorted(os.listdir(backup / "wal" / "acme-jira")) == [SEG.format(1)]
+
+
+def test_a_kick_from_the_panel_starts_the_next_pass_at_once_instead_of_after_the_interval(
+    tmp_path,
+):
+    # A point or a restore waiting for its commit to be archived touches the kick file: the
+    # shipper, sleeping between passes (here 30 s apart), passes again within a fraction of
+    # a second and removes the kick.
+    shipper, wal, backup, env = _world(tmp_path)
+    shipper.write_text(
+        shipper.read_text().replace("- 1 ))", "+ 57 ))").replace("$(( 1 * 5 ))", "$(( 30 * 5 ))")
+    )
+    _segment(wal, 1, partial=True)
+    ok = wal.parent / SHIP_OK
+    run = subprocess.Popen([str(shipper)], env=env)
+    try:
+        while not ok.exists():
+            time.sleep(0.05)
+        first = ok.read_text()
+        time.sleep(1)
+        assert ok.read_text() == first, "a second pass before the interval, without a kick"
+        (wal.parent / SHIP_KICK).write_text("")
+        kicked = time.monotonic()
+        while ok.read_text() == first:
+            assert time.monotonic() - kicked < 5, "the kick did not start a pass"
+            time.sleep(0.05)
+        assert not (wal.parent / SHIP_KICK).exists()
+    finally:
+        run.kill()
+        run.wait(timeout=10)
