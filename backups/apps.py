@@ -39,6 +39,8 @@ class BackupsConfig(AppConfig):
         hook_register("operation_listeners", "failed", services.backup_ended_dispatch)
         # A restore in place that forked a new timeline: a base backup on it, right after.
         hook_register("operation_listeners", "succeeded", services.base_after_restore)
+        # A new instance archives its WAL from the start (PANEL_WAL_ON_CREATE).
+        hook_register("operation_listeners", "succeeded", services.wal_after_create)
         panel_register("dashboard_panels", "backups/_dashboard_backups.html")
         panel_register("instance_panels", "backups/_instance_backups.html")
         panel_register("host_panels", "backups/_host_evacuation.html")

@@ -67,6 +67,7 @@ from provisioning.models import (
     Host,
     InstanceStatus,
     Operation,
+    OperationKind,
     OperationStatus,
 )
 from provisioning.ports import HostPortsExhausted, instance_host_port_allocate
@@ -232,11 +233,12 @@ def backup_start(
 
 
 def wal_enable_start(
-    *, actor: Access, instance: AtlassianInstance, idempotency_key: str = ""
+    *, actor: Access | None, instance: AtlassianInstance, idempotency_key: str = ""
 ) -> Operation:
     """Turn on continuous WAL archiving (the database restarts once) and take the first base
-    backup. Staff only."""
-    _require_staff(actor)
+    backup. Staff, or the panel itself (no actor) for a new instance."""
+    if actor is not None:
+        _require_staff(actor)
     operation_conflict_check(instance_lock_key(instance))
     if instance.wal_archiving and WalArchive.objects.filter(instance=instance).exists():
         raise ValidationError(f"{instance.name} archives its WAL already.")
@@ -959,6 +961,32 @@ def backup_ended_dispatch(operation: Operation) -> dict[str, list[str]] | None:
     if not backup_host:
         return None
     return backups_dispatch(ended, backup_host_id=backup_host[0])
+
+
+def wal_after_create(operation: Operation) -> str | None:
+    """The runner's listener for succeeded operations: a new instance archives its WAL from
+    the start (``PANEL_WAL_ON_CREATE``), so its points carry no dump and it can be restored
+    to any second. Returns the enabling operation's id (None: off, or it could not start; an
+    instance without a backup host has nowhere to archive to)."""
+    if (
+        operation.kind != OperationKind.INSTANCE_CREATE
+        or operation.instance_id is None
+        or not settings.PANEL_WAL_ON_CREATE
+    ):
+        return None
+    instance = (
+        AtlassianInstance.objects.select_related("host__backup_host")
+        .filter(pk=operation.instance_id)
+        .first()
+    )
+    if instance is None or instance.wal_archiving:
+        return None
+    try:
+        enable = wal_enable_start(actor=None, instance=instance)
+    except (OperationConflict, ValidationError) as exc:
+        log.warning("WAL archiving not turned on for %s: %s", instance.name, exc)
+        return None
+    return str(enable.pk)
 
 
 def base_after_restore(operation: Operation) -> str | None:

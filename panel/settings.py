@@ -596,6 +596,10 @@ PANEL_WAL_BASE_INTERVAL_HOURS = env_float("PANEL_WAL_BASE_INTERVAL_HOURS", 24.0)
 # Scheduled and extra points of an instance whose WAL is archived carry no pg_dump: their
 # database is the archive replayed to the point's second (backups.wal.point_database). Off:
 # every point carries a dump, as before archiving.
+# A new instance archives its WAL from the start: once its create operation succeeded, the
+# panel turns archiving on (a backup.wal_enable operation: the database restarts once, then the
+# first base backup). Off: staff turn it on per instance.
+PANEL_WAL_ON_CREATE = env_bool("PANEL_WAL_ON_CREATE", default=True)
 PANEL_BACKUP_WAL_POINTS = env_bool("PANEL_BACKUP_WAL_POINTS", default=True)
 # A cold point of the archive freezes the home in a copy on the app host (a delta rsync while
 # the app is stopped) and starts the app before pushing that copy: the downtime is the freeze.

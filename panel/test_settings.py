@@ -78,3 +78,8 @@ CELERY_TASK_ROUTES = {
 # The lab's nginx proxy image; no ACME CA unless a test points at the lab's pebble.
 PANEL_PROXY_IMAGE = "panel-lab/proxy:bookworm"
 PANEL_ACME_DIRECTORY = ""
+
+# New instances do not archive their WAL unless a test asks (tests/backups/lab/
+# test_point_in_time.py runs the production default, PANEL_WAL_ON_CREATE on, through the lab):
+# the other tests' instances stay as small as they were.
+PANEL_WAL_ON_CREATE = False

@@ -150,3 +150,29 @@ def test_a_restore_that_forked_a_timeline_is_followed_by_a_base_backup_once(heal
     # the listener does not raise (the daily base takes one later).
     assert base_after_restore(forked) is None
     assert Operation.objects.filter(kind="backup.wal_base").count() == 1
+
+
+def test_a_created_instance_gets_its_wal_archived_when_the_setting_says_so(
+    acme, app_host, settings, no_broker
+):
+    from backups.services import wal_after_create
+    from provisioning.models import Operation
+    from tests.backups.factories import backup_host, with_backup_host
+    from tests.support.factories import make_instance
+
+    host = with_backup_host(app_host, backup_host())
+    instance = make_instance(acme, "acme-new", host=host)
+    created = Operation.objects.create(
+        kind="instance.create", instance=instance, status="succeeded"
+    )
+    settings.PANEL_WAL_ON_CREATE = False
+    assert wal_after_create(created) is None
+    settings.PANEL_WAL_ON_CREATE = True
+    other = Operation.objects.create(kind="instance.upgrade", instance=instance, status="succeeded")
+    assert wal_after_create(other) is None
+    enable = Operation.objects.get(pk=wal_after_create(created))
+    assert enable.kind == "backup.wal_enable" and enable.requested_by is None
+    # without a backup host there is nowhere to archive to: nothing starts, nothing raises
+    lone = make_instance(acme, "acme-lone", host=None)
+    alone = Operation.objects.create(kind="instance.create", instance=lone, status="succeeded")
+    assert wal_after_create(alone) is None

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.test import override_settings
 from django.utils import timezone
 
 from backups import operations as backup_operations
@@ -49,13 +50,20 @@ pytestmark = [pytest.mark.lab, pytest.mark.django_db]
 @pytest.fixture(scope="module")
 def pitr(lab: LabWorld, django_db_blocker: Any) -> AtlassianInstance:
     """An instance of its own (the package's shared one keeps plain points), with its WAL
-    archived: turned on by the operation a support person starts."""
+    archived from its creation on, as in production (PANEL_WAL_ON_CREATE; the test settings
+    turn it off for the other tests' instances): its create operation's end starts the
+    operation that turns archiving on."""
     name = f"p{lab.suffix}-jira"
     lab.extra_projects.append(name)
-    with django_db_blocker.unblock():
+    with django_db_blocker.unblock(), override_settings(PANEL_WAL_ON_CREATE=True):
         instance = create_instance(access_for_user(lab.platform), lab.tenant, lab.app_host, name)
-        op = wait_ok(wal_enable_start(actor=access_for_user(lab.support), instance=instance))
+        enable = Operation.objects.get(instance=instance, kind="backup.wal_enable")
+        assert enable.requested_by is None  # the panel's own
+        op = wait_ok(enable)
         assert op.result["base_backup"]
+        # Once on, staff asking again are told so.
+        with pytest.raises(ValidationError, match="archives its WAL already"):
+            wal_enable_start(actor=access_for_user(lab.support), instance=instance)
         # A home point after the first base opens the window. (Each test's own rows are rolled
         # back after it, while what it did on the hosts stays: the module's rows are made here.)
         wait_ok(backup_start(actor=access_for_user(lab.admin), instance=instance))
