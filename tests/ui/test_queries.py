@@ -49,7 +49,7 @@ def test_list_pages_take_a_constant_number_of_queries(browser, alice, acme, app_
 # Pinned: a change in either number is a change to review (a new panel's reads, or an N+1).
 # staff read the app hosts a copy can go to (one query, whatever their number); the RPO card
 # reads the WAL archive (one query)
-BACKUPS_PAGE_QUERIES = {"sam": 22, "alice": 23}
+BACKUPS_PAGE_QUERIES = {"sam": 20, "alice": 21}
 # + the last evacuation (its parts too once there is one) and the app hosts down, and the
 # capacity plan's two (the policies summed per app host, the backup hosts)
 DR_PAGE_QUERIES = 14
