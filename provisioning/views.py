@@ -12,6 +12,7 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db.models import QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -172,6 +173,31 @@ def staff_instance_search(request: HttpRequest) -> HttpResponse:
     )
 
 
+ACTIVE_STATUSES = (OperationStatus.PENDING, OperationStatus.RUNNING)
+
+
+def _recent_and_active_operations(
+    operations: QuerySet, limit: int = 10
+) -> tuple[list[Operation], Operation | None]:
+    """The ``limit`` newest of ``operations`` and the newest of them still pending or running,
+    in one query: each row carries the active operation's id (an uncorrelated subquery the
+    database evaluates once). The active one is nearly always among the newest; only when it
+    is older than all of them is it read apart, by its id."""
+    newest_active = operations.filter(status__in=ACTIVE_STATUSES).order_by("-created_at")
+    recent = list(
+        operations.annotate(active_id=Subquery(newest_active.values("pk")[:1])).order_by(
+            "-created_at"
+        )[:limit]
+    )
+    active_id = recent[0].active_id if recent else None
+    if active_id is None:
+        return recent, None
+    active = next((op for op in recent if op.pk == active_id), None)
+    if active is None:
+        active = operations.filter(pk=active_id).first()
+    return recent, active
+
+
 def _instance_context(access: Access, instance: AtlassianInstance, **forms: Any) -> dict[str, Any]:
     can_manage = access.administers_tenant(instance.tenant_id)
     allowed = {
@@ -180,18 +206,21 @@ def _instance_context(access: Access, instance: AtlassianInstance, **forms: Any)
         if instance.status in statuses and _action_available(action)
     }
     # The page shows each operation's kind, status, requester and time: no joined instance
-    # (this one), host or token rows to build, nor their secrets to decrypt, per operation.
+    # (this one), tenant, host or token rows to build, nor their secrets to decrypt, per
+    # operation (the table names no tenant here).
     operations = (
         operation_list(access)
         .filter(instance=instance)
         .select_related(None)
-        .select_related("tenant", "requested_by")
+        .select_related("requested_by")
     )
+    recent, active = _recent_and_active_operations(operations)
     context: dict[str, Any] = {
         "instance": instance,
-        "licenses": license_list(access).filter(instance=instance),
-        "operations": operations[:10],
-        "active_operation": operations.filter(status__in=["pending", "running"]).first(),
+        # Each license's own columns only: the page is the instance's, not the license's.
+        "licenses": license_list(access).select_related(None).filter(instance=instance),
+        "operations": recent,
+        "active_operation": active,
         "objectives": objectives_for(instance.tier),
         "can_manage": can_manage,
         "allowed_actions": allowed if can_manage else set(),
