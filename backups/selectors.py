@@ -311,6 +311,31 @@ def rpo_overview(access: Access) -> dict[str, Any]:
     }
 
 
+def rpo_breaches(access: Access, *, limit: int = 10) -> list[dict[str, Any]]:
+    """The ``limit`` instances longest outside their RPO, the longest overdue first, shaped
+    like :func:`rpo_overview`'s ``breaches``: for a page that counts per tier already
+    (:func:`dr_dashboard`) and needs the fleet-wide window counts no more. One query over the
+    materialised newest points, none when the caller knows that no instance is outside."""
+    now = timezone.now()
+    rows = (
+        AtlassianInstance.objects.for_user(access)
+        .filter(status__in=WATCHED_STATUSES)
+        .annotate(last_good=F("backup_state__last_good_at"), rpo_deadline=_rpo_deadline())
+        .filter(rpo_deadline__lt=now)
+        .order_by("rpo_deadline", "name")
+        .values("id", "name", "tier", "status", "created_at", "last_good")[:limit]
+    )
+    return [
+        {
+            **{key: row[key] for key in ("id", "name", "tier", "status", "created_at")},
+            "last_good": row["last_good"],
+            "age": now - row["last_good"] if row["last_good"] else None,
+            "rpo": objectives_for(row["tier"]).rpo,
+        }
+        for row in rows
+    ]
+
+
 def dr_dashboard(access: Access, *, days: int = 90) -> list[dict[str, Any]]:
     """Per tier: instances within RPO (counted in the database from the materialised newest
     point), drills run and passed, the worst drill RTO. Two queries."""

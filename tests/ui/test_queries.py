@@ -4,6 +4,8 @@ a host's page with its evacuation panel a pinned number whatever the instances a
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -11,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from backups.models import BaseBackup
-from provisioning.models import EvacuatedCopy
+from provisioning.models import AtlassianInstance, EvacuatedCopy
 from tests.backups.evacuation_world import evacuation_finished, evacuation_world, instance_on
 from tests.backups.factories import backup_host, with_backup_host
 from tests.support.factories import make_instance, make_operation, make_step
@@ -51,8 +53,9 @@ def test_list_pages_take_a_constant_number_of_queries(browser, alice, acme, app_
 # reads the WAL archive (one query)
 BACKUPS_PAGE_QUERIES = {"sam": 20, "alice": 21}
 # + the last evacuation (its parts too once there is one) and the app hosts down, and the
-# capacity plan's two (the policies summed per app host, the backup hosts)
-DR_PAGE_QUERIES = 14
+# capacity plan's two (the policies summed per app host, the backup hosts); the instances
+# outside their RPO are read (one query more) only when the tiers' counts say there are any
+DR_PAGE_QUERIES = 13
 
 
 def _base_backups(instance, app_host, count: int, start: int = 0) -> None:
@@ -106,6 +109,25 @@ def test_the_dr_dashboard_with_its_archiving_table_takes_a_pinned_number_of_quer
     html = client.get(url).content.decode()
     assert html.count('data-testid="dr-archive"') == 8
     assert _queries(client, url) == DR_PAGE_QUERIES
+
+
+def test_the_dr_dashboard_reads_the_instances_outside_their_rpo_only_when_there_are_any(
+    browser, sam, acme, backed_app_host
+):
+    client = browser(sam)
+    url = reverse("backups:dr_dashboard")
+    _archived(acme, "acme-pitr00", backed_app_host)
+    client.get(url)
+    assert _queries(client, url) == DR_PAGE_QUERIES
+    # Never backed up and older than any tier's RPO: outside it.
+    for i in range(3):
+        late = make_instance(acme, f"acme-late{i}", host=backed_app_host)
+        AtlassianInstance.objects.filter(pk=late.pk).update(
+            created_at=timezone.now() - timedelta(days=3)
+        )
+    html = client.get(url).content.decode()
+    assert all(f"acme-late{i}" in html for i in range(3))
+    assert _queries(client, url) == DR_PAGE_QUERIES + 1
 
 
 # --- a failed host's page and its evacuation ---------------------------------------------------
