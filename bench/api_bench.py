@@ -287,6 +287,9 @@ def gunicorn_start(port: int, workers: int) -> subprocess.Popen:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             conn.request("GET", "/login/")
             if conn.getresponse().status == 200:
+                # One worker answers; the others may still be importing the panel (each does
+                # after the fork): let every one of them serve before anything is measured.
+                load(port, "/login/", {}, 4 * workers, workers)
                 return proc
         except OSError:
             time.sleep(0.3)
@@ -307,9 +310,11 @@ def load(port: int, path: str, headers: dict[str, str], n: int, concurrency: int
         conn.close()
         return elapsed, response.status
 
-    for _ in range(3):  # warm every worker a little
-        one(0)
     with ThreadPoolExecutor(concurrency) as pool:
+        # Warm up from the pool, so that the requests spread over the workers (three in a row
+        # could all land on one of them, leaving another to pay its first request of the
+        # path, its URL resolver and templates, inside the measured ones).
+        list(pool.map(one, range(2 * concurrency)))
         results = list(pool.map(one, range(n)))
     timings = sorted(t for t, _ in results)
     errors = sum(1 for _, status in results if status != 200)
