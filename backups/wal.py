@@ -349,8 +349,7 @@ def wal_shipped_wait(
     deadline = time.monotonic() + float(settings.PANEL_WAL_SHIP_WAIT)
     # The pass's start is read from the app host's clock: a margin for a skew NTP leaves.
     after = after + timedelta(seconds=SHIP_CLOCK_MARGIN)
-    # The shipper passes every few seconds; asked, it starts the next pass within 0.2 s.
-    conn.run(["touch", f"{instance_dir(instance)}/{SHIP_KICK}"], record=False)
+    kick = ["touch", f"{instance_dir(instance)}/{SHIP_KICK}"]
     while True:
         archive = wal_state_read(conn, instance)
         if archive.shipped_at is not None and archive.shipped_at > after:
@@ -362,9 +361,14 @@ def wal_shipped_wait(
                 + (f": {archive.error}" if archive.error else ".")
             )
         ctx.check_cancelled()
-        # Each read is one command on the open connection; the shipper passes every few
-        # seconds, and a point or a restore waits for the next pass.
-        time.sleep(0.5)
+        # The shipper passes every few seconds; asked, it starts a pass within 0.2 s. Asked
+        # only once the margin has passed (a pass that began earlier does not count, and it
+        # would take the kick), and again at each read.
+        early = (after - timezone.now()).total_seconds()
+        if early > 0:
+            time.sleep(early)
+        conn.run(kick, record=False)
+        time.sleep(0.3)
 
 
 # --- points whose database is the archive --------------------------------------------------

@@ -176,3 +176,32 @@ def test_a_created_instance_gets_its_wal_archived_when_the_setting_says_so(
     lone = make_instance(acme, "acme-lone", host=None)
     alone = Operation.objects.create(kind="instance.create", instance=lone, status="succeeded")
     assert wal_after_create(alone) is None
+
+
+def test_waiting_for_a_commit_kicks_the_shipper_only_once_a_pass_would_count(monkeypatch):
+    """A pass that begins before the commit's moment + the clock margin does not count, and
+    would take the kick: the wait asks for a pass only after that, then again at each read."""
+    from types import SimpleNamespace
+
+    from backups import wal
+
+    marked = timezone.now()
+    counted = marked + timedelta(seconds=wal.SHIP_CLOCK_MARGIN)
+    kicks: list = []
+    reads = iter([marked, marked, None])  # two early passes, then one the kick started
+
+    def state(conn, instance):
+        shipped = next(reads)
+        return SimpleNamespace(shipped_at=shipped or timezone.now(), error="")
+
+    class Conn:
+        def run(self, argv, **kwargs):
+            assert argv[0] == "touch" and argv[1].endswith(wal.SHIP_KICK)
+            kicks.append(timezone.now())
+
+    monkeypatch.setattr(wal, "wal_state_read", state)
+    ctx = SimpleNamespace(check_cancelled=lambda: None)
+    instance = AtlassianInstance(name="acme-jira", host=Host(name="app", data_root="/srv"))
+    archive = wal.wal_shipped_wait(ctx, Conn(), instance, marked)
+    assert archive.shipped_at > counted
+    assert len(kicks) == 2 and all(k >= counted for k in kicks)
