@@ -187,7 +187,7 @@ def test_waiting_for_a_commit_kicks_the_shipper_only_once_a_pass_would_count(mon
 
     marked = timezone.now()
     counted = marked + timedelta(seconds=wal.SHIP_CLOCK_MARGIN)
-    kicks: list = []
+    kicks = []
     reads = iter([marked, marked, None])  # two early passes, then one the kick started
 
     def state(conn, instance):
