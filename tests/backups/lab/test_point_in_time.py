@@ -61,6 +61,8 @@ def pitr(lab: LabWorld, django_db_blocker: Any) -> AtlassianInstance:
         assert enable.requested_by is None  # the panel's own
         op = wait_ok(enable)
         assert op.result["base_backup"]
+        instance.refresh_from_db()
+        assert instance.wal_archiving
         # Once on, staff asking again are told so.
         with pytest.raises(ValidationError, match="archives its WAL already"):
             wal_enable_start(actor=access_for_user(lab.support), instance=instance)
