@@ -981,12 +981,7 @@ def wal_after_create(operation: Operation) -> str | None:
     )
     if instance is None or instance.wal_archiving:
         return None
-    try:
-        enable = wal_enable_start(actor=None, instance=instance)
-    except (OperationConflict, ValidationError) as exc:
-        log.warning("WAL archiving not turned on for %s: %s", instance.name, exc)
-        return None
-    return str(enable.pk)
+    return _panel_start(wal_enable_start, instance, "WAL archiving not turned on")
 
 
 def base_after_restore(operation: Operation) -> str | None:
@@ -998,13 +993,20 @@ def base_after_restore(operation: Operation) -> str | None:
     instance = AtlassianInstance.objects.filter(pk=operation.instance_id).first()
     if instance is None or not instance.wal_archiving:
         return None
+    # If it cannot start, the daily base (backups-wal-bases) takes one later; meanwhile points
+    # keep a dump.
+    return _panel_start(wal_base_start, instance, "no base backup after the restore")
+
+
+def _panel_start(start: Any, instance: AtlassianInstance, failed: str) -> str | None:
+    """Start an operation on ``instance`` for the panel itself (no actor) from a listener: its
+    id, or None, logged, when it cannot start (another operation holds the instance, or it
+    is refused); a listener must not raise."""
     try:
-        base = wal_base_start(actor=None, instance=instance)
+        return str(start(actor=None, instance=instance).pk)
     except (OperationConflict, ValidationError) as exc:
-        # The daily base (backups-wal-bases) takes one later; meanwhile points keep a dump.
-        log.warning("no base backup after the restore of %s: %s", instance.name, exc)
+        log.warning("%s: %s: %s", failed, instance.name, exc)
         return None
-    return str(base.pk)
 
 
 def drills_dispatch(now: datetime | None = None) -> str | None:

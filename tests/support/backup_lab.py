@@ -164,6 +164,26 @@ class LabWorld:
     def titles(self, instance: AtlassianInstance | None = None) -> list[str]:
         return [row["title"] for row in self.api("items", instance=instance)["items"]]
 
+    def point_copy(
+        self, point: Any, name: str, host: Host | None = None
+    ) -> tuple[Operation, AtlassianInstance]:
+        """Restore ``point`` into a new instance ``name`` (on ``host``, default the source's)
+        as support staff, inline; its operation and the copy (removed with the lab's)."""
+        from backups.services import restore_start
+
+        self.extra_projects.append(name)
+        op = wait_ok(
+            restore_start(
+                actor=access_for_user(self.support),
+                backup=point,
+                mode="new_instance",
+                name=name,
+                hostname=f"{name}.staging.example",
+                **({"host": host} if host is not None else {}),
+            )
+        )
+        return op, AtlassianInstance.objects.get(name=name)
+
     def psql(self, sql: str, instance: AtlassianInstance | None = None) -> str:
         inst = instance or self.instance
         return sh(

@@ -312,19 +312,7 @@ def test_points_of_the_archive_carry_no_dump_and_restore_to_their_second(lab, pi
     info = json.loads(backup1("cat", f"{directory}/point.json"))
     assert info["database"] == "wal" and info["database_at"] == point.database_at.isoformat()
 
-    name = f"w{lab.suffix}-jira"
-    lab.extra_projects.append(name)
-    copy_op = wait_ok(
-        restore_start(
-            actor=staff,
-            backup=point,
-            mode="new_instance",
-            name=name,
-            hostname=f"{name}.staging.example",
-            host=app2,
-        )
-    )
-    copy = AtlassianInstance.objects.get(name=name)
+    copy_op, copy = lab.point_copy(point, f"w{lab.suffix}-jira", host=app2)
     titles = sorted(lab.titles(copy))
     assert "wp-before" in titles and "wp-after" not in titles
     assert "replayed to" in step_text(copy_op)
