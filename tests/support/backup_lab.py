@@ -179,7 +179,7 @@ class LabWorld:
                 mode="new_instance",
                 name=name,
                 hostname=f"{name}.staging.example",
-                **({"host": host} if host is not None else {}),
+                host=host,
             )
         )
         return op, AtlassianInstance.objects.get(name=name)
