@@ -4,6 +4,7 @@ copy after it."""
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -130,7 +131,7 @@ def backup_take(
                 check: Callable[[], None] | None = None
                 if database == PointDatabase.WAL:
                     dump_sha, dump_bytes = "", 0
-                    check = _wal_point_start(ctx, app, instance, backup, mode, services)
+                    database_at = _wal_point_start(ctx, app, instance, backup, mode, services)
                     if services.stopped_at is not None and restart:
                         frozen = _home_freeze(ctx, app, instance)
                         if frozen:
@@ -139,6 +140,10 @@ def backup_take(
                             source, restored = frozen, True
                             with ctx.uncancellable():
                                 downtime = _services_restore(ctx, app, instance, services)
+                    # A commit after the point's second (cold and frozen: once the app runs
+                    # again, outside the downtime); the point is committed once it is archived.
+                    marked = wal.point_wal_mark(ctx, app, instance, database_at)
+                    check = functools.partial(wal.point_wal_wait, ctx, app, instance, marked)
                 else:
                     dump_sha, dump_bytes = _dump_take(
                         ctx, app, instance, mode=mode, services=services
@@ -267,12 +272,9 @@ def _wal_point_start(
     backup: Backup,
     mode: str,
     services: _Services,
-) -> Callable[[], None]:
+) -> datetime:
     """A point of the archive: a cold one stops the app (the database keeps running: its WAL
-    is what the point holds); the point's second is recorded and a commit written after it.
-    Returns the check the point must pass before it is committed: that commit archived."""
-    from backups import wal  # see backup_take
-
+    is what the point holds); the point's second is recorded and returned."""
     if mode == BackupMode.COLD and services.app_was_running:
         _app_stop(app, instance, services, f"{instance.name} (the database runs on)")
     # The next whole second (a replay to a second keeps the commits before it): every commit
@@ -281,8 +283,7 @@ def _wal_point_start(
     database_at = datetime.fromtimestamp(math.ceil(timezone.now().timestamp()), tz=UTC)
     backup.database, backup.database_at = PointDatabase.WAL, database_at
     Backup.objects.filter(pk=backup.pk).update(database=PointDatabase.WAL, database_at=database_at)
-    marked = wal.point_wal_mark(ctx, app, instance, database_at)
-    return lambda: wal.point_wal_wait(ctx, app, instance, marked)
+    return database_at
 
 
 def _dump_take(
