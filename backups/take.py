@@ -223,7 +223,7 @@ def _app_stop(
 POINT_STAGING = "point-staging"
 
 # Copies the stopped instance's home into the staging copy (made the first time if the disk has
-# room for it and a tenth more). compares mtimes to the nanosecond, so a
+# room for it and a tenth more). --modify-window=-1 compares mtimes to the nanosecond, so a
 # file rewritten with the same size within the second of the last freeze is still copied.
 _FREEZE_SCRIPT = """set -e
 home="$1/home"; staging="$1/$2"
